@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @title IWirepactMarket
+/// @notice Types, events and errors of the wirepact bandwidth-SLA market. The market's
+/// behaviour is documented in `WirepactMarket.sol`; this file is what off-chain code binds to.
+interface IWirepactMarket {
+    // ------------------------------------------------------------------ types
+
+    /// @notice Deployment parameters. Fixed at construction; readable through `params()`.
+    struct Params {
+        /// Settlement token (any ERC20; fee-on-transfer tokens are not supported).
+        address token;
+        /// Epoch length in seconds. Epoch `e` covers `[genesis + e*len, genesis + (e+1)*len)`.
+        uint64 epochLength;
+        /// Probability, in basis points, that a given provider is audited in a given epoch.
+        uint16 auditProbabilityBps;
+        /// Provider stake required per declared Mbit/s of capacity.
+        uint128 minStakePerMbps;
+        /// Stake an oracle must lock to sign reports.
+        uint128 minOracleStake;
+        /// Seconds between an unstake request and the moment the tokens can be withdrawn.
+        uint64 unbondingDelay;
+        /// Seconds after a client-initiated close during which the provider may still claim.
+        uint64 claimGrace;
+        /// Congestion pricing: quote = base * (1 + alpha * u^2), alpha in basis points.
+        uint32 alphaBps;
+        /// Protocol fee on every claim, in basis points of the claimed amount.
+        uint16 protocolFeeBps;
+        /// Paid from the reward pool to each signer of an accepted report (if the pool allows).
+        uint128 oracleRewardPerReport;
+        /// A median throughput below `sla * (1 - tol)` is a violation.
+        uint16 throughputToleranceBps;
+        /// A median latency above `maxLatency + tol` is a violation.
+        uint32 latencyToleranceMs;
+        /// `k`: violations within the last `w` audits that trigger a slash.
+        uint8 violationsToSlash;
+        /// `w`: number of most recent audits considered (<= 64).
+        uint8 violationWindow;
+        /// Fraction of (stake + unbonding) taken by a slash, in basis points.
+        uint16 slashBps;
+        /// Share of a slash paid to the report's signers, in basis points; the rest feeds the pool.
+        uint16 slashOracleShareBps;
+        /// Epochs a slashed provider stays jailed (no new sessions).
+        uint32 jailEpochs;
+        /// Reduction of a session's payout per violation recorded while it was open, in bps.
+        uint16 sessionPenaltyBps;
+        /// Epochs per reward period (reliability bonus).
+        uint32 rewardPeriodEpochs;
+        /// Minimum audits in a period to qualify for the bonus.
+        uint16 bonusMinAudits;
+        /// Required share of available audits in a period, in basis points (9990 = 99.9%).
+        uint16 bonusAvailabilityBps;
+        /// Share of the reward pool set aside as a period's bonus pot, in basis points.
+        uint16 bonusPoolShareBps;
+    }
+
+    /// @notice Fields a provider declares at registration.
+    struct ProviderTerms {
+        /// Declared capacity of the pipe in Mbit/s (the sum of open sessions' SLA rates may not exceed it).
+        uint32 capacityMbps;
+        /// Guaranteed rate of each session in Mbit/s.
+        uint32 sessionMbps;
+        /// Maximum round-trip latency each session is promised, in ms.
+        uint32 maxLatencyMs;
+        /// Price per GiB (2^30 bytes) at zero utilisation, in token base units.
+        uint96 basePricePerGiB;
+    }
+
+    enum ProviderStatus {
+        None,
+        Active,
+        Jailed,
+        Left
+    }
+
+    /// @notice A provider as returned by `provider(id)`.
+    struct ProviderView {
+        address owner;
+        ProviderStatus status;
+        uint32 capacityMbps;
+        uint32 committedMbps;
+        uint32 sessionMbps;
+        uint32 maxLatencyMs;
+        uint96 basePricePerGiB;
+        uint32 sessionNonce;
+        uint32 jailedUntilEpoch;
+        uint32 violationCount;
+        uint128 stake;
+        uint128 unbonding;
+        uint64 unbondingReadyAt;
+        uint64 auditHistory;
+        bytes32 tunnelKey;
+        string endpoint;
+        string region;
+    }
+
+    /// @notice Immutable terms of a session. `sessionId = keccak256(abi.encode(terms))`; the
+    /// caller of `claim`/`close`/`settle` passes them back (they are in `SessionOpened`).
+    struct SessionTerms {
+        address client;
+        address sessionKey;
+        uint32 providerId;
+        uint32 nonce;
+        uint32 sessionMbps;
+        uint32 violationsAtOpen;
+        uint40 openedAt;
+        uint96 deposit;
+        uint96 pricePerGiB;
+    }
+
+    enum SessionStatus {
+        None,
+        Open,
+        Closing
+    }
+
+    /// @notice Mutable state of a session (one storage slot).
+    struct SessionState {
+        uint64 claimedBytes;
+        uint96 paid;
+        uint32 lastReceiptAt;
+        uint32 closedAt;
+        /// While open: unused (violations are read live). After close: violations frozen at close.
+        uint16 violations;
+        SessionStatus status;
+    }
+
+    /// @notice EIP-712 `Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)`.
+    struct Receipt {
+        bytes32 sessionId;
+        uint64 cumulativeBytes;
+        uint64 timestamp;
+    }
+
+    enum OracleStatus {
+        None,
+        Active,
+        Leaving
+    }
+
+    struct OracleView {
+        OracleStatus status;
+        uint128 stake;
+        uint64 unbondingReadyAt;
+        string endpoint;
+    }
+
+    /// @notice A provider's bonus accounting for the current and previous reward period.
+    struct BonusRecord {
+        uint16 period;
+        uint16 audits;
+        uint16 available;
+        uint16 prevPeriod;
+        uint16 prevAudits;
+        uint16 prevAvailable;
+        uint16 claimedPeriodPlusOne;
+    }
+
+    /// @notice A reward period's bonus pot (set by the period's first `claimBonus`).
+    struct BonusPot {
+        uint128 pot;
+        uint128 remaining;
+        uint128 totalAvailable;
+        bool finalized;
+    }
+
+    // ----------------------------------------------------------------- events
+
+    event Deposited(address indexed account, uint256 amount);
+    event Withdrawn(address indexed account, uint256 amount);
+
+    event ProviderRegistered(uint32 indexed providerId, address indexed owner, ProviderTerms terms, uint256 stake);
+    event ProviderUpdated(uint32 indexed providerId, uint96 basePricePerGiB, string endpoint, bytes32 tunnelKey);
+    event ProviderStaked(uint32 indexed providerId, uint256 amount);
+    event ProviderUnstakeRequested(uint32 indexed providerId, uint256 amount, uint64 readyAt);
+    event ProviderUnbonded(uint32 indexed providerId, uint256 amount);
+    event ProviderLeft(uint32 indexed providerId);
+    event ProviderUnjailed(uint32 indexed providerId);
+
+    event SessionOpened(bytes32 indexed sessionId, uint32 indexed providerId, address indexed client, SessionTerms terms);
+    event SessionClaimed(bytes32 indexed sessionId, uint64 cumulativeBytes, uint256 providerAmount, uint256 fee);
+    event SessionClosed(bytes32 indexed sessionId, address indexed by, uint32 violations);
+    event SessionSettled(bytes32 indexed sessionId, uint256 paid, uint256 refund);
+
+    event OracleRegistered(address indexed oracle, uint256 stake, string endpoint);
+    event OracleLeaveRequested(address indexed oracle, uint64 readyAt);
+    event OracleLeft(address indexed oracle, uint256 stake);
+
+    event EpochSeeded(uint64 indexed epoch, bytes32 seed);
+    event ReportAccepted(uint64 indexed epoch, address indexed submitter, uint256 providers, uint256 signers);
+    event Verdict(
+        uint64 indexed epoch, uint32 indexed providerId, uint32 throughputKbps, uint32 latencyMs, bool reachable, bool violation
+    );
+    event ProviderSlashed(uint32 indexed providerId, uint64 indexed epoch, uint256 amount, uint256 toOracles, uint32 jailedUntilEpoch);
+    event OracleRewarded(address indexed oracle, uint256 amount);
+    event BonusPotFinalized(uint32 indexed period, uint256 pot, uint256 totalAvailable);
+    event BonusClaimed(uint32 indexed providerId, uint32 indexed period, uint256 amount);
+    event BonusSwept(uint32 indexed period, uint256 amount);
+
+    // ----------------------------------------------------------------- errors
+
+    error Market_InvalidParams();
+    error Market_ZeroAmount();
+    error Market_InsufficientBalance(uint256 available, uint256 needed);
+    error Market_AmountTooLarge();
+
+    error Market_AlreadyRegistered();
+    error Market_InvalidTerms();
+    error Market_StakeBelowMinimum(uint256 stake, uint256 minimum);
+    error Market_UnknownProvider(uint32 providerId);
+    error Market_NotProviderOwner(uint32 providerId);
+    error Market_ProviderNotActive(uint32 providerId);
+    error Market_ProviderHasSessions(uint32 providerId, uint32 committedMbps);
+    error Market_StillJailed(uint32 jailedUntilEpoch);
+    error Market_UnbondingNotReady(uint64 readyAt);
+    error Market_NothingUnbonding();
+
+    error Market_WouldOversell(uint32 committedMbps, uint32 sessionMbps, uint32 capacityMbps);
+    error Market_PriceAboveMax(uint256 price, uint256 maxPrice);
+    error Market_InvalidSessionKey();
+    error Market_DepositTooSmall();
+    error Market_UnknownSession(bytes32 sessionId);
+    error Market_NotSessionParty(bytes32 sessionId);
+    error Market_SessionNotOpen(bytes32 sessionId);
+    error Market_BadReceiptSignature();
+    error Market_ReceiptNotNewer(uint64 cumulativeBytes, uint64 claimedBytes);
+    error Market_ReceiptStale(uint64 timestamp, uint32 lastReceiptAt);
+    error Market_ReceiptFromFuture(uint64 timestamp);
+    error Market_ReceiptBeforeOpen(uint64 timestamp, uint40 openedAt);
+    error Market_GraceNotOver(uint256 settleableAt);
+
+    error Market_OracleAlreadyRegistered();
+    error Market_NotOracle(address account);
+    error Market_TooManyOracles();
+    error Market_EpochNotStarted(uint64 epoch);
+    error Market_EpochNotSeeded(uint64 epoch);
+    error Market_ReportWindowClosed(uint64 epoch);
+    error Market_AlreadyReported(uint64 epoch);
+    error Market_TooFewOracles(uint256 active);
+    error Market_QuorumNotReached(uint256 signers, uint256 quorum);
+    error Market_SignersNotSorted();
+    error Market_MalformedReport();
+    error Market_ProvidersNotSorted();
+    error Market_ProviderNotAudited(uint64 epoch, uint32 providerId);
+
+    error Market_PeriodNotOver(uint32 period);
+    error Market_NotEligibleForBonus(uint32 audits, uint32 available);
+    error Market_BonusAlreadyClaimed(uint32 period);
+    error Market_NoBonusRecord(uint32 period);
+    error Market_SweepTooEarly(uint32 period);
+    error Market_BonusWindowClosed(uint32 period);
+
+    // -------------------------------------------------------------- functions
+
+    function deposit(uint256 amount) external;
+    function withdraw(uint256 amount) external;
+
+    function registerProvider(
+        ProviderTerms calldata terms,
+        bytes32 tunnelKey,
+        string calldata endpoint,
+        string calldata region,
+        uint256 stake
+    ) external returns (uint32 providerId);
+    function updateProvider(uint32 providerId, uint96 basePricePerGiB, bytes32 tunnelKey, string calldata endpoint)
+        external;
+    function addStake(uint32 providerId, uint256 amount) external;
+    function requestUnstake(uint32 providerId, uint256 amount) external;
+    function withdrawUnbonded(uint32 providerId) external;
+    function leave(uint32 providerId) external;
+    function unjail(uint32 providerId) external;
+
+    function openSession(uint32 providerId, uint256 depositAmount, uint256 maxPricePerGiB, address sessionKey)
+        external
+        returns (bytes32 sessionId);
+    function claim(SessionTerms calldata t, uint64 cumulativeBytes, uint64 timestamp, bytes calldata signature)
+        external;
+    function close(SessionTerms calldata t) external;
+    function settle(SessionTerms calldata t) external;
+
+    function registerOracle(string calldata endpoint, uint256 stake) external;
+    function requestOracleLeave() external;
+    function withdrawOracleStake() external;
+    function beginEpoch() external returns (bytes32 seed);
+    function submitReport(
+        uint64 epoch,
+        bytes calldata providerIds,
+        bytes[] calldata measurements,
+        bytes[] calldata signatures
+    ) external;
+
+    function claimBonus(uint32 providerId, uint32 period) external;
+    function sweepBonus(uint32 period) external;
+
+    function params() external view returns (Params memory);
+    function token() external view returns (address);
+    function genesis() external view returns (uint256);
+    function currentEpoch() external view returns (uint64);
+    function currentPeriod() external view returns (uint32);
+    function epochStart(uint64 epoch) external view returns (uint256);
+    function balanceOf(address account) external view returns (uint256);
+    function rewardPool() external view returns (uint256);
+    function bonusPot(uint32 period) external view returns (BonusPot memory);
+    function periodAvailable(uint32 period) external view returns (uint256);
+    function minProviderStake(uint32 capacityMbps) external view returns (uint256);
+    function providerCount() external view returns (uint32);
+    function providerIdOf(address owner) external view returns (uint32);
+    function provider(uint32 providerId) external view returns (ProviderView memory);
+    function bonusRecord(uint32 providerId) external view returns (BonusRecord memory);
+    function quote(uint32 providerId) external view returns (uint256);
+    function session(bytes32 sessionId) external view returns (SessionState memory);
+    function sessionIdOf(SessionTerms calldata t) external pure returns (bytes32);
+    function payoutFor(SessionTerms calldata t, uint64 cumulativeBytes, uint256 violations)
+        external
+        view
+        returns (uint256);
+    function oracle(address account) external view returns (OracleView memory);
+    function oracleCount() external view returns (uint256);
+    function oracleAt(uint256 index) external view returns (address);
+    function activeOracles() external view returns (uint256);
+    function quorum() external view returns (uint256);
+    function epochSeed(uint64 epoch) external view returns (bytes32);
+    function isReported(uint64 epoch) external view returns (bool);
+    function isAudited(uint64 epoch, uint32 providerId) external view returns (bool);
+    function receiptDigest(bytes32 sessionId, uint64 cumulativeBytes, uint64 timestamp)
+        external
+        view
+        returns (bytes32);
+    function observationsDigest(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
+        external
+        view
+        returns (bytes32);
+    function domainSeparator() external view returns (bytes32);
+}

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @title Median
+/// @notice Lower median of a small array: element `(n-1)/2` of the sorted values.
+///
+/// With `n >= 2f+1` values of which at most `f` are arbitrary (lying oracles), the lower
+/// median lies between the smallest and the largest honest value: at least `f` sorted
+/// positions sit on each side of index `(n-1)/2`. Insertion sort: `n` is the number of
+/// report signers (a few dozen at most).
+library Median {
+    function lowerMedian(uint32[] memory values) internal pure returns (uint32) {
+        uint256 n = values.length;
+        for (uint256 i = 1; i < n; ++i) {
+            uint32 v = values[i];
+            uint256 j = i;
+            while (j > 0 && values[j - 1] > v) {
+                values[j] = values[j - 1];
+                --j;
+            }
+            values[j] = v;
+        }
+        return values[(n - 1) / 2];
+    }
+}
