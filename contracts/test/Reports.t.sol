@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {BaseTest} from "./Base.t.sol";
+import {IWirepactMarket} from "../src/interfaces/IWirepactMarket.sol";
+
+/// Branches follow test/trees/submitReport.tree.
+contract SubmitReportTest is BaseTest {
+    uint32 internal id;
+    uint64 internal e;
+
+    function setUp() public override {
+        super.setUp();
+        id = _register(prov);
+        e = _nextEpoch();
+    }
+
+    function _same(uint32 kbps, uint32 lat, bool up) internal pure returns (bytes[] memory ms) {
+        ms = new bytes[](4);
+        for (uint256 i; i < 4; ++i) {
+            ms[i] = abi.encodePacked(kbps, uint24(lat), uint8(up ? 1 : 0));
+        }
+    }
+
+    function test_RevertWhen_EpochInFuture() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e + 1, _ids1(id), _same(30_000, 20, true), 3);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_EpochNotStarted.selector, e + 1));
+        market.submitReport(e + 1, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_WindowClosed() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        vm.warp(_now() + 2 * EPOCH);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ReportWindowClosed.selector, e));
+        market.submitReport(e, _ids1(id), m, s);
+    }
+
+    function test_When_NextEpoch_StillAccepted() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        vm.warp(_now() + EPOCH);
+        market.submitReport(e, _ids1(id), m, s);
+        assertTrue(market.isReported(e));
+    }
+
+    function test_RevertWhen_NotSeeded() external {
+        vm.warp(_now() + EPOCH);
+        uint64 e2 = market.currentEpoch();
+        (bytes[] memory m, bytes[] memory s) = _report(e2, _ids1(id), _same(30_000, 20, true), 3);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_EpochNotSeeded.selector, e2));
+        market.submitReport(e2, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_AlreadyReported() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        market.submitReport(e, _ids1(id), m, s);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_AlreadyReported.selector, e));
+        market.submitReport(e, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_TwoSignatures() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 2);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_QuorumNotReached.selector, 2, 3));
+        market.submitReport(e, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_DuplicateSigner() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        m[1] = m[0];
+        s[1] = s[0];
+        vm.expectRevert(IWirepactMarket.Market_SignersNotSorted.selector);
+        market.submitReport(e, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_SignerNotOracle() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        // Replace the last signer by a key that is not an oracle (but sorts last).
+        uint256 pk = uint256(keccak256("stranger"));
+        address stranger = vm.addr(pk);
+        vm.assume(stranger > oracles[1]);
+        bytes32 digest = market.observationsDigest(e, _ids1(id), m[2]);
+        (uint8 v, bytes32 r, bytes32 ss) = vm.sign(pk, digest);
+        s[2] = abi.encodePacked(r, ss, v);
+        if (stranger > oracles[1]) {
+            vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotOracle.selector, stranger));
+        } else {
+            vm.expectRevert(IWirepactMarket.Market_SignersNotSorted.selector);
+        }
+        market.submitReport(e, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_MeasurementTampered() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        m[0] = abi.encodePacked(uint32(1), uint24(20), uint8(1)); // signature no longer matches
+        vm.expectRevert(); // recovers some other address: not an oracle or out of order
+        market.submitReport(e, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_MalformedLengths() external {
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
+        market.submitReport(e, hex"000001", m, s);
+        bytes[] memory m2 = new bytes[](2);
+        vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
+        market.submitReport(e, _ids1(id), m2, s);
+    }
+
+    function test_RevertWhen_TooFewOracles() external {
+        vm.prank(oracles[3]);
+        market.requestOracleLeave();
+        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 3));
+        market.submitReport(e, _ids1(id), m, s);
+    }
+
+    function test_RevertWhen_ProviderNotAudited() external {
+        // A market where nobody is audited in practice (1 bps), provider 1 is very likely not.
+        IWirepactMarket.Params memory p = defaultParams(address(token));
+        p.auditProbabilityBps = 1;
+        market = _deployMarket(p);
+        for (uint256 i; i < 4; ++i) {
+            vm.startPrank(oracles[i]);
+            token.approve(address(market), type(uint256).max);
+            market.registerOracle("https://o.example", 100 * ONE);
+            vm.stopPrank();
+        }
+        vm.startPrank(prov);
+        token.approve(address(market), type(uint256).max);
+        uint32 pid = market.registerProvider(_terms(), bytes32(uint256(1)), "x:1", "", 1_000 * ONE);
+        vm.stopPrank();
+        market.beginEpoch();
+        uint64 e0 = market.currentEpoch();
+        vm.assume(!market.isAudited(e0, pid));
+        (bytes[] memory m, bytes[] memory s) = _report(e0, _ids1(pid), _same(30_000, 20, true), 3);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotAudited.selector, e0, pid));
+        market.submitReport(e0, _ids1(pid), m, s);
+    }
+
+    function test_RevertWhen_ProvidersNotSorted() external {
+        uint32 id2 = _register(prov2);
+        bytes memory ids = abi.encodePacked(id2, id);
+        bytes[] memory ms = new bytes[](4);
+        for (uint256 i; i < 4; ++i) {
+            ms[i] = abi.encodePacked(_measurement(30_000, 20, true), _measurement(30_000, 20, true));
+        }
+        (bytes[] memory m, bytes[] memory s) = _report(e, ids, ms, 3);
+        vm.expectRevert(IWirepactMarket.Market_ProvidersNotSorted.selector);
+        market.submitReport(e, ids, m, s);
+    }
+
+    function test_When_Healthy_NoViolationAndOraclesPaid() external {
+        // Fill the pool a little so oracle rewards can be paid.
+        (IWirepactMarket.SessionTerms memory t, bytes32 sid) = _open(id, 10 * ONE);
+        _claim(t, sid, uint64(1_000 * GIB)); // pays the whole deposit: fee 0.2
+        uint256 pool = market.rewardPool();
+        _reportOne(e, id, 30_000, 20, true);
+        assertEq(market.provider(id).violationCount, 0);
+        assertEq(market.provider(id).auditHistory, 0);
+        assertEq(market.rewardPool(), pool - 3 * (ONE / 100));
+        for (uint256 i; i < 3; ++i) {
+            assertEq(market.balanceOf(oracles[i]), ONE / 100);
+        }
+        assertEq(market.balanceOf(oracles[3]), 0);
+    }
+
+    function test_When_ThroughputAtTolerance_NoViolation() external {
+        // SLA 25 Mbit/s, 10% tolerance: 22,500 kbit/s passes, 22,499 fails.
+        _reportOne(e, id, 22_500, 20, true);
+        assertEq(market.provider(id).violationCount, 0);
+        uint64 e2 = _nextEpoch();
+        _reportOne(e2, id, 22_499, 20, true);
+        assertEq(market.provider(id).violationCount, 1);
+    }
+
+    function test_When_LatencyOverTolerance_Violation() external {
+        _reportOne(e, id, 30_000, 100, true); // 80 + 20 passes
+        assertEq(market.provider(id).violationCount, 0);
+        uint64 e2 = _nextEpoch();
+        _reportOne(e2, id, 30_000, 101, true);
+        assertEq(market.provider(id).violationCount, 1);
+    }
+
+    function test_When_Unreachable_Violation() external {
+        _reportOne(e, id, 0, 0, false);
+        assertEq(market.provider(id).violationCount, 1);
+    }
+
+    function test_When_KViolationsInWindow_SlashedAndJailed() external {
+        uint256 stakeBefore = market.provider(id).stake;
+        _reportOne(e, id, 5_000, 20, true);
+        uint64 e2 = _nextEpoch();
+        _reportOne(e2, id, 5_000, 20, true);
+        IWirepactMarket.ProviderView memory v = market.provider(id);
+        uint256 slash = stakeBefore / 10;
+        assertEq(v.stake, stakeBefore - slash);
+        assertEq(uint8(v.status), uint8(IWirepactMarket.ProviderStatus.Jailed));
+        assertEq(v.jailedUntilEpoch, e2 + 1 + 6);
+        assertEq(v.auditHistory, 0);
+        uint256 each = (slash * 2_000 / 10_000) / 3;
+        // signers got their share of the slash, then the per-report reward out of the refilled pool
+        assertEq(market.balanceOf(oracles[0]), each + ONE / 100);
+        assertEq(market.rewardPool(), slash - 3 * each - 3 * (ONE / 100));
+        // jailed: no new sessions
+        vm.prank(client);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotActive.selector, id));
+        market.openSession(id, ONE, type(uint256).max, sessionKey);
+    }
+
+    function test_When_ViolationsOutsideWindow_NotSlashed() external {
+        // k = 2 within w = 3: violation, ok, ok, violation -> not slashed.
+        _reportOne(e, id, 5_000, 20, true);
+        _reportOne(_nextEpoch(), id, 30_000, 20, true);
+        _reportOne(_nextEpoch(), id, 30_000, 20, true);
+        _reportOne(_nextEpoch(), id, 5_000, 20, true);
+        assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Active));
+        assertEq(market.provider(id).violationCount, 2);
+    }
+
+    /// One lying oracle (0 for the honest provider, full speed for the cheater) changes no verdict.
+    function test_When_OneOracleLies_VerdictsUnchanged() external {
+        uint32 cheat = _register(prov2);
+        bytes memory ids = abi.encodePacked(id, cheat);
+        for (uint256 round; round < 2; ++round) {
+            uint64 ep = round == 0 ? e : _nextEpoch();
+            for (uint256 liar; liar < 3; ++liar) {
+                bytes[] memory ms = new bytes[](4);
+                for (uint256 i; i < 4; ++i) {
+                    ms[i] = i == liar
+                        ? abi.encodePacked(_measurement(0, 9_999, false), _measurement(100_000, 5, true))
+                        : abi.encodePacked(_measurement(26_000, 30, true), _measurement(10_000, 30, true));
+                }
+                if (liar != round) continue; // one report per epoch; vary the liar's position
+                (bytes[] memory m, bytes[] memory s) = _report(ep, ids, ms, 3);
+                market.submitReport(ep, ids, m, s);
+            }
+        }
+        assertEq(market.provider(id).violationCount, 0);
+        assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Active));
+        assertEq(uint8(market.provider(cheat).status), uint8(IWirepactMarket.ProviderStatus.Jailed));
+    }
+
+    function test_When_JailedProviderListed_Skipped() external {
+        _reportOne(e, id, 5_000, 20, true);
+        _reportOne(_nextEpoch(), id, 5_000, 20, true);
+        uint32 before = market.provider(id).violationCount;
+        _reportOne(_nextEpoch(), id, 5_000, 20, true);
+        assertEq(market.provider(id).violationCount, before);
+    }
+
+    function testFuzz_QuorumIs2fPlus1(uint8 extra) external {
+        uint256 add = bound(extra, 0, 20);
+        for (uint256 i; i < add; ++i) {
+            address o = address(uint160(0x10000 + i));
+            _fund(o, 100 * ONE);
+            vm.prank(o);
+            market.registerOracle("https://o", 100 * ONE);
+        }
+        uint256 n = 4 + add;
+        uint256 f = (n - 1) / 3;
+        assertEq(market.quorum(), 2 * f + 1);
+        assertGe(n, 3 * f + 1);
+    }
+}
+
+/// Branches follow test/trees/beginEpoch.tree.
+contract EpochTest is BaseTest {
+    function test_When_FirstCall_FixesSeed() external {
+        bytes32 s = market.beginEpoch();
+        assertTrue(s != bytes32(0));
+        assertEq(market.epochSeed(market.currentEpoch()), s);
+        vm.roll(block.number + 5);
+        vm.prevrandao(bytes32(uint256(42)));
+        assertEq(market.beginEpoch(), s, "second call in the epoch keeps the seed");
+    }
+
+    function test_When_NewEpoch_NewSeed() external {
+        bytes32 s0 = market.beginEpoch();
+        vm.warp(_now() + EPOCH);
+        vm.roll(block.number + 1);
+        bytes32 s1 = market.beginEpoch();
+        assertTrue(s0 != s1);
+    }
+
+    function test_AuditProbabilityRoughlyHonoured() external {
+        IWirepactMarket.Params memory p = defaultParams(address(token));
+        p.auditProbabilityBps = 2_500;
+        market = _deployMarket(p);
+        uint256 hits;
+        for (uint64 ep; ep < 20; ++ep) {
+            market.beginEpoch();
+            for (uint32 pid = 1; pid <= 50; ++pid) {
+                if (market.isAudited(market.currentEpoch(), pid)) ++hits;
+            }
+            vm.warp(_now() + EPOCH);
+            vm.roll(block.number + 1);
+        }
+        // 1000 draws at p = 0.25: mean 250, sd ~13.7; +-5 sd
+        assertGt(hits, 181);
+        assertLt(hits, 319);
+    }
+}
