@@ -13,25 +13,41 @@ help:
 	@echo "make gas        gas snapshot of the market; ends with the two headline figures"
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
 
-tools: $(CONTRACTS)/lib/forge-std/src/Test.sol $(FORGE)
+TOOLS_STAMP := $(CONTRACTS)/node_modules/.wirepact-tools
 
-$(FORGE) $(CONTRACTS)/lib/forge-std/src/Test.sol: $(CONTRACTS)/package-lock.json
+tools: $(TOOLS_STAMP)
+
+# npm ci (forge, anvil, cast, solc-js, OpenZeppelin) + forge-std, again whenever the lock file changes.
+$(TOOLS_STAMP): $(CONTRACTS)/package-lock.json $(CONTRACTS)/tools/bootstrap.sh
 	$(CONTRACTS)/tools/bootstrap.sh
+	touch $@
 
 contracts: tools
 	cd $(CONTRACTS) && $(FORGE) build
 
 test-contracts: tools
-	cd $(CONTRACTS) && FOUNDRY_PROFILE=default $(FORGE) test
+	cd $(CONTRACTS) && FOUNDRY_PROFILE=default $(FORGE) test --no-match-contract GasTest
 
-test: test-contracts
+# Regenerate the committed ABIs/bytecode (crates/chain/abi) from a clean build.
+abi: tools
+	cd $(CONTRACTS) && $(FORGE) build --force
+	node $(CONTRACTS)/tools/export-abi.js
+
+# CI: the committed ABIs/bytecode must be exactly what the sources compile to.
+abi-check: abi
+	@git diff --exit-code -- crates/chain/abi || { echo "crates/chain/abi is stale: run 'make abi' and commit"; exit 1; }
+
+test: test-contracts abi-check
 
 test-deep: tools
 	cd $(CONTRACTS) && FOUNDRY_PROFILE=deep $(FORGE) test
 
+# Each market call in GasTest is its own transaction (--isolate): cold storage, base and calldata
+# included. Writes contracts/snapshots/GasTest.json; prints the breakdown, then the two headline lines.
 gas: tools
-	cd $(CONTRACTS) && $(FORGE) snapshot --match-contract GasTest --snap .gas-snapshot
-	@cd $(CONTRACTS) && $(FORGE) test --match-contract GasTest -vv | grep -E '^  (session_lifecycle_gas|report_gas_per_provider):' | sed 's/^  //'
+	@cd $(CONTRACTS) && $(FORGE) test --isolate --match-contract GasTest -vv | tee /tmp/wirepact-gas.log | grep -E '^ +[a-z]' | grep -vE '^ +(session_lifecycle_gas|report_gas_per_provider):' | sed -E 's/^ +//'
+	@grep -E '^ +(session_lifecycle_gas|report_gas_per_provider):' /tmp/wirepact-gas.log | sed -E 's/^ +//; s/: +/: /'
 
-gas-check: tools
-	cd $(CONTRACTS) && $(FORGE) snapshot --match-contract GasTest --snap .gas-snapshot --check
+# Fails when the committed gas snapshot differs from a fresh run.
+gas-check: gas
+	git diff --exit-code -- $(CONTRACTS)/snapshots

@@ -129,21 +129,21 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- storage
 
-    /// Hot slot: read by openSession/claim/close and by reports.
+    /// Hot slot: everything openSession needs, so opening a session touches one provider slot.
+    /// `basePricePerGiB` is stored in 88 bits (registration refuses larger prices).
     struct ProviderCore {
         uint32 capacityMbps;
         uint32 committedMbps;
         uint32 sessionMbps;
         uint32 sessionNonce;
-        uint32 maxLatencyMs;
-        uint32 jailedUntilEpoch;
         uint32 violationCount;
         ProviderStatus status;
+        uint88 basePricePerGiB;
     }
 
     struct ProviderOwner {
         address owner;
-        uint96 basePricePerGiB;
+        uint32 jailedUntilEpoch;
     }
 
     struct ProviderStake {
@@ -152,7 +152,8 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         uint64 unbondingReadyAt;
     }
 
-    /// Audit history (bit 0 = latest audit, 1 = violation) and bonus counters.
+    /// Audit history (bit 0 = latest audit, 1 = violation), bonus counters and the latency SLA:
+    /// everything a report needs besides the hot slot.
     struct ProviderAudit {
         uint64 history;
         uint32 period;
@@ -162,6 +163,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         uint16 prevAudits;
         uint16 prevAvailable;
         uint32 claimedPeriodPlusOne;
+        uint32 maxLatencyMs;
     }
 
     struct Provider {
@@ -268,7 +270,8 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         if (_providerIdOf[msg.sender] != 0) revert Market_AlreadyRegistered();
         if (
             terms.capacityMbps == 0 || terms.sessionMbps == 0 || terms.sessionMbps > terms.capacityMbps
-                || terms.maxLatencyMs == 0 || terms.basePricePerGiB == 0 || tunnelKey == bytes32(0)
+                || terms.maxLatencyMs == 0 || terms.basePricePerGiB == 0 || terms.basePricePerGiB > type(uint88).max
+                || tunnelKey == bytes32(0)
                 || bytes(endpoint).length == 0 || bytes(endpoint).length > 256 || bytes(region).length > 64
         ) revert Market_InvalidTerms();
         uint256 minimum = minProviderStake(terms.capacityMbps);
@@ -285,12 +288,12 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
             committedMbps: 0,
             sessionMbps: terms.sessionMbps,
             sessionNonce: 0,
-            maxLatencyMs: terms.maxLatencyMs,
-            jailedUntilEpoch: 0,
             violationCount: 0,
-            status: ProviderStatus.Active
+            status: ProviderStatus.Active,
+            basePricePerGiB: uint88(terms.basePricePerGiB)
         });
-        p.own = ProviderOwner({owner: msg.sender, basePricePerGiB: terms.basePricePerGiB});
+        p.own.owner = msg.sender;
+        p.audit.maxLatencyMs = terms.maxLatencyMs;
         p.stk.stake = uint96(stake);
         p.tunnelKey = tunnelKey;
         p.endpoint = endpoint;
@@ -304,11 +307,11 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
     {
         Provider storage p = _ownedProvider(providerId);
         if (p.core.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
-        if (basePricePerGiB == 0 || tunnelKey == bytes32(0) || bytes(endpoint).length == 0 || bytes(endpoint).length > 256)
-        {
-            revert Market_InvalidTerms();
-        }
-        p.own.basePricePerGiB = basePricePerGiB;
+        if (
+            basePricePerGiB == 0 || basePricePerGiB > type(uint88).max || tunnelKey == bytes32(0)
+                || bytes(endpoint).length == 0 || bytes(endpoint).length > 256
+        ) revert Market_InvalidTerms();
+        p.core.basePricePerGiB = uint88(basePricePerGiB);
         p.tunnelKey = tunnelKey;
         p.endpoint = endpoint;
         emit ProviderUpdated(providerId, basePricePerGiB, endpoint, tunnelKey);
@@ -367,7 +370,8 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         Provider storage p = _ownedProvider(providerId);
         ProviderCore memory c = p.core;
         if (c.status != ProviderStatus.Jailed) revert Market_ProviderNotActive(providerId);
-        if (currentEpoch() < c.jailedUntilEpoch) revert Market_StillJailed(c.jailedUntilEpoch);
+        uint32 until = p.own.jailedUntilEpoch;
+        if (currentEpoch() < until) revert Market_StillJailed(until);
         uint256 minimum = minProviderStake(c.capacityMbps);
         if (p.stk.stake < minimum) revert Market_StakeBelowMinimum(p.stk.stake, minimum);
         p.core.status = ProviderStatus.Active;
@@ -396,7 +400,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         if (committedAfter > c.capacityMbps) {
             revert Market_WouldOversell(c.committedMbps, c.sessionMbps, c.capacityMbps);
         }
-        uint256 price = Pricing.quote(p.own.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
+        uint256 price = Pricing.quote(c.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
         if (price > maxPricePerGiB) revert Market_PriceAboveMax(price, maxPricePerGiB);
         // A price above 2^96 can only come from a huge alpha; refuse rather than truncate.
         if (price > type(uint96).max) revert Market_AmountTooLarge();
@@ -475,7 +479,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
             p.core.committedMbps = c.committedMbps - t.sessionMbps;
             uint256 v = c.violationCount - t.violationsAtOpen;
             s.violations = v > type(uint16).max ? type(uint16).max : uint16(v);
-            emit SessionClosed(sessionId, msg.sender, s.violations);
+            if (!byProvider) emit SessionClosed(sessionId, msg.sender, s.violations);
         } else if (!byProvider) {
             revert Market_SessionNotOpen(sessionId);
         }
@@ -715,10 +719,10 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         v.capacityMbps = c.capacityMbps;
         v.committedMbps = c.committedMbps;
         v.sessionMbps = c.sessionMbps;
-        v.maxLatencyMs = c.maxLatencyMs;
-        v.basePricePerGiB = p.own.basePricePerGiB;
+        v.maxLatencyMs = p.audit.maxLatencyMs;
+        v.basePricePerGiB = c.basePricePerGiB;
         v.sessionNonce = c.sessionNonce;
-        v.jailedUntilEpoch = c.jailedUntilEpoch;
+        v.jailedUntilEpoch = p.own.jailedUntilEpoch;
         v.violationCount = c.violationCount;
         v.stake = p.stk.stake;
         v.unbonding = p.stk.unbonding;
@@ -748,7 +752,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         ProviderCore memory c = p.core;
         uint256 committedAfter = uint256(c.committedMbps) + c.sessionMbps;
         if (c.status != ProviderStatus.Active || committedAfter > c.capacityMbps) return 0;
-        return Pricing.quote(p.own.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
+        return Pricing.quote(c.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
     }
 
     function session(bytes32 sessionId) external view returns (SessionState memory) {
@@ -941,14 +945,15 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         ProviderCore memory c = p.core;
         // Providers that left or were jailed since the audit set was drawn are skipped.
         if (c.status != ProviderStatus.Active) return false;
+        ProviderAudit memory a = p.audit;
         uint32 medThr;
         uint32 medLat;
         (medThr, medLat, reachable) = _aggregate(measurements, j, ctx.thr, ctx.lat);
         bool violation = !reachable
             || uint256(medThr) * BPS < uint256(c.sessionMbps) * 1000 * (BPS - _throughputToleranceBps)
-            || uint256(medLat) > uint256(c.maxLatencyMs) + _latencyToleranceMs;
+            || uint256(medLat) > uint256(a.maxLatencyMs) + _latencyToleranceMs;
         emit Verdict(ctx.epoch, id, medThr, medLat, reachable, violation);
-        _recordAudit(p, id, ctx, reachable, violation);
+        _recordAudit(p, id, ctx, a, reachable, violation);
     }
 
     /// Lower medians of throughput and latency and the majority of `reachable` for provider `j`.
@@ -971,11 +976,15 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         reachable = reachableVotes * 2 > m;
     }
 
-    function _recordAudit(Provider storage p, uint32 id, ReportCtx memory ctx, bool reachable, bool violation)
-        private
-    {
+    function _recordAudit(
+        Provider storage p,
+        uint32 id,
+        ReportCtx memory ctx,
+        ProviderAudit memory a,
+        bool reachable,
+        bool violation
+    ) private {
         uint32 period = ctx.period;
-        ProviderAudit memory a = p.audit;
         if (a.period != period) {
             a.prevPeriod = a.period;
             a.prevAudits = a.audits;
@@ -1019,7 +1028,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         _rewardPool += amount - each * signers.length;
         uint32 until = uint32(epoch) + 1 + _jailEpochs;
         p.core.status = ProviderStatus.Jailed;
-        p.core.jailedUntilEpoch = until;
+        p.own.jailedUntilEpoch = until;
         emit ProviderSlashed(id, epoch, amount, each * signers.length, until);
     }
 

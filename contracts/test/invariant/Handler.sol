@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {CommonBase} from "forge-std/Base.sol";
+import {StdCheats} from "forge-std/StdCheats.sol";
+import {StdUtils} from "forge-std/StdUtils.sol";
+import {IWirepactMarket} from "../../src/interfaces/IWirepactMarket.sol";
+import {TestToken} from "../../src/devnet/TestToken.sol";
+
+/// Drives the market with bounded random actions and keeps ghost books the invariants check.
+contract Handler is CommonBase, StdCheats, StdUtils {
+    IWirepactMarket public market;
+    TestToken public token;
+    uint64 public immutable epochLength;
+
+    address[] public clients;
+    address[] public providers;
+    address[] public oracles;
+    uint256[] internal oracleKeys;
+
+    struct Open {
+        IWirepactMarket.SessionTerms t;
+        bytes32 id;
+        uint256 keyPk;
+        uint64 bytesSigned;
+    }
+
+    Open[] internal sessions; // open or closing
+    uint256 internal keyCounter = 1_000;
+
+    // ghost books
+    uint256 public ghostStaked; // provider stake ever added
+    uint256 public ghostUnbondedOut; // provider stake moved to balances after unbonding
+    uint256 public ghostSlashed;
+    uint256 public ghostReportsBelowQuorum;
+    uint256 public ghostReportsAccepted;
+    uint256 public ghostOverpaid;
+    mapping(bytes32 => bool) public everSettled;
+
+    constructor(IWirepactMarket m, TestToken tk, address[] memory os, uint256[] memory keys) {
+        market = m;
+        token = tk;
+        epochLength = m.params().epochLength;
+        oracles = os;
+        oracleKeys = keys;
+        for (uint256 i; i < 3; ++i) {
+            address c = address(uint160(0xC000 + i));
+            clients.push(c);
+            address p = address(uint160(0xB000 + i));
+            providers.push(p);
+            tk.mint(c, 1e30);
+            tk.mint(p, 1e30);
+            vm.prank(c);
+            tk.approve(address(m), type(uint256).max);
+            vm.prank(p);
+            tk.approve(address(m), type(uint256).max);
+        }
+    }
+
+    function sessionCount() external view returns (uint256) {
+        return sessions.length;
+    }
+
+    function sessionAt(uint256 i) external view returns (IWirepactMarket.SessionTerms memory, bytes32) {
+        return (sessions[i].t, sessions[i].id);
+    }
+
+    function allAccounts() external view returns (address[] memory a) {
+        a = new address[](clients.length + providers.length + oracles.length);
+        uint256 k;
+        for (uint256 i; i < clients.length; ++i) a[k++] = clients[i];
+        for (uint256 i; i < providers.length; ++i) a[k++] = providers[i];
+        for (uint256 i; i < oracles.length; ++i) a[k++] = oracles[i];
+    }
+
+    // ---------------------------------------------------------------- actions
+
+    function deposit(uint256 who, uint256 amount) external {
+        address c = clients[who % clients.length];
+        amount = bound(amount, 1, 1e24);
+        vm.prank(c);
+        market.deposit(amount);
+    }
+
+    function withdraw(uint256 who, uint256 amount) external {
+        address[] memory a = this.allAccounts();
+        address c = a[who % a.length];
+        uint256 bal = market.balanceOf(c);
+        if (bal == 0) return;
+        amount = bound(amount, 1, bal);
+        vm.prank(c);
+        market.withdraw(amount);
+    }
+
+    function register(uint256 who, uint32 cap, uint32 per) external {
+        address p = providers[who % providers.length];
+        if (market.providerIdOf(p) != 0) return;
+        cap = uint32(bound(cap, 1, 1_000));
+        per = uint32(bound(per, 1, cap));
+        uint256 stake = market.minProviderStake(cap) + 1e18;
+        vm.prank(p);
+        market.registerProvider(
+            IWirepactMarket.ProviderTerms({capacityMbps: cap, sessionMbps: per, maxLatencyMs: 80, basePricePerGiB: 1e17}),
+            bytes32(uint256(uint160(p))),
+            "h:1",
+            "",
+            stake
+        );
+        ghostStaked += stake;
+    }
+
+    function open(uint256 who, uint256 prov, uint256 dep) external {
+        uint32 n = market.providerCount();
+        if (n == 0) return;
+        uint32 id = uint32(bound(prov, 1, n));
+        IWirepactMarket.ProviderView memory v = market.provider(id);
+        if (v.status != IWirepactMarket.ProviderStatus.Active || v.committedMbps + v.sessionMbps > v.capacityMbps) {
+            return;
+        }
+        address c = clients[who % clients.length];
+        uint256 bal = market.balanceOf(c);
+        if (bal == 0) return;
+        dep = bound(dep, 1, bal < 1e22 ? bal : 1e22);
+        uint256 pk = ++keyCounter;
+        vm.recordLogs();
+        vm.prank(c);
+        bytes32 sid = market.openSession(id, dep, type(uint256).max, vm.addr(pk));
+        IWirepactMarket.SessionTerms memory t = _lastTerms();
+        sessions.push(Open({t: t, id: sid, keyPk: pk, bytesSigned: 0}));
+    }
+
+    function claim(uint256 idx, uint64 more) external {
+        if (sessions.length == 0) return;
+        Open storage s = sessions[idx % sessions.length];
+        more = uint64(bound(more, 1, 64 * 2 ** 30));
+        uint64 b = s.bytesSigned + more;
+        uint64 ts = uint64(vm.getBlockTimestamp());
+        if (ts <= market.session(s.id).lastReceiptAt) {
+            vm.warp(ts + 1);
+            ts += 1;
+        }
+        bytes32 digest = market.receiptDigest(s.id, b, ts);
+        (uint8 v, bytes32 r, bytes32 ss) = vm.sign(s.keyPk, digest);
+        vm.prank(market.provider(s.t.providerId).owner);
+        market.claim(s.t, b, ts, abi.encodePacked(r, ss, v));
+        s.bytesSigned = b;
+        if (market.session(s.id).paid > s.t.deposit) ++ghostOverpaid;
+    }
+
+    function closeByClient(uint256 idx) external {
+        if (sessions.length == 0) return;
+        Open storage s = sessions[idx % sessions.length];
+        if (market.session(s.id).status != IWirepactMarket.SessionStatus.Open) return;
+        vm.prank(s.t.client);
+        market.close(s.t);
+    }
+
+    function closeByProvider(uint256 idx) external {
+        if (sessions.length == 0) return;
+        uint256 i = idx % sessions.length;
+        Open memory s = sessions[i];
+        vm.prank(market.provider(s.t.providerId).owner);
+        market.close(s.t);
+        _drop(i, s.id);
+    }
+
+    function settle(uint256 idx) external {
+        if (sessions.length == 0) return;
+        uint256 i = idx % sessions.length;
+        Open memory s = sessions[i];
+        IWirepactMarket.SessionState memory st = market.session(s.id);
+        if (st.status != IWirepactMarket.SessionStatus.Closing) return;
+        uint256 at = uint256(st.closedAt) + market.params().claimGrace;
+        if (vm.getBlockTimestamp() < at) vm.warp(at);
+        market.settle(s.t);
+        _drop(i, s.id);
+    }
+
+    function warp(uint256 secs) external {
+        secs = bound(secs, 1, 3 * epochLength);
+        vm.warp(vm.getBlockTimestamp() + secs);
+        vm.roll(block.number + 1);
+    }
+
+    function unstake(uint256 who, uint256 amount) external {
+        address p = providers[who % providers.length];
+        uint32 id = market.providerIdOf(p);
+        if (id == 0) return;
+        IWirepactMarket.ProviderView memory v = market.provider(id);
+        uint256 minimum = market.minProviderStake(v.capacityMbps);
+        if (v.status == IWirepactMarket.ProviderStatus.Left || v.stake <= minimum) return;
+        amount = bound(amount, 1, v.stake - minimum);
+        vm.prank(p);
+        market.requestUnstake(id, amount);
+    }
+
+    function withdrawUnbonded(uint256 who) external {
+        address p = providers[who % providers.length];
+        uint32 id = market.providerIdOf(p);
+        if (id == 0) return;
+        IWirepactMarket.ProviderView memory v = market.provider(id);
+        if (v.unbonding == 0) return;
+        if (vm.getBlockTimestamp() < v.unbondingReadyAt) vm.warp(v.unbondingReadyAt);
+        vm.prank(p);
+        market.withdrawUnbonded(id);
+        ghostUnbondedOut += v.unbonding;
+    }
+
+    /// A report for the current epoch: every audited active provider, random rates;
+    /// `nSigners` in 1..4 (below quorum must be refused).
+    function report(uint256 seed, uint8 nSigners) external {
+        market.beginEpoch();
+        uint64 e = market.currentEpoch();
+        if (market.isReported(e)) return;
+        uint256 m = bound(nSigners, 1, 4);
+        bytes memory ids;
+        uint32 n = market.providerCount();
+        uint256 count;
+        for (uint32 id = 1; id <= n; ++id) {
+            if (market.isAudited(e, id)) {
+                ids = abi.encodePacked(ids, id);
+                ++count;
+            }
+        }
+        bytes[] memory ms = new bytes[](m);
+        bytes[] memory sigs = new bytes[](m);
+        for (uint256 i; i < m; ++i) {
+            bytes memory row;
+            for (uint256 j; j < count; ++j) {
+                uint256 r = uint256(keccak256(abi.encode(seed, i, j)));
+                // a quarter of the observations far below any SLA, the rest far above
+                uint32 kbps = r % 4 == 0 ? uint32((r >> 8) % 1_000) : uint32(1_000_000 + (r >> 8) % 1_000_000);
+                bool up = (r >> 64) % 8 != 0;
+                row = abi.encodePacked(row, kbps, uint24(20), uint8(up ? 1 : 0));
+            }
+            ms[i] = row;
+            bytes32 digest = market.observationsDigest(e, ids, row);
+            (uint8 v, bytes32 rr, bytes32 ss) = vm.sign(oracleKeys[i], digest);
+            sigs[i] = abi.encodePacked(rr, ss, v);
+        }
+        uint256 stakeBefore = _totalProviderStake();
+        try market.submitReport(e, ids, ms, sigs) {
+            ++ghostReportsAccepted;
+            if (m < market.quorum()) ++ghostReportsBelowQuorum;
+            ghostSlashed += stakeBefore - _totalProviderStake();
+        } catch {}
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    function _totalProviderStake() internal view returns (uint256 s) {
+        uint32 n = market.providerCount();
+        for (uint32 id = 1; id <= n; ++id) {
+            IWirepactMarket.ProviderView memory v = market.provider(id);
+            s += uint256(v.stake) + v.unbonding;
+        }
+    }
+
+    function _drop(uint256 i, bytes32 id) internal {
+        everSettled[id] = true;
+        sessions[i] = sessions[sessions.length - 1];
+        sessions.pop();
+    }
+
+    function _lastTerms() internal returns (IWirepactMarket.SessionTerms memory) {
+        VmSafe.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] == IWirepactMarket.SessionOpened.selector) {
+                return abi.decode(logs[i].data, (IWirepactMarket.SessionTerms));
+            }
+        }
+        revert("no SessionOpened");
+    }
+}
+
+import {VmSafe} from "forge-std/Vm.sol";
