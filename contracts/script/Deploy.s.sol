@@ -7,9 +7,9 @@ import {TestToken} from "../src/devnet/TestToken.sol";
 
 /// Deploys the market on anvil or any EVM chain.
 ///
-///     forge script script/Deploy.s.sol --rpc-url $RPC --broadcast --private-key $KEY
+///     forge script script/Deploy.s.sol --rpc-url $RPC --broadcast --private-key $KEY --sender $ADDR
 ///
-/// Environment: `WIREPACT_TOKEN` (settlement ERC20; if unset a devnet TestToken is deployed),
+/// (any forge wallet option works, e.g. `--keystore`). Environment: `WIREPACT_TOKEN` (settlement ERC20; if unset a devnet TestToken is deployed),
 /// `WIREPACT_EPOCH_SECONDS` and `WIREPACT_AUDIT_BPS` override the two parameters that differ
 /// most between a devnet and a production chain. All other parameters are the defaults below;
 /// they are immutable once deployed and readable through `params()`.
