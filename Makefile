@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: help tools contracts test test-contracts test-deep gas gas-check abi abi-check
+.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check
 
 help:
 	@echo "make test       forge tests (CI seed), then Rust tests, clippy, fmt"
@@ -37,7 +37,13 @@ abi: tools
 abi-check: abi
 	@git diff --exit-code -- crates/chain/abi || { echo "crates/chain/abi is stale: run 'make abi' and commit"; exit 1; }
 
-test: test-contracts abi-check
+test: test-contracts abi-check test-rust
+
+# Rust: tests (the chain tests start anvil from the npm package), clippy, formatting.
+test-rust: tools
+	cargo test --workspace --locked
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo fmt --all --check
 
 test-deep: tools
 	cd $(CONTRACTS) && FOUNDRY_PROFILE=deep $(FORGE) test

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+pub mod anvil;
+pub mod bindings;
+pub mod error;
+pub mod market;
+pub mod sender;
+pub mod wallet;
+
+pub use anvil::{find_anvil, Devnet};
+pub use bindings::{TestToken, WirepactMarket};
+pub use error::{ChainError, MarketRevert};
+pub use market::{AlloyMarket, Market, OpenedSession, ProviderInfo, ReportSubmission};
+pub use sender::{SendPolicy, TxSender};
+pub use wallet::{load_keystore, PasswordSource, WalletError};

@@ -1,0 +1,437 @@
+//! The market as node, client and oracle see it.
+
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolEventInterface;
+use wirepact_proto::{ProviderId, SessionId, SessionTerms};
+
+use crate::bindings::{IWirepactMarket, TestToken, WirepactMarket};
+use crate::error::ChainError;
+use crate::sender::{SendPolicy, TxSender};
+
+/// A provider as the market stores it.
+pub type ProviderInfo = IWirepactMarket::ProviderView;
+
+/// A session just opened: its terms (needed to claim/close) and id.
+#[derive(Debug, Clone)]
+pub struct OpenedSession {
+    pub id: SessionId,
+    pub terms: SessionTerms,
+    pub receipt: TransactionReceipt,
+}
+
+/// One epoch's report: the audited providers and, per signer (ascending address), its
+/// measurements and signature.
+#[derive(Debug, Clone)]
+pub struct ReportSubmission {
+    pub epoch: u64,
+    pub providers: Bytes,
+    pub measurements: Vec<Bytes>,
+    pub signatures: Vec<Bytes>,
+}
+
+/// What node, client and oracle need from the market.
+#[allow(async_fn_in_trait)]
+pub trait Market {
+    fn address(&self) -> Address;
+    fn chain_id(&self) -> u64;
+    /// The account this handle sends from.
+    fn account(&self) -> Address;
+
+    async fn params(&self) -> Result<IWirepactMarket::Params, ChainError>;
+    async fn current_epoch(&self) -> Result<u64, ChainError>;
+    async fn balance_of(&self, who: Address) -> Result<U256, ChainError>;
+    async fn provider(&self, id: ProviderId) -> Result<ProviderInfo, ChainError>;
+    async fn provider_count(&self) -> Result<u32, ChainError>;
+    async fn quote(&self, id: ProviderId) -> Result<U256, ChainError>;
+    async fn session(&self, id: SessionId) -> Result<IWirepactMarket::SessionState, ChainError>;
+    async fn is_audited(&self, epoch: u64, id: ProviderId) -> Result<bool, ChainError>;
+    async fn quorum(&self) -> Result<u64, ChainError>;
+
+    /// Pulls `amount` tokens into the account's market balance (approving first if needed).
+    async fn deposit(&self, amount: U256) -> Result<TransactionReceipt, ChainError>;
+    async fn withdraw(&self, amount: U256) -> Result<TransactionReceipt, ChainError>;
+    async fn register_provider(
+        &self,
+        terms: IWirepactMarket::ProviderTerms,
+        tunnel_key: B256,
+        endpoint: &str,
+        region: &str,
+        stake: U256,
+    ) -> Result<ProviderId, ChainError>;
+    async fn open_session(
+        &self,
+        provider: ProviderId,
+        deposit: U256,
+        max_price_per_gib: U256,
+        session_key: Address,
+    ) -> Result<OpenedSession, ChainError>;
+    async fn claim(
+        &self,
+        terms: &SessionTerms,
+        cumulative_bytes: u64,
+        timestamp: u64,
+        signature: Bytes,
+    ) -> Result<TransactionReceipt, ChainError>;
+    async fn close(&self, terms: &SessionTerms) -> Result<TransactionReceipt, ChainError>;
+    async fn settle(&self, terms: &SessionTerms) -> Result<TransactionReceipt, ChainError>;
+    async fn register_oracle(&self, endpoint: &str, stake: U256) -> Result<TransactionReceipt, ChainError>;
+    async fn begin_epoch(&self) -> Result<TransactionReceipt, ChainError>;
+    async fn submit_report(&self, report: &ReportSubmission) -> Result<TransactionReceipt, ChainError>;
+
+    /// All market events in `[from_block, to_block]`, decoded.
+    async fn events(
+        &self,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<WirepactMarket::WirepactMarketEvents>, ChainError>;
+}
+
+/// [`Market`] over an alloy JSON-RPC provider.
+#[derive(Debug)]
+pub struct AlloyMarket {
+    address: Address,
+    token: Address,
+    chain_id: u64,
+    sender: TxSender,
+}
+
+fn to_binding(t: &SessionTerms) -> IWirepactMarket::SessionTerms {
+    IWirepactMarket::SessionTerms {
+        client: t.client,
+        sessionKey: t.sessionKey,
+        providerId: t.providerId,
+        nonce: t.nonce,
+        sessionMbps: t.sessionMbps,
+        violationsAtOpen: t.violationsAtOpen,
+        openedAt: t.openedAt,
+        deposit: t.deposit,
+        pricePerGiB: t.pricePerGiB,
+    }
+}
+
+fn from_binding(t: &IWirepactMarket::SessionTerms) -> SessionTerms {
+    SessionTerms {
+        client: t.client,
+        sessionKey: t.sessionKey,
+        providerId: t.providerId,
+        nonce: t.nonce,
+        sessionMbps: t.sessionMbps,
+        violationsAtOpen: t.violationsAtOpen,
+        openedAt: t.openedAt,
+        deposit: t.deposit,
+        pricePerGiB: t.pricePerGiB,
+    }
+}
+
+/// A read-only provider for `url`.
+pub fn connect(url: &str) -> Result<DynProvider, ChainError> {
+    let url = url.parse().map_err(|_| ChainError::Unexpected("RPC URL does not parse"))?;
+    Ok(ProviderBuilder::new().disable_recommended_fillers().connect_http(url).erased())
+}
+
+impl AlloyMarket {
+    /// A handle on the market at `address`, sending from `signer`.
+    pub async fn connect(
+        url: &str,
+        address: Address,
+        signer: PrivateKeySigner,
+        policy: SendPolicy,
+    ) -> Result<Self, ChainError> {
+        let provider = connect(url)?;
+        let chain_id = provider.get_chain_id().await.map_err(|e| ChainError::from_rpc("reading the chain id", e))?;
+        let token = WirepactMarket::new(address, &provider)
+            .token()
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading the market's token", e))?;
+        Ok(Self { address, token, chain_id, sender: TxSender::new(provider, signer, chain_id, policy) })
+    }
+
+    /// Deploys a market (and, if `token` is `None`, a devnet test token) from `signer`.
+    pub async fn deploy(
+        url: &str,
+        signer: PrivateKeySigner,
+        token: Option<Address>,
+        mut params: IWirepactMarket::Params,
+        policy: SendPolicy,
+    ) -> Result<Self, ChainError> {
+        let provider = connect(url)?;
+        let chain_id = provider.get_chain_id().await.map_err(|e| ChainError::from_rpc("reading the chain id", e))?;
+        let sender = TxSender::new(provider.clone(), signer, chain_id, policy);
+        let token = match token {
+            Some(t) => t,
+            None => {
+                let tx = TestToken::deploy_builder(&provider).into_transaction_request();
+                let r = sender.send(tx, "deploying the test token").await?;
+                r.contract_address.ok_or(ChainError::Unexpected("token deployment without address"))?
+            }
+        };
+        params.token = token;
+        let tx = WirepactMarket::deploy_builder(&provider, params).into_transaction_request();
+        let r = sender.send(tx, "deploying the market").await?;
+        let address = r.contract_address.ok_or(ChainError::Unexpected("market deployment without address"))?;
+        Ok(Self { address, token, chain_id, sender })
+    }
+
+    /// The same market, sending from another account.
+    pub fn with_signer(&self, signer: PrivateKeySigner, policy: SendPolicy) -> Self {
+        Self {
+            address: self.address,
+            token: self.token,
+            chain_id: self.chain_id,
+            sender: TxSender::new(self.sender.provider().clone(), signer, self.chain_id, policy),
+        }
+    }
+
+    #[must_use]
+    pub fn token(&self) -> Address {
+        self.token
+    }
+
+    #[must_use]
+    pub fn provider(&self) -> &DynProvider {
+        self.sender.provider()
+    }
+
+    #[must_use]
+    pub fn sender(&self) -> &TxSender {
+        &self.sender
+    }
+
+    fn contract(&self) -> WirepactMarket::WirepactMarketInstance<&DynProvider> {
+        WirepactMarket::new(self.address, self.sender.provider())
+    }
+
+    fn token_contract(&self) -> TestToken::TestTokenInstance<&DynProvider> {
+        TestToken::new(self.token, self.sender.provider())
+    }
+
+    /// Devnet only: mints test tokens to `to`.
+    pub async fn mint_test_tokens(&self, to: Address, amount: U256) -> Result<TransactionReceipt, ChainError> {
+        let tx = self.token_contract().mint(to, amount).into_transaction_request();
+        self.sender.send(tx, "minting test tokens").await
+    }
+
+    pub async fn token_balance(&self, who: Address) -> Result<U256, ChainError> {
+        self.token_contract()
+            .balanceOf(who)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading a token balance", e))
+    }
+
+    async fn ensure_allowance(&self, amount: U256) -> Result<(), ChainError> {
+        let t = self.token_contract();
+        let allowance = t
+            .allowance(self.sender.from(), self.address)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading the token allowance", e))?;
+        if allowance < amount {
+            let tx = t.approve(self.address, U256::MAX).into_transaction_request();
+            self.sender.send(tx, "approving the market").await?;
+        }
+        Ok(())
+    }
+
+    /// The EIP-712 digest the contract computes for a receipt (for cross-checks).
+    pub async fn receipt_digest(
+        &self,
+        session: B256,
+        cumulative_bytes: u64,
+        timestamp: u64,
+    ) -> Result<B256, ChainError> {
+        self.contract()
+            .receiptDigest(session, cumulative_bytes, timestamp)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("computing a receipt digest", e))
+    }
+
+    pub async fn observations_digest(
+        &self,
+        epoch: u64,
+        providers: Bytes,
+        measurements: Bytes,
+    ) -> Result<B256, ChainError> {
+        self.contract()
+            .observationsDigest(epoch, providers, measurements)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("computing an observations digest", e))
+    }
+}
+
+impl Market for AlloyMarket {
+    fn address(&self) -> Address {
+        self.address
+    }
+
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn account(&self) -> Address {
+        self.sender.from()
+    }
+
+    async fn params(&self) -> Result<IWirepactMarket::Params, ChainError> {
+        self.contract().params().call().await.map_err(|e| ChainError::from_contract("reading parameters", e))
+    }
+
+    async fn current_epoch(&self) -> Result<u64, ChainError> {
+        self.contract().currentEpoch().call().await.map_err(|e| ChainError::from_contract("reading the epoch", e))
+    }
+
+    async fn balance_of(&self, who: Address) -> Result<U256, ChainError> {
+        self.contract().balanceOf(who).call().await.map_err(|e| ChainError::from_contract("reading a balance", e))
+    }
+
+    async fn provider(&self, id: ProviderId) -> Result<ProviderInfo, ChainError> {
+        // `provider` collides with the instance's accessor; call through the typed call struct.
+        self.contract()
+            .call_builder(&WirepactMarket::providerCall { providerId: id.0 })
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading a provider", e))
+    }
+
+    async fn provider_count(&self) -> Result<u32, ChainError> {
+        self.contract().providerCount().call().await.map_err(|e| ChainError::from_contract("counting providers", e))
+    }
+
+    async fn quote(&self, id: ProviderId) -> Result<U256, ChainError> {
+        self.contract().quote(id.0).call().await.map_err(|e| ChainError::from_contract("reading a quote", e))
+    }
+
+    async fn session(&self, id: SessionId) -> Result<IWirepactMarket::SessionState, ChainError> {
+        self.contract().session(id.0).call().await.map_err(|e| ChainError::from_contract("reading a session", e))
+    }
+
+    async fn is_audited(&self, epoch: u64, id: ProviderId) -> Result<bool, ChainError> {
+        self.contract()
+            .isAudited(epoch, id.0)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading the audit set", e))
+    }
+
+    async fn quorum(&self) -> Result<u64, ChainError> {
+        let q =
+            self.contract().quorum().call().await.map_err(|e| ChainError::from_contract("reading the quorum", e))?;
+        u64::try_from(q).map_err(|_| ChainError::Unexpected("quorum out of range"))
+    }
+
+    async fn deposit(&self, amount: U256) -> Result<TransactionReceipt, ChainError> {
+        self.ensure_allowance(amount).await?;
+        self.sender.send(self.contract().deposit(amount).into_transaction_request(), "depositing").await
+    }
+
+    async fn withdraw(&self, amount: U256) -> Result<TransactionReceipt, ChainError> {
+        self.sender.send(self.contract().withdraw(amount).into_transaction_request(), "withdrawing").await
+    }
+
+    async fn register_provider(
+        &self,
+        terms: IWirepactMarket::ProviderTerms,
+        tunnel_key: B256,
+        endpoint: &str,
+        region: &str,
+        stake: U256,
+    ) -> Result<ProviderId, ChainError> {
+        self.ensure_allowance(stake).await?;
+        let tx = self
+            .contract()
+            .registerProvider(terms, tunnel_key, endpoint.to_owned(), region.to_owned(), stake)
+            .into_transaction_request();
+        let r = self.sender.send(tx, "registering the provider").await?;
+        r.decoded_log::<WirepactMarket::ProviderRegistered>()
+            .map(|l| ProviderId(l.data.providerId))
+            .ok_or(ChainError::Unexpected("registration without ProviderRegistered event"))
+    }
+
+    async fn open_session(
+        &self,
+        provider: ProviderId,
+        deposit: U256,
+        max_price_per_gib: U256,
+        session_key: Address,
+    ) -> Result<OpenedSession, ChainError> {
+        let tx =
+            self.contract().openSession(provider.0, deposit, max_price_per_gib, session_key).into_transaction_request();
+        let receipt = self.sender.send(tx, "opening a session").await?;
+        let ev = receipt
+            .decoded_log::<WirepactMarket::SessionOpened>()
+            .ok_or(ChainError::Unexpected("open without SessionOpened event"))?;
+        let terms = from_binding(&ev.data.terms);
+        let id = terms.session_id();
+        if id.0 != ev.data.sessionId {
+            return Err(ChainError::Unexpected("session id differs from the contract's"));
+        }
+        Ok(OpenedSession { id, terms, receipt })
+    }
+
+    async fn claim(
+        &self,
+        terms: &SessionTerms,
+        cumulative_bytes: u64,
+        timestamp: u64,
+        signature: Bytes,
+    ) -> Result<TransactionReceipt, ChainError> {
+        let tx =
+            self.contract().claim(to_binding(terms), cumulative_bytes, timestamp, signature).into_transaction_request();
+        self.sender.send(tx, "claiming a receipt").await
+    }
+
+    async fn close(&self, terms: &SessionTerms) -> Result<TransactionReceipt, ChainError> {
+        self.sender.send(self.contract().close(to_binding(terms)).into_transaction_request(), "closing a session").await
+    }
+
+    async fn settle(&self, terms: &SessionTerms) -> Result<TransactionReceipt, ChainError> {
+        self.sender
+            .send(self.contract().settle(to_binding(terms)).into_transaction_request(), "settling a session")
+            .await
+    }
+
+    async fn register_oracle(&self, endpoint: &str, stake: U256) -> Result<TransactionReceipt, ChainError> {
+        self.ensure_allowance(stake).await?;
+        let tx = self.contract().registerOracle(endpoint.to_owned(), stake).into_transaction_request();
+        self.sender.send(tx, "registering the oracle").await
+    }
+
+    async fn begin_epoch(&self) -> Result<TransactionReceipt, ChainError> {
+        self.sender.send(self.contract().beginEpoch().into_transaction_request(), "seeding the epoch").await
+    }
+
+    async fn submit_report(&self, report: &ReportSubmission) -> Result<TransactionReceipt, ChainError> {
+        let tx = self
+            .contract()
+            .submitReport(
+                report.epoch,
+                report.providers.clone(),
+                report.measurements.clone(),
+                report.signatures.clone(),
+            )
+            .into_transaction_request();
+        self.sender.send(tx, "submitting a report").await
+    }
+
+    async fn events(
+        &self,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<WirepactMarket::WirepactMarketEvents>, ChainError> {
+        let filter = Filter::new().address(self.address).from_block(from_block).to_block(to_block);
+        let logs = self.provider().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading events", e))?;
+        let mut out = Vec::with_capacity(logs.len());
+        for log in logs {
+            if let Ok(ev) = WirepactMarket::WirepactMarketEvents::decode_log(&log.inner) {
+                out.push(ev.data);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,219 @@
+//! EIP-712 messages signed off chain and verified by the market (or by a provider).
+//!
+//! Domain: `EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)`
+//! with name `"wirepact"`, version `"1"`, the chain id and the market's address, exactly as
+//! the contract's OpenZeppelin `EIP712("wirepact", "1")`.
+
+use alloy::primitives::{Address, Bytes, FixedBytes, Signature, B256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::SignerSync;
+use alloy::sol_types::{Eip712Domain, SolStruct};
+
+pub const SIGNING_DOMAIN_NAME: &str = "wirepact";
+pub const SIGNING_DOMAIN_VERSION: &str = "1";
+
+alloy::sol! {
+    /// A client's acknowledgement of `cumulativeBytes` delivered in session `sessionId`.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Receipt {
+        bytes32 sessionId;
+        uint64 cumulativeBytes;
+        uint64 timestamp;
+    }
+
+    /// One oracle's measurements of the audited providers in `epoch`
+    /// (see `observations::encode_observations` for the byte layout).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Observations {
+        uint64 epoch;
+        bytes providers;
+        bytes measurements;
+    }
+
+    /// The first message of a tunnel: proves the sender holds the session key.
+    #[derive(Debug, PartialEq, Eq)]
+    struct SessionAuth {
+        bytes32 sessionId;
+        bytes32 tunnelKey;
+        uint64 timestamp;
+        bytes16 nonce;
+    }
+}
+
+/// Why a signature was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    #[error("signature is not 65 bytes of r, s, v (got {0} bytes)")]
+    Malformed(usize),
+    #[error("signature does not recover to a public key")]
+    Unrecoverable,
+    #[error("signed by {actual}, expected {expected}")]
+    WrongSigner { expected: Address, actual: Address },
+    #[error("signing failed: the key could not produce a signature")]
+    Signing,
+}
+
+/// The market's EIP-712 domain on `chain_id` at `market`.
+#[must_use]
+pub fn domain(chain_id: u64, market: Address) -> Eip712Domain {
+    alloy::sol_types::eip712_domain! {
+        name: SIGNING_DOMAIN_NAME,
+        version: SIGNING_DOMAIN_VERSION,
+        chain_id: chain_id,
+        verifying_contract: market,
+    }
+}
+
+fn sign<T: SolStruct>(key: &PrivateKeySigner, domain: &Eip712Domain, msg: &T) -> Result<Bytes, SignatureError> {
+    let hash = msg.eip712_signing_hash(domain);
+    let sig = key.sign_hash_sync(&hash).map_err(|_| SignatureError::Signing)?;
+    Ok(Bytes::from(sig.as_bytes().to_vec()))
+}
+
+fn recover<T: SolStruct>(domain: &Eip712Domain, msg: &T, signature: &[u8]) -> Result<Address, SignatureError> {
+    if signature.len() != 65 {
+        return Err(SignatureError::Malformed(signature.len()));
+    }
+    let sig = Signature::try_from(signature).map_err(|_| SignatureError::Unrecoverable)?;
+    let hash: B256 = msg.eip712_signing_hash(domain);
+    sig.recover_address_from_prehash(&hash).map_err(|_| SignatureError::Unrecoverable)
+}
+
+fn expect(expected: Address, actual: Address) -> Result<(), SignatureError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(SignatureError::WrongSigner { expected, actual })
+    }
+}
+
+/// Signs a receipt with the session key; 65 bytes `r || s || v` as the contract expects.
+pub fn sign_receipt(key: &PrivateKeySigner, domain: &Eip712Domain, receipt: &Receipt) -> Result<Bytes, SignatureError> {
+    sign(key, domain, receipt)
+}
+
+/// Checks that `signature` over `receipt` was made by `session_key`.
+pub fn recover_receipt(
+    domain: &Eip712Domain,
+    receipt: &Receipt,
+    signature: &[u8],
+    session_key: Address,
+) -> Result<(), SignatureError> {
+    expect(session_key, recover(domain, receipt, signature)?)
+}
+
+pub fn sign_observations(
+    key: &PrivateKeySigner,
+    domain: &Eip712Domain,
+    obs: &Observations,
+) -> Result<Bytes, SignatureError> {
+    sign(key, domain, obs)
+}
+
+/// Recovers the oracle that signed `obs` (the caller checks it is a registered oracle).
+pub fn recover_observations(
+    domain: &Eip712Domain,
+    obs: &Observations,
+    signature: &[u8],
+) -> Result<Address, SignatureError> {
+    recover(domain, obs, signature)
+}
+
+pub fn sign_session_auth(
+    key: &PrivateKeySigner,
+    domain: &Eip712Domain,
+    auth: &SessionAuth,
+) -> Result<Bytes, SignatureError> {
+    sign(key, domain, auth)
+}
+
+pub fn recover_session_auth(
+    domain: &Eip712Domain,
+    auth: &SessionAuth,
+    signature: &[u8],
+    session_key: Address,
+) -> Result<(), SignatureError> {
+    expect(session_key, recover(domain, auth, signature)?)
+}
+
+/// A fresh 16-byte nonce type for `SessionAuth`.
+pub type Nonce16 = FixedBytes<16>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{address, b256};
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> PrivateKeySigner {
+        // keccak of a byte is a valid secp256k1 scalar (below the curve order) with overwhelming odds
+        PrivateKeySigner::from_bytes(&alloy::primitives::keccak256([seed])).expect("valid key")
+    }
+
+    fn market() -> Address {
+        address!("e7f1725E7734CE288F8367e1Bb143E90bb3F0512")
+    }
+
+    #[test]
+    fn typehashes_match_the_contract() {
+        // keccak256("Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)")
+        assert_eq!(
+            Receipt::eip712_type_hash(&Receipt { sessionId: B256::ZERO, cumulativeBytes: 0, timestamp: 0 }),
+            alloy::primitives::keccak256("Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)")
+        );
+        let o = Observations { epoch: 0, providers: Bytes::new(), measurements: Bytes::new() };
+        assert_eq!(
+            o.eip712_type_hash(),
+            alloy::primitives::keccak256("Observations(uint64 epoch,bytes providers,bytes measurements)")
+        );
+    }
+
+    #[test]
+    fn signature_of_wrong_length_is_malformed() {
+        let d = domain(1, market());
+        let r = Receipt {
+            sessionId: b256!("0101010101010101010101010101010101010101010101010101010101010101"),
+            cumulativeBytes: 1,
+            timestamp: 1,
+        };
+        assert_eq!(recover_receipt(&d, &r, &[0u8; 64], Address::ZERO), Err(SignatureError::Malformed(64)));
+    }
+
+    proptest! {
+        #[test]
+        fn receipt_verifies_only_for_its_key_session_chain_and_market(
+            k1 in 1u8..=255, k2 in 1u8..=255, sid in any::<[u8; 32]>(), other_sid in any::<[u8; 32]>(),
+            bytes in any::<u64>(), ts in any::<u64>(), chain in 1u64..1_000_000, other_chain in 1u64..1_000_000,
+            other_market in any::<[u8; 20]>(),
+        ) {
+            let signer = key(k1);
+            let d = domain(chain, market());
+            let r = Receipt { sessionId: B256::from(sid), cumulativeBytes: bytes, timestamp: ts };
+            let sig = sign_receipt(&signer, &d, &r).expect("sign");
+            prop_assert!(recover_receipt(&d, &r, &sig, signer.address()).is_ok());
+            if k1 != k2 {
+                prop_assert!(recover_receipt(&d, &r, &sig, key(k2).address()).is_err());
+            }
+            if sid != other_sid {
+                let r2 = Receipt { sessionId: B256::from(other_sid), ..r.clone() };
+                prop_assert!(recover_receipt(&d, &r2, &sig, signer.address()).is_err());
+            }
+            if chain != other_chain {
+                prop_assert!(recover_receipt(&domain(other_chain, market()), &r, &sig, signer.address()).is_err());
+            }
+            let m2 = Address::from(other_market);
+            if m2 != market() {
+                prop_assert!(recover_receipt(&domain(chain, m2), &r, &sig, signer.address()).is_err());
+            }
+            let r3 = Receipt { cumulativeBytes: bytes.wrapping_add(1), ..r.clone() };
+            prop_assert!(recover_receipt(&d, &r3, &sig, signer.address()).is_err());
+        }
+
+        #[test]
+        fn random_signature_bytes_never_panic(sig in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let d = domain(1, market());
+            let r = Receipt { sessionId: B256::ZERO, cumulativeBytes: 1, timestamp: 1 };
+            let _ = recover_receipt(&d, &r, &sig, Address::ZERO);
+        }
+    }
+}

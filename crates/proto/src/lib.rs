@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod eip712;
+pub mod frames;
+pub mod observations;
+pub mod units;
+
+pub use eip712::{
+    domain, recover_observations, recover_receipt, recover_session_auth, sign_observations, sign_receipt,
+    sign_session_auth, Observations, Receipt, SessionAuth, SignatureError, SIGNING_DOMAIN_NAME, SIGNING_DOMAIN_VERSION,
+};
+pub use frames::{Frame, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use observations::{decode_observations, encode_observations, Observation, ObservationError};
+pub use units::{ByteCount, Kbps, Mbps, Millis, ProviderId, SessionId, SessionTerms, SlaTerms, TokenAmount};
