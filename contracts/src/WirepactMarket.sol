@@ -79,12 +79,16 @@ import {Median} from "./libraries/Median.sol";
 /// ## Reward pool and bonus
 /// Fees and slashes feed `rewardPool`. Each signer of an accepted report earns
 /// `oracleRewardPerReport` (less if the pool is short). Reward period `p` spans
-/// `rewardPeriodEpochs` epochs. After `p` ends, the first `claimBonus` sets the period's pot
-/// to `bonusPoolShareBps` of the pool; a provider with at least `bonusMinAudits` audits in
-/// `p` and `available / audits >= bonusAvailabilityBps` receives
-/// `floor(pot * available / totalAvailable_p)`, where `totalAvailable_p` counts every
-/// available verdict of every provider in `p` (so the shares never exceed the pot). Claims
-/// are open during period `p+1`; from `p+2` on, `sweepBonus` returns what is left to the pool.
+/// `rewardPeriodEpochs` epochs. A report writes nothing for a healthy provider with a clean
+/// history (gas per audited provider stays small); unavailable verdicts are counted per
+/// provider. After `p` ends, a provider claims its bonus by listing the epochs of `p` in which
+/// it was audited (the contract re-derives each from the epoch seed and checks the epoch was
+/// reported): with `audits` listed, `available = audits - unavailable_p`, it qualifies if
+/// `audits >= bonusMinAudits`, `available / audits >= bonusAvailabilityBps` and it was not
+/// slashed in `p`. The first claim sets the period's pot to `bonusPoolShareBps` of the pool;
+/// each share is `floor(pot * available / totalAvailable_p)`, where `totalAvailable_p`
+/// counts every available verdict of every provider in `p` (so shares never exceed the pot).
+/// Claims are open during period `p+1`; from `p+2` on, `sweepBonus` returns the rest.
 contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -129,15 +133,19 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- storage
 
-    /// Hot slot: everything openSession needs, so opening a session touches one provider slot.
-    /// `basePricePerGiB` is stored in 88 bits (registration refuses larger prices).
+    /// Hot slot: everything openSession needs and everything a report needs to judge a
+    /// provider, so each touches one provider slot. Prices are stored in 88 bits, latency in 16
+    /// (registration refuses larger values); the violation count saturates at 2^16 - 1.
     struct ProviderCore {
         uint32 capacityMbps;
         uint32 committedMbps;
         uint32 sessionMbps;
-        uint32 sessionNonce;
-        uint32 violationCount;
+        uint24 sessionNonce;
+        uint16 violationCount;
         ProviderStatus status;
+        /// bit 0: the audit history holds a recent violation (the audit slot must be read).
+        uint8 flags;
+        uint16 maxLatencyMs;
         uint88 basePricePerGiB;
     }
 
@@ -152,18 +160,15 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         uint64 unbondingReadyAt;
     }
 
-    /// Audit history (bit 0 = latest audit, 1 = violation), bonus counters and the latency SLA:
-    /// everything a report needs besides the hot slot.
+    /// Audit history (bit 0 = latest audit, 1 = violation) and the bonus bookkeeping. Only
+    /// touched by a report when something is wrong (a violation, an unavailable verdict, or a
+    /// violation still inside the window), so auditing a healthy provider writes nothing.
     struct ProviderAudit {
         uint64 history;
-        uint32 period;
-        uint16 audits;
-        uint16 available;
-        uint32 prevPeriod;
-        uint16 prevAudits;
-        uint16 prevAvailable;
+        uint32 unavailablePeriod;
+        uint16 unavailable;
+        uint32 slashedPeriodPlusOne;
         uint32 claimedPeriodPlusOne;
-        uint32 maxLatencyMs;
     }
 
     struct Provider {
@@ -199,6 +204,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
     mapping(uint64 epoch => bytes32) private _seeds;
     mapping(uint256 word => uint256) private _reportedBitmap;
     mapping(uint32 period => uint256) private _periodAvailable;
+    uint8 private constant FLAG_HISTORY = 1;
     mapping(uint32 period => BonusPot) private _bonusPots;
 
     // ------------------------------------------------------------ constructor
@@ -270,7 +276,8 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         if (_providerIdOf[msg.sender] != 0) revert Market_AlreadyRegistered();
         if (
             terms.capacityMbps == 0 || terms.sessionMbps == 0 || terms.sessionMbps > terms.capacityMbps
-                || terms.maxLatencyMs == 0 || terms.basePricePerGiB == 0 || terms.basePricePerGiB > type(uint88).max
+                || terms.maxLatencyMs == 0 || terms.maxLatencyMs > type(uint16).max || terms.basePricePerGiB == 0
+                || terms.basePricePerGiB > type(uint88).max
                 || tunnelKey == bytes32(0)
                 || bytes(endpoint).length == 0 || bytes(endpoint).length > 256 || bytes(region).length > 64
         ) revert Market_InvalidTerms();
@@ -290,10 +297,11 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
             sessionNonce: 0,
             violationCount: 0,
             status: ProviderStatus.Active,
+            flags: 0,
+            maxLatencyMs: uint16(terms.maxLatencyMs),
             basePricePerGiB: uint88(terms.basePricePerGiB)
         });
         p.own.owner = msg.sender;
-        p.audit.maxLatencyMs = terms.maxLatencyMs;
         p.stk.stake = uint96(stake);
         p.tunnelKey = tunnelKey;
         p.endpoint = endpoint;
@@ -396,6 +404,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         if (sessionKey == address(0)) revert Market_InvalidSessionKey();
         if (depositAmount == 0) revert Market_DepositTooSmall();
         if (depositAmount > type(uint96).max) revert Market_AmountTooLarge();
+        if (c.sessionNonce == type(uint24).max) revert Market_NonceExhausted(providerId);
         uint32 committedAfter = c.committedMbps + c.sessionMbps;
         if (committedAfter > c.capacityMbps) {
             revert Market_WouldOversell(c.committedMbps, c.sessionMbps, c.capacityMbps);
@@ -557,13 +566,14 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
 
     /// @notice Records the epoch's verdicts from a quorum of oracle-signed observations.
     /// @param providerIds audited provider ids, uint32 big-endian each, strictly ascending.
-    /// @param measurements per signer, 8 bytes per provider (see contract doc).
-    /// @param signatures per signer, over `Observations(epoch, providerIds, measurements[i])`;
+    /// @param measurements the signers' rows concatenated: row `i` is 8 bytes per provider (see
+    /// contract doc), `providers * 8` bytes long, and is what signer `i` signed.
+    /// @param signatures per signer, over `Observations(epoch, providerIds, row i)`;
     /// signers must be distinct active oracles in strictly ascending address order.
     function submitReport(
         uint64 epoch,
         bytes calldata providerIds,
-        bytes[] calldata measurements,
+        bytes calldata measurements,
         bytes[] calldata signatures
     ) external {
         bytes32 seed = _markReported(epoch);
@@ -574,37 +584,41 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
             uint256 q = quorum();
             if (m < q) revert Market_QuorumNotReached(m, q);
         }
-        if (measurements.length != m || providerIds.length % 4 != 0) revert Market_MalformedReport();
+        if (providerIds.length % 4 != 0 || measurements.length != m * (providerIds.length * 2)) {
+            revert Market_MalformedReport();
+        }
         address[] memory signers = _verifySigners(epoch, providerIds, measurements, signatures);
         uint32 period = uint32(epoch / _rewardPeriodEpochs);
-        uint256 available = _recordVerdicts(epoch, seed, period, providerIds, measurements, signers);
+        (uint256 available, uint256[] memory verdicts) =
+            _recordVerdicts(epoch, seed, period, providerIds, measurements, signers);
         if (available != 0) _periodAvailable[period] += available;
         _rewardOracles(signers);
-        emit ReportAccepted(epoch, msg.sender, providerIds.length / 4, m);
+        emit ReportAccepted(epoch, msg.sender, providerIds, verdicts);
     }
 
     // ================================================================== bonus
 
     /// @notice Pays the provider's reliability bonus for a finished reward period.
-    function claimBonus(uint32 providerId, uint32 period) external {
+    /// @param epochs epochs of `period` (strictly ascending) in which the provider was audited
+    /// and the epoch was reported, after any jail; the provider proves at least `bonusMinAudits`.
+    /// Its available audits are taken as `epochs.length - unavailable verdicts recorded in the
+    /// period` (listing fewer epochs only lowers its own share).
+    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs) external {
         Provider storage p = _ownedProvider(providerId);
-        if (period >= currentPeriod()) revert Market_PeriodNotOver(period);
+        uint32 nowPeriod = currentPeriod();
+        if (period >= nowPeriod) revert Market_PeriodNotOver(period);
+        if (uint256(period) + 1 < nowPeriod) revert Market_BonusWindowClosed(period);
         if (p.core.status != ProviderStatus.Active) revert Market_ProviderNotActive(providerId);
         ProviderAudit memory a = p.audit;
         if (a.claimedPeriodPlusOne > period) revert Market_BonusAlreadyClaimed(period);
-        uint256 audits;
-        uint256 available;
-        if (a.period == period) {
-            (audits, available) = (a.audits, a.available);
-        } else if (a.prevPeriod == period) {
-            (audits, available) = (a.prevAudits, a.prevAvailable);
-        } else {
-            revert Market_NoBonusRecord(period);
-        }
+        if (a.slashedPeriodPlusOne == period + 1) revert Market_NotEligibleForBonus(uint32(epochs.length), 0);
+
+        uint256 audits = _countAudits(providerId, period, p.own.jailedUntilEpoch, epochs);
+        uint256 unavailable = a.unavailablePeriod == period ? a.unavailable : 0;
+        uint256 available = audits > unavailable ? audits - unavailable : 0;
         if (audits < _bonusMinAudits || audits == 0 || available * BPS < audits * _bonusAvailabilityBps) {
             revert Market_NotEligibleForBonus(uint32(audits), uint32(available));
         }
-        if (uint256(period) + 1 < currentPeriod()) revert Market_BonusWindowClosed(period);
         BonusPot storage pot = _bonusPots[period];
         if (!pot.finalized) {
             uint256 amount = (_rewardPool * _bonusPoolShareBps) / BPS;
@@ -615,12 +629,32 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
             pot.finalized = true;
             emit BonusPotFinalized(period, amount, pot.totalAvailable);
         }
-        // totalAvailable >= available > 0: this provider's verdicts are part of it.
+        // Every proven epoch carried an available verdict counted in totalAvailable, unless it
+        // was one of the `unavailable` ones subtracted above: available <= totalAvailable.
         uint256 share = (uint256(pot.pot) * available) / pot.totalAvailable;
         pot.remaining -= uint128(share);
         p.audit.claimedPeriodPlusOne = period + 1;
         _balances[p.own.owner] += share;
         emit BonusClaimed(providerId, period, share);
+    }
+
+    /// Checks each epoch is in `period`, after `jailedUntil`, reported, and audited `id`.
+    function _countAudits(uint32 id, uint32 period, uint32 jailedUntil, uint64[] calldata epochs)
+        private
+        view
+        returns (uint256)
+    {
+        uint256 first = uint256(period) * _rewardPeriodEpochs;
+        uint256 last = first + _rewardPeriodEpochs;
+        uint64 prev;
+        for (uint256 i; i < epochs.length; ++i) {
+            uint64 e = epochs[i];
+            if ((i != 0 && e <= prev) || e < first || e >= last || e < jailedUntil) revert Market_BadAuditProof(e);
+            if (_reportedBitmap[e >> 8] & (1 << (e & 0xff)) == 0) revert Market_BadAuditProof(e);
+            if (!AuditSet.isAudited(_seeds[e], id, _auditProbabilityBps)) revert Market_BadAuditProof(e);
+            prev = e;
+        }
+        return epochs.length;
     }
 
     /// @notice Returns a period's unclaimed bonus to the reward pool once its claim window closed.
@@ -719,7 +753,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         v.capacityMbps = c.capacityMbps;
         v.committedMbps = c.committedMbps;
         v.sessionMbps = c.sessionMbps;
-        v.maxLatencyMs = p.audit.maxLatencyMs;
+        v.maxLatencyMs = c.maxLatencyMs;
         v.basePricePerGiB = c.basePricePerGiB;
         v.sessionNonce = c.sessionNonce;
         v.jailedUntilEpoch = p.own.jailedUntilEpoch;
@@ -733,16 +767,13 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         v.region = p.region;
     }
 
-    function bonusRecord(uint32 providerId) external view returns (BonusRecord memory r) {
+    function bonusRecord(uint32 providerId) external view returns (BonusRecord memory) {
         ProviderAudit memory a = _providers[providerId].audit;
-        r = BonusRecord({
-            period: uint16(a.period),
-            audits: a.audits,
-            available: a.available,
-            prevPeriod: uint16(a.prevPeriod),
-            prevAudits: a.prevAudits,
-            prevAvailable: a.prevAvailable,
-            claimedPeriodPlusOne: uint16(a.claimedPeriodPlusOne)
+        return BonusRecord({
+            unavailablePeriod: a.unavailablePeriod,
+            unavailable: a.unavailable,
+            slashedPeriodPlusOne: a.slashedPeriodPlusOne,
+            claimedPeriodPlusOne: a.claimedPeriodPlusOne
         });
     }
 
@@ -824,10 +855,6 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         return _hashTypedDataV4(_observationsStructHash(epoch, providerIds, measurements));
     }
 
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
-    }
-
     // =============================================================== internal
 
     function _ownedProvider(uint32 providerId) private view returns (Provider storage p) {
@@ -882,7 +909,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
     function _verifySigners(
         uint64 epoch,
         bytes calldata providerIds,
-        bytes[] calldata measurements,
+        bytes calldata measurements,
         bytes[] calldata signatures
     ) private view returns (address[] memory signers) {
         uint256 m = signatures.length;
@@ -890,8 +917,8 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         signers = new address[](m);
         address last;
         for (uint256 i; i < m; ++i) {
-            if (measurements[i].length != count * 8) revert Market_MalformedReport();
-            bytes32 digest = _hashTypedDataV4(_observationsStructHash(epoch, providerIds, measurements[i]));
+            bytes calldata row = measurements[i * count * 8:(i + 1) * count * 8];
+            bytes32 digest = _hashTypedDataV4(_observationsStructHash(epoch, providerIds, row));
             (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signatures[i]);
             if (err != ECDSA.RecoverError.NoError) revert Market_NotOracle(address(0));
             if (signer <= last) revert Market_SignersNotSorted();
@@ -908,6 +935,7 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         address[] signers;
         uint32[] thr;
         uint32[] lat;
+        uint256[] verdicts;
     }
 
     function _recordVerdicts(
@@ -915,98 +943,116 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         bytes32 seed,
         uint32 period,
         bytes calldata providerIds,
-        bytes[] calldata measurements,
+        bytes calldata measurements,
         address[] memory signers
-    ) private returns (uint256 availableCount) {
+    ) private returns (uint256 availableCount, uint256[] memory verdicts) {
+        uint256 count = providerIds.length / 4;
         ReportCtx memory ctx = ReportCtx({
             epoch: epoch,
             period: period,
             signers: signers,
             thr: new uint32[](signers.length),
-            lat: new uint32[](signers.length)
+            lat: new uint32[](signers.length),
+            verdicts: new uint256[](count)
         });
-        uint256 count = providerIds.length / 4;
         uint32 lastId;
         for (uint256 j; j < count; ++j) {
-            uint32 id = uint32(bytes4(providerIds[j * 4:j * 4 + 4]));
+            uint256 at;
+            unchecked {
+                at = j * 4; // j < providerIds.length / 4
+            }
+            uint32 id = uint32(bytes4(providerIds[at:at + 4]));
             if (id <= lastId) revert Market_ProvidersNotSorted();
             lastId = id;
             if (!AuditSet.isAudited(seed, id, _auditProbabilityBps)) revert Market_ProviderNotAudited(epoch, id);
             if (_judge(ctx, measurements, j, id)) ++availableCount;
         }
+        verdicts = ctx.verdicts;
     }
 
     /// Aggregates provider `id`'s observations, records the verdict; returns whether it was reachable.
-    function _judge(ReportCtx memory ctx, bytes[] calldata measurements, uint256 j, uint32 id)
+    /// A healthy provider with a clean history costs one storage read and no write.
+    function _judge(ReportCtx memory ctx, bytes calldata measurements, uint256 j, uint32 id)
         private
         returns (bool reachable)
     {
         Provider storage p = _providers[id];
-        ProviderCore memory c = p.core;
+        // Only the fields needed to judge (one cold slot); the full struct only if something changes.
+        ProviderCore storage core = p.core;
         // Providers that left or were jailed since the audit set was drawn are skipped.
-        if (c.status != ProviderStatus.Active) return false;
-        ProviderAudit memory a = p.audit;
+        if (core.status != ProviderStatus.Active) return false;
         uint32 medThr;
         uint32 medLat;
-        (medThr, medLat, reachable) = _aggregate(measurements, j, ctx.thr, ctx.lat);
+        (medThr, medLat, reachable) = _aggregate(measurements, ctx.verdicts.length * 8, j, ctx.thr, ctx.lat);
         bool violation = !reachable
-            || uint256(medThr) * BPS < uint256(c.sessionMbps) * 1000 * (BPS - _throughputToleranceBps)
-            || uint256(medLat) > uint256(a.maxLatencyMs) + _latencyToleranceMs;
-        emit Verdict(ctx.epoch, id, medThr, medLat, reachable, violation);
-        _recordAudit(p, id, ctx, a, reachable, violation);
+            || uint256(medThr) * BPS < uint256(core.sessionMbps) * 1000 * (BPS - _throughputToleranceBps)
+            || uint256(medLat) > uint256(core.maxLatencyMs) + _latencyToleranceMs;
+        if (medLat > 0xffffff) medLat = 0xffffff;
+        ctx.verdicts[j] = (uint256(medThr) << 32) | (uint256(medLat) << 8) | (reachable ? 1 : 0) | (violation ? 2 : 0);
+        if (violation || core.flags & FLAG_HISTORY != 0) {
+            _recordAudit(p, p.core, id, ctx, reachable, violation);
+        }
     }
 
     /// Lower medians of throughput and latency and the majority of `reachable` for provider `j`.
-    function _aggregate(bytes[] calldata measurements, uint256 j, uint32[] memory thr, uint32[] memory lat)
-        private
-        pure
-        returns (uint32 medThr, uint32 medLat, bool reachable)
-    {
-        uint256 m = measurements.length;
+    function _aggregate(
+        bytes calldata measurements,
+        uint256 rowLen,
+        uint256 j,
+        uint32[] memory thr,
+        uint32[] memory lat
+    ) private pure returns (uint32 medThr, uint32 medLat, bool reachable) {
+        uint256 m = thr.length;
         uint256 reachableVotes;
-        uint256 off = j * 8;
-        for (uint256 i; i < m; ++i) {
-            bytes calldata rec = measurements[i][off:off + 8];
-            thr[i] = uint32(bytes4(rec[0:4]));
-            lat[i] = uint32(uint24(bytes3(rec[4:7])));
-            if (uint8(rec[7]) & 1 == 1) ++reachableVotes;
+        // unchecked: j < providers, i < signers, off < measurements.length (all bounded by the
+        // calldata size, far below 2^256); the slice below is still bounds-checked.
+        unchecked {
+            uint256 off = j * 8;
+            for (uint256 i; i < m; ++i) {
+                uint64 rec = uint64(bytes8(measurements[off:off + 8]));
+                off += rowLen;
+                thr[i] = uint32(rec >> 32);
+                lat[i] = uint32(rec >> 8) & 0xffffff;
+                if (rec & 1 == 1) ++reachableVotes;
+            }
         }
         medThr = Median.lowerMedian(thr);
         medLat = Median.lowerMedian(lat);
         reachable = reachableVotes * 2 > m;
     }
 
+    /// Shifts the verdict into the audit history, counts violations and unavailability, slashes
+    /// on `k` violations within the last `w` audits.
     function _recordAudit(
         Provider storage p,
+        ProviderCore memory c,
         uint32 id,
         ReportCtx memory ctx,
-        ProviderAudit memory a,
         bool reachable,
         bool violation
     ) private {
-        uint32 period = ctx.period;
-        if (a.period != period) {
-            a.prevPeriod = a.period;
-            a.prevAudits = a.audits;
-            a.prevAvailable = a.available;
-            a.period = period;
-            a.audits = 0;
-            a.available = 0;
-        }
-        if (a.audits < type(uint16).max) {
-            a.audits += 1;
-            if (reachable) a.available += 1;
+        ProviderAudit memory a = p.audit;
+        if (!reachable) {
+            if (a.unavailablePeriod != ctx.period) {
+                a.unavailablePeriod = ctx.period;
+                a.unavailable = 0;
+            }
+            if (a.unavailable < type(uint16).max) a.unavailable += 1;
         }
         uint64 mask = _violationWindow == 64 ? type(uint64).max : (uint64(1) << _violationWindow) - 1;
         a.history = ((a.history << 1) | (violation ? 1 : 0)) & mask;
         if (violation) {
-            ProviderCore storage c = p.core;
-            c.violationCount += 1;
+            if (c.violationCount < type(uint16).max) c.violationCount += 1;
+            emit ProviderViolated(ctx.epoch, id, reachable);
             if (_popcount(a.history) >= _violationsToSlash) {
                 a.history = 0;
+                a.slashedPeriodPlusOne = ctx.period + 1;
+                c.status = ProviderStatus.Jailed;
                 _slash(p, id, ctx.epoch, ctx.signers);
             }
         }
+        c.flags = a.history == 0 ? c.flags & ~FLAG_HISTORY : c.flags | FLAG_HISTORY;
+        p.core = c;
         p.audit = a;
     }
 
@@ -1027,7 +1073,6 @@ contract WirepactMarket is IWirepactMarket, EIP712, ReentrancyGuardTransient {
         }
         _rewardPool += amount - each * signers.length;
         uint32 until = uint32(epoch) + 1 + _jailEpochs;
-        p.core.status = ProviderStatus.Jailed;
         p.own.jailedUntilEpoch = until;
         emit ProviderSlashed(id, epoch, amount, each * signers.length, until);
     }

@@ -151,16 +151,15 @@ abstract contract BaseTest is Test {
     }
 
     /// Builds a report in which oracle i reports `ms[i]` for the providers in `ids`;
-    /// signers are the first `nSigners` oracles (sorted).
+    /// signers are the first `nSigners` oracles (sorted); rows are concatenated.
     function _report(uint64 epoch, bytes memory ids, bytes[] memory ms, uint256 nSigners)
         internal
         view
-        returns (bytes[] memory measurements, bytes[] memory sigs)
+        returns (bytes memory measurements, bytes[] memory sigs)
     {
-        measurements = new bytes[](nSigners);
         sigs = new bytes[](nSigners);
         for (uint256 i; i < nSigners; ++i) {
-            measurements[i] = ms[i];
+            measurements = bytes.concat(measurements, ms[i]);
             bytes32 digest = market.observationsDigest(epoch, ids, ms[i]);
             (uint8 v, bytes32 r, bytes32 s) = vm.sign(oracleKeys[i], digest);
             sigs[i] = abi.encodePacked(r, s, v);
@@ -173,7 +172,7 @@ abstract contract BaseTest is Test {
         for (uint256 i; i < 4; ++i) {
             ms[i] = _measurement(kbps, latMs, reachable);
         }
-        (bytes[] memory m, bytes[] memory s) = _report(epoch, _ids1(id), ms, 3);
+        (bytes memory m, bytes[] memory s) = _report(epoch, _ids1(id), ms, 3);
         market.submitReport(epoch, _ids1(id), m, s);
     }
 

@@ -65,7 +65,7 @@ contract GasTest is BaseTest {
             }
             ms[i] = row;
         }
-        (bytes[] memory m, bytes[] memory s) = _report(e, ids, ms, 3);
+        (bytes memory m, bytes[] memory s) = _report(e, ids, ms, 3);
         market.submitReport(e, ids, m, s);
 
         uint64 e2 = _nextEpoch();

@@ -254,79 +254,113 @@ contract BonusTest is BaseTest {
         for (uint256 i; i < 4; ++i) {
             ms[i] = abi.encodePacked(_measurement(up1 ? 30_000 : 0, 20, up1), _measurement(30_000, 20, true));
         }
-        (bytes[] memory m, bytes[] memory s) = _report(e, ids, ms, 3);
+        (bytes memory m, bytes[] memory s) = _report(e, ids, ms, 3);
         market.submitReport(e, ids, m, s);
     }
 
-    function test_When_AvailableEveryAudit_GetsProRataShare() external {
-        market.beginEpoch();
-        for (uint256 i; i < 5; ++i) {
-            _reportBoth(i == 0 ? market.currentEpoch() : _nextEpoch(), true);
+    function _epochs(uint64 n) internal pure returns (uint64[] memory es) {
+        es = new uint64[](n);
+        for (uint64 i; i < n; ++i) {
+            es[i] = i;
         }
+    }
+
+    function _run(uint256 n, uint256 downAt) internal {
+        market.beginEpoch();
+        for (uint256 i; i < n; ++i) {
+            _reportBoth(i == 0 ? market.currentEpoch() : _nextEpoch(), i != downAt);
+        }
+    }
+
+    function test_When_AvailableEveryAudit_GetsProRataShare() external {
+        _run(5, type(uint256).max);
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_PeriodNotOver.selector, 0));
-        market.claimBonus(id, 0);
+        market.claimBonus(id, 0, _epochs(5));
         vm.warp(market.epochStart(10));
         uint256 pool = market.rewardPool();
+        assertEq(market.periodAvailable(0), 10);
         vm.prank(prov);
-        market.claimBonus(id, 0);
+        market.claimBonus(id, 0, _epochs(5));
         uint256 pot = pool / 2;
         assertEq(market.bonusPot(0).pot, pot);
         assertEq(market.balanceOf(prov) - 392 * ONE, pot * 5 / 10);
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BonusAlreadyClaimed.selector, 0));
-        market.claimBonus(id, 0);
+        market.claimBonus(id, 0, _epochs(5));
         vm.prank(prov2);
-        market.claimBonus(id2, 0);
+        market.claimBonus(id2, 0, _epochs(5));
         assertEq(market.balanceOf(prov2), pot * 5 / 10);
         assertEq(market.bonusPot(0).remaining, pot - 2 * (pot * 5 / 10));
     }
 
+    function test_When_FewerEpochsListed_SmallerShare() external {
+        _run(5, type(uint256).max);
+        vm.warp(market.epochStart(10));
+        uint256 pot = market.rewardPool() / 2;
+        vm.prank(prov2);
+        market.claimBonus(id2, 0, _epochs(3));
+        assertEq(market.balanceOf(prov2), pot * 3 / 10);
+    }
+
     function test_RevertWhen_BelowAvailability() external {
-        market.beginEpoch();
-        for (uint256 i; i < 5; ++i) {
-            _reportBoth(i == 0 ? market.currentEpoch() : _nextEpoch(), i != 2);
-        }
+        _run(5, 2);
+        assertEq(market.bonusRecord(id).unavailable, 1);
         vm.warp(market.epochStart(10));
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 5, 4));
-        market.claimBonus(id, 0);
+        market.claimBonus(id, 0, _epochs(5));
     }
 
     function test_RevertWhen_TooFewAudits() external {
-        market.beginEpoch();
-        _reportBoth(market.currentEpoch(), true);
+        _run(1, type(uint256).max);
         vm.warp(market.epochStart(10));
         vm.prank(prov2);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 1, 1));
-        market.claimBonus(id2, 0);
+        market.claimBonus(id2, 0, _epochs(1));
+    }
+
+    function test_RevertWhen_ProofListsUnreportedOrRepeatedEpoch() external {
+        _run(4, type(uint256).max);
+        vm.warp(market.epochStart(10));
+        uint64[] memory es = _epochs(5); // epoch 4 was never reported
+        vm.prank(prov);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 4));
+        market.claimBonus(id, 0, es);
+        es = _epochs(4);
+        es[3] = 2;
+        vm.prank(prov);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 2));
+        market.claimBonus(id, 0, es);
+    }
+
+    function test_RevertWhen_SlashedInPeriod() external {
+        // two unreachable verdicts in a row: slashed (k = 2); jail ends after the period
+        market.beginEpoch();
+        _reportBoth(market.currentEpoch(), false);
+        _reportBoth(_nextEpoch(), false);
+        assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Jailed));
+        vm.warp(market.epochStart(10));
+        vm.prank(prov);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotActive.selector, id));
+        market.claimBonus(id, 0, _epochs(2));
     }
 
     function test_When_WindowOver_SweepReturnsRemainder() external {
-        market.beginEpoch();
-        for (uint256 i; i < 4; ++i) {
-            _reportBoth(i == 0 ? market.currentEpoch() : _nextEpoch(), true);
-        }
+        _run(4, type(uint256).max);
         vm.warp(market.epochStart(10));
         vm.prank(prov2);
-        market.claimBonus(id2, 0);
+        market.claimBonus(id2, 0, _epochs(4));
         uint256 remaining = market.bonusPot(0).remaining;
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_SweepTooEarly.selector, 0));
         market.sweepBonus(0);
         vm.warp(market.epochStart(20));
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BonusWindowClosed.selector, 0));
-        market.claimBonus(id, 0);
+        market.claimBonus(id, 0, _epochs(4));
         uint256 pool = market.rewardPool();
         market.sweepBonus(0);
         assertEq(market.rewardPool(), pool + remaining);
         assertEq(market.bonusPot(0).remaining, 0);
-    }
-
-    function test_RevertWhen_NoRecordForPeriod() external {
-        vm.warp(market.epochStart(30));
-        vm.prank(prov);
-        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NoBonusRecord.selector, 1));
-        market.claimBonus(id, 1);
     }
 }

@@ -23,20 +23,20 @@ contract SubmitReportTest is BaseTest {
     }
 
     function test_RevertWhen_EpochInFuture() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e + 1, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e + 1, _ids1(id), _same(30_000, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_EpochNotStarted.selector, e + 1));
         market.submitReport(e + 1, _ids1(id), m, s);
     }
 
     function test_RevertWhen_WindowClosed() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         vm.warp(_now() + 2 * EPOCH);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ReportWindowClosed.selector, e));
         market.submitReport(e, _ids1(id), m, s);
     }
 
     function test_When_NextEpoch_StillAccepted() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         vm.warp(_now() + EPOCH);
         market.submitReport(e, _ids1(id), m, s);
         assertTrue(market.isReported(e));
@@ -45,39 +45,38 @@ contract SubmitReportTest is BaseTest {
     function test_RevertWhen_NotSeeded() external {
         vm.warp(_now() + EPOCH);
         uint64 e2 = market.currentEpoch();
-        (bytes[] memory m, bytes[] memory s) = _report(e2, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e2, _ids1(id), _same(30_000, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_EpochNotSeeded.selector, e2));
         market.submitReport(e2, _ids1(id), m, s);
     }
 
     function test_RevertWhen_AlreadyReported() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         market.submitReport(e, _ids1(id), m, s);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_AlreadyReported.selector, e));
         market.submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_TwoSignatures() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 2);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 2);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_QuorumNotReached.selector, 2, 3));
         market.submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_DuplicateSigner() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
-        m[1] = m[0];
-        s[1] = s[0];
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        s[1] = s[0]; // the same signer twice (rows are identical)
         vm.expectRevert(IWirepactMarket.Market_SignersNotSorted.selector);
         market.submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_SignerNotOracle() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         // Replace the last signer by a key that is not an oracle (but sorts last).
         uint256 pk = uint256(keccak256("stranger"));
         address stranger = vm.addr(pk);
         vm.assume(stranger > oracles[1]);
-        bytes32 digest = market.observationsDigest(e, _ids1(id), m[2]);
+        bytes32 digest = market.observationsDigest(e, _ids1(id), _measurement(30_000, 20, true));
         (uint8 v, bytes32 r, bytes32 ss) = vm.sign(pk, digest);
         s[2] = abi.encodePacked(r, ss, v);
         if (stranger > oracles[1]) {
@@ -89,25 +88,24 @@ contract SubmitReportTest is BaseTest {
     }
 
     function test_RevertWhen_MeasurementTampered() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
-        m[0] = abi.encodePacked(uint32(1), uint24(20), uint8(1)); // signature no longer matches
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        m[3] = 0x01; // first row's throughput changed: its signature no longer matches
         vm.expectRevert(); // recovers some other address: not an oracle or out of order
         market.submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_MalformedLengths() external {
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
         market.submitReport(e, hex"000001", m, s);
-        bytes[] memory m2 = new bytes[](2);
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
-        market.submitReport(e, _ids1(id), m2, s);
+        market.submitReport(e, _ids1(id), bytes.concat(m, hex"00"), s);
     }
 
     function test_RevertWhen_TooFewOracles() external {
         vm.prank(oracles[3]);
         market.requestOracleLeave();
-        (bytes[] memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 3));
         market.submitReport(e, _ids1(id), m, s);
     }
@@ -130,7 +128,7 @@ contract SubmitReportTest is BaseTest {
         market.beginEpoch();
         uint64 e0 = market.currentEpoch();
         vm.assume(!market.isAudited(e0, pid));
-        (bytes[] memory m, bytes[] memory s) = _report(e0, _ids1(pid), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e0, _ids1(pid), _same(30_000, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotAudited.selector, e0, pid));
         market.submitReport(e0, _ids1(pid), m, s);
     }
@@ -142,7 +140,7 @@ contract SubmitReportTest is BaseTest {
         for (uint256 i; i < 4; ++i) {
             ms[i] = abi.encodePacked(_measurement(30_000, 20, true), _measurement(30_000, 20, true));
         }
-        (bytes[] memory m, bytes[] memory s) = _report(e, ids, ms, 3);
+        (bytes memory m, bytes[] memory s) = _report(e, ids, ms, 3);
         vm.expectRevert(IWirepactMarket.Market_ProvidersNotSorted.selector);
         market.submitReport(e, ids, m, s);
     }
@@ -215,6 +213,15 @@ contract SubmitReportTest is BaseTest {
         assertEq(market.provider(id).violationCount, 2);
     }
 
+    function test_When_PassBetweenViolationsInWindow_StillSlashed() external {
+        // k = 2 within w = 3: violation, ok, violation -> slashed (the pass must shift the history).
+        _reportOne(e, id, 5_000, 20, true);
+        _reportOne(_nextEpoch(), id, 30_000, 20, true);
+        assertEq(market.provider(id).auditHistory, 2);
+        _reportOne(_nextEpoch(), id, 5_000, 20, true);
+        assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Jailed));
+    }
+
     /// One lying oracle (0 for the honest provider, full speed for the cheater) changes no verdict.
     function test_When_OneOracleLies_VerdictsUnchanged() external {
         uint32 cheat = _register(prov2);
@@ -229,7 +236,7 @@ contract SubmitReportTest is BaseTest {
                         : abi.encodePacked(_measurement(26_000, 30, true), _measurement(10_000, 30, true));
                 }
                 if (liar != round) continue; // one report per epoch; vary the liar's position
-                (bytes[] memory m, bytes[] memory s) = _report(ep, ids, ms, 3);
+                (bytes memory m, bytes[] memory s) = _report(ep, ids, ms, 3);
                 market.submitReport(ep, ids, m, s);
             }
         }

@@ -146,15 +146,13 @@ interface IWirepactMarket {
         string endpoint;
     }
 
-    /// @notice A provider's bonus accounting for the current and previous reward period.
+    /// @notice A provider's bonus bookkeeping: unavailable verdicts in its latest period with
+    /// one, and the last period it was slashed in / claimed for (plus one; 0 = never).
     struct BonusRecord {
-        uint16 period;
-        uint16 audits;
-        uint16 available;
-        uint16 prevPeriod;
-        uint16 prevAudits;
-        uint16 prevAvailable;
-        uint16 claimedPeriodPlusOne;
+        uint32 unavailablePeriod;
+        uint16 unavailable;
+        uint32 slashedPeriodPlusOne;
+        uint32 claimedPeriodPlusOne;
     }
 
     /// @notice A reward period's bonus pot (set by the period's first `claimBonus`).
@@ -188,10 +186,11 @@ interface IWirepactMarket {
     event OracleLeft(address indexed oracle, uint256 stake);
 
     event EpochSeeded(uint64 indexed epoch, bytes32 seed);
-    event ReportAccepted(uint64 indexed epoch, address indexed submitter, uint256 providers, uint256 signers);
-    event Verdict(
-        uint64 indexed epoch, uint32 indexed providerId, uint32 throughputKbps, uint32 latencyMs, bool reachable, bool violation
-    );
+    /// @notice `verdicts[j]` is the verdict on provider `j` of `providers` (4-byte ids):
+    /// `throughputKbps << 32 | latencyMs << 8 | flags`, flags bit 0 = reachable, bit 1 =
+    /// violation (medians; latency capped at 2^24 - 1). Providers skipped as no longer active: 0.
+    event ReportAccepted(uint64 indexed epoch, address indexed submitter, bytes providers, uint256[] verdicts);
+    event ProviderViolated(uint64 indexed epoch, uint32 indexed providerId, bool reachable);
     event ProviderSlashed(uint32 indexed providerId, uint64 indexed epoch, uint256 amount, uint256 toOracles, uint32 jailedUntilEpoch);
     event OracleRewarded(address indexed oracle, uint256 amount);
     event BonusPotFinalized(uint32 indexed period, uint256 pot, uint256 totalAvailable);
@@ -250,6 +249,8 @@ interface IWirepactMarket {
     error Market_NoBonusRecord(uint32 period);
     error Market_SweepTooEarly(uint32 period);
     error Market_BonusWindowClosed(uint32 period);
+    error Market_BadAuditProof(uint64 epoch);
+    error Market_NonceExhausted(uint32 providerId);
 
     // -------------------------------------------------------------- functions
 
@@ -286,11 +287,11 @@ interface IWirepactMarket {
     function submitReport(
         uint64 epoch,
         bytes calldata providerIds,
-        bytes[] calldata measurements,
+        bytes calldata measurements,
         bytes[] calldata signatures
     ) external;
 
-    function claimBonus(uint32 providerId, uint32 period) external;
+    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs) external;
     function sweepBonus(uint32 period) external;
 
     function params() external view returns (Params memory);
@@ -331,5 +332,4 @@ interface IWirepactMarket {
         external
         view
         returns (bytes32);
-    function domainSeparator() external view returns (bytes32);
 }

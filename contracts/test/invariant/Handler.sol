@@ -222,7 +222,7 @@ contract Handler is CommonBase, StdCheats, StdUtils {
                 ++count;
             }
         }
-        bytes[] memory ms = new bytes[](m);
+        bytes memory ms;
         bytes[] memory sigs = new bytes[](m);
         for (uint256 i; i < m; ++i) {
             bytes memory row;
@@ -233,7 +233,7 @@ contract Handler is CommonBase, StdCheats, StdUtils {
                 bool up = (r >> 64) % 8 != 0;
                 row = abi.encodePacked(row, kbps, uint24(20), uint8(up ? 1 : 0));
             }
-            ms[i] = row;
+            ms = bytes.concat(ms, row);
             bytes32 digest = market.observationsDigest(e, ids, row);
             (uint8 v, bytes32 rr, bytes32 ss) = vm.sign(oracleKeys[i], digest);
             sigs[i] = abi.encodePacked(rr, ss, v);

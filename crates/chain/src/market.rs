@@ -23,13 +23,21 @@ pub struct OpenedSession {
 }
 
 /// One epoch's report: the audited providers and, per signer (ascending address), its
-/// measurements and signature.
+/// measurements row (`providers * 2` bytes, as `encode_observations` makes it) and signature.
 #[derive(Debug, Clone)]
 pub struct ReportSubmission {
     pub epoch: u64,
     pub providers: Bytes,
-    pub measurements: Vec<Bytes>,
+    pub rows: Vec<Bytes>,
     pub signatures: Vec<Bytes>,
+}
+
+impl ReportSubmission {
+    /// The rows concatenated, as `submitReport` takes them.
+    #[must_use]
+    pub fn measurements(&self) -> Bytes {
+        self.rows.iter().flat_map(|r| r.iter().copied()).collect::<Vec<u8>>().into()
+    }
 }
 
 /// What node, client and oracle need from the market.
@@ -409,12 +417,7 @@ impl Market for AlloyMarket {
     async fn submit_report(&self, report: &ReportSubmission) -> Result<TransactionReceipt, ChainError> {
         let tx = self
             .contract()
-            .submitReport(
-                report.epoch,
-                report.providers.clone(),
-                report.measurements.clone(),
-                report.signatures.clone(),
-            )
+            .submitReport(report.epoch, report.providers.clone(), report.measurements(), report.signatures.clone())
             .into_transaction_request();
         self.sender.send(tx, "submitting a report").await
     }

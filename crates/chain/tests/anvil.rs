@@ -194,14 +194,14 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     let obs = [Observation { provider: pid, throughput: Kbps(30_000), latency: Millis(20), reachable: true }];
     let (p, m) = encode_observations(&obs).expect("encode");
     let build = |n: usize| {
-        let mut measurements = Vec::new();
+        let mut rows = Vec::new();
         let mut signatures = Vec::new();
         for (k, _) in oracles.iter().take(n) {
             let o = Observations { epoch, providers: p.clone().into(), measurements: m.clone().into() };
             signatures.push(sign_observations(k, &d, &o).expect("sign"));
-            measurements.push(Bytes::from(m.clone()));
+            rows.push(Bytes::from(m.clone()));
         }
-        ReportSubmission { epoch, providers: p.clone().into(), measurements, signatures }
+        ReportSubmission { epoch, providers: p.clone().into(), rows, signatures }
     };
     let e = w.deployer.submit_report(&build(2)).await.expect_err("two signatures");
     assert!(
@@ -211,7 +211,17 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     let receipt = w.deployer.submit_report(&build(4)).await.expect("report");
     assert!(receipt.status());
     let events = w.deployer.events(0, receipt.block_number.expect("block")).await.expect("events");
-    assert!(events.iter().any(|e| matches!(e, wirepact_chain::WirepactMarket::WirepactMarketEvents::Verdict(v) if v.providerId == pid.0 && !v.violation)));
+    // The verdict: reachable (bit 0), no violation (bit 1 clear), medians as reported.
+    let verdict = events
+        .iter()
+        .find_map(|e| match e {
+            wirepact_chain::WirepactMarket::WirepactMarketEvents::ReportAccepted(r) if r.epoch == epoch => {
+                Some(r.verdicts.clone())
+            }
+            _ => None,
+        })
+        .expect("ReportAccepted");
+    assert_eq!(verdict, vec![(U256::from(30_000u64) << 32) | (U256::from(20u64) << 8) | U256::from(1u64)]);
 }
 
 #[tokio::test]
