@@ -5,13 +5,14 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check
+.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter
 
 help:
 	@echo "make test       forge tests (CI seed), then Rust tests, clippy, fmt"
 	@echo "make test-deep  forge tests with >= 10,000 fuzz runs and deeper invariants"
 	@echo "make gas        gas snapshot of the market; ends with the two headline figures"
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
+	@echo "make bench-meter criterion benchmark of the tunnel's meter"
 
 TOOLS_STAMP := $(CONTRACTS)/node_modules/.wirepact-tools
 
@@ -47,6 +48,10 @@ test-rust: tools
 
 test-deep: tools
 	cd $(CONTRACTS) && FOUNDRY_PROFILE=deep $(FORGE) test
+
+# Criterion benchmark of the sans-IO meter (cost per forwarded chunk).
+bench-meter:
+	cargo bench -p wirepact-tunnel --bench meter
 
 # Each market call in GasTest is its own transaction (--isolate): cold storage, base and calldata
 # included. Writes contracts/snapshots/GasTest.json; prints the breakdown, then the two headline lines.
