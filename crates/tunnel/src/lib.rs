@@ -1,5 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod auth;
 pub mod meter;
+pub mod transport;
 
+pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
 pub use meter::{ClientMeter, MeterError, ProviderMeter, ReceiptDue, DEFAULT_WINDOW};
+pub use transport::{
+    accept, client_config, connect, spki_hash, Accepted, ClientTunnel, TransportError, TunnelIdentity,
+};

@@ -1,0 +1,314 @@
+//! The camouflaged transport: TLS 1.3 (rustls on aws-lc-rs, X25519MLKEM768 preferred) that
+//! looks like an ordinary HTTPS site. The provider's certificate key *is* its on-chain tunnel
+//! key (`sha256(SubjectPublicKeyInfo)`); clients pin it instead of trusting any CA. A
+//! connection whose first message is not a valid session auth within a deadline is served an
+//! ordinary web page by the same listener, so active probing finds a web server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, ServerConfig, SignatureScheme};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
+use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
+
+use crate::auth::{AuthChecker, SessionLookup};
+
+/// ALPN the client offers, like a browser.
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN the provider accepts: the decoy speaks HTTP/1.1, so it must not claim h2 (a prober
+/// speaking HTTP/2 to an h2-advertising server that answers HTTP/1.1 would notice).
+pub const SERVER_ALPN: [&[u8]; 1] = [b"http/1.1"];
+/// The page a prober sees.
+pub const DECOY_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Welcome</title></head>\
+<body><h1>It works</h1><p>This server is up and running.</p></body></html>\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("network I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot create the tunnel certificate: {0}")]
+    Certificate(String),
+    #[error("the certificate is not a valid X.509 end-entity certificate")]
+    BadCertificate,
+    #[error("server name {0:?} is not a valid DNS name or IP address")]
+    BadServerName(String),
+    #[error("the provider refused the session: {code} {message}")]
+    Refused { code: u16, message: String },
+    #[error("the provider answered with a malformed frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the provider answered something other than a tunnel frame (a decoy site?)")]
+    NotATunnel,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// The provider's TLS identity; `tunnel_key()` is what it registers on chain.
+#[derive(Debug)]
+pub struct TunnelIdentity {
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+    tunnel_key: B256,
+}
+
+/// `sha256(SubjectPublicKeyInfo)` of a certificate: the pinned tunnel key.
+pub fn spki_hash(cert: &CertificateDer<'_>) -> Result<B256, TransportError> {
+    let ee = webpki::EndEntityCert::try_from(cert).map_err(|_| TransportError::BadCertificate)?;
+    Ok(B256::from_slice(&Sha256::digest(ee.subject_public_key_info().as_ref())))
+}
+
+impl TunnelIdentity {
+    /// A fresh ECDSA P-256 key and a self-signed certificate for `server_name` (what SNI says).
+    pub fn generate(server_name: &str) -> Result<Self, TransportError> {
+        let ck = rcgen::generate_simple_self_signed(vec![server_name.to_owned()])
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let cert = ck.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let tunnel_key = spki_hash(&cert)?;
+        Ok(Self { cert, key, tunnel_key })
+    }
+
+    #[must_use]
+    pub fn tunnel_key(&self) -> B256 {
+        self.tunnel_key
+    }
+
+    /// The provider's TLS 1.3 server configuration.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TransportError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(vec![self.cert.clone()], PrivateKeyDer::Pkcs8(self.key.clone_key()))?;
+        cfg.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// Accepts exactly the server key whose SPKI hashes to `pin`.
+#[derive(Debug)]
+struct PinnedKey {
+    pin: B256,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedKey {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match spki_hash(end_entity) {
+            Ok(h) if h == self.pin => Ok(ServerCertVerified::assertion()),
+            _ => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The client's TLS configuration pinning `tunnel_key`.
+pub fn client_config(tunnel_key: B256) -> Result<Arc<ClientConfig>, TransportError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedKey { pin: tunnel_key, provider }))
+        .with_no_client_auth();
+    cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}
+
+/// What became of an accepted connection.
+#[derive(Debug)]
+pub enum Accepted {
+    /// An authenticated session: forward its traffic. `pending` holds bytes the client sent
+    /// right after its auth (already read from the stream).
+    Session { stream: Box<server::TlsStream<TcpStream>>, session_id: B256, pending: Vec<u8> },
+    /// Not a session: it was served the decoy site and closed.
+    Decoy,
+}
+
+/// Provider side: TLS handshake, then the first message decides between tunnel and decoy.
+///
+/// `now` is the current unix time (passed in); `credit_until` is sent in `AuthOk`.
+pub async fn accept(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    checker: &Mutex<AuthChecker>,
+    lookup: &impl SessionLookup,
+    now: u64,
+    first_message_deadline: Duration,
+    credit_until: u64,
+) -> Result<Accepted, TransportError> {
+    let mut tls = acceptor.accept(tcp).await?;
+    let mut buf = Vec::with_capacity(256);
+    let frame = tokio::time::timeout(first_message_deadline, read_first_frame(&mut tls, &mut buf)).await;
+    let verdict = match frame {
+        Ok(Ok(Some((f, used)))) => {
+            let r = checker.lock().map_err(|_| TransportError::NotATunnel)?.check(&f, now, lookup);
+            if let Err(e) = &r {
+                tracing::debug!(reason = %e, "session auth refused; serving decoy");
+            }
+            r.ok().map(|id| (id, used))
+        }
+        _ => None,
+    };
+    match verdict {
+        Some((session_id, used)) => {
+            tls.write_all(&Frame::AuthOk { credit_until }.to_bytes()).await?;
+            tls.flush().await?;
+            let pending = buf.split_off(used);
+            Ok(Accepted::Session { stream: Box::new(tls), session_id, pending })
+        }
+        None => {
+            serve_decoy(&mut tls, buf, first_message_deadline).await;
+            Ok(Accepted::Decoy)
+        }
+    }
+}
+
+/// Reads one frame if the connection starts like one (and how many bytes it took); `None`
+/// if it does not (e.g. HTTP).
+async fn read_first_frame(
+    tls: &mut server::TlsStream<TcpStream>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<(Frame, usize)>, TransportError> {
+    let mut chunk = [0u8; 512];
+    loop {
+        match Frame::decode(buf) {
+            Ok((f, used)) => return Ok(Some((f, used))),
+            Err(FrameError::Incomplete { .. }) => {}
+            Err(_) => return Ok(None),
+        }
+        if !buf.is_empty() && buf[0] != PROTOCOL_VERSION {
+            return Ok(None);
+        }
+        let n = tls.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Answers like a small web server: the page for an HTTP request, 400 for anything else.
+async fn serve_decoy(tls: &mut server::TlsStream<TcpStream>, mut buf: Vec<u8>, deadline: Duration) {
+    // An HTTP request line starts with an upper-case method token and a space ("GET /").
+    let looks_http = |b: &[u8]| {
+        let method = b.iter().take(9).take_while(|c| c.is_ascii_uppercase()).count();
+        method >= 3 && b.get(method) == Some(&b' ')
+    };
+    if looks_http(&buf) {
+        let mut chunk = [0u8; 1024];
+        let read_head = async {
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                match tls.read(&mut chunk).await {
+                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(deadline, read_head).await;
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            DECOY_PAGE.len(),
+            DECOY_PAGE
+        );
+        let _ = tls.write_all(resp.as_bytes()).await;
+    } else if !buf.is_empty() {
+        let body = "<html><body><h1>400 Bad Request</h1></body></html>\n";
+        let resp = format!(
+            "HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            body.len(),
+            body
+        );
+        let _ = tls.write_all(resp.as_bytes()).await;
+    }
+    let _ = tls.shutdown().await;
+}
+
+/// A connected, authenticated tunnel on the client side.
+#[derive(Debug)]
+pub struct ClientTunnel {
+    pub stream: Box<client::TlsStream<TcpStream>>,
+    /// The provider's first credit line.
+    pub credit_until: u64,
+    /// The negotiated key exchange group (X25519MLKEM768 unless the server could not).
+    pub key_exchange: Option<NamedGroup>,
+    /// Bytes the provider sent right after `AuthOk` (already read from the stream).
+    pub pending: Vec<u8>,
+}
+
+/// Client side: TCP + TLS (pinned) + session auth; waits for `AuthOk` up to `deadline`.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tunnel_key: B256,
+    auth: &Frame,
+    deadline: Duration,
+) -> Result<ClientTunnel, TransportError> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|_| TransportError::BadServerName(server_name.to_owned()))?;
+    let connector = TlsConnector::from(client_config(tunnel_key)?);
+    let work = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut tls = connector.connect(name, tcp).await?;
+        let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
+        tls.write_all(&auth.to_bytes()).await?;
+        tls.flush().await?;
+        let mut buf = Vec::with_capacity(64);
+        let mut chunk = [0u8; 256];
+        loop {
+            match Frame::decode(&buf) {
+                Ok((Frame::AuthOk { credit_until }, used)) => {
+                    let pending = buf.split_off(used);
+                    return Ok(ClientTunnel { stream: Box::new(tls), credit_until, key_exchange, pending });
+                }
+                Ok((Frame::Error { code, message }, _)) => return Err(TransportError::Refused { code, message }),
+                Ok(_) => return Err(TransportError::NotATunnel),
+                Err(FrameError::Incomplete { .. }) => {}
+                Err(_) if buf.first() != Some(&PROTOCOL_VERSION) => return Err(TransportError::NotATunnel),
+                Err(e) => return Err(e.into()),
+            }
+            let n = tls.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(TransportError::NotATunnel);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?
+}

@@ -1,0 +1,172 @@
+//! The camouflaged transport on loopback: PQ key exchange, pinning, session auth, decoy site.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use rustls::pki_types::ServerName;
+use rustls::NamedGroup;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use wirepact_proto::{domain, Frame};
+use wirepact_tunnel::{
+    accept, client_config, connect, session_auth_frame, Accepted, AuthChecker, TransportError, TunnelIdentity,
+    DEFAULT_WINDOW,
+};
+
+const SNI: &str = "cdn.example.com";
+const NOW: u64 = 1_800_000_000;
+const SESSION: B256 = B256::repeat_byte(0x51);
+
+struct Server {
+    addr: SocketAddr,
+    tunnel_key: B256,
+    results: tokio::sync::mpsc::Receiver<&'static str>,
+}
+
+/// A provider listener handling up to `conns` connections; reports "session"/"decoy"/"error".
+async fn server(session_key: Address, conns: usize) -> Server {
+    let id = TunnelIdentity::generate(SNI).expect("identity");
+    let tunnel_key = id.tunnel_key();
+    let acceptor = TlsAcceptor::from(id.server_config().expect("config"));
+    let checker = Arc::new(Mutex::new(AuthChecker::new(domain(31337, Address::repeat_byte(1)), tunnel_key, 60, 1024)));
+    let mut sessions = HashMap::new();
+    sessions.insert(SESSION, session_key);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, results) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        for _ in 0..conns {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let r = accept(&acceptor, tcp, &checker, &sessions, NOW, Duration::from_millis(300), DEFAULT_WINDOW).await;
+            let label = match r {
+                Ok(Accepted::Session { mut stream, session_id, .. }) => {
+                    assert_eq!(session_id, SESSION);
+                    let _ = stream.write_all(b"pong").await;
+                    let _ = stream.shutdown().await;
+                    "session"
+                }
+                Ok(Accepted::Decoy) => "decoy",
+                Err(_) => "error",
+            };
+            let _ = tx.send(label).await;
+        }
+    });
+    Server { addr, tunnel_key, results }
+}
+
+fn auth(key: &PrivateKeySigner, tunnel_key: B256, nonce: u8) -> Frame {
+    session_auth_frame(key, &domain(31337, Address::repeat_byte(1)), SESSION, tunnel_key, NOW, [nonce; 16])
+        .expect("sign")
+}
+
+async fn raw_tls(addr: SocketAddr, pin: B256) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.expect("tcp");
+    let name = ServerName::try_from(SNI.to_owned()).expect("name");
+    TlsConnector::from(client_config(pin).expect("cfg")).connect(name, tcp).await.expect("tls")
+}
+
+async fn read_all(s: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn session_authenticates_over_post_quantum_tls() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 1).await;
+    let mut t = connect(srv.addr, SNI, srv.tunnel_key, &auth(&key, srv.tunnel_key, 1), Duration::from_secs(5))
+        .await
+        .expect("connect");
+    assert_eq!(t.key_exchange, Some(NamedGroup::X25519MLKEM768));
+    assert_eq!(t.credit_until, DEFAULT_WINDOW);
+    let rest = read_all(&mut t.stream).await;
+    assert_eq!(format!("{}{rest}", String::from_utf8_lossy(&t.pending)), "pong");
+    assert_eq!(srv.results.recv().await, Some("session"));
+}
+
+#[tokio::test]
+async fn a_browser_gets_the_decoy_page() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 1).await;
+    let mut s = raw_tls(srv.addr, srv.tunnel_key).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: cdn.example.com\r\nUser-Agent: curl/8\r\n\r\n").await.expect("write");
+    let page = read_all(&mut s).await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("It works"));
+    assert_eq!(srv.results.recv().await, Some("decoy"));
+}
+
+#[tokio::test]
+async fn a_replayed_auth_gets_the_decoy_not_a_session() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 2).await;
+    let a = auth(&key, srv.tunnel_key, 2);
+    connect(srv.addr, SNI, srv.tunnel_key, &a, Duration::from_secs(5)).await.expect("first use");
+    assert_eq!(srv.results.recv().await, Some("session"));
+    let e = connect(srv.addr, SNI, srv.tunnel_key, &a, Duration::from_secs(5)).await.expect_err("replay");
+    assert!(matches!(e, TransportError::NotATunnel), "{e:?}");
+    assert_eq!(srv.results.recv().await, Some("decoy"));
+}
+
+#[tokio::test]
+async fn an_auth_signed_by_another_key_gets_the_decoy() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 1).await;
+    let e = connect(
+        srv.addr,
+        SNI,
+        srv.tunnel_key,
+        &auth(&PrivateKeySigner::random(), srv.tunnel_key, 3),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect_err("wrong key");
+    assert!(matches!(e, TransportError::NotATunnel), "{e:?}");
+    assert_eq!(srv.results.recv().await, Some("decoy"));
+}
+
+#[tokio::test]
+async fn a_different_server_key_fails_the_pin() {
+    let key = PrivateKeySigner::random();
+    let srv = server(key.address(), 1).await;
+    let wrong = B256::repeat_byte(0xee);
+    let e = connect(srv.addr, SNI, wrong, &auth(&key, wrong, 4), Duration::from_secs(5)).await.expect_err("pin");
+    assert!(matches!(e, TransportError::Io(_) | TransportError::Tls(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_deadline() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 1).await;
+    let mut s = raw_tls(srv.addr, srv.tunnel_key).await;
+    // Say nothing; the server gives up after 300 ms and closes without revealing anything.
+    assert_eq!(read_all(&mut s).await, "");
+    assert_eq!(srv.results.recv().await, Some("decoy"));
+}
+
+#[tokio::test]
+async fn curl_k_gets_the_decoy_page() {
+    if std::process::Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 1).await;
+    let url = format!("https://{SNI}:{}/", srv.addr.port());
+    let resolve = format!("{SNI}:{}:127.0.0.1", srv.addr.port());
+    let out = tokio::process::Command::new("curl")
+        .args(["-sk", "--max-time", "5", "--resolve", &resolve, &url])
+        .output()
+        .await
+        .expect("run curl");
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains("It works"), "curl got: {page:?} (stderr {:?})", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(srv.results.recv().await, Some("decoy"));
+}
