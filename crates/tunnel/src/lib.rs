@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod egress;
 pub mod meter;
+pub mod socks;
 pub mod transport;
 
 pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
