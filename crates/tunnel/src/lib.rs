@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod egress;
 pub mod meter;
+pub mod mux;
+pub mod session;
 pub mod socks;
 pub mod transport;
 

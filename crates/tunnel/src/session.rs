@@ -1,0 +1,541 @@
+//! A metered session over an authenticated tunnel: the provider forwards only within its
+//! credit window and acknowledges receipts only after persisting them; the client counts the
+//! bytes of the streams it opens, signs receipts every half window, and exposes a local
+//! SOCKS5 proxy.
+//!
+//! Every client-opened stream starts with a type byte. Type 0 is the control stream (one per
+//! session): `Receipt` frames go up, `ReceiptAck` and `CreditGrant` come down. Type 1 is a
+//! data stream: a target header (`socks::Target::encode`) follows; the provider answers one
+//! status byte (a SOCKS5 reply code) and then relays. Payload bytes after header and status are what both sides
+//! count. Streams the provider opens towards the client are refused and never counted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::Eip712Domain;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use wirepact_proto::{recover_receipt, sign_receipt, Frame, FrameError, Receipt};
+
+use crate::egress::EgressPolicy;
+use crate::meter::{ClientMeter, MeterError, ProviderMeter};
+use crate::mux::{self, MuxError, MuxHandle, MuxStream};
+use crate::socks::{self, SocksError, Target};
+
+const CHUNK: usize = 16 * 1024;
+const STREAM_CONTROL: u8 = 0;
+const STREAM_DATA: u8 = 1;
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Mux(#[from] MuxError),
+    #[error("bad control frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the peer did not open the control stream in time")]
+    NoControl,
+    #[error("the provider refused the stream (SOCKS reply {0})")]
+    StreamRefused(u8),
+    #[error("timed out")]
+    Timeout,
+    #[error("metering: {0}")]
+    Meter(#[from] MeterError),
+    #[error("could not persist a receipt: {0}")]
+    Store(String),
+}
+
+/// Where the provider keeps receipts; `store` must be durable when it returns.
+pub trait ReceiptStore: Send + Sync + 'static {
+    fn store(&self, session: B256, cumulative: u64, timestamp: u64, signature: [u8; 65]) -> Result<(), String>;
+}
+
+/// What the provider needs to serve one session.
+#[derive(Debug, Clone)]
+pub struct ProviderSession {
+    pub domain: Eip712Domain,
+    pub session_id: B256,
+    pub session_key: Address,
+    pub window: u64,
+    pub egress: EgressPolicy,
+    pub dial_timeout: Duration,
+}
+
+/// What the provider saw of a session once it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderStats {
+    pub forwarded: u64,
+    pub receipted: u64,
+}
+
+struct Credit {
+    meter: Mutex<ProviderMeter>,
+    more: Notify,
+}
+
+impl Credit {
+    /// Waits until some of `n` bytes may be forwarded; returns how many.
+    async fn acquire(&self, n: u64) -> u64 {
+        loop {
+            let notified = self.more.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let k = self.meter.lock().map(|mut m| m.take(n)).unwrap_or(0);
+            if k > 0 {
+                return k;
+            }
+            notified.await;
+        }
+    }
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Result<Option<Frame>, SessionError> {
+    let mut chunk = [0u8; 512];
+    loop {
+        match Frame::decode(buf) {
+            Ok((f, used)) => {
+                buf.drain(..used);
+                return Ok(Some(f));
+            }
+            Err(FrameError::Incomplete { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Serves one authenticated session until the client closes its control stream.
+pub async fn serve_provider<S>(
+    io: S,
+    cfg: ProviderSession,
+    store: Arc<dyn ReceiptStore>,
+) -> Result<ProviderStats, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (_handle, mut inbound) = mux::spawn(io, false);
+    let credit = Arc::new(Credit { meter: Mutex::new(ProviderMeter::new(cfg.window)?), more: Notify::new() });
+
+    let data_credit = credit.clone();
+    let egress = cfg.egress.clone();
+    let dial_timeout = cfg.dial_timeout;
+    let (control_tx, control_rx) = tokio::sync::oneshot::channel::<MuxStream>();
+    let acceptor = tokio::spawn(async move {
+        let mut control_tx = Some(control_tx);
+        while let Some(mut stream) = inbound.recv().await {
+            let mut kind = [0u8; 1];
+            match tokio::time::timeout(HEADER_TIMEOUT, stream.read_exact(&mut kind)).await {
+                Ok(Ok(_)) if kind[0] == STREAM_CONTROL => {
+                    // Only the first control stream counts; others are dropped.
+                    if let Some(tx) = control_tx.take() {
+                        let _ = tx.send(stream);
+                    }
+                }
+                Ok(Ok(_)) if kind[0] == STREAM_DATA => {
+                    let c = data_credit.clone();
+                    let e = egress.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = serve_stream(stream, c, &e, dial_timeout).await {
+                            tracing::debug!(error = %err, "stream ended");
+                        }
+                    });
+                }
+                _ => tracing::debug!("stream with an unknown type or no header dropped"),
+            }
+        }
+    });
+    let control = tokio::time::timeout(HEADER_TIMEOUT, control_rx).await;
+    let Ok(Ok(mut control)) = control else {
+        acceptor.abort();
+        return Err(SessionError::NoControl);
+    };
+
+    let mut buf = Vec::new();
+    let result = loop {
+        let frame = match read_frame(&mut control, &mut buf).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let Frame::Receipt { cumulative_bytes, timestamp, signature } = frame else {
+            let _ = control
+                .write_all(&Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, "expected a receipt").to_bytes())
+                .await;
+            continue;
+        };
+        let r = Receipt { sessionId: cfg.session_id, cumulativeBytes: cumulative_bytes, timestamp };
+        if let Err(e) = recover_receipt(&cfg.domain, &r, &signature, cfg.session_key) {
+            tracing::warn!(error = %e, "badly signed receipt refused");
+            control
+                .write_all(&Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, "bad signature").to_bytes())
+                .await?;
+            continue;
+        }
+        // Validate against the meter first, persist, then commit and acknowledge.
+        let check = credit
+            .meter
+            .lock()
+            .map(|m| {
+                let mut probe = m.clone();
+                probe.on_receipt(cumulative_bytes, timestamp)
+            })
+            .map_err(|_| ());
+        match check {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "receipt refused");
+                control
+                    .write_all(&Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, &e.to_string()).to_bytes())
+                    .await?;
+                continue;
+            }
+            Err(_) => break Err(SessionError::Store("meter lock poisoned".into())),
+        }
+        if let Err(e) = store.store(cfg.session_id, cumulative_bytes, timestamp, signature) {
+            break Err(SessionError::Store(e));
+        }
+        let grant = credit
+            .meter
+            .lock()
+            .map_err(|_| SessionError::Store("meter lock poisoned".into()))?
+            .on_receipt(cumulative_bytes, timestamp)?;
+        credit.more.notify_waiters();
+        let mut out = Frame::ReceiptAck { cumulative_bytes }.to_bytes();
+        out.extend_from_slice(&Frame::CreditGrant { credit_until: grant }.to_bytes());
+        control.write_all(&out).await?;
+    };
+    acceptor.abort();
+    let m = credit.meter.lock().map_err(|_| SessionError::Store("meter lock poisoned".into()))?;
+    result.map(|()| ProviderStats { forwarded: m.forwarded(), receipted: m.receipted() })
+}
+
+async fn resolve(target: &Target, egress: &EgressPolicy) -> Result<std::net::SocketAddr, u8> {
+    let candidates: Vec<std::net::SocketAddr> = match target {
+        Target::Ip(ip, port) => vec![(*ip, *port).into()],
+        Target::Domain(d, port) => {
+            tokio::net::lookup_host((d.as_str(), *port)).await.map_err(|_| socks::REP_HOST_UNREACHABLE)?.collect()
+        }
+    };
+    candidates.into_iter().find(|a| egress.permits(a.ip())).ok_or(socks::REP_NOT_ALLOWED)
+}
+
+async fn serve_stream(
+    mut s: MuxStream,
+    credit: Arc<Credit>,
+    egress: &EgressPolicy,
+    dial: Duration,
+) -> Result<(), SessionError> {
+    let mut head = Vec::with_capacity(64);
+    let mut b = [0u8; 64];
+    let (target, used) = loop {
+        match socks::parse_address(&head) {
+            Ok(t) => break t,
+            Err(SocksError::Incomplete) if head.len() < 262 => {}
+            Err(_) => {
+                s.write_all(&[socks::REP_ADDRESS_NOT_SUPPORTED]).await?;
+                return Ok(());
+            }
+        }
+        let n = tokio::time::timeout(HEADER_TIMEOUT, s.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&b[..n]);
+    };
+    let early = head.split_off(used);
+    let addr = match resolve(&target, egress).await {
+        Ok(a) => a,
+        Err(code) => {
+            s.write_all(&[code]).await?;
+            return Ok(());
+        }
+    };
+    let origin = match tokio::time::timeout(dial, TcpStream::connect(addr)).await {
+        Ok(Ok(o)) => o,
+        _ => {
+            s.write_all(&[socks::REP_CONNECTION_REFUSED]).await?;
+            return Ok(());
+        }
+    };
+    origin.set_nodelay(true)?;
+    s.write_all(&[socks::REP_SUCCEEDED]).await?;
+    let (mut or, mut ow) = origin.into_split();
+    let (mut sr, mut sw) = tokio::io::split(s);
+    let up_credit = credit.clone();
+    let up = async move {
+        if !early.is_empty() {
+            let mut off = 0;
+            while off < early.len() {
+                let k = usize::try_from(up_credit.acquire((early.len() - off) as u64).await).unwrap_or(0);
+                ow.write_all(&early[off..off + k]).await?;
+                off += k;
+            }
+        }
+        pump(&mut sr, &mut ow, |n| up_credit.acquire(n)).await?;
+        ow.shutdown().await
+    };
+    let down = async move {
+        pump(&mut or, &mut sw, |n| credit.acquire(n)).await?;
+        sw.shutdown().await
+    };
+    let _ = tokio::join!(up, down);
+    Ok(())
+}
+
+/// Copies `r` to `w` chunk by chunk; `gate(n)` says how many of `n` bytes may go now.
+async fn pump<R, W, F, Fut>(r: &mut R, w: &mut W, gate: F) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut off = 0;
+        while off < n {
+            let k = usize::try_from(gate((n - off) as u64).await).unwrap_or(0).min(n - off);
+            w.write_all(&buf[off..off + k]).await?;
+            off += k;
+        }
+    }
+}
+
+/// The client's side of a session.
+#[derive(Debug)]
+pub struct ClientSession {
+    mux: MuxHandle,
+    meter: Arc<Mutex<ClientMeter>>,
+    wake: Arc<Notify>,
+    acked: Arc<Mutex<u64>>,
+    acked_notify: Arc<Notify>,
+}
+
+impl ClientSession {
+    /// Starts the session over an authenticated tunnel (`io` replays any pending bytes).
+    /// `now` gives the unix time for receipt timestamps.
+    pub async fn start<S>(
+        io: S,
+        session_key: PrivateKeySigner,
+        domain: Eip712Domain,
+        session_id: B256,
+        window: u64,
+        now: Arc<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<Arc<Self>, SessionError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mux, mut inbound) = mux::spawn(io, true);
+        // Streams the provider opens are never asked for: drop them unread, bill nothing.
+        tokio::spawn(async move { while inbound.recv().await.is_some() {} });
+        let mut control = mux.open().await?;
+        control.write_all(&[STREAM_CONTROL]).await?;
+        let (mut cr, mut cw) = tokio::io::split(control);
+        let session = Arc::new(Self {
+            mux,
+            meter: Arc::new(Mutex::new(ClientMeter::new(window)?)),
+            wake: Arc::new(Notify::new()),
+            acked: Arc::new(Mutex::new(0)),
+            acked_notify: Arc::new(Notify::new()),
+        });
+        // Receipts: whenever half a window is unsigned (or a final one is forced).
+        let s = session.clone();
+        tokio::spawn(async move {
+            loop {
+                let force = tokio::select! {
+                    () = s.wake.notified() => false,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => true,
+                };
+                let due = s.meter.lock().ok().and_then(|m| m.receipt_due(now(), force));
+                let Some(due) = due else { continue };
+                let r = Receipt { sessionId: session_id, cumulativeBytes: due.cumulative, timestamp: due.timestamp };
+                let Ok(sig) = sign_receipt(&session_key, &domain, &r) else { break };
+                let mut signature = [0u8; 65];
+                signature.copy_from_slice(&sig);
+                let frame = Frame::Receipt { cumulative_bytes: due.cumulative, timestamp: due.timestamp, signature };
+                if cw.write_all(&frame.to_bytes()).await.is_err() {
+                    break;
+                }
+                if let Ok(mut m) = s.meter.lock() {
+                    let _ = m.on_signed(due);
+                }
+            }
+        });
+        // Control frames from the provider.
+        let s = session.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Ok(Some(f)) = read_frame(&mut cr, &mut buf).await {
+                match f {
+                    Frame::CreditGrant { credit_until } => {
+                        if let Ok(mut m) = s.meter.lock() {
+                            if let Err(e) = m.on_grant(credit_until) {
+                                tracing::warn!(error = %e, "provider sent a backwards grant");
+                            }
+                        }
+                    }
+                    Frame::ReceiptAck { cumulative_bytes } => {
+                        if let Ok(mut a) = s.acked.lock() {
+                            *a = (*a).max(cumulative_bytes);
+                        }
+                        s.acked_notify.notify_waiters();
+                    }
+                    Frame::Error { code, message } => tracing::warn!(code, %message, "provider reported an error"),
+                    _ => tracing::warn!("unexpected control frame from the provider"),
+                }
+            }
+        });
+        Ok(session)
+    }
+
+    /// Opens a stream to `target` through the provider.
+    pub async fn open(&self, target: &Target) -> Result<MuxStream, SessionError> {
+        let mut s = self.mux.open().await?;
+        let mut head = vec![STREAM_DATA];
+        head.extend_from_slice(&target.encode());
+        s.write_all(&head).await?;
+        let mut status = [0u8; 1];
+        tokio::time::timeout(HEADER_TIMEOUT, s.read_exact(&mut status)).await.map_err(|_| SessionError::Timeout)??;
+        if status[0] != socks::REP_SUCCEEDED {
+            return Err(SessionError::StreamRefused(status[0]));
+        }
+        Ok(s)
+    }
+
+    /// Counts `n` payload bytes of a stream this client opened.
+    pub fn count(&self, n: u64) {
+        if let Ok(mut m) = self.meter.lock() {
+            m.on_requested(n);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Bytes counted so far.
+    #[must_use]
+    pub fn counted(&self) -> u64 {
+        self.meter.lock().map(|m| m.counted()).unwrap_or(0)
+    }
+
+    /// Signs a final receipt for everything counted and waits (up to `deadline`) for the ack.
+    pub async fn finish(&self, deadline: Duration) -> Result<u64, SessionError> {
+        let target = self.counted();
+        let wait = async {
+            loop {
+                let notified = self.acked_notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.acked.lock().map(|a| *a >= target).unwrap_or(false) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.map_err(|_| SessionError::Timeout)?;
+        Ok(target)
+    }
+
+    /// Relays between an app's connection and a tunnel stream, counting both directions.
+    pub async fn relay(&self, app: TcpStream, stream: MuxStream) {
+        let (mut ar, mut aw) = app.into_split();
+        let (mut sr, mut sw) = tokio::io::split(stream);
+        let up = async {
+            let r = pump(&mut ar, &mut sw, |n| {
+                self.count(n);
+                std::future::ready(n)
+            })
+            .await;
+            let _ = sw.shutdown().await;
+            r
+        };
+        let down = async {
+            let r = pump(&mut sr, &mut aw, |n| {
+                self.count(n);
+                std::future::ready(n)
+            })
+            .await;
+            let _ = aw.shutdown().await;
+            r
+        };
+        let _ = tokio::join!(up, down);
+    }
+}
+
+/// Serves a local SOCKS5 proxy on `listener` through `session` (CONNECT, no auth).
+pub async fn serve_socks(listener: TcpListener, session: Arc<ClientSession>) {
+    loop {
+        let Ok((app, _)) = listener.accept().await else { return };
+        let s = session.clone();
+        tokio::spawn(async move {
+            if let Err(e) = socks_one(app, s).await {
+                tracing::debug!(error = %e, "SOCKS connection ended");
+            }
+        });
+    }
+}
+
+async fn socks_one(mut app: TcpStream, session: Arc<ClientSession>) -> Result<(), SessionError> {
+    app.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(64);
+    let mut b = [0u8; 300];
+    let used = loop {
+        match socks::parse_greeting(&buf) {
+            Ok(n) => break n,
+            Err(SocksError::Incomplete) if buf.len() < 258 => {}
+            Err(_) => {
+                app.write_all(&[5, 0xff]).await?;
+                return Ok(());
+            }
+        }
+        let n = tokio::time::timeout(HEADER_TIMEOUT, app.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&b[..n]);
+    };
+    buf.drain(..used);
+    app.write_all(&[5, 0]).await?;
+    let target = loop {
+        match socks::parse_request(&buf) {
+            Ok((t, _)) => break t,
+            Err(SocksError::Incomplete) if buf.len() < 262 => {}
+            Err(SocksError::Command(_)) => {
+                app.write_all(&socks::reply(socks::REP_COMMAND_NOT_SUPPORTED)).await?;
+                return Ok(());
+            }
+            Err(_) => {
+                app.write_all(&socks::reply(socks::REP_ADDRESS_NOT_SUPPORTED)).await?;
+                return Ok(());
+            }
+        }
+        let n = tokio::time::timeout(HEADER_TIMEOUT, app.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&b[..n]);
+    };
+    match session.open(&target).await {
+        Ok(stream) => {
+            app.write_all(&socks::reply(socks::REP_SUCCEEDED)).await?;
+            session.relay(app, stream).await;
+        }
+        Err(SessionError::StreamRefused(code)) => app.write_all(&socks::reply(code)).await?,
+        Err(e) => {
+            app.write_all(&socks::reply(socks::REP_GENERAL_FAILURE)).await?;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
