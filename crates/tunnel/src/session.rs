@@ -473,44 +473,98 @@ impl ClientSession {
     }
 }
 
-/// Serves a local SOCKS5 proxy on `listener` through `session` (CONNECT, no auth).
-pub async fn serve_socks(listener: TcpListener, session: Arc<ClientSession>) {
+/// Serves a local proxy on `listener` through `session`: SOCKS5 (CONNECT, no auth) and HTTP
+/// CONNECT, told apart by the first byte.
+pub async fn serve_proxy(listener: TcpListener, session: Arc<ClientSession>) {
     loop {
         let Ok((app, _)) = listener.accept().await else { return };
         let s = session.clone();
         tokio::spawn(async move {
-            if let Err(e) = socks_one(app, s).await {
-                tracing::debug!(error = %e, "SOCKS connection ended");
+            if let Err(e) = proxy_one(app, s).await {
+                tracing::debug!(error = %e, "proxy connection ended");
             }
         });
     }
 }
 
-async fn socks_one(mut app: TcpStream, session: Arc<ClientSession>) -> Result<(), SessionError> {
+async fn read_more(app: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> Result<bool, SessionError> {
+    if buf.len() >= limit {
+        return Ok(false);
+    }
+    let mut b = [0u8; 512];
+    let n = tokio::time::timeout(HEADER_TIMEOUT, app.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
+    buf.extend_from_slice(&b[..n]);
+    Ok(n > 0)
+}
+
+async fn proxy_one(mut app: TcpStream, session: Arc<ClientSession>) -> Result<(), SessionError> {
     app.set_nodelay(true)?;
-    let mut buf = Vec::with_capacity(64);
-    let mut b = [0u8; 300];
+    let mut buf = Vec::with_capacity(512);
+    if !read_more(&mut app, &mut buf, 8192).await? {
+        return Ok(());
+    }
+    if buf[0] == 5 {
+        socks_one(app, buf, session).await
+    } else {
+        http_connect_one(app, buf, session).await
+    }
+}
+
+async fn http_connect_one(
+    mut app: TcpStream,
+    mut buf: Vec<u8>,
+    session: Arc<ClientSession>,
+) -> Result<(), SessionError> {
+    let target = loop {
+        match socks::parse_http_connect(&buf) {
+            Ok((t, _)) => break t,
+            Err(SocksError::Incomplete) => {
+                if !read_more(&mut app, &mut buf, 8192).await? {
+                    app.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await?;
+                    return Ok(());
+                }
+            }
+            Err(_) => {
+                app.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: CONNECT\r\nContent-Length: 0\r\n\r\n")
+                    .await?;
+                return Ok(());
+            }
+        }
+    };
+    match session.open(&target).await {
+        Ok(stream) => {
+            app.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
+            session.relay(app, stream).await;
+        }
+        Err(SessionError::StreamRefused(code)) => {
+            let status = if code == socks::REP_NOT_ALLOWED { "403 Forbidden" } else { "502 Bad Gateway" };
+            app.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await?;
+        }
+        Err(e) => {
+            app.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await?;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+async fn socks_one(mut app: TcpStream, mut buf: Vec<u8>, session: Arc<ClientSession>) -> Result<(), SessionError> {
     let used = loop {
         match socks::parse_greeting(&buf) {
             Ok(n) => break n,
-            Err(SocksError::Incomplete) if buf.len() < 258 => {}
+            Err(SocksError::Incomplete) if read_more(&mut app, &mut buf, 258).await? => {}
             Err(_) => {
                 app.write_all(&[5, 0xff]).await?;
                 return Ok(());
             }
         }
-        let n = tokio::time::timeout(HEADER_TIMEOUT, app.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&b[..n]);
     };
     buf.drain(..used);
     app.write_all(&[5, 0]).await?;
     let target = loop {
         match socks::parse_request(&buf) {
             Ok((t, _)) => break t,
-            Err(SocksError::Incomplete) if buf.len() < 262 => {}
+            Err(SocksError::Incomplete) if read_more(&mut app, &mut buf, 262).await? => {}
             Err(SocksError::Command(_)) => {
                 app.write_all(&socks::reply(socks::REP_COMMAND_NOT_SUPPORTED)).await?;
                 return Ok(());
@@ -520,11 +574,6 @@ async fn socks_one(mut app: TcpStream, session: Arc<ClientSession>) -> Result<()
                 return Ok(());
             }
         }
-        let n = tokio::time::timeout(HEADER_TIMEOUT, app.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&b[..n]);
     };
     match session.open(&target).await {
         Ok(stream) => {

@@ -127,6 +127,33 @@ pub fn parse_request(buf: &[u8]) -> Result<(Target, usize), SocksError> {
     Ok((t, 3 + n))
 }
 
+/// Parses an HTTP `CONNECT host:port HTTP/1.x` request head; returns the target and the
+/// bytes used (through the blank line). IPv6 literals are bracketed (`[::1]:443`).
+pub fn parse_http_connect(buf: &[u8]) -> Result<(Target, usize), SocksError> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or(SocksError::Incomplete)? + 4;
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| SocksError::BadDomain)?;
+    let line = head.lines().next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    if parts.next() != Some("CONNECT") {
+        return Err(SocksError::Command(0));
+    }
+    let authority = parts.next().ok_or(SocksError::BadDomain)?;
+    if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
+        return Err(SocksError::Version(0));
+    }
+    let (host, port) = authority.rsplit_once(':').ok_or(SocksError::BadDomain)?;
+    let port: u16 = port.parse().map_err(|_| SocksError::BadDomain)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.len() > 255 {
+        return Err(SocksError::BadDomain);
+    }
+    let target = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Target::Ip(ip, port),
+        Err(_) => Target::Domain(host.to_owned(), port),
+    };
+    Ok((target, end))
+}
+
 /// Reply codes (RFC 1928 section 6).
 pub const REP_SUCCEEDED: u8 = 0;
 pub const REP_GENERAL_FAILURE: u8 = 1;
@@ -163,6 +190,19 @@ mod tests {
         assert_eq!(parse_request(&[5, 1, 0, 3, 0, 0, 80]), Err(SocksError::BadDomain));
     }
 
+    #[test]
+    fn parses_http_connect() {
+        let r = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nrest";
+        assert_eq!(parse_http_connect(r), Ok((Target::Domain("example.com".into(), 443), r.len() - 4)));
+        assert_eq!(
+            parse_http_connect(b"CONNECT [::1]:80 HTTP/1.1\r\n\r\n").map(|x| x.0),
+            Ok(Target::Ip("::1".parse().expect("ip"), 80))
+        );
+        assert_eq!(parse_http_connect(b"CONNECT a:1 HTTP/1.1\r\n"), Err(SocksError::Incomplete));
+        assert_eq!(parse_http_connect(b"GET / HTTP/1.1\r\n\r\n"), Err(SocksError::Command(0)));
+        assert_eq!(parse_http_connect(b"CONNECT nohost HTTP/1.1\r\n\r\n"), Err(SocksError::BadDomain));
+    }
+
     fn target() -> impl Strategy<Value = Target> {
         prop_oneof![
             (any::<[u8; 4]>(), any::<u16>()).prop_map(|(a, p)| Target::Ip(std::net::Ipv4Addr::from(a).into(), p)),
@@ -183,6 +223,7 @@ mod tests {
             let _ = parse_greeting(&b);
             let _ = parse_request(&b);
             let _ = parse_address(&b);
+            let _ = parse_http_connect(&b);
         }
     }
 }

@@ -16,7 +16,7 @@ use wirepact_proto::{domain, recover_receipt, Receipt};
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{
-    serve_provider, serve_socks, ClientSession, ProviderSession, ProviderStats, ReceiptStore,
+    serve_provider, serve_proxy, ClientSession, ProviderSession, ProviderStats, ReceiptStore,
 };
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
 
@@ -128,7 +128,7 @@ async fn setup(egress: EgressPolicy) -> Setup {
         .expect("client");
     let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = socks.local_addr().expect("addr");
-    tokio::spawn(serve_socks(socks, client.clone()));
+    tokio::spawn(serve_proxy(socks, client.clone()));
     Setup { proxy, client, store, provider_done, session_key: key.address() }
 }
 
@@ -166,4 +166,73 @@ async fn the_providers_lan_is_refused_by_default() {
     let e = socks_connect(s.proxy, o).await.expect_err("loopback origin must be refused");
     assert_eq!(e, wirepact_tunnel::socks::REP_NOT_ALLOWED);
     assert_eq!(s.client.counted(), 0);
+}
+
+const CURL_BYTES: usize = 64 << 20;
+
+/// A minimal HTTP/1.1 origin answering every GET with CURL_BYTES of the pattern.
+async fn http_origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match s.read(&mut b).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&b[..n]),
+                        _ => return,
+                    }
+                }
+                let hdr = format!("HTTP/1.1 200 OK\r\nContent-Length: {CURL_BYTES}\r\nConnection: close\r\n\r\n");
+                if s.write_all(hdr.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk: Vec<u8> = (0..1 << 20).map(pattern).collect();
+                for _ in 0..CURL_BYTES >> 20 {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    a
+}
+
+async fn curl(args: &[&str]) -> Vec<u8> {
+    let out = tokio::process::Command::new("curl").args(args).output().await.expect("run curl");
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_fetches_64_mib_via_socks5_and_http_connect() {
+    if std::process::Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let o = http_origin().await;
+    let s =
+        setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")])).await;
+    let url = format!("http://localhost:{}/blob", o.port());
+    let proxy = s.proxy.to_string();
+    let expect_ok = |body: &[u8]| {
+        assert_eq!(body.len(), CURL_BYTES);
+        assert!(body.chunks(1 << 20).all(|c| c.iter().enumerate().all(|(i, b)| *b == pattern(i))), "corrupted body");
+    };
+    // SOCKS5 with the name resolved at the provider (no DNS leak on the client side).
+    let body = curl(&["-s", "--max-time", "120", "--socks5-hostname", &proxy, &url]).await;
+    expect_ok(&body);
+    // HTTP CONNECT.
+    let body = curl(&["-s", "--max-time", "120", "--proxytunnel", "--proxy", &format!("http://{proxy}"), &url]).await;
+    expect_ok(&body);
+    let total = s.client.counted();
+    assert!(total > 2 * CURL_BYTES as u64, "both transfers counted: {total}");
+    assert_eq!(s.client.finish(Duration::from_secs(10)).await.expect("final receipt"), total);
+    let last = s.store.0.lock().expect("store").last().map(|r| r.0);
+    assert_eq!(last, Some(total));
 }
