@@ -1,0 +1,218 @@
+//! The provider's earnings: traffic through the tunnel is receipted into redb and claimed on a
+//! real anvil chain exactly (to the wei); receipts survive kill -9 of the process writing them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use wirepact_chain::bindings::IWirepactMarket;
+use wirepact_chain::{AlloyMarket, Devnet, Market, SendPolicy};
+use wirepact_node::{Claimer, ReceiptDb, StoredReceipt};
+use wirepact_proto::domain;
+use wirepact_tunnel::egress::EgressPolicy;
+use wirepact_tunnel::mux::Prefixed;
+use wirepact_tunnel::session::{serve_provider, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
+use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
+
+const ONE: u128 = 1_000_000_000_000_000_000;
+const BYTES: usize = 3 << 20;
+
+fn wei(t: u128) -> U256 {
+    U256::from(t) * U256::from(ONE)
+}
+
+fn params() -> IWirepactMarket::Params {
+    IWirepactMarket::Params {
+        token: Address::ZERO,
+        epochLength: 3600,
+        auditProbabilityBps: 10_000,
+        minStakePerMbps: ONE,
+        minOracleStake: 10 * ONE,
+        unbondingDelay: 3600,
+        claimGrace: 600,
+        alphaBps: 10_000,
+        protocolFeeBps: 200,
+        oracleRewardPerReport: 0,
+        throughputToleranceBps: 1_000,
+        latencyToleranceMs: 20,
+        violationsToSlash: 2,
+        violationWindow: 4,
+        slashBps: 1_000,
+        slashOracleShareBps: 2_000,
+        jailEpochs: 2,
+        sessionPenaltyBps: 2_500,
+        rewardPeriodEpochs: 10,
+        bonusMinAudits: 1,
+        bonusAvailabilityBps: 9_990,
+        bonusPoolShareBps: 5_000,
+    }
+}
+
+fn policy() -> SendPolicy {
+    SendPolicy {
+        confirm_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(20),
+        ..SendPolicy::default()
+    }
+}
+
+async fn origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else { return };
+        let mut req = [0u8; 4];
+        if s.read_exact(&mut req).await.is_ok() {
+            let _ = s.write_all(&vec![0xab; BYTES]).await;
+        }
+        let _ = s.shutdown().await;
+    });
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(&devnet.endpoint(), devnet.signer(0).expect("key"), None, params(), policy())
+        .await
+        .expect("deploy");
+    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
+    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
+    deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
+    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
+
+    let identity = TunnelIdentity::generate("cdn.example.org").expect("identity");
+    let terms = IWirepactMarket::ProviderTerms {
+        capacityMbps: 100,
+        sessionMbps: 25,
+        maxLatencyMs: 80,
+        basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
+    };
+    let pid =
+        prov.register_provider(terms, identity.tunnel_key(), "127.0.0.1:0", "lo", wei(100)).await.expect("register");
+    client.deposit(wei(10)).await.expect("deposit");
+    let session_key = PrivateKeySigner::random();
+    let opened = client.open_session(pid, wei(10), U256::MAX, session_key.address()).await.expect("open");
+
+    let dir = std::env::temp_dir().join(format!("wirepact-node-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = Arc::new(ReceiptDb::open(&dir.join("receipts.redb")).expect("db"));
+    db.add_session(&opened.terms).expect("terms");
+
+    // Provider side of the tunnel.
+    let dom = domain(devnet.chain_id(), deployer.address());
+    let tunnel_key = identity.tunnel_key();
+    let acceptor = TlsAcceptor::from(identity.server_config().expect("tls"));
+    let checker = Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 60, 64));
+    let mut sessions = HashMap::new();
+    sessions.insert(opened.id.0, session_key.address());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let paddr = listener.local_addr().expect("addr");
+    let store: Arc<dyn ReceiptStore> = db.clone();
+    let cfg = ProviderSession {
+        domain: dom.clone(),
+        session_id: opened.id.0,
+        session_key: session_key.address(),
+        window: 1 << 20,
+        egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        dial_timeout: Duration::from_secs(5),
+    };
+    let now = opened.terms.openedAt.to::<u64>();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let acc =
+            accept(&acceptor, tcp, &checker, &sessions, now, Duration::from_secs(2), 1 << 20).await.expect("accept");
+        let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
+        let _ = serve_provider(Prefixed::new(pending, stream), cfg, store).await;
+    });
+
+    // Client side: tunnel, SOCKS proxy, one fetch.
+    let auth = session_auth_frame(&session_key, &dom, opened.id.0, tunnel_key, now, [1; 16]).expect("auth");
+    let t = connect(paddr, "cdn.example.org", tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(now));
+    let tick = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let cs = ClientSession::start(Prefixed::new(t.pending, t.stream), session_key, dom, opened.id.0, 1 << 20, tick)
+        .await
+        .expect("client");
+    let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy = socks.local_addr().expect("addr");
+    tokio::spawn(serve_proxy(socks, cs.clone()));
+    let o = origin().await;
+    let mut app = TcpStream::connect(proxy).await.expect("proxy");
+    let std::net::IpAddr::V4(ip) = o.ip() else { panic!("v4") };
+    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+    req.extend_from_slice(&ip.octets());
+    req.extend_from_slice(&o.port().to_be_bytes());
+    app.write_all(&req).await.expect("socks");
+    let mut rep = [0u8; 12];
+    app.read_exact(&mut rep).await.expect("socks reply");
+    assert_eq!(rep[3], 0, "SOCKS CONNECT succeeded");
+    app.write_all(b"GET\n").await.expect("request");
+    let mut got = Vec::new();
+    app.read_to_end(&mut got).await.expect("body");
+    assert_eq!(got.len(), BYTES);
+    let total = cs.finish(Duration::from_secs(10)).await.expect("final receipt");
+    assert_eq!(total, BYTES as u64 + 4);
+
+    // Claim what redb holds: exactly bytes x price (minus the protocol fee), to the wei.
+    let claimer = Claimer { db: &db, market: &prov, threshold: U256::ZERO };
+    let outcome = claimer.run(true).await.expect("claim");
+    assert_eq!(outcome.claimed, vec![(opened.id.0, total)]);
+    let gross = (U256::from(total) * U256::from(opened.terms.pricePerGiB)) >> 30;
+    let fee = gross * U256::from(200) / U256::from(10_000);
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), gross - fee);
+    assert_eq!(U256::from(prov.session(opened.id).await.expect("session").paid), gross);
+    // A second pass finds nothing new.
+    assert!(claimer.run(true).await.expect("claim").claimed.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Run as a child process: stores receipts 1..=n into the db named by the env, printing each
+/// after it is durable, then waits to be killed.
+#[test]
+#[ignore = "helper for the kill -9 test; runs as a child process"]
+fn child_writes_receipts() {
+    let Ok(path) = std::env::var("WIREPACT_CHILD_DB") else { return };
+    let db = ReceiptDb::open(std::path::Path::new(&path)).expect("db");
+    for i in 1..=1_000_000u64 {
+        db.store(B256::repeat_byte(9), StoredReceipt { cumulative_bytes: i * 1000, timestamp: i, signature: [1; 65] })
+            .expect("store");
+        println!("stored {}", i * 1000);
+    }
+}
+
+#[test]
+fn receipts_acknowledged_before_kill_9_survive() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("wirepact-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("receipts.redb");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["--ignored", "--exact", "child_writes_receipts", "--nocapture", "--test-threads=1"])
+        .env("WIREPACT_CHILD_DB", &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let out = child.stdout.take().expect("stdout");
+    let mut last_acked = 0u64;
+    for line in std::io::BufReader::new(out).lines().take(200) {
+        let line = line.expect("line");
+        if let Some(n) = line.strip_prefix("stored ") {
+            last_acked = n.trim().parse().expect("number");
+        }
+    }
+    // SIGKILL: no destructors, no flush.
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    assert!(last_acked > 0, "the child stored receipts");
+    let db = ReceiptDb::open(&path).expect("reopen after kill");
+    let r = db.receipt(B256::repeat_byte(9)).expect("read").expect("a receipt");
+    assert!(r.cumulative_bytes >= last_acked, "acknowledged {last_acked}, found {}", r.cumulative_bytes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
