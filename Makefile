@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter
+.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel
 
 help:
 	@echo "make test       forge tests (CI seed), then Rust tests, clippy, fmt"
@@ -13,6 +13,7 @@ help:
 	@echo "make gas        gas snapshot of the market; ends with the two headline figures"
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
 	@echo "make bench-meter criterion benchmark of the tunnel's meter"
+	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
 
 TOOLS_STAMP := $(CONTRACTS)/node_modules/.wirepact-tools
 
@@ -48,6 +49,10 @@ test-rust: tools
 
 test-deep: tools
 	cd $(CONTRACTS) && FOUNDRY_PROFILE=deep $(FORGE) test
+
+# Tunnel throughput vs direct loopback and shadowsocks-rust; connect overhead (bench/tunnel.sh).
+bench-tunnel:
+	bench/tunnel.sh
 
 # Criterion benchmark of the sans-IO meter (cost per forwarded chunk).
 bench-meter:
