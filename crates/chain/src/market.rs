@@ -4,7 +4,7 @@ use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, TransactionReceipt};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolEventInterface;
+use alloy::sol_types::{SolEventInterface, SolValue};
 use wirepact_proto::{ProviderId, SessionId, SessionTerms};
 
 use crate::bindings::{IWirepactMarket, TestToken, WirepactMarket};
@@ -106,31 +106,43 @@ pub struct AlloyMarket {
     sender: TxSender,
 }
 
+// The binding's `SessionTerms` and proto's are the same Solidity struct; convert through its
+// ABI encoding so the two can never disagree field by field.
 fn to_binding(t: &SessionTerms) -> IWirepactMarket::SessionTerms {
-    IWirepactMarket::SessionTerms {
-        client: t.client,
-        sessionKey: t.sessionKey,
-        providerId: t.providerId,
-        nonce: t.nonce,
-        sessionMbps: t.sessionMbps,
-        violationsAtOpen: t.violationsAtOpen,
-        openedAt: t.openedAt,
-        deposit: t.deposit,
-        pricePerGiB: t.pricePerGiB,
-    }
+    IWirepactMarket::SessionTerms::abi_decode(&t.abi_encode()).unwrap_or_else(|_| unreachable!("identical layouts"))
 }
 
 fn from_binding(t: &IWirepactMarket::SessionTerms) -> SessionTerms {
-    SessionTerms {
-        client: t.client,
-        sessionKey: t.sessionKey,
-        providerId: t.providerId,
-        nonce: t.nonce,
-        sessionMbps: t.sessionMbps,
-        violationsAtOpen: t.violationsAtOpen,
-        openedAt: t.openedAt,
-        deposit: t.deposit,
-        pricePerGiB: t.pricePerGiB,
+    SessionTerms::abi_decode(&t.abi_encode()).unwrap_or_else(|_| unreachable!("identical layouts"))
+}
+
+/// Devnet parameters: one-hour epochs, every provider audited, small stakes (tests, demo).
+#[must_use]
+pub fn devnet_params() -> IWirepactMarket::Params {
+    const ONE: u128 = 1_000_000_000_000_000_000;
+    IWirepactMarket::Params {
+        token: Address::ZERO,
+        epochLength: 3600,
+        auditProbabilityBps: 10_000,
+        minStakePerMbps: ONE,
+        minOracleStake: 10 * ONE,
+        unbondingDelay: 3600,
+        claimGrace: 600,
+        alphaBps: 10_000,
+        protocolFeeBps: 200,
+        oracleRewardPerReport: 0,
+        throughputToleranceBps: 1_000,
+        latencyToleranceMs: 20,
+        violationsToSlash: 2,
+        violationWindow: 4,
+        slashBps: 1_000,
+        slashOracleShareBps: 2_000,
+        jailEpochs: 2,
+        sessionPenaltyBps: 2_500,
+        rewardPeriodEpochs: 10,
+        bonusMinAudits: 1,
+        bonusAvailabilityBps: 9_990,
+        bonusPoolShareBps: 5_000,
     }
 }
 

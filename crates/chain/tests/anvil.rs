@@ -21,30 +21,7 @@ use wirepact_proto::{
 const ONE: u128 = 1_000_000_000_000_000_000;
 
 fn params() -> IWirepactMarket::Params {
-    IWirepactMarket::Params {
-        token: Address::ZERO,
-        epochLength: 3600,
-        auditProbabilityBps: 10_000,
-        minStakePerMbps: ONE,
-        minOracleStake: 10 * ONE,
-        unbondingDelay: 3600,
-        claimGrace: 600,
-        alphaBps: 10_000,
-        protocolFeeBps: 200,
-        oracleRewardPerReport: 0,
-        throughputToleranceBps: 1_000,
-        latencyToleranceMs: 20,
-        violationsToSlash: 2,
-        violationWindow: 4,
-        slashBps: 1_000,
-        slashOracleShareBps: 2_000,
-        jailEpochs: 2,
-        sessionPenaltyBps: 2_500,
-        rewardPeriodEpochs: 10,
-        bonusMinAudits: 1,
-        bonusAvailabilityBps: 9_990,
-        bonusPoolShareBps: 5_000,
-    }
+    wirepact_chain::devnet_params()
 }
 
 fn policy() -> SendPolicy {

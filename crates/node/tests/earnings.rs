@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,30 +28,7 @@ fn wei(t: u128) -> U256 {
 }
 
 fn params() -> IWirepactMarket::Params {
-    IWirepactMarket::Params {
-        token: Address::ZERO,
-        epochLength: 3600,
-        auditProbabilityBps: 10_000,
-        minStakePerMbps: ONE,
-        minOracleStake: 10 * ONE,
-        unbondingDelay: 3600,
-        claimGrace: 600,
-        alphaBps: 10_000,
-        protocolFeeBps: 200,
-        oracleRewardPerReport: 0,
-        throughputToleranceBps: 1_000,
-        latencyToleranceMs: 20,
-        violationsToSlash: 2,
-        violationWindow: 4,
-        slashBps: 1_000,
-        slashOracleShareBps: 2_000,
-        jailEpochs: 2,
-        sessionPenaltyBps: 2_500,
-        rewardPeriodEpochs: 10,
-        bonusMinAudits: 1,
-        bonusAvailabilityBps: 9_990,
-        bonusPoolShareBps: 5_000,
-    }
+    wirepact_chain::devnet_params()
 }
 
 fn policy() -> SendPolicy {
