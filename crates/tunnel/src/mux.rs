@@ -93,6 +93,8 @@ where
 {
     let mut cfg = yamux::Config::default();
     cfg.set_max_num_streams(MAX_STREAMS);
+    // Fewer, larger yamux frames: TLS splits records at 16 KiB anyway.
+    cfg.set_split_send_size(64 * 1024);
     let mode = if client { yamux::Mode::Client } else { yamux::Mode::Server };
     let mut conn = yamux::Connection::new(io.compat(), cfg, mode);
     let (open_tx, mut open_rx) = mpsc::channel(16);

@@ -25,7 +25,7 @@ use crate::meter::{ClientMeter, MeterError, ProviderMeter};
 use crate::mux::{self, MuxError, MuxHandle, MuxStream};
 use crate::socks::{self, SocksError, Target};
 
-const CHUNK: usize = 16 * 1024;
+const CHUNK: usize = 64 * 1024;
 const STREAM_CONTROL: u8 = 0;
 const STREAM_DATA: u8 = 1;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
