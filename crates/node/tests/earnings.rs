@@ -193,3 +193,149 @@ fn receipts_acknowledged_before_kill_9_survive() {
     assert!(r.cumulative_bytes >= last_acked, "acknowledged {last_acked}, found {}", r.cumulative_bytes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Run as a child process: a provider serving one session with receipts in redb, printing
+/// `listening <port> <tunnel key>`; it serves until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper for the provider kill -9 test; runs as a child process"]
+async fn child_provider() {
+    let Ok(db_path) = std::env::var("WIREPACT_CHILD_DB") else { return };
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}"));
+    let session: B256 = var("WIREPACT_SESSION").parse().expect("session id");
+    let session_key: alloy::primitives::Address = var("WIREPACT_SESSION_KEY").parse().expect("key");
+    let chain_id: u64 = var("WIREPACT_CHAIN").parse().expect("chain");
+    let market: alloy::primitives::Address = var("WIREPACT_MARKET").parse().expect("market");
+    let now: u64 = var("WIREPACT_NOW").parse().expect("now");
+    let db = Arc::new(ReceiptDb::open(std::path::Path::new(&db_path)).expect("db"));
+    let identity = TunnelIdentity::generate("cdn.example.org").expect("identity");
+    let dom = domain(chain_id, market);
+    let acceptor = TlsAcceptor::from(identity.server_config().expect("tls"));
+    let checker = Mutex::new(AuthChecker::new(dom.clone(), identity.tunnel_key(), 60, 64));
+    let mut sessions = HashMap::new();
+    sessions.insert(session, session_key);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("listening {} {}", listener.local_addr().expect("addr").port(), identity.tunnel_key());
+    let (tcp, _) = listener.accept().await.expect("accept");
+    let acc = accept(&acceptor, tcp, &checker, &sessions, now, Duration::from_secs(5), 1 << 20).await.expect("accept");
+    let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
+    let cfg = ProviderSession {
+        domain: dom,
+        session_id: session,
+        session_key,
+        window: 1 << 20,
+        egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        dial_timeout: Duration::from_secs(5),
+    };
+    let store: Arc<dyn ReceiptStore> = db;
+    let _ = serve_provider(Prefixed::new(pending, stream), cfg, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_killed_mid_transfer_claims_every_acknowledged_byte_after_restart() {
+    use tokio::io::AsyncBufReadExt;
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(&devnet.endpoint(), devnet.signer(0).expect("key"), None, params(), policy())
+        .await
+        .expect("deploy");
+    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
+    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
+    deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
+    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
+    let terms = IWirepactMarket::ProviderTerms {
+        capacityMbps: 100,
+        sessionMbps: 25,
+        maxLatencyMs: 80,
+        basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
+    };
+    // The tunnel key is registered later by the child's identity; the chain does not check it here.
+    let pid =
+        prov.register_provider(terms, B256::repeat_byte(1), "127.0.0.1:0", "lo", wei(100)).await.expect("register");
+    client.deposit(wei(10)).await.expect("deposit");
+    let session_key = PrivateKeySigner::random();
+    let opened = client.open_session(pid, wei(10), U256::MAX, session_key.address()).await.expect("open");
+    let now = opened.terms.openedAt.to::<u64>();
+
+    let dir = std::env::temp_dir().join(format!("wirepact-pkill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db_path = dir.join("receipts.redb");
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["--ignored", "--exact", "child_provider", "--nocapture", "--test-threads=1"])
+        .env("WIREPACT_CHILD_DB", &db_path)
+        .env("WIREPACT_SESSION", opened.id.0.to_string())
+        .env("WIREPACT_SESSION_KEY", session_key.address().to_string())
+        .env("WIREPACT_CHAIN", devnet.chain_id().to_string())
+        .env("WIREPACT_MARKET", deployer.address().to_string())
+        .env("WIREPACT_NOW", now.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn provider");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (port, tunnel_key) = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("child started")
+            .expect("line")
+            .expect("eof");
+        // libtest prints "test child_provider ... " on the same line.
+        if let Some(rest) = line.split_once("listening ").map(|(_, r)| r) {
+            let (p, k) = rest.split_once(' ').expect("port and key");
+            break (p.parse::<u16>().expect("port"), k.parse::<B256>().expect("key"));
+        }
+    };
+
+    // An origin that streams forever, slowly enough to be cut mid-transfer.
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let o = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else { return };
+        let block = vec![0x42u8; 64 * 1024];
+        for _ in 0..100_000 {
+            if s.write_all(&block).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+
+    let dom = domain(devnet.chain_id(), deployer.address());
+    let auth = session_auth_frame(&session_key, &dom, opened.id.0, tunnel_key, now, [2; 16]).expect("auth");
+    let t =
+        connect(SocketAddr::from(([127, 0, 0, 1], port)), "cdn.example.org", tunnel_key, &auth, Duration::from_secs(5))
+            .await
+            .expect("connect");
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(now));
+    let tick = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let cs = ClientSession::start(Prefixed::new(t.pending, t.stream), session_key, dom, opened.id.0, 1 << 20, tick)
+        .await
+        .expect("client");
+    let mut stream = cs.open(&wirepact_tunnel::socks::Target::Ip(o.ip(), o.port())).await.expect("stream");
+    let mut buf = vec![0u8; 64 * 1024];
+    // Read until the provider has acknowledged at least 3 MiB, then kill it (SIGKILL).
+    for _ in 0..100_000 {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("data flows")
+            .expect("read");
+        cs.count(n as u64);
+        if cs.acknowledged() >= 3 << 20 {
+            break;
+        }
+    }
+    child.start_kill().expect("kill -9");
+    let _ = child.wait().await;
+    let acked = cs.acknowledged();
+    assert!(acked >= 3 << 20, "acknowledged {acked}");
+
+    // "Restart": reopen the provider's database and claim.
+    let db = ReceiptDb::open(&db_path).expect("reopen after kill -9");
+    db.add_session(&opened.terms).expect("terms");
+    let stored = db.receipt(opened.id.0).expect("read").expect("receipt survived").cumulative_bytes;
+    assert!(stored >= acked, "acknowledged {acked} but only {stored} survived");
+    let outcome = Claimer { db: &db, market: &prov, threshold: U256::ZERO }.run(true).await.expect("claim");
+    assert_eq!(outcome.claimed, vec![(opened.id.0, stored)]);
+    let gross = (U256::from(stored) * U256::from(opened.terms.pricePerGiB)) >> 30;
+    let fee = gross * U256::from(200) / U256::from(10_000);
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), gross - fee);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -423,6 +423,12 @@ impl ClientSession {
         self.wake.notify_one();
     }
 
+    /// The highest cumulative byte count the provider acknowledged (persisted) so far.
+    #[must_use]
+    pub fn acknowledged(&self) -> u64 {
+        self.acked.lock().map(|a| *a).unwrap_or(0)
+    }
+
     /// Bytes counted so far.
     #[must_use]
     pub fn counted(&self) -> u64 {
