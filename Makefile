@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel
+.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make test       forge tests (CI seed), then Rust tests, clippy, fmt"
@@ -14,6 +14,7 @@ help:
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
 	@echo "make bench-meter criterion benchmark of the tunnel's meter"
 	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
+	@echo "make fuzz       fuzz the frame decoder and the proxy parsers (FUZZ_SECONDS each)"
 
 TOOLS_STAMP := $(CONTRACTS)/node_modules/.wirepact-tools
 
@@ -39,7 +40,7 @@ abi: tools
 abi-check: abi
 	@git diff --exit-code -- crates/chain/abi || { echo "crates/chain/abi is stale: run 'make abi' and commit"; exit 1; }
 
-test: test-contracts abi-check test-rust
+test: test-contracts abi-check test-rust fuzz-smoke
 
 # Rust: tests (the chain tests start anvil from the npm package), clippy, formatting.
 test-rust: tools
@@ -53,6 +54,17 @@ test-deep: tools
 # Tunnel throughput vs direct loopback and shadowsocks-rust; connect overhead (bench/tunnel.sh).
 bench-tunnel:
 	bench/tunnel.sh
+
+# Fuzzing (cargo-fuzz on the installed nightly): the control-frame decoder and the local proxy's
+# SOCKS5/HTTP CONNECT parsers. `make test` runs each for FUZZ_SMOKE_SECONDS; `make fuzz` longer.
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SECONDS ?= 300
+
+fuzz-smoke:
+	fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 # Criterion benchmark of the sans-IO meter (cost per forwarded chunk).
 bench-meter:
