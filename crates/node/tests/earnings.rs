@@ -53,8 +53,16 @@ async fn origin() -> SocketAddr {
     a
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
+/// A deployed market with a registered provider (tunnel key `tunnel_key`) and a session a
+/// client opened with `session_key`.
+struct Chain {
+    devnet: Devnet,
+    deployer: AlloyMarket,
+    prov: AlloyMarket,
+    opened: wirepact_chain::OpenedSession,
+}
+
+async fn chain_with_session(tunnel_key: B256, session_key: &PrivateKeySigner) -> Chain {
     let devnet = Devnet::start().expect("anvil (run `make tools` first)");
     let deployer = AlloyMarket::deploy(&devnet.endpoint(), devnet.signer(0).expect("key"), None, params(), policy())
         .await
@@ -63,19 +71,23 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
     let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
     deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
     deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
-
-    let identity = TunnelIdentity::generate("cdn.example.org").expect("identity");
     let terms = IWirepactMarket::ProviderTerms {
         capacityMbps: 100,
         sessionMbps: 25,
         maxLatencyMs: 80,
         basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
     };
-    let pid =
-        prov.register_provider(terms, identity.tunnel_key(), "127.0.0.1:0", "lo", wei(100)).await.expect("register");
+    let pid = prov.register_provider(terms, tunnel_key, "127.0.0.1:0", "lo", wei(100)).await.expect("register");
     client.deposit(wei(10)).await.expect("deposit");
-    let session_key = PrivateKeySigner::random();
     let opened = client.open_session(pid, wei(10), U256::MAX, session_key.address()).await.expect("open");
+    Chain { devnet, deployer, prov, opened }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
+    let identity = TunnelIdentity::generate("cdn.example.org").expect("identity");
+    let session_key = PrivateKeySigner::random();
+    let Chain { devnet, deployer, prov, opened } = chain_with_session(identity.tunnel_key(), &session_key).await;
 
     let dir = std::env::temp_dir().join(format!("wirepact-node-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -233,26 +245,9 @@ async fn child_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_killed_mid_transfer_claims_every_acknowledged_byte_after_restart() {
     use tokio::io::AsyncBufReadExt;
-    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
-    let deployer = AlloyMarket::deploy(&devnet.endpoint(), devnet.signer(0).expect("key"), None, params(), policy())
-        .await
-        .expect("deploy");
-    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
-    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
-    deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
-    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
-    let terms = IWirepactMarket::ProviderTerms {
-        capacityMbps: 100,
-        sessionMbps: 25,
-        maxLatencyMs: 80,
-        basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
-    };
-    // The tunnel key is registered later by the child's identity; the chain does not check it here.
-    let pid =
-        prov.register_provider(terms, B256::repeat_byte(1), "127.0.0.1:0", "lo", wei(100)).await.expect("register");
-    client.deposit(wei(10)).await.expect("deposit");
     let session_key = PrivateKeySigner::random();
-    let opened = client.open_session(pid, wei(10), U256::MAX, session_key.address()).await.expect("open");
+    // The child makes its own TLS identity; the chain does not check the registered key here.
+    let Chain { devnet, deployer, prov, opened } = chain_with_session(B256::repeat_byte(1), &session_key).await;
     let now = opened.terms.openedAt.to::<u64>();
 
     let dir = std::env::temp_dir().join(format!("wirepact-pkill-{}", std::process::id()));
