@@ -4,7 +4,7 @@
 //! with name `"wirepact"`, version `"1"`, the chain id and the market's address, exactly as
 //! the contract's OpenZeppelin `EIP712("wirepact", "1")`.
 
-use alloy::primitives::{Address, Bytes, FixedBytes, Signature, B256};
+use alloy::primitives::{Address, Bytes, Signature, B256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use alloy::sol_types::{Eip712Domain, SolStruct};
@@ -135,9 +135,6 @@ pub fn recover_session_auth(
 ) -> Result<(), SignatureError> {
     expect(session_key, recover(domain, auth, signature)?)
 }
-
-/// A fresh 16-byte nonce type for `SessionAuth`.
-pub type Nonce16 = FixedBytes<16>;
 
 #[cfg(test)]
 mod tests {

@@ -64,6 +64,14 @@ pub enum FrameError {
     BadMessage,
 }
 
+fn truncate_message(message: &str) -> &str {
+    let mut end = message.len().min(MAX_ERROR_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
 fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
@@ -88,11 +96,9 @@ impl Frame {
         }
     }
 
-    /// Appends the encoded frame to `out`.
-    ///
-    /// # Errors
-    /// `BadMessage` if an error message is longer than `MAX_ERROR_MESSAGE`.
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    /// Appends the encoded frame to `out`. An error message longer than `MAX_ERROR_MESSAGE` is
+    /// cut at a character boundary (as `Frame::error` does), so every frame encodes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
         let mut p = Vec::with_capacity(160);
         match self {
             Frame::SessionAuth { session_id, tunnel_key, timestamp, nonce, signature } => {
@@ -112,40 +118,29 @@ impl Frame {
             }
             Frame::ReceiptAck { cumulative_bytes } => p.extend_from_slice(&cumulative_bytes.to_be_bytes()),
             Frame::Error { code, message } => {
-                if message.len() > MAX_ERROR_MESSAGE {
-                    return Err(FrameError::BadMessage);
-                }
                 p.extend_from_slice(&code.to_be_bytes());
-                p.extend_from_slice(message.as_bytes());
+                p.extend_from_slice(truncate_message(message).as_bytes());
             }
         }
-        // Payloads are bounded above (<= 32+32+8+16+65 or 2+256 bytes), so this never truncates.
-        let len = u16::try_from(p.len()).map_err(|_| FrameError::TooLong(p.len()))?;
+        // Payloads are at most 32+32+8+16+65 or 2+256 bytes: the length fits u16.
+        let len = u16::try_from(p.len()).unwrap_or(u16::MAX);
         out.push(PROTOCOL_VERSION);
         out.push(self.kind());
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&p);
-        Ok(())
     }
 
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        // Only over-long error messages fail; callers construct those through `error()`.
-        if self.encode(&mut v).is_err() {
-            v.clear();
-        }
+        self.encode(&mut v);
         v
     }
 
     /// An error frame, truncating the message to the limit on a character boundary.
     #[must_use]
     pub fn error(code: u16, message: &str) -> Self {
-        let mut end = message.len().min(MAX_ERROR_MESSAGE);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        Frame::Error { code, message: message[..end].to_owned() }
+        Frame::Error { code, message: truncate_message(message).to_owned() }
     }
 
     /// Decodes one frame from the front of `buf`; returns it and the bytes consumed.
@@ -285,5 +280,8 @@ mod tests {
         let long = "é".repeat(200);
         let Frame::Error { message, .. } = Frame::error(1, &long) else { panic!("error frame") };
         assert!(message.len() <= MAX_ERROR_MESSAGE);
+        // A hand-built over-long error still encodes (truncated), never to empty bytes.
+        let raw = Frame::Error { code: 9, message: long.clone() }.to_bytes();
+        assert_eq!(Frame::decode(&raw).map(|(f, _)| f), Ok(Frame::error(9, &long)));
     }
 }

@@ -1,6 +1,6 @@
 //! Typed units and identifiers.
 
-use alloy::primitives::{keccak256, Address, B256, U256};
+use alloy::primitives::{keccak256, B256, U256};
 use alloy::sol_types::SolValue;
 
 /// A number of payload bytes. Always 64-bit: byte counters drive billing.
@@ -77,10 +77,5 @@ impl SessionTerms {
     #[must_use]
     pub fn session_id(&self) -> SessionId {
         SessionId(keccak256(self.abi_encode()))
-    }
-
-    #[must_use]
-    pub fn client_address(&self) -> Address {
-        self.client
     }
 }

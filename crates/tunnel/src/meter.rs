@@ -87,6 +87,17 @@ impl ProviderMeter {
     /// # Errors
     /// `NotNewer`, `Stale` or `Overclaim`; the meter is unchanged.
     pub fn on_receipt(&mut self, cumulative: u64, timestamp: u64) -> Result<u64, MeterError> {
+        self.check_receipt(cumulative, timestamp)?;
+        self.receipted = cumulative;
+        self.last_receipt_ts = timestamp;
+        Ok(self.credit_until())
+    }
+
+    /// Whether `on_receipt` would accept this receipt (the caller persists it in between).
+    ///
+    /// # Errors
+    /// As `on_receipt`.
+    pub fn check_receipt(&self, cumulative: u64, timestamp: u64) -> Result<(), MeterError> {
         if cumulative <= self.receipted {
             return Err(MeterError::NotNewer { cumulative, last: self.receipted });
         }
@@ -96,9 +107,7 @@ impl ProviderMeter {
         if cumulative > self.forwarded {
             return Err(MeterError::Overclaim { cumulative, forwarded: self.forwarded });
         }
-        self.receipted = cumulative;
-        self.last_receipt_ts = timestamp;
-        Ok(self.credit_until())
+        Ok(())
     }
 }
 

@@ -181,14 +181,7 @@ where
             continue;
         }
         // Validate against the meter first, persist, then commit and acknowledge.
-        let check = credit
-            .meter
-            .lock()
-            .map(|m| {
-                let mut probe = m.clone();
-                probe.on_receipt(cumulative_bytes, timestamp)
-            })
-            .map_err(|_| ());
+        let check = credit.meter.lock().map(|m| m.check_receipt(cumulative_bytes, timestamp)).map_err(|_| ());
         match check {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
