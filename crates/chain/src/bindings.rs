@@ -14,3 +14,18 @@ alloy::sol!(
     TestToken,
     "abi/TestToken.json"
 );
+
+/// `IWirepactMarket.ProviderStatus` values (the ABI carries the enum as a `uint8`).
+pub mod provider_status {
+    pub const NONE: u8 = 0;
+    pub const ACTIVE: u8 = 1;
+    pub const JAILED: u8 = 2;
+    pub const LEFT: u8 = 3;
+}
+
+/// `IWirepactMarket.SessionStatus` values (the ABI carries the enum as a `uint8`).
+pub mod session_status {
+    pub const NONE: u8 = 0;
+    pub const OPEN: u8 = 1;
+    pub const CLOSING: u8 = 2;
+}

@@ -53,8 +53,12 @@ pub trait Market {
     async fn balance_of(&self, who: Address) -> Result<U256, ChainError>;
     async fn provider(&self, id: ProviderId) -> Result<ProviderInfo, ChainError>;
     async fn provider_count(&self) -> Result<u32, ChainError>;
+    /// The id of the provider `owner` registered, if any.
+    async fn provider_id_of(&self, owner: Address) -> Result<Option<ProviderId>, ChainError>;
     async fn quote(&self, id: ProviderId) -> Result<U256, ChainError>;
     async fn session(&self, id: SessionId) -> Result<IWirepactMarket::SessionState, ChainError>;
+    /// The terms a session was opened with (from its `SessionOpened` event), if it exists.
+    async fn session_terms(&self, id: SessionId) -> Result<Option<SessionTerms>, ChainError>;
     async fn is_audited(&self, epoch: u64, id: ProviderId) -> Result<bool, ChainError>;
     async fn quorum(&self) -> Result<u64, ChainError>;
 
@@ -69,6 +73,14 @@ pub trait Market {
         region: &str,
         stake: U256,
     ) -> Result<ProviderId, ChainError>;
+    /// Changes the price, tunnel key and endpoint of a provider this account owns.
+    async fn update_provider(
+        &self,
+        id: ProviderId,
+        base_price_per_gib: U256,
+        tunnel_key: B256,
+        endpoint: &str,
+    ) -> Result<TransactionReceipt, ChainError>;
     async fn open_session(
         &self,
         provider: ProviderId,
@@ -212,7 +224,7 @@ impl AlloyMarket {
     }
 
     #[must_use]
-    pub fn provider(&self) -> &DynProvider {
+    pub fn rpc(&self) -> &DynProvider {
         self.sender.provider()
     }
 
@@ -227,6 +239,15 @@ impl AlloyMarket {
 
     fn token_contract(&self) -> TestToken::TestTokenInstance<&DynProvider> {
         TestToken::new(self.token, self.sender.provider())
+    }
+
+    /// The least stake a provider of `capacity_mbps` must bond.
+    pub async fn min_provider_stake(&self, capacity_mbps: u32) -> Result<U256, ChainError> {
+        self.contract()
+            .minProviderStake(capacity_mbps)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading the minimum stake", e))
     }
 
     /// Devnet only: mints test tokens to `to`.
@@ -323,12 +344,42 @@ impl Market for AlloyMarket {
         self.contract().providerCount().call().await.map_err(|e| ChainError::from_contract("counting providers", e))
     }
 
+    async fn provider_id_of(&self, owner: Address) -> Result<Option<ProviderId>, ChainError> {
+        let id = self
+            .contract()
+            .providerIdOf(owner)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading a provider id", e))?;
+        Ok((id != 0).then_some(ProviderId(id)))
+    }
+
     async fn quote(&self, id: ProviderId) -> Result<U256, ChainError> {
         self.contract().quote(id.0).call().await.map_err(|e| ChainError::from_contract("reading a quote", e))
     }
 
     async fn session(&self, id: SessionId) -> Result<IWirepactMarket::SessionState, ChainError> {
         self.contract().session(id.0).call().await.map_err(|e| ChainError::from_contract("reading a session", e))
+    }
+
+    async fn session_terms(&self, id: SessionId) -> Result<Option<SessionTerms>, ChainError> {
+        use alloy::sol_types::SolEvent;
+        let filter = Filter::new()
+            .address(self.address)
+            .event_signature(WirepactMarket::SessionOpened::SIGNATURE_HASH)
+            .topic1(id.0)
+            .from_block(0);
+        let logs = self.rpc().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading a session", e))?;
+        for log in logs {
+            if let Ok(ev) = WirepactMarket::SessionOpened::decode_log(&log.inner) {
+                let terms = from_binding(&ev.data.terms);
+                // Trust the terms only if they hash to the id asked for.
+                if terms.session_id() == id {
+                    return Ok(Some(terms));
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn is_audited(&self, epoch: u64, id: ProviderId) -> Result<bool, ChainError> {
@@ -371,6 +422,21 @@ impl Market for AlloyMarket {
         r.decoded_log::<WirepactMarket::ProviderRegistered>()
             .map(|l| ProviderId(l.data.providerId))
             .ok_or(ChainError::Unexpected("registration without ProviderRegistered event"))
+    }
+
+    async fn update_provider(
+        &self,
+        id: ProviderId,
+        base_price_per_gib: U256,
+        tunnel_key: B256,
+        endpoint: &str,
+    ) -> Result<TransactionReceipt, ChainError> {
+        let price = alloy::primitives::Uint::<96, 2>::checked_from_limbs_slice(&base_price_per_gib.as_limbs()[..2])
+            .filter(|_| base_price_per_gib.bit_len() <= 96)
+            .ok_or(ChainError::Unexpected("price above 2^96"))?;
+        let tx =
+            self.contract().updateProvider(id.0, price, tunnel_key, endpoint.to_owned()).into_transaction_request();
+        self.sender.send(tx, "updating the provider").await
     }
 
     async fn open_session(
@@ -440,7 +506,7 @@ impl Market for AlloyMarket {
         to_block: u64,
     ) -> Result<Vec<WirepactMarket::WirepactMarketEvents>, ChainError> {
         let filter = Filter::new().address(self.address).from_block(from_block).to_block(to_block);
-        let logs = self.provider().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading events", e))?;
+        let logs = self.rpc().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading events", e))?;
         let mut out = Vec::with_capacity(logs.len());
         for log in logs {
             if let Ok(ev) = WirepactMarket::WirepactMarketEvents::decode_log(&log.inner) {

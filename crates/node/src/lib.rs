@@ -1,7 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 pub mod claimer;
+pub mod daemon;
 pub mod db;
+pub mod sessions;
 
 pub use claimer::{ClaimOutcome, Claimer};
+pub use daemon::{run_node, NodeConfig, NodeError, NodeInfo, NodeReport};
 pub use db::{DbError, ReceiptDb, StoredReceipt};
+pub use sessions::ChainSessions;

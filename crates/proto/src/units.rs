@@ -41,6 +41,50 @@ pub struct Millis(pub u32);
 /// An amount of the settlement token in base units.
 pub type TokenAmount = U256;
 
+/// Decimals the settlement token is shown with (the devnet token and most ERC-20s use 18).
+pub const TOKEN_DECIMALS: u32 = 18;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not a token amount (expected a decimal like \"12\" or \"0.5\", at most 18 decimals)")]
+pub struct ParseTokenError {
+    pub input: String,
+}
+
+/// Parses a decimal token amount ("12", "0.25") into base units, exactly (no floats).
+///
+/// # Errors
+/// Anything but digits with at most one point and at most [`TOKEN_DECIMALS`] fraction digits.
+pub fn parse_tokens(s: &str) -> Result<TokenAmount, ParseTokenError> {
+    let err = || ParseTokenError { input: s.to_owned() };
+    let t = s.trim().replace('_', "");
+    let (int, frac) = t.split_once('.').unwrap_or((&t, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) || frac.len() > TOKEN_DECIMALS as usize {
+        return Err(err());
+    }
+    let scale = U256::from(10u64).pow(U256::from(TOKEN_DECIMALS));
+    let int: U256 = if int.is_empty() { U256::ZERO } else { int.parse().map_err(|_| err())? };
+    let frac_units: U256 = if frac.is_empty() {
+        U256::ZERO
+    } else {
+        let padded = format!("{frac:0<width$}", width = TOKEN_DECIMALS as usize);
+        padded.parse().map_err(|_| err())?
+    };
+    int.checked_mul(scale).and_then(|v| v.checked_add(frac_units)).ok_or_else(err)
+}
+
+/// Shows base units as a decimal token amount, exactly, without trailing zeros ("0.25").
+#[must_use]
+pub fn format_tokens(v: TokenAmount) -> String {
+    let scale = U256::from(10u64).pow(U256::from(TOKEN_DECIMALS));
+    let (int, frac) = (v / scale, v % scale);
+    if frac.is_zero() {
+        return int.to_string();
+    }
+    let f = format!("{frac:0>width$}", width = TOKEN_DECIMALS as usize);
+    format!("{int}.{}", f.trim_end_matches('0'))
+}
+
 /// A provider's id in the market (1-based, assigned at registration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProviderId(pub u32);
@@ -77,5 +121,28 @@ impl SessionTerms {
     #[must_use]
     pub fn session_id(&self) -> SessionId {
         SessionId(keccak256(self.abi_encode()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(n: u64) -> U256 {
+        U256::from(n) * U256::from(10u64).pow(U256::from(18))
+    }
+
+    #[test]
+    fn token_amounts_parse_exactly_and_round_trip() {
+        assert_eq!(parse_tokens("1").expect("int"), tokens(1));
+        assert_eq!(parse_tokens("0.000000000000000001").expect("one wei"), U256::from(1));
+        assert_eq!(parse_tokens(".5").expect("half"), tokens(1) / U256::from(2));
+        assert_eq!(parse_tokens("1_000").expect("thousand"), tokens(1000));
+        for bad in ["", ".", "1.2.3", "-1", "1e3", "0.0000000000000000001", "abc", "1 000"] {
+            assert!(parse_tokens(bad).is_err(), "{bad:?} accepted");
+        }
+        for s in ["0", "1", "0.25", "123.000000000000000001", "1000000"] {
+            assert_eq!(format_tokens(parse_tokens(s).expect("parse")), s);
+        }
     }
 }

@@ -11,6 +11,12 @@ use wirepact_proto::{recover_session_auth, sign_session_auth, Frame, SessionAuth
 /// Where the provider learns a session's key (from the chain, cached by the caller).
 pub trait SessionLookup {
     fn session_key(&self, session_id: &B256) -> Option<Address>;
+
+    /// Called with an auth's session id before `session_key`, so a lookup backed by the chain
+    /// can fetch a session it has not cached yet (bounded by the first-message deadline).
+    fn resolve(&self, _session_id: B256) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 impl SessionLookup for HashMap<B256, Address> {

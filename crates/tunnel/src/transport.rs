@@ -81,6 +81,33 @@ impl TunnelIdentity {
         self.tunnel_key
     }
 
+    /// Loads the identity kept in `dir` (`tunnel.crt`, `tunnel.key`), or creates one there for
+    /// `server_name`. The key file is written owner-only. The tunnel key a provider registered
+    /// on chain is this certificate's: losing the files means re-registering a new one.
+    pub fn load_or_create(dir: &std::path::Path, server_name: &str) -> Result<Self, TransportError> {
+        use rustls::pki_types::pem::PemObject;
+        let (crt, key) = (dir.join("tunnel.crt"), dir.join("tunnel.key"));
+        let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
+            TransportError::Certificate(format!("{what} {}: {e}", p.display()))
+        };
+        if crt.exists() || key.exists() {
+            let cert = CertificateDer::from_pem_file(&crt)
+                .map_err(|e| TransportError::Certificate(format!("reading {}: {e}", crt.display())))?;
+            let key = PrivatePkcs8KeyDer::from_pem_file(&key)
+                .map_err(|e| TransportError::Certificate(format!("reading {}: {e}", key.display())))?;
+            let tunnel_key = spki_hash(&cert)?;
+            return Ok(Self { cert, key, tunnel_key });
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+        let ck = rcgen::generate_simple_self_signed(vec![server_name.to_owned()])
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        write_private(&key, ck.signing_key.serialize_pem().as_bytes()).map_err(|e| io("writing", &key, e))?;
+        std::fs::write(&crt, ck.cert.pem()).map_err(|e| io("writing", &crt, e))?;
+        let cert = ck.cert.der().clone();
+        let tunnel_key = spki_hash(&cert)?;
+        Ok(Self { cert, key: PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()), tunnel_key })
+    }
+
     /// The provider's TLS 1.3 server configuration.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TransportError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -91,6 +118,18 @@ impl TunnelIdentity {
         cfg.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(cfg))
     }
+}
+
+/// Writes `bytes` to a new file readable by its owner only (a private key), durably.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Accepts exactly the server key whose SPKI hashes to `pin`.
@@ -177,6 +216,10 @@ pub async fn accept(
     let frame = tokio::time::timeout(first_message_deadline, read_first_frame(&mut tls, &mut buf)).await;
     let verdict = match frame {
         Ok(Ok(Some((f, used)))) => {
+            // A lookup backed by the chain may fetch a session it has not seen yet.
+            if let Frame::SessionAuth { session_id, .. } = &f {
+                let _ = tokio::time::timeout(first_message_deadline, lookup.resolve(*session_id)).await;
+            }
             let r = checker.lock().map_err(|_| TransportError::NotATunnel)?.check(&f, now, lookup);
             if let Err(e) = &r {
                 tracing::debug!(reason = %e, "session auth refused; serving decoy");

@@ -1,0 +1,327 @@
+#![doc = include_str!("../README.md")]
+
+pub mod select;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use wirepact_chain::bindings::{provider_status, session_status};
+use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
+use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
+use wirepact_tunnel::mux::Prefixed;
+use wirepact_tunnel::session::{serve_proxy, ClientSession, SessionError};
+use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDOW};
+
+pub use select::{rank, Candidate, Excluded, Requirements};
+pub use state::{SavedSession, SessionStore, StateError};
+
+/// The client's configuration (`client.toml`); see `examples/client.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// JSON-RPC endpoint of the chain.
+    pub rpc_url: String,
+    /// Address of the market contract.
+    pub market: Address,
+    /// Where open sessions are remembered until settled.
+    pub data_dir: PathBuf,
+    /// Local proxy address (SOCKS5 and HTTP CONNECT on the same port).
+    #[serde(default = "default_proxy")]
+    pub listen: SocketAddr,
+    /// Use this provider instead of choosing one.
+    #[serde(default)]
+    pub provider: Option<u32>,
+    /// Tokens put into the session (its spending cap; the rest comes back at close).
+    pub deposit: String,
+    /// Refuse providers quoting more than this per GiB, in tokens.
+    #[serde(default)]
+    pub max_price_per_gib: Option<String>,
+    /// Only providers promising at least this rate per session, Mbit/s.
+    #[serde(default)]
+    pub min_mbps: u32,
+    /// Only providers promising at most this latency, ms.
+    #[serde(default)]
+    pub max_latency_ms: Option<u32>,
+    /// Only providers with this region tag.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Credit window expected from the provider (receipts every half of it).
+    #[serde(default = "default_window")]
+    pub window_bytes: u64,
+    /// TLS server name sent to the provider (SNI).
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+}
+
+fn default_proxy() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1080))
+}
+fn default_window() -> u64 {
+    DEFAULT_WINDOW
+}
+fn default_server_name() -> String {
+    "www.example.com".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Token(#[from] ParseTokenError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("no provider matches (checked {checked}): {reasons}; relax --min-mbps/--max-price/--region or try later")]
+    NoProvider { checked: usize, reasons: String },
+    #[error("provider {0} does not exist or is not active")]
+    ProviderUnavailable(u32),
+    #[error("the market holds {have} of your tokens and the wallet {wallet}; the deposit needs {need} — get tokens, or lower `deposit`")]
+    InsufficientFunds { need: String, have: String, wallet: String },
+    #[error("provider endpoint {0:?} does not resolve")]
+    BadEndpoint(String),
+    #[error("cannot reach provider {id} at {endpoint}: {source}")]
+    Tunnel { id: u32, endpoint: String, source: TransportError },
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("cannot sign with the session key: {0}")]
+    Sign(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What a connected client reports once its proxy listens.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connected {
+    pub provider_id: u32,
+    pub session_id: alloy::primitives::B256,
+    pub proxy: SocketAddr,
+    pub price_per_gib: U256,
+}
+
+/// What the session came to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectReport {
+    pub provider_id: u32,
+    pub session_id: alloy::primitives::B256,
+    pub bytes_counted: u64,
+    pub bytes_acknowledged: u64,
+    pub closed: bool,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Every provider of the market as a [`Candidate`].
+///
+/// # Errors
+/// RPC failures.
+pub async fn candidates(market: &impl Market) -> Result<Vec<Candidate>, ChainError> {
+    let n = market.provider_count().await?;
+    let mut out = Vec::with_capacity(n as usize);
+    for id in 1..=n {
+        let p = market.provider(ProviderId(id)).await?;
+        let quote = market.quote(ProviderId(id)).await.unwrap_or(U256::MAX);
+        out.push(Candidate {
+            id,
+            endpoint: p.endpoint.clone(),
+            region: p.region.clone(),
+            active: p.status == provider_status::ACTIVE,
+            session_mbps: p.sessionMbps,
+            max_latency_ms: p.maxLatencyMs,
+            headroom_mbps: p.capacityMbps.saturating_sub(p.committedMbps),
+            quote,
+            violations: p.violationCount,
+        });
+    }
+    Ok(out)
+}
+
+impl ClientConfig {
+    /// The requirements this config states.
+    ///
+    /// # Errors
+    /// A `max_price_per_gib` that is not a token amount.
+    pub fn requirements(&self) -> Result<Requirements, ClientError> {
+        Ok(Requirements {
+            min_mbps: self.min_mbps,
+            max_latency_ms: self.max_latency_ms,
+            max_price: self.max_price_per_gib.as_deref().map(parse_tokens).transpose()?,
+            region: self.region.clone(),
+        })
+    }
+}
+
+/// Closes or settles sessions a previous run left open; returns how many were finished.
+///
+/// # Errors
+/// RPC or state-file failures (the files stay for the next try).
+pub async fn tidy_leftovers(market: &AlloyMarket, store: &SessionStore) -> Result<usize, ClientError> {
+    let grace = market.params().await?.claimGrace;
+    let mut done = 0;
+    for s in store.load_all()? {
+        let id = s.terms.session_id();
+        let st = market.session(id).await?;
+        if st.status == session_status::OPEN {
+            tracing::info!(session = %id.0, "closing a session left open by a previous run");
+            market.close(&s.terms).await?;
+        } else if st.status == session_status::CLOSING {
+            if unix_now() >= u64::from(st.closedAt) + grace {
+                market.settle(&s.terms).await?;
+                store.remove(&id.0)?;
+                done += 1;
+            }
+        } else {
+            store.remove(&id.0)?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Opens a session, serves the local proxy through it until `shutdown`, then signs the final
+/// receipt and closes the session.
+///
+/// # Errors
+/// Each failure says what to do; nothing is left open on chain without a session file.
+pub async fn run_connect(
+    cfg: ClientConfig,
+    signer: PrivateKeySigner,
+    policy: SendPolicy,
+    shutdown: impl Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Connected>>,
+) -> Result<ConnectReport, ClientError> {
+    let deposit = parse_tokens(&cfg.deposit)?;
+    let req = cfg.requirements()?;
+    let market = AlloyMarket::connect(&cfg.rpc_url, cfg.market, signer, policy).await?;
+    let store = SessionStore::new(&cfg.data_dir);
+    if let Err(e) = tidy_leftovers(&market, &store).await {
+        tracing::warn!(error = %e, "could not finish sessions of a previous run; will retry next start");
+    }
+
+    let all = candidates(&market).await?;
+    let choice = match cfg.provider {
+        Some(id) => all.iter().find(|c| c.id == id && c.active).cloned().ok_or(ClientError::ProviderUnavailable(id))?,
+        None => rank(&all, &req).into_iter().next().ok_or_else(|| ClientError::NoProvider {
+            checked: all.len(),
+            reasons: all
+                .iter()
+                .filter_map(|c| select::eligible(c, &req).err().map(|e| format!("#{} {e:?}", c.id)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?,
+    };
+    let addr = tokio::net::lookup_host(&choice.endpoint)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ClientError::BadEndpoint(choice.endpoint.clone()))?;
+    let listener =
+        TcpListener::bind(cfg.listen).await.map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
+    let proxy = listener.local_addr().map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
+
+    // Fund the market balance for the deposit.
+    let have = market.balance_of(market.account()).await?;
+    if have < deposit {
+        let wallet = market.token_balance(market.account()).await?;
+        if wallet < deposit - have {
+            return Err(ClientError::InsufficientFunds {
+                need: format_tokens(deposit),
+                have: format_tokens(have),
+                wallet: format_tokens(wallet),
+            });
+        }
+        market.deposit(deposit - have).await?;
+    }
+    let max_price = req.max_price.unwrap_or(U256::MAX);
+    let session_key = PrivateKeySigner::random();
+    let opened = market.open_session(ProviderId(choice.id), deposit, max_price, session_key.address()).await?;
+    let saved = SavedSession { terms: opened.terms.clone(), session_key: session_key.clone() };
+    if let Err(e) = store.save(&saved) {
+        // Without the file a crash would strand the deposit: close at once instead.
+        tracing::error!(error = %e, "cannot persist the session; closing it");
+        market.close(&opened.terms).await?;
+        return Err(e.into());
+    }
+    let sid = opened.id.0;
+    tracing::info!(provider = choice.id, session = %sid, price = %format_tokens(opened.terms.pricePerGiB.to()), "session opened");
+
+    let dom = domain(market.chain_id(), market.address());
+    let served = async {
+        let tunnel_key = choice_key(&market, choice.id).await?;
+        let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, unix_now(), rand_nonce())
+            .map_err(|e| ClientError::Sign(e.to_string()))?;
+        let t = connect(addr, &cfg.server_name, tunnel_key, &auth, Duration::from_secs(10))
+            .await
+            .map_err(|source| ClientError::Tunnel { id: choice.id, endpoint: choice.endpoint.clone(), source })?;
+        let now = Arc::new(unix_now);
+        let cs = ClientSession::start(
+            Prefixed::new(t.pending, t.stream),
+            session_key.clone(),
+            dom.clone(),
+            sid,
+            cfg.window_bytes,
+            now,
+        )
+        .await?;
+        Ok::<_, ClientError>(cs)
+    };
+    let cs = match served.await {
+        Ok(cs) => cs,
+        Err(e) => {
+            tracing::warn!(error = %e, "tunnel failed; closing the session");
+            if let Err(c) = market.close(&opened.terms).await {
+                tracing::warn!(error = %c, "close failed; the next start retries");
+            }
+            return Err(e);
+        }
+    };
+    if let Some(r) = ready {
+        let _ = r.send(Connected {
+            provider_id: choice.id,
+            session_id: sid,
+            proxy,
+            price_per_gib: U256::from(opened.terms.pricePerGiB),
+        });
+    }
+    tracing::info!(%proxy, "proxy ready (SOCKS5 and HTTP CONNECT)");
+    tokio::select! {
+        () = shutdown => {}
+        () = serve_proxy(listener, cs.clone()) => {}
+    }
+    let counted = cs.counted();
+    if let Err(e) = cs.finish(Duration::from_secs(10)).await {
+        tracing::warn!(error = %e, "the provider did not acknowledge the final receipt");
+    }
+    let acked = cs.acknowledged();
+    let closed = match market.close(&opened.terms).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "closing failed; the next start retries");
+            false
+        }
+    };
+    Ok(ConnectReport {
+        provider_id: choice.id,
+        session_id: sid,
+        bytes_counted: counted,
+        bytes_acknowledged: acked,
+        closed,
+    })
+}
+
+async fn choice_key(market: &AlloyMarket, id: u32) -> Result<alloy::primitives::B256, ClientError> {
+    Ok(Market::provider(market, ProviderId(id)).await?.tunnelKey)
+}
+
+fn rand_nonce() -> [u8; 16] {
+    rand::random()
+}

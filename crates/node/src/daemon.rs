@@ -1,0 +1,340 @@
+//! `wirepact node`: the provider daemon. Registers (or updates) the provider on chain, serves
+//! tunnels on one listener (sessions, and the decoy site to everyone else), persists receipts
+//! before acknowledging them, and claims earnings when they pass a threshold, when a session's
+//! tunnel ends and at shutdown.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use wirepact_chain::bindings::{provider_status, IWirepactMarket};
+use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
+use wirepact_proto::{domain, parse_tokens, ParseTokenError, ProviderId};
+use wirepact_tunnel::egress::{Cidr, EgressPolicy};
+use wirepact_tunnel::mux::Prefixed;
+use wirepact_tunnel::session::{serve_provider, ProviderSession, ReceiptStore};
+use wirepact_tunnel::{accept, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
+
+use crate::claimer::{ClaimError, Claimer};
+use crate::db::{DbError, ReceiptDb};
+use crate::sessions::ChainSessions;
+
+/// The provider's configuration (`node.toml`); every field is documented in
+/// `examples/node.toml`. Unknown keys are an error, not silently ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// JSON-RPC endpoint of the chain.
+    pub rpc_url: String,
+    /// Address of the market contract.
+    pub market: Address,
+    /// Where the tunnel identity (`tunnel.crt`, `tunnel.key`) and receipts (`receipts.redb`) live.
+    pub data_dir: PathBuf,
+    /// Address the tunnel listens on.
+    pub listen: SocketAddr,
+    /// What clients dial, as registered on chain (default: `listen`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// TLS server name (certificate and expected SNI): make it look like a web site.
+    #[serde(default = "default_server_name")]
+    pub server_name: String,
+    /// Free-form region tag clients can filter on.
+    #[serde(default)]
+    pub region: String,
+    /// Total capacity sold, Mbit/s.
+    pub capacity_mbps: u32,
+    /// Rate each session is promised, Mbit/s.
+    pub session_mbps: u32,
+    /// Latency promised, ms.
+    pub max_latency_ms: u32,
+    /// Base price per GiB, in tokens ("0.1").
+    pub price_per_gib: String,
+    /// Stake bonded at registration, in tokens (default: the market's minimum for `capacity_mbps`).
+    #[serde(default)]
+    pub stake: Option<String>,
+    /// Credit window: bytes forwarded beyond the last receipt.
+    #[serde(default = "default_window")]
+    pub window_bytes: u64,
+    /// Claim a session once its unclaimed earnings reach this many tokens.
+    #[serde(default = "default_claim_threshold")]
+    pub claim_threshold: String,
+    /// How often to look for claimable earnings, seconds.
+    #[serde(default = "default_claim_interval")]
+    pub claim_interval_secs: u64,
+    /// Private ranges clients may reach anyway (e.g. "127.0.0.0/8" on a devnet). Public
+    /// addresses are always allowed; loopback, private and link-local ones only if listed.
+    #[serde(default)]
+    pub egress_allow: Vec<String>,
+    /// Clock difference accepted in a session's auth, seconds.
+    #[serde(default = "default_skew")]
+    pub auth_max_skew_secs: u64,
+}
+
+fn default_server_name() -> String {
+    "www.example.com".into()
+}
+fn default_window() -> u64 {
+    DEFAULT_WINDOW
+}
+fn default_claim_threshold() -> String {
+    "1".into()
+}
+fn default_claim_interval() -> u64 {
+    60
+}
+fn default_skew() -> u64 {
+    120
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Token(#[from] ParseTokenError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
+    #[error("tunnel identity: {0}")]
+    Identity(#[from] TransportError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("provider {0} has left the market; register with another account")]
+    Left(u32),
+}
+
+/// What a started node reports (to the CLI, the devnet, tests).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    pub provider_id: u32,
+    pub owner: Address,
+    pub listen: SocketAddr,
+    pub tunnel_key: B256,
+}
+
+/// What the node did by the time it stopped.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeReport {
+    pub sessions_served: u64,
+    pub bytes_forwarded: u64,
+    pub bytes_receipted: u64,
+    pub claims: u64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl NodeConfig {
+    fn egress(&self) -> Result<EgressPolicy, NodeError> {
+        let allow = self
+            .egress_allow
+            .iter()
+            .map(|c| c.parse::<Cidr>().map_err(|e| NodeError::Config(format!("egress_allow {c:?}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EgressPolicy::new(allow))
+    }
+
+    fn validate(&self) -> Result<(), NodeError> {
+        if self.session_mbps == 0 || self.session_mbps > self.capacity_mbps {
+            return Err(NodeError::Config(format!(
+                "session_mbps ({}) must be between 1 and capacity_mbps ({})",
+                self.session_mbps, self.capacity_mbps
+            )));
+        }
+        if self.window_bytes < 64 * 1024 {
+            return Err(NodeError::Config("window_bytes must be at least 65536".into()));
+        }
+        if self.claim_interval_secs == 0 {
+            return Err(NodeError::Config("claim_interval_secs must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Registers the provider if this account has none; otherwise brings price, tunnel key and
+/// endpoint on chain in line with the config.
+async fn ensure_registered(
+    market: &AlloyMarket,
+    cfg: &NodeConfig,
+    tunnel_key: B256,
+    endpoint: &str,
+) -> Result<ProviderId, NodeError> {
+    let price = parse_tokens(&cfg.price_per_gib)?;
+    if let Some(id) = market.provider_id_of(market.account()).await? {
+        let p = market.provider(id).await?;
+        if p.status == provider_status::LEFT {
+            return Err(NodeError::Left(id.0));
+        }
+        if p.tunnelKey != tunnel_key || p.endpoint != endpoint || U256::from(p.basePricePerGiB) != price {
+            tracing::info!(provider = id.0, "updating price, tunnel key and endpoint on chain");
+            market.update_provider(id, price, tunnel_key, endpoint).await?;
+        }
+        if p.status == provider_status::JAILED {
+            tracing::warn!(
+                provider = id.0,
+                until = p.jailedUntilEpoch,
+                "provider is jailed; `unjail` after that epoch"
+            );
+        }
+        return Ok(id);
+    }
+    let stake = match &cfg.stake {
+        Some(s) => parse_tokens(s)?,
+        None => market.min_provider_stake(cfg.capacity_mbps).await?,
+    };
+    let price96 = alloy::primitives::Uint::<96, 2>::checked_from_limbs_slice(&price.as_limbs()[..2])
+        .filter(|_| price.bit_len() <= 96)
+        .ok_or_else(|| NodeError::Config("price_per_gib is too large".into()))?;
+    let terms = IWirepactMarket::ProviderTerms {
+        capacityMbps: cfg.capacity_mbps,
+        sessionMbps: cfg.session_mbps,
+        maxLatencyMs: cfg.max_latency_ms,
+        basePricePerGiB: price96,
+    };
+    tracing::info!(stake = %stake, "registering the provider");
+    Ok(market.register_provider(terms, tunnel_key, endpoint, &cfg.region, stake).await?)
+}
+
+/// Runs the provider until `shutdown` resolves; `ready` learns the provider id and address
+/// once it accepts tunnels.
+pub async fn run_node(
+    cfg: NodeConfig,
+    signer: PrivateKeySigner,
+    policy: SendPolicy,
+    shutdown: impl Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<NodeInfo>>,
+) -> Result<NodeReport, NodeError> {
+    cfg.validate()?;
+    let egress = cfg.egress()?;
+    let threshold = parse_tokens(&cfg.claim_threshold)?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| NodeError::Config(format!("cannot create data_dir {}: {e}", cfg.data_dir.display())))?;
+    let identity = TunnelIdentity::load_or_create(&cfg.data_dir, &cfg.server_name)?;
+    let db = Arc::new(ReceiptDb::open(&cfg.data_dir.join("receipts.redb"))?);
+    let market = Arc::new(AlloyMarket::connect(&cfg.rpc_url, cfg.market, signer, policy).await?);
+
+    let listener =
+        TcpListener::bind(cfg.listen).await.map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
+    let local = listener.local_addr().map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
+    let endpoint = cfg.endpoint.clone().unwrap_or_else(|| local.to_string());
+    let id = ensure_registered(&market, &cfg, identity.tunnel_key(), &endpoint).await?;
+    let dom = domain(market.chain_id(), market.address());
+    let sessions = Arc::new(ChainSessions::new(market.clone(), id, db.clone()));
+    let checker =
+        Arc::new(Mutex::new(AuthChecker::new(dom.clone(), identity.tunnel_key(), cfg.auth_max_skew_secs, 65_536)));
+    let acceptor = TlsAcceptor::from(identity.server_config()?);
+    let info =
+        NodeInfo { provider_id: id.0, owner: market.account(), listen: local, tunnel_key: identity.tunnel_key() };
+    tracing::info!(provider = id.0, listen = %local, endpoint, "serving tunnels");
+    if let Some(r) = ready {
+        let _ = r.send(info);
+    }
+
+    let report = Arc::new(Mutex::new(NodeReport::default()));
+    let claim_now = Arc::new(Notify::new());
+    // A session is served over one tunnel: counters start at zero, so a second connection
+    // for the same session would bill from zero again. Clients open a new session instead.
+    let used: Arc<Mutex<HashSet<B256>>> = Arc::new(Mutex::new(HashSet::new()));
+    let serve = {
+        let (report, claim_now, db) = (report.clone(), claim_now.clone(), db.clone());
+        let window = cfg.window_bytes;
+        async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, checker, sessions, dom, egress) =
+                    (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone());
+                let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
+                tokio::spawn(async move {
+                    let acc = accept(&acceptor, tcp, &checker, &*sessions, unix_now(), Duration::from_secs(10), window);
+                    let (stream, session_id, pending) = match acc.await {
+                        Ok(Accepted::Session { stream, session_id, pending }) => (stream, session_id, pending),
+                        Ok(Accepted::Decoy) => return tracing::debug!(%peer, "served the decoy"),
+                        Err(e) => return tracing::debug!(%peer, error = %e, "handshake failed"),
+                    };
+                    let fresh = used.lock().is_ok_and(|mut u| u.insert(session_id))
+                        && db.receipt(session_id).is_ok_and(|r| r.is_none());
+                    let Some(terms) = sessions.terms(&session_id).filter(|_| fresh) else {
+                        tracing::warn!(session = %session_id, "session already served over another tunnel; refused");
+                        return;
+                    };
+                    let store: Arc<dyn ReceiptStore> = db.clone();
+                    let cfg = ProviderSession {
+                        domain: dom,
+                        session_id,
+                        session_key: terms.sessionKey,
+                        window,
+                        egress,
+                        dial_timeout: Duration::from_secs(10),
+                    };
+                    let res = serve_provider(Prefixed::new(pending, stream), cfg, store).await;
+                    match res {
+                        Ok(stats) => {
+                            tracing::info!(session = %session_id, forwarded = stats.forwarded, receipted = stats.receipted, "session tunnel ended");
+                            if let Ok(mut r) = report.lock() {
+                                r.sessions_served += 1;
+                                r.bytes_forwarded += stats.forwarded;
+                                r.bytes_receipted += stats.receipted;
+                            }
+                        }
+                        Err(e) => tracing::warn!(session = %session_id, error = %e, "session tunnel failed"),
+                    }
+                    claim_now.notify_one();
+                });
+            }
+        }
+    };
+
+    let claims = {
+        let (db, market, report, claim_now) = (db.clone(), market.clone(), report.clone(), claim_now.clone());
+        let every = Duration::from_secs(cfg.claim_interval_secs);
+        async move {
+            loop {
+                let forced = tokio::select! {
+                    () = tokio::time::sleep(every) => false,
+                    () = claim_now.notified() => true,
+                };
+                let claimer = Claimer { db: &db, market: &*market, threshold };
+                match claimer.run(forced).await {
+                    Ok(out) => {
+                        if let Ok(mut r) = report.lock() {
+                            r.claims += out.claimed.len() as u64;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming failed; will retry"),
+                }
+            }
+        }
+    };
+
+    tokio::select! {
+        () = shutdown => {}
+        () = serve => {}
+        () = claims => {}
+    }
+    tracing::info!("shutting down: claiming everything receipted");
+    let out = Claimer { db: &db, market: &*market, threshold }.run(true).await?;
+    let mut r = report.lock().map(|r| r.clone()).unwrap_or_default();
+    r.claims += out.claimed.len() as u64;
+    Ok(r)
+}
