@@ -1,1 +1,345 @@
-fn main() {}
+//! `wirepact`: one binary for providers (`node`), users (`connect`), operators (`deploy`,
+//! `providers`, `status`) and newcomers (`devnet`).
+
+mod devnet;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::de::DeserializeOwned;
+use wirepact_chain::{devnet_params, load_keystore, AlloyMarket, Market, PasswordSource, SendPolicy};
+use wirepact_client::{candidates, rank, ClientConfig};
+use wirepact_node::NodeConfig;
+use wirepact_proto::format_tokens;
+
+#[derive(Parser, Debug)]
+#[command(name = "wirepact", version, about = "Bandwidth with a contract: a VPN market whose SLAs are enforced on chain")]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. "info" or "wirepact_node=debug".
+    #[arg(long, global = true, env = "WIREPACT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a provider: register on chain, serve tunnels, claim earnings.
+    Node {
+        /// TOML config (see examples/node.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Open a paid session and serve a local SOCKS5/HTTP CONNECT proxy through it.
+    Connect {
+        /// TOML config (see examples/client.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Use this provider (overrides the config and the ranking).
+        #[arg(long)]
+        provider: Option<u32>,
+        /// Local proxy address (overrides the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Deploy the market (and, with --test-token, a mintable test token) to any EVM chain.
+    Deploy {
+        #[arg(long, env = "WIREPACT_RPC_URL", default_value = "http://127.0.0.1:8545")]
+        rpc_url: String,
+        /// Settlement token (an ERC-20). Without it a test token is deployed (devnets only).
+        #[arg(long)]
+        token: Option<Address>,
+        /// Epoch length in seconds.
+        #[arg(long, default_value_t = 3600)]
+        epoch_seconds: u64,
+        /// Write the deployment (chain id, market, token) as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// List the market's providers, best first for the given requirements.
+    Providers {
+        #[arg(long, env = "WIREPACT_RPC_URL", default_value = "http://127.0.0.1:8545")]
+        rpc_url: String,
+        #[arg(long, env = "WIREPACT_MARKET")]
+        market: Address,
+        #[arg(long, default_value_t = 0)]
+        min_mbps: u32,
+        /// Highest acceptable price per GiB, in tokens.
+        #[arg(long)]
+        max_price: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Balances and the market's state for an account.
+    Status {
+        #[arg(long, env = "WIREPACT_RPC_URL", default_value = "http://127.0.0.1:8545")]
+        rpc_url: String,
+        #[arg(long, env = "WIREPACT_MARKET")]
+        market: Address,
+        /// The account to show.
+        #[arg(long)]
+        account: Address,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole market on this machine: anvil, the contracts, providers and a client, live.
+    Devnet(devnet::DevnetArgs),
+}
+
+/// Which key signs transactions.
+#[derive(Args, Debug, Clone)]
+struct KeyArgs {
+    /// Keystore v3 file (as `cast wallet new` writes).
+    #[arg(long, env = "WIREPACT_KEYSTORE")]
+    keystore: Option<PathBuf>,
+    /// File whose first line is the keystore password (else $WIREPACT_PASSWORD, else a prompt).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+/// How a daemon runs.
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// Write a JSON line describing the running daemon here once it is ready.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Stop when standard input closes (how `wirepact devnet` keeps no orphans).
+    #[arg(long, hide = true)]
+    exit_with_stdin: bool,
+    /// Blocks to wait on top of inclusion before a transaction counts.
+    #[arg(long, default_value_t = 1)]
+    confirmations: u64,
+}
+
+impl KeyArgs {
+    /// The signer: a keystore, or a raw key in $WIREPACT_PRIVATE_KEY (devnets and tests only).
+    fn signer(&self) -> Result<PrivateKeySigner> {
+        if let Some(path) = &self.keystore {
+            let pw = match &self.password_file {
+                Some(f) => PasswordSource::File(f.clone()),
+                None if std::env::var_os("WIREPACT_PASSWORD").is_some() => PasswordSource::Env("WIREPACT_PASSWORD".into()),
+                None => PasswordSource::Prompt,
+            };
+            return Ok(load_keystore(path, &pw)?);
+        }
+        match std::env::var("WIREPACT_PRIVATE_KEY") {
+            Ok(k) => k.trim().parse().context("WIREPACT_PRIVATE_KEY is not a hex private key"),
+            Err(_) => bail!("no key: pass --keystore FILE (or set WIREPACT_PRIVATE_KEY on a devnet)"),
+        }
+    }
+}
+
+fn policy(confirmations: u64) -> SendPolicy {
+    SendPolicy { confirmations, ..SendPolicy::default() }
+}
+
+fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or (with `exit_with_stdin`) when stdin closes.
+async fn shutdown_signal(exit_with_stdin: bool) {
+    let stdin_closed = async {
+        if exit_with_stdin {
+            let mut buf = [0u8; 64];
+            let mut stdin = tokio::io::stdin();
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+        () = stdin_closed => {}
+    }
+}
+
+fn write_ready(path: Option<&PathBuf>, value: &impl serde::Serialize) -> Result<()> {
+    if let Some(p) = path {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(value)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli.cmd).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Node { config, key, run } => {
+            let cfg: NodeConfig = read_config(&config)?;
+            let signer = key.signer()?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let ready = run.ready_file.clone();
+            tokio::spawn(async move {
+                if let Ok(info) = rx.await {
+                    if let Err(e) = write_ready(ready.as_ref(), &info) {
+                        tracing::error!(error = %e, "cannot write the ready file");
+                    }
+                }
+            });
+            let report =
+                wirepact_node::run_node(cfg, signer, policy(run.confirmations), shutdown_signal(run.exit_with_stdin), Some(tx))
+                    .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Cmd::Connect { config, provider, listen, key, run } => {
+            let mut cfg: ClientConfig = read_config(&config)?;
+            cfg.provider = provider.or(cfg.provider);
+            cfg.listen = listen.unwrap_or(cfg.listen);
+            let signer = key.signer()?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<wirepact_client::Connected>();
+            let ready = run.ready_file.clone();
+            tokio::spawn(async move {
+                if let Ok(c) = rx.await {
+                    eprintln!(
+                        "connected to provider {} at {} per GiB; use e.g. curl --socks5-hostname {} https://example.org/",
+                        c.provider_id,
+                        format_tokens(c.price_per_gib),
+                        c.proxy
+                    );
+                    if let Err(e) = write_ready(ready.as_ref(), &c) {
+                        tracing::error!(error = %e, "cannot write the ready file");
+                    }
+                }
+            });
+            let report = wirepact_client::run_connect(
+                cfg,
+                signer,
+                policy(run.confirmations),
+                shutdown_signal(run.exit_with_stdin),
+                Some(tx),
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Cmd::Deploy { rpc_url, token, epoch_seconds, out, key } => {
+            let signer = key.signer()?;
+            if epoch_seconds == 0 {
+                bail!("--epoch-seconds must be at least 1");
+            }
+            let mut params = devnet_params();
+            params.epochLength = epoch_seconds;
+            eprintln!("deploying from {} to {rpc_url} ...", signer.address());
+            let m = AlloyMarket::deploy(&rpc_url, signer, token, params, SendPolicy::default()).await?;
+            let dep = serde_json::json!({ "chain_id": m.chain_id(), "market": m.address(), "token": m.token(), "rpc_url": rpc_url });
+            if let Some(p) = out {
+                std::fs::write(&p, serde_json::to_vec_pretty(&dep)?).with_context(|| format!("writing {}", p.display()))?;
+            }
+            println!("{dep}");
+            Ok(())
+        }
+        Cmd::Providers { rpc_url, market, min_mbps, max_price, region, json } => {
+            let m = read_only(&rpc_url, market).await?;
+            let all = candidates(&m).await?;
+            let req = wirepact_client::Requirements {
+                min_mbps,
+                max_latency_ms: None,
+                max_price: max_price.as_deref().map(wirepact_proto::parse_tokens).transpose()?,
+                region,
+            };
+            let ranked = rank(&all, &req);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ranked": ranked, "all": all }))?);
+                return Ok(());
+            }
+            println!("{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5}  region", "id", "endpoint", "Mbit/s", "headroom", "lat ms", "price/GiB", "viol");
+            for c in &ranked {
+                println!(
+                    "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5}  {}",
+                    c.id, c.endpoint, c.session_mbps, c.headroom_mbps, c.max_latency_ms, format_tokens(c.quote), c.violations, c.region
+                );
+            }
+            let excluded = all.len() - ranked.len();
+            if excluded > 0 {
+                println!("({excluded} provider(s) do not meet the requirements; --json shows all)");
+            }
+            Ok(())
+        }
+        Cmd::Status { rpc_url, market, account, json } => {
+            let m = read_only(&rpc_url, market).await?;
+            let bal = m.balance_of(account).await?;
+            let wallet = m.token_balance(account).await?;
+            let epoch = m.current_epoch().await?;
+            let pid = m.provider_id_of(account).await?;
+            let v = serde_json::json!({
+                "account": account, "epoch": epoch, "wallet": format_tokens(wallet),
+                "market_balance": format_tokens(bal), "provider_id": pid.map(|p| p.0),
+            });
+            if json {
+                println!("{v}");
+            } else {
+                println!("account {account}\nepoch {epoch}\nwallet {}\nmarket balance {}", format_tokens(wallet), format_tokens(bal));
+                if let Some(p) = pid {
+                    let info = m.provider(p).await?;
+                    println!(
+                        "provider {} status {} stake {} committed {}/{} Mbit/s violations {}",
+                        p.0,
+                        info.status,
+                        format_tokens(alloy::primitives::U256::from(info.stake)),
+                        info.committedMbps,
+                        info.capacityMbps,
+                        info.violationCount
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::Devnet(args) => devnet::run(args).await,
+    }
+}
+
+/// A market handle for reading (the signer is a throwaway key; nothing is sent).
+async fn read_only(rpc_url: &str, market: Address) -> Result<AlloyMarket> {
+    let policy = SendPolicy { confirm_timeout: Duration::from_secs(30), ..SendPolicy::default() };
+    AlloyMarket::connect(rpc_url, market, PrivateKeySigner::random(), policy)
+        .await
+        .with_context(|| format!("no market at {market} on {rpc_url}"))
+}
