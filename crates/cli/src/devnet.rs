@@ -116,7 +116,11 @@ async fn wait_ready(p: &mut Proc, file: &Path, t: Duration) -> Result<serde_json
         if let Some(st) = p.child.try_wait()? {
             let tail = std::fs::read_to_string(&p.log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-            bail!("{} exited ({st}) before it was ready:\n{}", p.name, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            bail!(
+                "{} exited ({st}) before it was ready:\n{}",
+                p.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -139,7 +143,8 @@ async fn origin() -> Result<SocketAddr> {
                     }
                 }
                 let line = String::from_utf8_lossy(&head);
-                let n: u64 = line.split_whitespace().nth(1).and_then(|p| p.trim_start_matches('/').parse().ok()).unwrap_or(0);
+                let n: u64 =
+                    line.split_whitespace().nth(1).and_then(|p| p.trim_start_matches('/').parse().ok()).unwrap_or(0);
                 let _ = s.write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes()).await;
                 let block: Vec<u8> = (0..251 * 256).map(|i| (i % 251) as u8).collect();
                 let mut left = n;
@@ -432,8 +437,12 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
             let done = usize::try_from(epoch - genesis).unwrap_or(0).min(30);
             let total = usize::try_from(args.epochs).unwrap_or(1).min(30);
             let bar = format!("{}{}", "#".repeat(done * 30 / total.max(1)), ".".repeat(30 - done * 30 / total.max(1)));
-            let mut view = format!("\x1b[2J\x1b[Hwirepact devnet  [{bar}] epoch {}/{}\n\n", epoch - genesis, args.epochs);
-            view.push_str(&format!("{:<10} {:>3} {:>10} {:>10} {:>12} {:>10}\n", "provider", "id", "stake", "committed", "quote/GiB", "earned"));
+            let mut view =
+                format!("\x1b[2J\x1b[Hwirepact devnet  [{bar}] epoch {}/{}\n\n", epoch - genesis, args.epochs);
+            view.push_str(&format!(
+                "{:<10} {:>3} {:>10} {:>10} {:>12} {:>10}\n",
+                "provider", "id", "stake", "committed", "quote/GiB", "earned"
+            ));
             for i in 1..=PROVIDERS.len() {
                 let id = ProviderId(u32::try_from(i)?);
                 let p = deployer.provider(id).await?;
@@ -488,14 +497,20 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         })
         .collect();
     for t in &opened {
-        let terms = <wirepact_proto::SessionTerms as alloy::sol_types::SolValue>::abi_decode(&alloy::sol_types::SolValue::abi_encode(t))?;
+        let terms = <wirepact_proto::SessionTerms as alloy::sol_types::SolValue>::abi_decode(
+            &alloy::sol_types::SolValue::abi_encode(t),
+        )?;
         let st = deployer.session(terms.session_id()).await?;
         if st.status != session_status::CLOSING {
             continue;
         }
         let ready_at = u64::from(st.closedAt) + args.epoch_seconds;
         loop {
-            let now = deployer.rpc().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await?.map_or(0, |b| b.header.timestamp);
+            let now = deployer
+                .rpc()
+                .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                .await?
+                .map_or(0, |b| b.header.timestamp);
             if now > ready_at {
                 break;
             }
@@ -506,7 +521,15 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         deployer.settle(&terms).await.context("settling a session")?;
     }
 
-    let summary = summarize(&deployer, &args, &stakes_start, fetched.load(Ordering::Relaxed), errors.load(Ordering::Relaxed), client_addr).await?;
+    let summary = summarize(
+        &deployer,
+        &args,
+        &stakes_start,
+        fetched.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        client_addr,
+    )
+    .await?;
     print_summary(&summary);
     if let Some(p) = &args.summary {
         std::fs::write(p, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing {}", p.display()))?;
@@ -626,8 +649,17 @@ fn print_summary(s: &Summary) {
     println!("\n== summary ({} epochs of {} s) ==", s.epochs, s.epoch_seconds);
     println!("{:<10} {:>3} {:>10} {:>10} {:>14} {:>12}", "provider", "id", "stake", "slashed", "earned", "bytes");
     for p in &s.providers {
-        let slashed = p.stake_start.parse::<U256>().unwrap_or_default().saturating_sub(p.stake_end.parse().unwrap_or_default());
-        println!("{:<10} {:>3} {:>10} {:>10} {:>14} {:>12}", p.name, p.id, t(&p.stake_end), format_tokens(slashed), t(&p.earned), p.bytes_claimed);
+        let slashed =
+            p.stake_start.parse::<U256>().unwrap_or_default().saturating_sub(p.stake_end.parse().unwrap_or_default());
+        println!(
+            "{:<10} {:>3} {:>10} {:>10} {:>14} {:>12}",
+            p.name,
+            p.id,
+            t(&p.stake_end),
+            format_tokens(slashed),
+            t(&p.earned),
+            p.bytes_claimed
+        );
     }
     println!("\n{:<12} {:>3} {:>8} {:>14} {:>12} {:>10}", "session", "via", "deposit", "paid", "fee", "refund");
     for x in &s.sessions {
@@ -641,7 +673,12 @@ fn print_summary(s: &Summary) {
             t(&x.refund)
         );
     }
-    println!("\nclient fetched {} bytes ({} errors); protocol fees {}", s.client_bytes_fetched, s.client_fetch_errors, t(&s.protocol_fees));
+    println!(
+        "\nclient fetched {} bytes ({} errors); protocol fees {}",
+        s.client_bytes_fetched,
+        s.client_fetch_errors,
+        t(&s.protocol_fees)
+    );
     println!("\n{:<18} {:>6} {:>12} {:>10}", "gas", "txs", "total", "average");
     for (k, g) in &s.gas {
         println!("{k:<18} {:>6} {:>12} {:>10}", g.count, g.total, g.average);

@@ -17,7 +17,11 @@ use wirepact_node::NodeConfig;
 use wirepact_proto::format_tokens;
 
 #[derive(Parser, Debug)]
-#[command(name = "wirepact", version, about = "Bandwidth with a contract: a VPN market whose SLAs are enforced on chain")]
+#[command(
+    name = "wirepact",
+    version,
+    about = "Bandwidth with a contract: a VPN market whose SLAs are enforced on chain"
+)]
 struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. "info" or "wirepact_node=debug".
     #[arg(long, global = true, env = "WIREPACT_LOG", default_value = "info")]
@@ -134,7 +138,9 @@ impl KeyArgs {
         if let Some(path) = &self.keystore {
             let pw = match &self.password_file {
                 Some(f) => PasswordSource::File(f.clone()),
-                None if std::env::var_os("WIREPACT_PASSWORD").is_some() => PasswordSource::Env("WIREPACT_PASSWORD".into()),
+                None if std::env::var_os("WIREPACT_PASSWORD").is_some() => {
+                    PasswordSource::Env("WIREPACT_PASSWORD".into())
+                }
                 None => PasswordSource::Prompt,
             };
             return Ok(load_keystore(path, &pw)?);
@@ -223,9 +229,14 @@ async fn run(cmd: Cmd) -> Result<()> {
                     }
                 }
             });
-            let report =
-                wirepact_node::run_node(cfg, signer, policy(run.confirmations), shutdown_signal(run.exit_with_stdin), Some(tx))
-                    .await?;
+            let report = wirepact_node::run_node(
+                cfg,
+                signer,
+                policy(run.confirmations),
+                shutdown_signal(run.exit_with_stdin),
+                Some(tx),
+            )
+            .await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
@@ -271,7 +282,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             let m = AlloyMarket::deploy(&rpc_url, signer, token, params, SendPolicy::default()).await?;
             let dep = serde_json::json!({ "chain_id": m.chain_id(), "market": m.address(), "token": m.token(), "rpc_url": rpc_url });
             if let Some(p) = out {
-                std::fs::write(&p, serde_json::to_vec_pretty(&dep)?).with_context(|| format!("writing {}", p.display()))?;
+                std::fs::write(&p, serde_json::to_vec_pretty(&dep)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
             println!("{dep}");
             Ok(())
@@ -290,11 +302,21 @@ async fn run(cmd: Cmd) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ranked": ranked, "all": all }))?);
                 return Ok(());
             }
-            println!("{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5}  region", "id", "endpoint", "Mbit/s", "headroom", "lat ms", "price/GiB", "viol");
+            println!(
+                "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5}  region",
+                "id", "endpoint", "Mbit/s", "headroom", "lat ms", "price/GiB", "viol"
+            );
             for c in &ranked {
                 println!(
                     "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5}  {}",
-                    c.id, c.endpoint, c.session_mbps, c.headroom_mbps, c.max_latency_ms, format_tokens(c.quote), c.violations, c.region
+                    c.id,
+                    c.endpoint,
+                    c.session_mbps,
+                    c.headroom_mbps,
+                    c.max_latency_ms,
+                    format_tokens(c.quote),
+                    c.violations,
+                    c.region
                 );
             }
             let excluded = all.len() - ranked.len();
@@ -316,7 +338,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             if json {
                 println!("{v}");
             } else {
-                println!("account {account}\nepoch {epoch}\nwallet {}\nmarket balance {}", format_tokens(wallet), format_tokens(bal));
+                println!(
+                    "account {account}\nepoch {epoch}\nwallet {}\nmarket balance {}",
+                    format_tokens(wallet),
+                    format_tokens(bal)
+                );
                 if let Some(p) = pid {
                     let info = m.provider(p).await?;
                     println!(
