@@ -5,9 +5,10 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: help tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
+	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
 	@echo "make test       forge tests (CI seed), then Rust tests, clippy, fmt"
 	@echo "make test-deep  forge tests with >= 10,000 fuzz runs and deeper invariants"
 	@echo "make gas        gas snapshot of the market; ends with the two headline figures"
@@ -25,10 +26,26 @@ $(TOOLS_STAMP): $(CONTRACTS)/package-lock.json $(CONTRACTS)/tools/bootstrap.sh
 	$(CONTRACTS)/tools/bootstrap.sh
 	touch $@
 
+# The devnet: installs the tools, builds release, runs `wirepact devnet` (DEMO_ARGS to change it,
+# e.g. DEMO_ARGS="--epochs 10 --keep").
+DEMO_ARGS ?= --epochs 6 --epoch-seconds 10 --summary target/devnet-summary.json
+
+demo: tools
+	cargo build --release --locked -p wirepact-cli
+	target/release/wirepact devnet $(DEMO_ARGS)
+
 contracts: tools
 	cd $(CONTRACTS) && $(FORGE) build
 
-test-contracts: tools
+test-# The devnet: installs the tools, builds release, runs `wirepact devnet` (DEMO_ARGS to change it,
+# e.g. DEMO_ARGS="--epochs 10 --keep").
+DEMO_ARGS ?= --epochs 6 --epoch-seconds 10 --summary target/devnet-summary.json
+
+demo: tools
+	cargo build --release --locked -p wirepact-cli
+	target/release/wirepact devnet $(DEMO_ARGS)
+
+contracts: tools
 	cd $(CONTRACTS) && FOUNDRY_PROFILE=default $(FORGE) test --no-match-contract GasTest
 
 # Regenerate the committed ABIs/bytecode (crates/chain/abi) from a clean build.

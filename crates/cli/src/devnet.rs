@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use wirepact_chain::bindings::{session_status, TestToken, WirepactMarket};
 use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
-use wirepact_proto::{format_tokens, ProviderId, SessionId};
+use wirepact_proto::{format_tokens, ProviderId};
 
 #[derive(Args, Debug)]
 pub struct DevnetArgs {
@@ -127,7 +127,12 @@ async fn wait_ready(p: &mut Proc, file: &Path, t: Duration) -> Result<serde_json
     bail!("{} not ready after {t:?}; see {}", p.name, p.log.display())
 }
 
-/// Origin: `GET /N` answers N bytes (i as u8 for byte i mod 251).
+/// Byte `i` of every origin body: `i mod 251` (a prime, so shifted or dropped bytes show).
+fn pattern(i: usize) -> u8 {
+    u8::try_from(i % 251).unwrap_or(0)
+}
+
+/// Origin: `GET /N` answers N bytes of [`pattern`].
 async fn origin() -> Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let a = l.local_addr()?;
@@ -146,7 +151,7 @@ async fn origin() -> Result<SocketAddr> {
                 let n: u64 =
                     line.split_whitespace().nth(1).and_then(|p| p.trim_start_matches('/').parse().ok()).unwrap_or(0);
                 let _ = s.write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes()).await;
-                let block: Vec<u8> = (0..251 * 256).map(|i| (i % 251) as u8).collect();
+                let block: Vec<u8> = (0..251 * 256).map(pattern).collect();
                 let mut left = n;
                 while left > 0 {
                     let k = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
@@ -183,7 +188,7 @@ async fn fetch_once(proxy: SocketAddr, origin: SocketAddr, n: u64) -> Result<u64
     s.read_to_end(&mut all).await?;
     let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").context("no HTTP header")? + 4;
     let body = &all[body_at..];
-    if body.len() as u64 != n || body.iter().enumerate().any(|(i, b)| *b != (i % 251) as u8) {
+    if body.len() as u64 != n || body.iter().enumerate().any(|(i, b)| *b != pattern(i)) {
         bail!("body damaged or short ({} of {n} bytes)", body.len());
     }
     Ok(n)
@@ -625,7 +630,6 @@ async fn summarize(
     for a in &accounts {
         accounted += token.balanceOf(*a).call().await?;
     }
-    let _ = SessionId(B256::ZERO);
     Ok(Summary {
         chain_id: m.chain_id(),
         market: m.address(),

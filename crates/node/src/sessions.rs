@@ -111,11 +111,9 @@ impl SessionLookup for ChainSessions {
         self.terms(session_id).map(|t| t.sessionKey)
     }
 
-    fn resolve(&self, session_id: B256) -> impl std::future::Future<Output = ()> + Send {
-        async move {
-            if self.terms(&session_id).is_none() && !self.missed_recently(&session_id) {
-                self.fetch(session_id).await;
-            }
+    async fn resolve(&self, session_id: B256) {
+        if self.terms(&session_id).is_none() && !self.missed_recently(&session_id) {
+            self.fetch(session_id).await;
         }
     }
 }
