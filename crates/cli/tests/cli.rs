@@ -127,3 +127,129 @@ fn devnet_pays_the_provider_exactly_what_the_client_receipted() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod restart {
+    use std::process::{Child, Stdio};
+
+    use alloy::primitives::B256;
+    use wirepact_chain::bindings::session_status;
+    use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
+    use wirepact_proto::SessionId;
+
+    use super::*;
+
+    fn spawn(args: &[&str], key: B256, log: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(args)
+            .arg("--exit-with-stdin")
+            .env("WIREPACT_PRIVATE_KEY", key.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("spawn wirepact")
+    }
+
+    fn wait_file(path: &Path, child: &mut Child) -> serde_json::Value {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(b) = std::fs::read(path) {
+                return serde_json::from_slice(&b).expect("ready json");
+            }
+            assert!(child.try_wait().expect("wait").is_none(), "child exited before {}", path.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} never appeared", path.display());
+    }
+
+    fn session_id(v: &serde_json::Value) -> SessionId {
+        SessionId(v["session_id"].as_str().expect("session_id").parse().expect("b256"))
+    }
+
+    /// kill -9 of a connected client leaves an open session and its file; the next start
+    /// closes it before opening a new one, and a clean stop closes the new one: nothing leaks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_client_closes_its_leftover_session_on_the_next_start() {
+        let dir = std::env::temp_dir().join(format!("wirepact-restart-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let devnet = Devnet::start().expect("anvil (make tools)");
+        let rpc = devnet.endpoint();
+        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
+        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
+            .await
+            .expect("deploy");
+        let ten = U256::from(10u64).pow(U256::from(19));
+        let (prov, user) = (devnet.signer(1).expect("key"), devnet.signer(2).expect("key"));
+        m.mint_test_tokens(prov.address(), ten * U256::from(100)).await.expect("mint");
+        m.mint_test_tokens(user.address(), ten).await.expect("mint");
+
+        let node_cfg = std::fs::read_to_string(repo().join("examples/node.toml"))
+            .expect("example")
+            .replace("http://127.0.0.1:8545", &rpc)
+            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
+            .replace("/var/lib/wirepact", &dir.join("node").to_string_lossy())
+            .replace("0.0.0.0:443", "127.0.0.1:0")
+            .replace("endpoint = \"203.0.113.7:443\"\n", "")
+            .replace("egress_allow = []", "egress_allow = [\"127.0.0.0/8\"]");
+        std::fs::write(dir.join("node.toml"), node_cfg).expect("write");
+        let node_ready = dir.join("node.json");
+        let node_args = [
+            "node",
+            "--config",
+            &dir.join("node.toml").to_string_lossy(),
+            "--ready-file",
+            &node_ready.to_string_lossy(),
+        ]
+        .map(String::from);
+        let mut node =
+            spawn(&node_args.iter().map(String::as_str).collect::<Vec<_>>(), prov.to_bytes(), &dir.join("node.log"));
+        wait_file(&node_ready, &mut node);
+
+        let client_cfg = std::fs::read_to_string(repo().join("examples/client.toml"))
+            .expect("example")
+            .replace("http://127.0.0.1:8545", &rpc)
+            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
+            .replace(
+                "data_dir = \"wirepact-client\"",
+                &format!("data_dir = {:?}", dir.join("client").to_string_lossy()),
+            )
+            .replace("127.0.0.1:1080", "127.0.0.1:0")
+            .replace("deposit = \"5\"", "deposit = \"1\"");
+        std::fs::write(dir.join("client.toml"), client_cfg).expect("write");
+        let connect = |ready: &Path, log: &str| {
+            let args = [
+                "connect",
+                "--config",
+                &dir.join("client.toml").to_string_lossy(),
+                "--ready-file",
+                &ready.to_string_lossy(),
+            ]
+            .map(String::from);
+            spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), user.to_bytes(), &dir.join(log))
+        };
+
+        let first_ready = dir.join("c1.json");
+        let mut first = connect(&first_ready, "c1.log");
+        let s1 = session_id(&wait_file(&first_ready, &mut first));
+        first.kill().expect("kill -9");
+        let _ = first.wait();
+        assert_eq!(m.session(s1).await.expect("session").status, session_status::OPEN);
+        let files = std::fs::read_dir(dir.join("client/sessions")).expect("session files").count();
+        assert_eq!(files, 1, "the killed client's session is on disk");
+
+        let second_ready = dir.join("c2.json");
+        let mut second = connect(&second_ready, "c2.log");
+        let s2 = session_id(&wait_file(&second_ready, &mut second));
+        assert_ne!(s1, s2);
+        assert_eq!(m.session(s1).await.expect("session").status, session_status::CLOSING, "leftover closed");
+
+        drop(second.stdin.take()); // clean stop
+        let st = second.wait().expect("wait");
+        assert!(st.success(), "clean stop exits 0");
+        assert_eq!(m.session(s2).await.expect("session").status, session_status::CLOSING, "closed at stop");
+        drop(node.stdin.take());
+        assert!(node.wait().expect("wait").success(), "node stops cleanly");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
