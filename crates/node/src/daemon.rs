@@ -133,6 +133,16 @@ pub struct NodeReport {
     pub claims: u64,
 }
 
+/// Bytes the session's deposit pays for at its price: `deposit * 2^30 / price`, rounded down.
+fn paid_bytes(t: &wirepact_proto::SessionTerms) -> u64 {
+    let price = U256::from(t.pricePerGiB);
+    if price.is_zero() {
+        return u64::MAX;
+    }
+    let bytes = (U256::from(t.deposit) << 30) / price;
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -284,6 +294,7 @@ pub async fn run_node(
                         session_id,
                         session_key: terms.sessionKey,
                         window,
+                        max_bytes: paid_bytes(&terms),
                         egress,
                         dial_timeout: Duration::from_secs(10),
                     };

@@ -109,6 +109,7 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
         session_id: opened.id.0,
         session_key: session_key.address(),
         window: 1 << 20,
+        max_bytes: u64::MAX,
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         dial_timeout: Duration::from_secs(5),
     };
@@ -235,6 +236,7 @@ async fn child_provider() {
         session_id: session,
         session_key,
         window: 1 << 20,
+        max_bytes: u64::MAX,
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         dial_timeout: Duration::from_secs(5),
     };

@@ -138,6 +138,7 @@ async fn tunnel(window: u64) -> Tunnel {
         session_id: B256::repeat_byte(1),
         session_key: key.address(),
         window,
+        max_bytes: u64::MAX,
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         dial_timeout: Duration::from_secs(5),
     };

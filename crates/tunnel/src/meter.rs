@@ -25,6 +25,8 @@ pub enum MeterError {
 #[derive(Debug, Clone)]
 pub struct ProviderMeter {
     window: u64,
+    /// Never forward beyond this cumulative count (what the session's deposit pays for).
+    limit: u64,
     forwarded: u64,
     receipted: u64,
     last_receipt_ts: u64,
@@ -37,19 +39,27 @@ impl ProviderMeter {
         if window < 2 {
             return Err(MeterError::BadWindow);
         }
-        Ok(Self { window, forwarded: 0, receipted: 0, last_receipt_ts: 0 })
+        Ok(Self { window, limit: u64::MAX, forwarded: 0, receipted: 0, last_receipt_ts: 0 })
+    }
+
+    /// Caps forwarding at `limit` cumulative bytes in all, receipts or not: a session's
+    /// deposit pays for `deposit * 2^30 / price` bytes and not one more.
+    #[must_use]
+    pub fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Forwarding is allowed up to this many cumulative bytes.
     #[must_use]
     pub fn credit_until(&self) -> u64 {
-        self.receipted.saturating_add(self.window)
+        self.receipted.saturating_add(self.window).min(self.limit)
     }
 
     /// Bytes that may still be forwarded before the next receipt.
     #[must_use]
     pub fn allowance(&self) -> u64 {
-        self.credit_until() - self.forwarded
+        self.credit_until().saturating_sub(self.forwarded)
     }
 
     #[must_use]
@@ -278,6 +288,19 @@ mod tests {
                 prop_assert_eq!(c.unrequested(), flooded);
             }
         }
+    }
+
+    #[test]
+    fn forwarding_stops_at_what_the_deposit_pays_for() {
+        let mut p = ProviderMeter::new(100).expect("window").with_limit(250);
+        assert_eq!(p.take(100), 100);
+        assert_eq!(p.on_receipt(100, 1), Ok(200));
+        assert_eq!(p.take(100), 100);
+        assert_eq!(p.on_receipt(200, 2), Ok(250), "the grant stops at the limit");
+        assert_eq!(p.take(100), 50);
+        assert_eq!(p.on_receipt(250, 3), Ok(250));
+        assert!(p.is_paused(), "paid in full: nothing more is forwarded");
+        assert_eq!(p.take(1), 0);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct ProviderSession {
     pub session_id: B256,
     pub session_key: Address,
     pub window: u64,
+    /// Most bytes forwarded in all: what the deposit pays for (`u64::MAX`: no cap).
+    pub max_bytes: u64,
     pub egress: EgressPolicy,
     pub dial_timeout: Duration,
 }
@@ -123,7 +125,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (_handle, mut inbound) = mux::spawn(io, false);
-    let credit = Arc::new(Credit { meter: Mutex::new(ProviderMeter::new(cfg.window)?), more: Notify::new() });
+    let credit = Arc::new(Credit {
+        meter: Mutex::new(ProviderMeter::new(cfg.window)?.with_limit(cfg.max_bytes)),
+        more: Notify::new(),
+    });
 
     let data_credit = credit.clone();
     let egress = cfg.egress.clone();

@@ -107,6 +107,7 @@ async fn setup(egress: EgressPolicy) -> Setup {
         session_id: SESSION,
         session_key: key.address(),
         window: WINDOW,
+        max_bytes: u64::MAX,
         egress,
         dial_timeout: Duration::from_secs(5),
     };
