@@ -37,6 +37,15 @@ enum Cmd {
         /// TOML config (see examples/node.toml).
         #[arg(long, short)]
         config: PathBuf,
+        /// Test knob: all sessions together get at most this rate downstream (Mbit/s).
+        #[arg(long)]
+        shape_mbps: Option<u32>,
+        /// Test knob: extra latency on every chunk to the client (ms).
+        #[arg(long)]
+        extra_latency_ms: Option<u64>,
+        /// Test knob: drop this share of connections before the handshake (0.0-1.0).
+        #[arg(long)]
+        fail_probability: Option<f64>,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -217,8 +226,11 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Node { config, key, run } => {
-            let cfg: NodeConfig = read_config(&config)?;
+        Cmd::Node { config, shape_mbps, extra_latency_ms, fail_probability, key, run } => {
+            let mut cfg: NodeConfig = read_config(&config)?;
+            cfg.test_knobs.shape_mbps = shape_mbps.or(cfg.test_knobs.shape_mbps);
+            cfg.test_knobs.extra_latency_ms = extra_latency_ms.unwrap_or(cfg.test_knobs.extra_latency_ms);
+            cfg.test_knobs.fail_probability = fail_probability.unwrap_or(cfg.test_knobs.fail_probability);
             let signer = key.signer()?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             let ready = run.ready_file.clone();

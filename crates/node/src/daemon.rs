@@ -20,6 +20,7 @@ use wirepact_chain::bindings::{provider_status, IWirepactMarket};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
 use wirepact_proto::{domain, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::egress::{Cidr, EgressPolicy};
+use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{serve_provider, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
@@ -77,6 +78,25 @@ pub struct NodeConfig {
     /// Clock difference accepted in a session's auth, seconds.
     #[serde(default = "default_skew")]
     pub auth_max_skew_secs: u64,
+    /// Misbehaviour on purpose, for tests, benchmarks and the devnet only.
+    #[serde(default)]
+    pub test_knobs: TestKnobs,
+}
+
+/// Test knobs: make this provider under-deliver so the oracles have something to catch.
+/// Leave them off on a real node: they cost you stake.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestKnobs {
+    /// All sessions together get at most this rate downstream (an oversold pipe), Mbit/s.
+    #[serde(default)]
+    pub shape_mbps: Option<u32>,
+    /// Added to every chunk on its way to the client, ms.
+    #[serde(default)]
+    pub extra_latency_ms: u64,
+    /// Share of connections dropped before the handshake (0.0 to 1.0): a flaky node.
+    #[serde(default)]
+    pub fail_probability: f64,
 }
 
 fn default_server_name() -> String {
@@ -166,6 +186,9 @@ impl NodeConfig {
         }
         if self.window_bytes < 64 * 1024 {
             return Err(NodeError::Config("window_bytes must be at least 65536".into()));
+        }
+        if !(0.0..=1.0).contains(&self.test_knobs.fail_probability) {
+            return Err(NodeError::Config("test_knobs.fail_probability must be between 0 and 1".into()));
         }
         if self.claim_interval_secs == 0 {
             return Err(NodeError::Config("claim_interval_secs must be at least 1".into()));
@@ -258,6 +281,11 @@ pub async fn run_node(
     // A session is served over one tunnel: counters start at zero, so a second connection
     // for the same session would bill from zero again. Clients open a new session instead.
     let used: Arc<Mutex<HashSet<B256>>> = Arc::new(Mutex::new(HashSet::new()));
+    let impair = Impairment::new(cfg.test_knobs.shape_mbps, Duration::from_millis(cfg.test_knobs.extra_latency_ms));
+    let fail_probability = cfg.test_knobs.fail_probability;
+    if !impair.is_off() || fail_probability > 0.0 {
+        tracing::warn!(knobs = ?cfg.test_knobs, "test knobs are ON: this node under-delivers on purpose");
+    }
     let serve = {
         let (report, claim_now, db) = (report.clone(), claim_now.clone(), db.clone());
         let window = cfg.window_bytes;
@@ -271,9 +299,13 @@ pub async fn run_node(
                         continue;
                     }
                 };
+                if fail_probability > 0.0 && rand::random::<f64>() < fail_probability {
+                    tracing::debug!(%peer, "test knob: dropping this connection");
+                    continue;
+                }
                 let _ = tcp.set_nodelay(true);
-                let (acceptor, checker, sessions, dom, egress) =
-                    (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone());
+                let (acceptor, checker, sessions, dom, egress, impair) =
+                    (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone(), impair.clone());
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
                 tokio::spawn(async move {
                     let acc = accept(&acceptor, tcp, &checker, &*sessions, unix_now(), Duration::from_secs(10), window);
@@ -296,6 +328,7 @@ pub async fn run_node(
                         window,
                         max_bytes: paid_bytes(&terms),
                         egress,
+                        impair: impair.clone(),
                         dial_timeout: Duration::from_secs(10),
                     };
                     let res = serve_provider(Prefixed::new(pending, stream), cfg, store).await;

@@ -6,6 +6,6 @@ pub mod db;
 pub mod sessions;
 
 pub use claimer::{ClaimOutcome, Claimer};
-pub use daemon::{run_node, NodeConfig, NodeError, NodeInfo, NodeReport};
+pub use daemon::{run_node, NodeConfig, NodeError, NodeInfo, NodeReport, TestKnobs};
 pub use db::{DbError, ReceiptDb, StoredReceipt};
 pub use sessions::ChainSessions;

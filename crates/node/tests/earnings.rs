@@ -111,6 +111,7 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
         window: 1 << 20,
         max_bytes: u64::MAX,
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
     };
     let now = opened.terms.openedAt.to::<u64>();
@@ -238,6 +239,7 @@ async fn child_provider() {
         window: 1 << 20,
         max_bytes: u64::MAX,
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
     };
     let store: Arc<dyn ReceiptStore> = db;

@@ -140,6 +140,7 @@ async fn tunnel(window: u64) -> Tunnel {
         window,
         max_bytes: u64::MAX,
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
     };
     tokio::spawn(async move {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod egress;
+pub mod impair;
 pub mod meter;
 pub mod mux;
 pub mod session;

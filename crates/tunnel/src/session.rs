@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use wirepact_proto::{recover_receipt, sign_receipt, Frame, FrameError, Receipt};
 
 use crate::egress::EgressPolicy;
+use crate::impair::Impairment;
 use crate::meter::{ClientMeter, MeterError, ProviderMeter};
 use crate::mux::{self, MuxError, MuxHandle, MuxStream};
 use crate::socks::{self, SocksError, Target};
@@ -65,6 +66,8 @@ pub struct ProviderSession {
     /// Most bytes forwarded in all: what the deposit pays for (`u64::MAX`: no cap).
     pub max_bytes: u64,
     pub egress: EgressPolicy,
+    /// Test knobs (shaping, extra latency); off unless a test or the devnet turns them on.
+    pub impair: Impairment,
     pub dial_timeout: Duration,
 }
 
@@ -133,6 +136,7 @@ where
     let data_credit = credit.clone();
     let egress = cfg.egress.clone();
     let dial_timeout = cfg.dial_timeout;
+    let impair = cfg.impair.clone();
     let (control_tx, control_rx) = tokio::sync::oneshot::channel::<MuxStream>();
     let acceptor = tokio::spawn(async move {
         let mut control_tx = Some(control_tx);
@@ -148,8 +152,9 @@ where
                 Ok(Ok(_)) if kind[0] == STREAM_DATA => {
                     let c = data_credit.clone();
                     let e = egress.clone();
+                    let i = impair.clone();
                     tokio::spawn(async move {
-                        if let Err(err) = serve_stream(stream, c, &e, dial_timeout).await {
+                        if let Err(err) = serve_stream(stream, c, &e, dial_timeout, i).await {
                             tracing::debug!(error = %err, "stream ended");
                         }
                     });
@@ -231,6 +236,7 @@ async fn serve_stream(
     credit: Arc<Credit>,
     egress: &EgressPolicy,
     dial: Duration,
+    impair: Impairment,
 ) -> Result<(), SessionError> {
     let mut head = Vec::with_capacity(64);
     let mut b = [0u8; 64];
@@ -282,7 +288,11 @@ async fn serve_stream(
         ow.shutdown().await
     };
     let down = async move {
-        pump(&mut or, &mut sw, |n| credit.acquire(n)).await?;
+        if impair.is_off() {
+            pump(&mut or, &mut sw, |n| credit.acquire(n)).await?;
+        } else {
+            pump_impaired(&mut or, &mut sw, &credit, &impair).await?;
+        }
         sw.shutdown().await
     };
     let _ = tokio::join!(up, down);
@@ -310,6 +320,43 @@ where
             off += k;
         }
     }
+}
+
+/// The downstream pump with the test knobs on: chunks are metered when read, paced by the
+/// shared bucket, and held back `extra_latency` (a delay line, so latency does not cost rate).
+async fn pump_impaired<R, W>(r: &mut R, w: &mut W, credit: &Credit, impair: &Impairment) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(256);
+    let reader = async move {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            let mut off = 0;
+            while off < n {
+                let k = usize::try_from(credit.acquire((n - off) as u64).await).unwrap_or(0).min(n - off);
+                impair.pace(k as u64).await;
+                let due = tokio::time::Instant::now() + impair.extra_latency;
+                if tx.send((due, buf[off..off + k].to_vec())).await.is_err() {
+                    return Ok(());
+                }
+                off += k;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            w.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::try_join!(reader, writer).map(|_| ())
 }
 
 /// The client's side of a session.

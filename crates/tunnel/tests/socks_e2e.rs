@@ -109,6 +109,7 @@ async fn setup(egress: EgressPolicy) -> Setup {
         window: WINDOW,
         max_bytes: u64::MAX,
         egress,
+        impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
     };
     tokio::spawn(async move {
