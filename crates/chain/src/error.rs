@@ -64,7 +64,8 @@ impl ChainError {
         ChainError::Transport { during, source: err }
     }
 
-    pub(crate) fn from_contract(during: &'static str, err: alloy::contract::Error) -> Self {
+    /// Classifies a failed contract call (decoding the market's revert if it is one).
+    pub fn from_contract(during: &'static str, err: alloy::contract::Error) -> Self {
         if let Some(revert) = err.as_decoded_interface_error::<MarketRevert>() {
             return ChainError::Reverted { during, revert };
         }

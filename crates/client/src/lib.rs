@@ -53,7 +53,8 @@ pub struct ClientConfig {
     /// Only providers with this region tag.
     #[serde(default)]
     pub region: Option<String>,
-    /// Credit window expected from the provider (receipts every half of it).
+    /// Largest credit window to run with; the provider's own (its first credit line) is used
+    /// if smaller. Receipts are signed every half window.
     #[serde(default = "default_window")]
     pub window_bytes: u64,
     /// TLS server name sent to the provider (SNI).
@@ -268,7 +269,8 @@ pub async fn run_connect(
             session_key.clone(),
             dom.clone(),
             sid,
-            cfg.window_bytes,
+            // Receipts every half of the provider's window (its first credit line), or ours if smaller.
+            t.credit_until.min(cfg.window_bytes).max(2),
             now,
         )
         .await?;

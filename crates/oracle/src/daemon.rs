@@ -1,0 +1,447 @@
+//! `wirepact oracle`: registers and stakes, follows epochs, probes the audited providers at a
+//! random moment of each epoch through a normal paid session, signs and publishes what it saw,
+//! and (as the epoch's leader, or as anyone once the leader is late) submits the quorum report.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::signers::local::PrivateKeySigner;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use wirepact_chain::bindings::{provider_status, WirepactMarket};
+use wirepact_chain::{AlloyMarket, ChainError, Market, ReportSubmission, SendPolicy};
+use wirepact_proto::{
+    domain, encode_observations, parse_tokens, sign_observations, Kbps, Millis, Observation, Observations,
+    ParseTokenError, ProviderId,
+};
+use wirepact_tunnel::mux::Prefixed;
+use wirepact_tunnel::session::ClientSession;
+use wirepact_tunnel::{connect, session_auth_frame};
+
+use crate::exchange::{fetch, verify, Collected, Published, SignedObservations};
+use crate::probe::{probe, Measurement, ProbePlan, Sink};
+use wirepact_proto::observations::MAX_LATENCY_MS;
+
+/// The oracle's configuration (`oracle.toml`; see `examples/oracle.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OracleConfig {
+    pub rpc_url: String,
+    pub market: Address,
+    /// Observations this oracle signed are appended to `observations.jsonl` here.
+    pub data_dir: PathBuf,
+    /// HTTP address peers fetch observations from.
+    pub listen: SocketAddr,
+    /// What peers dial, as registered on chain (default: `listen`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The probe sink (echo and paced source); providers must be able to reach it.
+    pub sink_listen: SocketAddr,
+    /// Stake locked at registration, in tokens (default: the market's minimum).
+    #[serde(default)]
+    pub stake: Option<String>,
+    /// Tokens deposited into each probe session.
+    #[serde(default = "default_probe_deposit")]
+    pub probe_deposit: String,
+    /// Probes start at a random moment within this share of the epoch (0-100).
+    #[serde(default = "default_probe_window_pct")]
+    pub probe_window_pct: u64,
+    /// A non-leader submits if the epoch is still unreported this far into the next one (0-100).
+    #[serde(default = "default_fallback_pct")]
+    pub fallback_pct: u64,
+    /// Test knob: report the opposite of what was measured (0 for a provider that delivered,
+    /// full speed for one that did not). For tests and the devnet only.
+    #[serde(default)]
+    pub lie: bool,
+}
+
+fn default_probe_deposit() -> String {
+    "1".into()
+}
+fn default_probe_window_pct() -> u64 {
+    40
+}
+fn default_fallback_pct() -> u64 {
+    30
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OracleError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Token(#[from] ParseTokenError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What a started oracle reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct OracleInfo {
+    pub oracle: Address,
+    pub listen: SocketAddr,
+    pub sink: SocketAddr,
+}
+
+/// `IWirepactMarket.OracleStatus.Active` (the ABI carries the enum as a `uint8`).
+const ORACLE_ACTIVE: u8 = 1;
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// An audited provider as the oracle probes it.
+#[derive(Debug, Clone)]
+struct Target {
+    id: u32,
+    endpoint: String,
+    tunnel_key: alloy::primitives::B256,
+    sla_kbps: u64,
+}
+
+struct Ctx {
+    cfg: OracleConfig,
+    market: AlloyMarket,
+    signer: PrivateKeySigner,
+    sink: Sink,
+    published: Published,
+    http: reqwest::Client,
+    plan: ProbePlan,
+    epoch_len: u64,
+    genesis: u64,
+}
+
+impl Ctx {
+    /// The epoch at unix time `now`, as the contract computes it from a block at that time.
+    /// (Read from the clock, not a view call: a devnet mines only on transactions.)
+    fn epoch_at(&self, now: u64) -> u64 {
+        now.saturating_sub(self.genesis) / self.epoch_len.max(1)
+    }
+
+    fn view(&self) -> WirepactMarket::WirepactMarketInstance<&alloy::providers::DynProvider> {
+        WirepactMarket::new(self.market.address(), self.market.rpc())
+    }
+
+    async fn oracles(&self) -> Result<Vec<(Address, String)>, ChainError> {
+        let v = self.view();
+        let n = v.oracleCount().call().await.map_err(|e| ChainError::from_contract("reading oracles", e))?;
+        let mut out = Vec::new();
+        for i in 0..n.to::<u64>() {
+            let a =
+                v.oracleAt(U256::from(i)).call().await.map_err(|e| ChainError::from_contract("reading oracles", e))?;
+            let o = v.oracle(a).call().await.map_err(|e| ChainError::from_contract("reading an oracle", e))?;
+            if o.status == ORACLE_ACTIVE {
+                out.push((a, o.endpoint));
+            }
+        }
+        out.sort_by_key(|(a, _)| *a);
+        Ok(out)
+    }
+
+    async fn audited(&self, epoch: u64) -> Result<Vec<Target>, ChainError> {
+        let mut out = Vec::new();
+        for id in 1..=self.market.provider_count().await? {
+            let p = self.market.provider(ProviderId(id)).await?;
+            if p.status != provider_status::ACTIVE || !self.market.is_audited(epoch, ProviderId(id)).await? {
+                continue;
+            }
+            out.push(Target {
+                id,
+                endpoint: p.endpoint.clone(),
+                tunnel_key: p.tunnelKey,
+                sla_kbps: u64::from(p.sessionMbps) * 1000,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opens a paid session with `t`, probes it, closes the session.
+    async fn probe_one(&self, t: &Target) -> Measurement {
+        match self.try_probe(t).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(provider = t.id, error = %e, "provider unreachable");
+                Measurement::unreachable()
+            }
+        }
+    }
+
+    async fn try_probe(&self, t: &Target) -> Result<Measurement, String> {
+        let deposit = parse_tokens(&self.cfg.probe_deposit).map_err(|e| e.to_string())?;
+        let have = self.market.balance_of(self.market.account()).await.map_err(|e| e.to_string())?;
+        if have < deposit {
+            self.market.deposit(deposit - have).await.map_err(|e| e.to_string())?;
+        }
+        let key = PrivateKeySigner::random();
+        let opened = self
+            .market
+            .open_session(ProviderId(t.id), deposit, U256::MAX, key.address())
+            .await
+            .map_err(|e| format!("opening a probe session: {e}"))?;
+        let result = async {
+            let addr = tokio::net::lookup_host(&t.endpoint)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("endpoint {} does not resolve", t.endpoint))?;
+            let dom = domain(self.market.chain_id(), self.market.address());
+            let auth = session_auth_frame(&key, &dom, opened.id.0, t.tunnel_key, unix_now(), rand::random())
+                .map_err(|e| e.to_string())?;
+            let tun = connect(addr, "www.example.com", t.tunnel_key, &auth, Duration::from_secs(5))
+                .await
+                .map_err(|e| format!("tunnel: {e}"))?;
+            let cs = ClientSession::start(
+                Prefixed::new(tun.pending, tun.stream),
+                key.clone(),
+                dom,
+                opened.id.0,
+                tun.credit_until.clamp(2, wirepact_tunnel::DEFAULT_WINDOW),
+                Arc::new(unix_now),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let m = probe(&cs, self.sink, t.sla_kbps, &self.plan).await;
+            let _ = cs.finish(Duration::from_secs(3)).await;
+            m.map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = self.market.close(&opened.terms).await {
+            tracing::warn!(error = %e, "closing the probe session failed");
+        }
+        result
+    }
+
+    fn persist(&self, o: &SignedObservations, measured: &[(u32, Measurement)]) {
+        let line = serde_json::json!({ "signed": o, "measured": measured.iter().map(|(id, m)| serde_json::json!({"provider": id, "m": m})).collect::<Vec<_>>() });
+        let path = self.cfg.data_dir.join("observations.jsonl");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            writeln!(f, "{line}")?;
+            f.sync_data()
+        };
+        if let Err(e) = write() {
+            tracing::error!(path = %path.display(), error = %e, "cannot persist observations");
+        }
+    }
+
+    /// One epoch: probe, sign, publish; then lead or stand by.
+    async fn run_epoch(self: Arc<Self>, epoch: u64) {
+        if let Err(e) = self.market.begin_epoch().await {
+            tracing::warn!(epoch, error = %e, "could not seed the epoch (another oracle may have)");
+        }
+        let targets = match self.audited(epoch).await {
+            Ok(t) => t,
+            Err(e) => return tracing::warn!(epoch, error = %e, "cannot read the audit set; epoch missed"),
+        };
+        if targets.is_empty() {
+            return tracing::info!(epoch, "nothing audited this epoch");
+        }
+        // A random moment within the probe window.
+        let window_ms = self.epoch_len * 1000 * self.cfg.probe_window_pct.min(100) / 100;
+        let delay = rand::random_range(0..window_ms.max(1));
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+
+        let mut measured = Vec::new();
+        let mut obs = Vec::new();
+        for t in &targets {
+            let m = self.probe_one(t).await;
+            let (mut thr, lat) = (m.throughput_kbps, m.latency_us.div_ceil(1000));
+            if self.cfg.lie {
+                thr = if thr >= t.sla_kbps * 9 / 10 { 0 } else { t.sla_kbps * 2 };
+            }
+            tracing::info!(
+                epoch,
+                provider = t.id,
+                reachable = m.reachable,
+                kbps = m.throughput_kbps,
+                latency_us = m.latency_us,
+                "probed"
+            );
+            obs.push(Observation {
+                provider: ProviderId(t.id),
+                throughput: Kbps(u32::try_from(thr).unwrap_or(u32::MAX)),
+                latency: Millis(u32::try_from(lat).unwrap_or(MAX_LATENCY_MS).min(MAX_LATENCY_MS)),
+                reachable: m.reachable,
+            });
+            measured.push((t.id, m));
+        }
+        let Ok((providers, row)) = encode_observations(&obs) else {
+            return tracing::error!(epoch, "observations do not encode");
+        };
+        let dom = domain(self.market.chain_id(), self.market.address());
+        let msg = Observations { epoch, providers: providers.clone().into(), measurements: row.clone().into() };
+        let Ok(signature) = sign_observations(&self.signer, &dom, &msg) else {
+            return tracing::error!(epoch, "cannot sign observations");
+        };
+        let mine = SignedObservations {
+            oracle: self.signer.address(),
+            epoch,
+            providers: providers.clone().into(),
+            row: row.into(),
+            signature,
+        };
+        self.persist(&mine, &measured);
+        self.published.put(mine.clone());
+
+        let oracles = match self.oracles().await {
+            Ok(o) if !o.is_empty() => o,
+            _ => return tracing::warn!(epoch, "cannot read the oracle set; epoch missed"),
+        };
+        let leader = oracles[usize::try_from(epoch % oracles.len() as u64).unwrap_or(0)].0;
+        let start = self.genesis + epoch * self.epoch_len;
+        let report_deadline = start + 2 * self.epoch_len; // the contract accepts epoch e during e and e+1
+        if leader != self.signer.address() {
+            let fallback_at = start + self.epoch_len + self.epoch_len * self.cfg.fallback_pct.min(100) / 100;
+            tokio::time::sleep(Duration::from_secs(fallback_at.saturating_sub(unix_now()))).await;
+            match self.view().isReported(epoch).call().await {
+                Ok(true) => return,
+                Ok(false) => tracing::warn!(epoch, %leader, "the leader has not reported; submitting instead"),
+                Err(e) => return tracing::warn!(epoch, error = %e, "cannot read report state"),
+            }
+        }
+        self.collect_and_submit(epoch, &providers, &oracles, mine, report_deadline).await;
+    }
+
+    async fn collect_and_submit(
+        &self,
+        epoch: u64,
+        providers: &[u8],
+        oracles: &[(Address, String)],
+        mine: SignedObservations,
+        deadline: u64,
+    ) {
+        let dom = domain(self.market.chain_id(), self.market.address());
+        let addrs: Vec<Address> = oracles.iter().map(|(a, _)| *a).collect();
+        let quorum = self.market.quorum().await.unwrap_or(u64::MAX);
+        let mut got = Collected::default();
+        got.by_oracle.insert(mine.oracle, mine);
+        let mut logged = std::collections::HashSet::new();
+        while unix_now() + 1 < deadline {
+            for (a, endpoint) in oracles {
+                if got.by_oracle.contains_key(a) {
+                    continue;
+                }
+                if let Some(o) = fetch(&self.http, endpoint, epoch).await {
+                    match verify(&o, &dom, epoch, providers, &addrs) {
+                        Ok(()) if o.oracle == *a => {
+                            got.by_oracle.insert(*a, o);
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            if logged.insert(*a) {
+                                tracing::warn!(epoch, peer = %a, reason = %e, "observations refused");
+                            }
+                        }
+                    }
+                }
+            }
+            // Submit with everyone who answered once the quorum is there and all answered, or
+            // with a bare quorum once the epoch is over (stragglers do not hold the report up).
+            let enough = got.by_oracle.len() as u64 >= quorum;
+            let epoch_over = self.epoch_at(unix_now()) > epoch;
+            if enough && (got.by_oracle.len() == oracles.len() || epoch_over) {
+                let ordered = got.ordered();
+                let report = ReportSubmission {
+                    epoch,
+                    providers: Bytes::from(providers.to_vec()),
+                    rows: ordered.iter().map(|o| o.row.clone()).collect(),
+                    signatures: ordered.iter().map(|o| o.signature.clone()).collect(),
+                };
+                match self.market.submit_report(&report).await {
+                    Ok(_) => tracing::info!(epoch, signers = ordered.len(), "report submitted"),
+                    Err(e) => {
+                        tracing::warn!(epoch, error = %e, "report not accepted (another oracle may have submitted)")
+                    }
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tracing::warn!(
+            epoch,
+            have = got.by_oracle.len(),
+            quorum,
+            "no quorum before the report window closed; epoch missed"
+        );
+    }
+}
+
+/// Runs the oracle until `shutdown`.
+///
+/// # Errors
+/// Configuration, registration or listening failures; per-epoch failures are logged, not fatal.
+pub async fn run_oracle(
+    cfg: OracleConfig,
+    signer: PrivateKeySigner,
+    policy: SendPolicy,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<OracleInfo>>,
+) -> Result<(), OracleError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| OracleError::Config(format!("cannot create data_dir {}: {e}", cfg.data_dir.display())))?;
+    let market = AlloyMarket::connect(&cfg.rpc_url, cfg.market, signer.clone(), policy).await?;
+    let http_l =
+        TcpListener::bind(cfg.listen).await.map_err(|source| OracleError::Listen { addr: cfg.listen, source })?;
+    let listen = http_l.local_addr().map_err(|source| OracleError::Listen { addr: cfg.listen, source })?;
+    let sink_l = TcpListener::bind(cfg.sink_listen)
+        .await
+        .map_err(|source| OracleError::Listen { addr: cfg.sink_listen, source })?;
+    let sink = Sink::spawn(sink_l).ok_or_else(|| OracleError::Config("sink address unavailable".into()))?;
+    let endpoint = cfg.endpoint.clone().unwrap_or_else(|| listen.to_string());
+
+    let view = WirepactMarket::new(market.address(), market.rpc());
+    let me =
+        view.oracle(signer.address()).call().await.map_err(|e| ChainError::from_contract("reading the oracle", e))?;
+    if me.status != ORACLE_ACTIVE {
+        let params = market.params().await?;
+        let stake = match &cfg.stake {
+            Some(s) => parse_tokens(s)?,
+            None => U256::from(params.minOracleStake),
+        };
+        tracing::info!(%stake, endpoint, "registering the oracle");
+        market.register_oracle(&endpoint, stake).await?;
+    }
+    let epoch_len = market.params().await?.epochLength;
+    let genesis = view.genesis().call().await.map_err(|e| ChainError::from_contract("reading genesis", e))?.to::<u64>();
+    let published = Published::default();
+    let router = published.router();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(http_l, router).await {
+            tracing::error!(error = %e, "observation endpoint stopped");
+        }
+    });
+    let info = OracleInfo { oracle: signer.address(), listen, sink: sink.addr };
+    tracing::info!(oracle = %info.oracle, %listen, sink = %sink.addr, "oracle running");
+    if let Some(r) = ready {
+        let _ = r.send(info);
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| OracleError::Config(format!("HTTP client: {e}")))?;
+    let ctx =
+        Arc::new(Ctx { cfg, market, signer, sink, published, http, plan: ProbePlan::default(), epoch_len, genesis });
+
+    let follow = async {
+        let mut last: Option<u64> = None;
+        loop {
+            let e = ctx.epoch_at(unix_now());
+            if last != Some(e) {
+                last = Some(e);
+                tokio::spawn(ctx.clone().run_epoch(e));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = follow => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+pub mod daemon;
+pub mod exchange;
+pub mod probe;
+
+pub use daemon::{run_oracle, OracleConfig, OracleError, OracleInfo};
+pub use exchange::{verify, Published, Rejected, SignedObservations};
+pub use probe::{probe, Measurement, ProbePlan, Sink};

@@ -1,0 +1,156 @@
+//! The promise end to end on anvil: four oracles (one lying) audit three providers with the same
+//! SLA — honest, shaped to 40% of its SLA rate, flaky — through their real tunnels, exchange
+//! signed observations over HTTP and report by quorum. The shaped provider is slashed by exactly
+//! the configured fraction and jailed; the honest one never records a violation, whatever the
+//! liar says.
+
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use alloy::signers::local::PrivateKeySigner;
+use wirepact_chain::bindings::{provider_status, IWirepactMarket, WirepactMarket};
+use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
+use wirepact_node::{NodeConfig, TestKnobs};
+use wirepact_oracle::OracleConfig;
+use wirepact_proto::ProviderId;
+
+const EPOCH: u64 = 12;
+
+fn tokens(n: u64) -> U256 {
+    U256::from(n) * U256::from(10u64).pow(U256::from(18))
+}
+
+fn policy() -> SendPolicy {
+    SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() }
+}
+
+fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, knobs: TestKnobs) -> NodeConfig {
+    NodeConfig {
+        rpc_url: rpc.into(),
+        market: m.address(),
+        data_dir: dir.into(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        endpoint: None,
+        server_name: "cdn.example.org".into(),
+        region: String::new(),
+        capacity_mbps: 100,
+        session_mbps: 20,
+        max_latency_ms: 80,
+        price_per_gib: "0.1".into(),
+        stake: None,
+        window_bytes: 1 << 20,
+        claim_threshold: "1".into(),
+        claim_interval_secs: 60,
+        egress_allow: vec!["127.0.0.0/8".into()],
+        auth_max_skew_secs: 120,
+        test_knobs: knobs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("wirepact_oracle=info,wirepact_node=warn")
+        .with_test_writer()
+        .try_init();
+    let dir = std::env::temp_dir().join(format!("wirepact-oracle-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let devnet = Devnet::start().expect("anvil (make tools)");
+    let rpc = devnet.endpoint();
+    let mut params = devnet_params();
+    params.epochLength = EPOCH;
+    let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, params.clone(), policy())
+        .await
+        .expect("deploy");
+    for i in 1..=7 {
+        m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1_000)).await.expect("mint");
+    }
+
+    // Providers 1 honest, 2 shaped to 40% of its 20 Mbit/s, 3 flaky.
+    let knobs = [
+        TestKnobs::default(),
+        TestKnobs { shape_mbps: Some(8), ..TestKnobs::default() },
+        TestKnobs { fail_probability: 0.5, ..TestKnobs::default() },
+    ];
+    for (i, k) in knobs.into_iter().enumerate() {
+        let cfg = node_cfg(&rpc, &m, &dir.join(format!("node{i}")), k);
+        let key = devnet.signer(i + 1).expect("key");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Err(e) = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await {
+                panic!("node failed: {e}");
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(30), rx).await.expect("node ready in time").expect("node ready");
+    }
+    let stake_before = U256::from(m.provider(ProviderId(2)).await.expect("p2").stake);
+
+    // Oracles 4..=7; the last one lies.
+    for i in 4..=7usize {
+        let cfg = OracleConfig {
+            rpc_url: rpc.clone(),
+            market: m.address(),
+            data_dir: dir.join(format!("oracle{i}")),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            endpoint: None,
+            sink_listen: "127.0.0.1:0".parse().expect("addr"),
+            stake: None,
+            probe_deposit: "1".into(),
+            probe_window_pct: 20,
+            fallback_pct: 30,
+            lie: i == 7,
+        };
+        let key: PrivateKeySigner = devnet.signer(i).expect("key");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Err(e) = wirepact_oracle::run_oracle(cfg, key, policy(), std::future::pending(), Some(tx)).await {
+                panic!("oracle failed: {e}");
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oracle ready in time").expect("oracle ready");
+    }
+
+    // Within w = 4 audited epochs (plus the report lag) the shaped provider must be slashed.
+    let view = WirepactMarket::new(m.address(), m.rpc());
+    let deadline = Instant::now() + Duration::from_secs(EPOCH * 8);
+    let mut slashed = None;
+    while Instant::now() < deadline {
+        let evs = m
+            .events(0, alloy::providers::Provider::get_block_number(m.rpc()).await.expect("block"))
+            .await
+            .expect("events");
+        slashed = evs.iter().find_map(|e| match e {
+            WirepactMarket::WirepactMarketEvents::ProviderSlashed(s) if s.providerId == 2 => Some(s.clone()),
+            _ => None,
+        });
+        if slashed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let s = slashed.expect("the shaped provider was not slashed in time");
+    let expect = stake_before * U256::from(params.slashBps) / U256::from(10_000);
+    assert_eq!(s.amount, expect, "slashed by exactly slashBps of its stake");
+    let p2 = m.provider(ProviderId(2)).await.expect("p2");
+    assert_eq!(U256::from(p2.stake), stake_before - expect, "stake reduced to the wei");
+    assert_eq!(p2.status, provider_status::JAILED);
+
+    let honest = m.provider(ProviderId(1)).await.expect("p1");
+    assert_eq!(honest.violationCount, 0, "the liar's zeros never became a verdict against the honest provider");
+    assert_eq!(honest.status, provider_status::ACTIVE);
+    let reports = m
+        .events(0, alloy::providers::Provider::get_block_number(m.rpc()).await.expect("block"))
+        .await
+        .expect("events")
+        .iter()
+        .filter(|e| matches!(e, WirepactMarket::WirepactMarketEvents::ReportAccepted(_)))
+        .count();
+    assert!(reports >= 2, "{reports} reports");
+    // Every oracle persisted what it signed.
+    for i in 4..=7 {
+        let log = std::fs::read_to_string(dir.join(format!("oracle{i}/observations.jsonl"))).expect("observations");
+        assert!(log.lines().count() >= 2, "oracle {i} kept its observations");
+    }
+    let _: IWirepactMarket::Params = view.params().call().await.expect("params");
+    let _ = std::fs::remove_dir_all(&dir);
+}
