@@ -30,8 +30,8 @@ pub struct DevnetArgs {
     /// Epochs to run before the summary.
     #[arg(long, default_value_t = 6)]
     epochs: u64,
-    /// Epoch length, seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Epoch length, seconds (at least 8: each oracle probes every provider once per epoch).
+    #[arg(long, default_value_t = 12)]
     epoch_seconds: u64,
     /// Write the summary as JSON here.
     #[arg(long)]
@@ -50,9 +50,17 @@ pub struct DevnetArgs {
     fetch_bytes: u64,
 }
 
-/// Anvil dev accounts: 0 deploys, 1..=3 provide, 4 uses.
-const PROVIDERS: [(&str, &str); 3] = [("honest-a", "0.10"), ("honest-b", "0.12"), ("honest-c", "0.15")];
+/// Anvil dev accounts: 0 deploys, 1..=3 provide, 4 uses, 5..=8 audit.
+/// Providers: (name, base price, test-knob flags). All sell 20 Mbit/s per session.
+const PROVIDERS: [(&str, &str, &[&str]); 3] = [
+    ("honest", "0.10", &[]),
+    ("oversold", "0.12", &["--shape-mbps", "8"]),
+    ("flaky", "0.15", &["--fail-probability", "0.3"]),
+];
 const CLIENT_ACCOUNT: usize = 4;
+/// Oracles: (name, lies).
+const ORACLES: [(&str, bool); 4] = [("oracle-1", false), ("oracle-2", false), ("oracle-3", false), ("liar", true)];
+const FIRST_ORACLE_ACCOUNT: usize = 5;
 const CLIENT_DEPOSIT: &str = "5";
 
 fn tokens(n: u64) -> U256 {
@@ -194,6 +202,30 @@ async fn fetch_once(proxy: SocketAddr, origin: SocketAddr, n: u64) -> Result<u64
     Ok(n)
 }
 
+/// One line for the events worth watching.
+fn describe(e: &WirepactMarket::WirepactMarketEvents) -> Option<String> {
+    use WirepactMarket::WirepactMarketEvents as E;
+    let name = |id: u32| PROVIDERS.get((id as usize).wrapping_sub(1)).map_or("?", |p| p.0);
+    Some(match e {
+        E::SessionOpened(o) => format!("session opened with {} by {:.10}", name(o.providerId), o.client.to_string()),
+        E::ReportAccepted(r) => format!("epoch {} reported ({} providers audited)", r.epoch, r.providers.len() / 4),
+        E::ProviderViolated(v) => format!(
+            "epoch {}: {} violated its SLA{}",
+            v.epoch,
+            name(v.providerId),
+            if v.reachable { "" } else { " (unreachable)" }
+        ),
+        E::ProviderSlashed(s) => format!(
+            "{} SLASHED {} tokens, jailed until epoch {}",
+            name(s.providerId),
+            format_tokens(s.amount),
+            s.jailedUntilEpoch
+        ),
+        E::BonusClaimed(b) => format!("{} claimed a bonus of {}", name(b.providerId), format_tokens(b.amount)),
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Default, Serialize)]
 struct GasKind {
     count: u64,
@@ -215,9 +247,28 @@ struct ProviderSummary {
 }
 
 #[derive(Debug, Serialize)]
+struct SlashSummary {
+    provider: u32,
+    name: String,
+    epoch: u64,
+    amount: String,
+    to_oracles: String,
+}
+
+#[derive(Debug, Serialize)]
+struct OracleSummary {
+    address: Address,
+    name: String,
+    lies: bool,
+    stake: String,
+}
+
+#[derive(Debug, Serialize)]
 struct SessionSummary {
     id: B256,
     provider: u32,
+    /// The devnet's client (false: an oracle's probe session).
+    by_client: bool,
     price_per_gib: String,
     deposit: String,
     bytes_claimed: u64,
@@ -238,6 +289,9 @@ struct Summary {
     sessions: Vec<SessionSummary>,
     client_bytes_fetched: u64,
     client_fetch_errors: u64,
+    reports: u64,
+    slashes: Vec<SlashSummary>,
+    oracles: Vec<OracleSummary>,
     protocol_fees: String,
     gas: BTreeMap<String, GasKind>,
     token_total_supply: String,
@@ -308,6 +362,21 @@ egress_allow = ["127.0.0.0/8"]
     )
 }
 
+fn oracle_toml(rpc: &str, market: Address, dir: &Path) -> String {
+    format!(
+        r#"rpc_url = "{rpc}"
+market = "{market}"
+data_dir = "{}"
+listen = "127.0.0.1:0"
+sink_listen = "127.0.0.1:0"
+probe_deposit = "1"
+probe_window_pct = 20
+fallback_pct = 30
+"#,
+        dir.display()
+    )
+}
+
 fn client_toml(rpc: &str, market: Address, dir: &Path) -> String {
     format!(
         r#"rpc_url = "{rpc}"
@@ -324,8 +393,8 @@ server_name = "cdn.example.org"
 }
 
 pub async fn run(args: DevnetArgs) -> Result<()> {
-    if args.epochs == 0 || args.epoch_seconds < 2 {
-        bail!("--epochs must be at least 1 and --epoch-seconds at least 2");
+    if args.epochs == 0 || args.epoch_seconds < 8 {
+        bail!("--epochs must be at least 1 and --epoch-seconds at least 8 (oracles probe every provider each epoch)");
     }
     let headless = args.headless || !std::io::stderr().is_terminal();
     let dir = match &args.dir {
@@ -349,23 +418,23 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     }
     let client_addr = key(CLIENT_ACCOUNT)?.address();
     deployer.mint_test_tokens(client_addr, tokens(100)).await?;
+    for i in 0..ORACLES.len() {
+        deployer.mint_test_tokens(key(FIRST_ORACLE_ACCOUNT + i)?.address(), tokens(100)).await?;
+    }
 
     // Providers.
     let mut nodes = Vec::new();
-    for (i, (name, price)) in PROVIDERS.iter().enumerate() {
+    for (i, (name, price, knobs)) in PROVIDERS.iter().enumerate() {
         let d = dir.join(name);
         std::fs::create_dir_all(&d)?;
         let cfg = d.join("node.toml");
         std::fs::write(&cfg, node_toml(&rpc, market, &d, price))?;
         let ready = d.join("ready.json");
         let _ = std::fs::remove_file(&ready);
-        let mut p = spawn(
-            &exe,
-            name,
-            &["node", "--config", &cfg.to_string_lossy(), "--ready-file", &ready.to_string_lossy()],
-            key(i + 1)?.to_bytes(),
-            &dir,
-        )?;
+        let (cfg_s, ready_s) = (cfg.to_string_lossy().into_owned(), ready.to_string_lossy().into_owned());
+        let mut argv = vec!["node", "--config", &cfg_s, "--ready-file", &ready_s];
+        argv.extend_from_slice(knobs);
+        let mut p = spawn(&exe, name, &argv, key(i + 1)?.to_bytes(), &dir)?;
         let info = wait_ready(&mut p, &ready, Duration::from_secs(60)).await?;
         eprintln!("devnet: provider {name} ready: {info}");
         nodes.push((name.to_string(), price.to_string(), p));
@@ -377,6 +446,26 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         }
         v
     };
+
+    // Oracles.
+    let mut oracles = Vec::new();
+    for (i, (name, lie)) in ORACLES.iter().enumerate() {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d)?;
+        let cfg = d.join("oracle.toml");
+        std::fs::write(&cfg, oracle_toml(&rpc, market, &d))?;
+        let ready = d.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let (cfg_s, ready_s) = (cfg.to_string_lossy().into_owned(), ready.to_string_lossy().into_owned());
+        let mut argv = vec!["oracle", "--config", &cfg_s, "--ready-file", &ready_s];
+        if *lie {
+            argv.push("--lie");
+        }
+        let mut p = spawn(&exe, name, &argv, key(FIRST_ORACLE_ACCOUNT + i)?.to_bytes(), &dir)?;
+        let info = wait_ready(&mut p, &ready, Duration::from_secs(60)).await?;
+        eprintln!("devnet: {name} ready{}: {info}", if *lie { " (lies on purpose)" } else { "" });
+        oracles.push(p);
+    }
 
     // Client.
     let cd = dir.join("client");
@@ -421,12 +510,33 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         })
     };
 
-    // Live view: one refresh per second, one line per epoch when headless.
-    let genesis = deployer.current_epoch().await?;
+    // Live view: one refresh per second (headless: a line per epoch and per notable event).
+    let genesis_time = WirepactMarket::new(market, deployer.rpc()).genesis().call().await?.to::<u64>();
+    let epoch_now = || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        now.saturating_sub(genesis_time) / args.epoch_seconds
+    };
+    let genesis = epoch_now();
     let last = genesis + args.epochs;
     let mut shown = u64::MAX;
+    let mut feed: Vec<String> = Vec::new();
+    let mut next_block = deployer.rpc().get_block_number().await? + 1;
     loop {
-        let epoch = deployer.current_epoch().await?;
+        let epoch = epoch_now();
+        let head = deployer.rpc().get_block_number().await?;
+        if head >= next_block {
+            for e in deployer.events(next_block, head).await? {
+                if let Some(line) = describe(&e) {
+                    if headless {
+                        eprintln!("  {line}");
+                    }
+                    feed.push(line);
+                }
+            }
+            next_block = head + 1;
+            let keep = feed.len().saturating_sub(10);
+            feed.drain(..keep);
+        }
         if headless {
             if epoch != shown {
                 shown = epoch;
@@ -439,36 +549,47 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
                 );
             }
         } else {
-            let done = usize::try_from(epoch - genesis).unwrap_or(0).min(30);
-            let total = usize::try_from(args.epochs).unwrap_or(1).min(30);
-            let bar = format!("{}{}", "#".repeat(done * 30 / total.max(1)), ".".repeat(30 - done * 30 / total.max(1)));
+            let done = usize::try_from(epoch - genesis).unwrap_or(0);
+            let total = usize::try_from(args.epochs).unwrap_or(1).max(1);
+            let filled = (done * 30 / total).min(30);
+            let bar = format!("{}{}", "#".repeat(filled), ".".repeat(30 - filled));
             let mut view =
                 format!("\x1b[2J\x1b[Hwirepact devnet  [{bar}] epoch {}/{}\n\n", epoch - genesis, args.epochs);
             view.push_str(&format!(
-                "{:<10} {:>3} {:>10} {:>10} {:>12} {:>10}\n",
-                "provider", "id", "stake", "committed", "quote/GiB", "earned"
+                "{:<9} {:>2} {:>7} {:>8} {:>9} {:>11} {:>4} {:>14}\n",
+                "provider", "id", "status", "stake", "committed", "quote/GiB", "viol", "earned"
             ));
             for i in 1..=PROVIDERS.len() {
                 let id = ProviderId(u32::try_from(i)?);
                 let p = deployer.provider(id).await?;
                 let q = deployer.quote(id).await.unwrap_or_default();
                 let earned = deployer.balance_of(p.owner).await?;
+                let status = match p.status {
+                    wirepact_chain::bindings::provider_status::ACTIVE => "active",
+                    wirepact_chain::bindings::provider_status::JAILED => "JAILED",
+                    _ => "gone",
+                };
                 view.push_str(&format!(
-                    "{:<10} {:>3} {:>10} {:>4}/{:<5} {:>12} {:>10}\n",
+                    "{:<9} {:>2} {:>7} {:>8} {:>4}/{:<4} {:>11} {:>4} {:>14}\n",
                     PROVIDERS[i - 1].0,
                     i,
+                    status,
                     format_tokens(U256::from(p.stake)),
                     p.committedMbps,
                     p.capacityMbps,
                     format_tokens(q),
+                    p.violationCount,
                     format_tokens(earned)
                 ));
             }
             view.push_str(&format!(
-                "\nclient: fetched {} MiB through {proxy}, errors {}\n",
+                "\nclient: fetched {} MiB through {proxy}, errors {}\n\nevents:\n",
                 fetched.load(Ordering::Relaxed) >> 20,
                 errors.load(Ordering::Relaxed)
             ));
+            for l in &feed {
+                view.push_str(&format!("  {l}\n"));
+            }
             eprint!("{view}");
         }
         if epoch >= last {
@@ -487,6 +608,9 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     // Client first: final receipt and close; then providers claim at shutdown.
     let creport = client.stop(Duration::from_secs(60)).await?;
     eprintln!("devnet: client stopped: {}", creport.trim());
+    for p in oracles {
+        p.stop(Duration::from_secs(30)).await?;
+    }
     for (_, _, p) in nodes {
         let r = p.stop(Duration::from_secs(60)).await?;
         eprintln!("devnet: provider stopped: {}", r.trim());
@@ -565,15 +689,25 @@ async fn summarize(
     let mut sessions: BTreeMap<B256, SessionSummary> = BTreeMap::new();
     let mut fees = U256::ZERO;
     let mut earned: BTreeMap<u32, (U256, u64)> = BTreeMap::new();
+    let (mut reports, mut slashes) = (0u64, Vec::new());
     for e in &events {
         use WirepactMarket::WirepactMarketEvents as E;
         match e {
+            E::ReportAccepted(_) => reports += 1,
+            E::ProviderSlashed(x) => slashes.push(SlashSummary {
+                provider: x.providerId,
+                name: PROVIDERS.get((x.providerId as usize).wrapping_sub(1)).map_or("?", |p| p.0).into(),
+                epoch: x.epoch,
+                amount: x.amount.to_string(),
+                to_oracles: x.toOracles.to_string(),
+            }),
             E::SessionOpened(o) => {
                 sessions.insert(
                     o.sessionId,
                     SessionSummary {
                         id: o.sessionId,
                         provider: o.providerId,
+                        by_client: o.client == client,
                         price_per_gib: U256::from(o.terms.pricePerGiB).to_string(),
                         deposit: U256::from(o.terms.deposit).to_string(),
                         bytes_claimed: 0,
@@ -623,6 +757,19 @@ async fn summarize(
             violations: p.violationCount,
         });
     }
+    let view = WirepactMarket::new(m.address(), m.rpc());
+    let mut oracles = Vec::new();
+    for (i, (name, lies)) in ORACLES.iter().enumerate() {
+        let Ok(a) = view.oracleAt(U256::from(i)).call().await else { break };
+        let o = view.oracle(a).call().await?;
+        accounts.push(a);
+        oracles.push(OracleSummary {
+            address: a,
+            name: (*name).into(),
+            lies: *lies,
+            stake: U256::from(o.stake).to_string(),
+        });
+    }
     // Every token is in someone's wallet or held by the market: nothing minted or burned on the way.
     let token = TestToken::new(m.token(), m.rpc());
     let supply = token.totalSupply().call().await?;
@@ -640,6 +787,9 @@ async fn summarize(
         sessions: sessions.into_values().collect(),
         client_bytes_fetched: fetched,
         client_fetch_errors: errors,
+        reports,
+        slashes,
+        oracles,
         protocol_fees: fees.to_string(),
         gas: gas_by_kind(m).await?,
         token_total_supply: supply.to_string(),
@@ -666,7 +816,8 @@ fn print_summary(s: &Summary) {
         );
     }
     println!("\n{:<12} {:>3} {:>8} {:>14} {:>12} {:>10}", "session", "via", "deposit", "paid", "fee", "refund");
-    for x in &s.sessions {
+    let probes = s.sessions.iter().filter(|x| !x.by_client).count();
+    for x in s.sessions.iter().filter(|x| x.by_client) {
         println!(
             "{:<12} {:>3} {:>8} {:>14} {:>12} {:>10}",
             format!("{:.10}", x.id.to_string()),
@@ -675,6 +826,18 @@ fn print_summary(s: &Summary) {
             t(&x.paid_to_provider),
             t(&x.fee),
             t(&x.refund)
+        );
+    }
+    println!("(and {probes} oracle probe sessions; all in --summary)");
+    println!("\n{} reports accepted", s.reports);
+    for x in &s.slashes {
+        println!(
+            "slashed: {} (#{}) in epoch {}: {} tokens, {} to the reporting oracles",
+            x.name,
+            x.provider,
+            x.epoch,
+            t(&x.amount),
+            t(&x.to_oracles)
         );
     }
     println!(

@@ -1,5 +1,5 @@
-//! `wirepact`: one binary for providers (`node`), users (`connect`), operators (`deploy`,
-//! `providers`, `status`) and newcomers (`devnet`).
+//! `wirepact`: one binary for providers (`node`), users (`connect`), oracles (`oracle`),
+//! operators (`deploy`, `providers`, `status`) and newcomers (`devnet`).
 
 mod devnet;
 
@@ -33,6 +33,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a provider: register on chain, serve tunnels, claim earnings.
+    ///
+    /// The test knobs make it under-deliver on purpose (tests, benchmarks, the devnet).
     Node {
         /// TOML config (see examples/node.toml).
         #[arg(long, short)]
@@ -62,6 +64,19 @@ enum Cmd {
         /// Local proxy address (overrides the config).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run an oracle: stake, audit providers through their tunnels, report by quorum.
+    Oracle {
+        /// TOML config (see examples/oracle.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Test knob: report the opposite of what was measured.
+        #[arg(long)]
+        lie: bool,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -250,6 +265,29 @@ async fn run(cmd: Cmd) -> Result<()> {
             )
             .await?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Cmd::Oracle { config, lie, key, run } => {
+            let mut cfg: wirepact_oracle::OracleConfig = read_config(&config)?;
+            cfg.lie |= lie;
+            let signer = key.signer()?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<wirepact_oracle::OracleInfo>();
+            let ready = run.ready_file.clone();
+            tokio::spawn(async move {
+                if let Ok(info) = rx.await {
+                    if let Err(e) = write_ready(ready.as_ref(), &info) {
+                        tracing::error!(error = %e, "cannot write the ready file");
+                    }
+                }
+            });
+            wirepact_oracle::run_oracle(
+                cfg,
+                signer,
+                policy(run.confirmations),
+                shutdown_signal(run.exit_with_stdin),
+                Some(tx),
+            )
+            .await?;
             Ok(())
         }
         Cmd::Connect { config, provider, listen, key, run } => {

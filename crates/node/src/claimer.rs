@@ -53,6 +53,18 @@ impl<M: Market> Claimer<'_, M> {
                 Ok(_) => {}
                 // Already on chain (a previous run claimed it before crashing): record and move on.
                 Err(e) if matches!(e.revert(), Some(Revert::Market_ReceiptNotNewer(_))) => {}
+                // Signed in the same second as the receipt claimed last, or ahead of the chain's
+                // clock: not claimable yet; a later receipt (the final one moves a second on) is.
+                Err(e)
+                    if matches!(
+                        e.revert(),
+                        Some(Revert::Market_ReceiptStale(_) | Revert::Market_ReceiptFromFuture(_))
+                    ) =>
+                {
+                    tracing::debug!(session = %id, error = %e, "receipt not claimable yet; deferred");
+                    out.deferred += 1;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
             self.db.set_claimed(id, rec.cumulative_bytes)?;

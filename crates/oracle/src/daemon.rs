@@ -232,8 +232,12 @@ impl Ctx {
 
     /// One epoch: probe, sign, publish; then lead or stand by.
     async fn run_epoch(self: Arc<Self>, epoch: u64) {
-        if let Err(e) = self.market.begin_epoch().await {
-            tracing::warn!(epoch, error = %e, "could not seed the epoch (another oracle may have)");
+        // Seed the audit draw unless another oracle already has (first call wins on chain).
+        let seeded = self.view().epochSeed(epoch).call().await.is_ok_and(|s| s != alloy::primitives::B256::ZERO);
+        if !seeded {
+            if let Err(e) = self.market.begin_epoch().await {
+                tracing::warn!(epoch, error = %e, "could not seed the epoch (another oracle may have)");
+            }
         }
         let targets = match self.audited(epoch).await {
             Ok(t) => t,

@@ -111,7 +111,9 @@ impl ProviderMeter {
         if cumulative <= self.receipted {
             return Err(MeterError::NotNewer { cumulative, last: self.receipted });
         }
-        if timestamp <= self.last_receipt_ts {
+        // Timestamps may repeat within a second (many receipts per second at speed); cumulative
+        // bytes, strictly increasing, are what makes each receipt new.
+        if timestamp < self.last_receipt_ts {
             return Err(MeterError::Stale { timestamp, last: self.last_receipt_ts });
         }
         if cumulative > self.forwarded {
@@ -166,7 +168,11 @@ impl ClientMeter {
         if unsigned == 0 || (!force && unsigned < self.window / 2) {
             return None;
         }
-        Some(ReceiptDue { cumulative: self.counted, timestamp: now.max(self.last_ts + 1) })
+        // Never backwards, and never ahead of the clock except the final (forced) receipt, which
+        // moves one second past the previous one so the chain, which wants each claimed receipt
+        // strictly newer than the last claimed, can always take it.
+        let timestamp = if force { now.max(self.last_ts + 1) } else { now.max(self.last_ts) };
+        Some(ReceiptDue { cumulative: self.counted, timestamp })
     }
 
     /// Records that `due` was signed and sent.
@@ -177,7 +183,7 @@ impl ClientMeter {
         if due.cumulative <= self.signed {
             return Err(MeterError::NotNewer { cumulative: due.cumulative, last: self.signed });
         }
-        if due.timestamp <= self.last_ts {
+        if due.timestamp < self.last_ts {
             return Err(MeterError::Stale { timestamp: due.timestamp, last: self.last_ts });
         }
         if due.cumulative > self.counted {
@@ -312,7 +318,8 @@ mod tests {
         assert_eq!(p.on_receipt(60, 1), Ok(160));
         assert_eq!(p.take(100), 60);
         assert_eq!(p.on_receipt(60, 2), Err(MeterError::NotNewer { cumulative: 60, last: 60 }));
-        assert_eq!(p.on_receipt(70, 1), Err(MeterError::Stale { timestamp: 1, last: 1 }));
+        assert_eq!(p.on_receipt(70, 0), Err(MeterError::Stale { timestamp: 0, last: 1 }));
+        assert_eq!(p.on_receipt(70, 1), Ok(170), "the same second again is fine: bytes moved forward");
         assert_eq!(p.on_receipt(500, 3), Err(MeterError::Overclaim { cumulative: 500, forwarded: 160 }));
     }
 
@@ -326,8 +333,9 @@ mod tests {
         assert_eq!(d, ReceiptDue { cumulative: 50, timestamp: 10 });
         c.on_signed(d).expect("signed");
         c.on_requested(50);
-        // same second: the timestamp still moves forward
-        assert_eq!(c.receipt_due(10, false), Some(ReceiptDue { cumulative: 100, timestamp: 11 }));
+        // same second: the timestamp stays with the clock; a forced (final) receipt moves past it
+        assert_eq!(c.receipt_due(10, false), Some(ReceiptDue { cumulative: 100, timestamp: 10 }));
+        assert_eq!(c.receipt_due(10, true), Some(ReceiptDue { cumulative: 100, timestamp: 11 }));
         c.on_unrequested(1_000_000);
         assert_eq!(c.receipt_due(12, false).map(|d| d.cumulative), Some(100));
         assert_eq!(c.on_grant(40), Err(MeterError::GrantBackwards { credit_until: 40, previous: 100 }));
