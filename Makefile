@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -15,6 +15,7 @@ help:
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
 	@echo "make bench-meter criterion benchmark of the tunnel's meter"
 	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
+	@echo "make bench-probe oracle probe accuracy (shaped 10/50/200 Mbit/s, +40 ms) and cost"
 	@echo "make fuzz       fuzz the frame decoder and the proxy parsers (FUZZ_SECONDS each)"
 
 TOOLS_STAMP := $(CONTRACTS)/node_modules/.wirepact-tools
@@ -71,6 +72,10 @@ test-deep: tools
 # Tunnel throughput vs direct loopback and shadowsocks-rust; connect overhead (bench/tunnel.sh).
 bench-tunnel:
 	bench/tunnel.sh
+
+# Accuracy and cost of the oracle's probe against shaped providers (no chain needed).
+bench-probe:
+	cargo run --release --locked -q -p wirepact-oracle --example bench_probe
 
 # Fuzzing (cargo-fuzz on the installed nightly): the control-frame decoder and the local proxy's
 # SOCKS5/HTTP CONNECT parsers. `make test` runs each for FUZZ_SMOKE_SECONDS; `make fuzz` longer.
