@@ -241,6 +241,29 @@ impl AlloyMarket {
         TestToken::new(self.token, self.sender.provider())
     }
 
+    /// Claims the reliability bonus of `period` for provider `id` (owned by this account),
+    /// proving the audited, reported `epochs` of that period.
+    pub async fn claim_bonus(
+        &self,
+        id: ProviderId,
+        period: u32,
+        epochs: Vec<u64>,
+    ) -> Result<TransactionReceipt, ChainError> {
+        let tx = self.contract().claimBonus(id.0, period, epochs).into_transaction_request();
+        self.sender.send(tx, "claiming the reliability bonus").await
+    }
+
+    /// Whether `epoch` has an accepted report.
+    pub async fn is_reported(&self, epoch: u64) -> Result<bool, ChainError> {
+        self.contract().isReported(epoch).call().await.map_err(|e| ChainError::from_contract("reading report state", e))
+    }
+
+    /// Unix time the market's epoch 0 started.
+    pub async fn genesis(&self) -> Result<u64, ChainError> {
+        let g = self.contract().genesis().call().await.map_err(|e| ChainError::from_contract("reading genesis", e))?;
+        u64::try_from(g).map_err(|_| ChainError::Unexpected("genesis out of range"))
+    }
+
     /// The least stake a provider of `capacity_mbps` must bond.
     pub async fn min_provider_stake(&self, capacity_mbps: u32) -> Result<U256, ChainError> {
         self.contract()

@@ -241,6 +241,55 @@ async fn ensure_registered(
     Ok(market.register_provider(terms, tunnel_key, endpoint, &cfg.region, stake).await?)
 }
 
+/// Claims the reliability bonus of each finished reward period, once, one epoch into the next
+/// period (when the last epoch's report has had its window), proving every audited and
+/// reported epoch of the period after any jail.
+async fn bonus_loop(market: Arc<AlloyMarket>, id: ProviderId) {
+    let (params, genesis) = match (market.params().await, market.genesis().await) {
+        (Ok(p), Ok(g)) => (p, g),
+        _ => return tracing::warn!("cannot read market parameters; bonus claims off"),
+    };
+    let (len, per) = (params.epochLength.max(1), u64::from(params.rewardPeriodEpochs.max(1)));
+    let mut done: Option<u64> = None;
+    loop {
+        let since = unix_now().saturating_sub(genesis);
+        let period = since / len / per;
+        // One epoch into period p+1 (and a few seconds for the report to land), claim p.
+        let into = since - period * per * len;
+        if period >= 1 && into >= len + 3 && done != Some(period - 1) {
+            let claim = period - 1;
+            done = Some(claim);
+            match claim_bonus_for(&market, id, claim, per).await {
+                Ok(Some(n)) => tracing::info!(period = claim, epochs = n, "reliability bonus claimed"),
+                Ok(None) => tracing::info!(period = claim, "no audited epoch to prove; no bonus"),
+                Err(e) => tracing::info!(period = claim, error = %e, "no bonus for this period"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn claim_bonus_for(
+    market: &AlloyMarket,
+    id: ProviderId,
+    period: u64,
+    per: u64,
+) -> Result<Option<usize>, ChainError> {
+    let p = market.provider(id).await?;
+    let mut epochs = Vec::new();
+    for e in period * per..(period + 1) * per {
+        if e >= u64::from(p.jailedUntilEpoch) && market.is_reported(e).await? && market.is_audited(e, id).await? {
+            epochs.push(e);
+        }
+    }
+    if epochs.is_empty() {
+        return Ok(None);
+    }
+    let n = epochs.len();
+    market.claim_bonus(id, u32::try_from(period).unwrap_or(u32::MAX), epochs).await?;
+    Ok(Some(n))
+}
+
 /// Runs the provider until `shutdown` resolves; `ready` learns the provider id and address
 /// once it accepts tunnels.
 pub async fn run_node(
@@ -371,10 +420,13 @@ pub async fn run_node(
         }
     };
 
+    let bonus = bonus_loop(market.clone(), id);
+
     tokio::select! {
         () = shutdown => {}
         () = serve => {}
         () = claims => {}
+        () = bonus => {}
     }
     tracing::info!("shutting down: claiming everything receipted");
     let out = Claimer { db: &db, market: &*market, threshold }.run(true).await?;

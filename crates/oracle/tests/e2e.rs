@@ -59,6 +59,7 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     let rpc = devnet.endpoint();
     let mut params = devnet_params();
     params.epochLength = EPOCH;
+    params.rewardPeriodEpochs = 3;
     let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, params.clone(), policy())
         .await
         .expect("deploy");
@@ -84,6 +85,14 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
         tokio::time::timeout(Duration::from_secs(30), rx).await.expect("node ready in time").expect("node ready");
     }
     let stake_before = U256::from(m.provider(ProviderId(2)).await.expect("p2").stake);
+
+    // A client opens a session with the shaped provider before anyone has audited it.
+    let client = m.with_signer(devnet.signer(8).expect("key"), policy());
+    m.mint_test_tokens(client.account(), tokens(10)).await.expect("mint");
+    client.deposit(tokens(10)).await.expect("deposit");
+    let session_key = PrivateKeySigner::random();
+    let opened = client.open_session(ProviderId(2), tokens(10), U256::MAX, session_key.address()).await.expect("open");
+    assert_eq!(opened.terms.violationsAtOpen, 0);
 
     // Oracles 4..=7; the last one lies.
     for i in 4..=7usize {
@@ -135,6 +144,27 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     assert_eq!(U256::from(p2.stake), stake_before - expect, "stake reduced to the wei");
     assert_eq!(p2.status, provider_status::JAILED);
 
+    // The client's payout to the shaped provider is cut per violation recorded while the
+    // session was open: gross * (1 - violations * sessionPenaltyBps), to the wei.
+    let violations = u64::from(p2.violationCount);
+    assert!(violations >= 2);
+    let bytes: u64 = 3 << 30;
+    let ts = alloy::providers::Provider::get_block_by_number(m.rpc(), alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .expect("block")
+        .expect("latest")
+        .header
+        .timestamp;
+    let dom = wirepact_proto::domain(m.chain_id(), m.address());
+    let receipt = wirepact_proto::Receipt { sessionId: opened.id.0, cumulativeBytes: bytes, timestamp: ts };
+    let sig = wirepact_proto::sign_receipt(&session_key, &dom, &receipt).expect("sign");
+    let shaped_owner = m.with_signer(devnet.signer(2).expect("key"), policy());
+    let r = shaped_owner.claim(&opened.terms, bytes, ts, sig).await.expect("claim");
+    let claimed = r.decoded_log::<WirepactMarket::SessionClaimed>().expect("SessionClaimed").data.clone();
+    let gross = (U256::from(bytes) * U256::from(opened.terms.pricePerGiB)) >> 30;
+    let kept = U256::from(10_000 - violations * u64::from(params.sessionPenaltyBps));
+    assert_eq!(claimed.providerAmount + claimed.fee, gross * kept / U256::from(10_000), "payout cut per violation");
+
     let honest = m.provider(ProviderId(1)).await.expect("p1");
     assert_eq!(honest.violationCount, 0, "the liar's zeros never became a verdict against the honest provider");
     assert_eq!(honest.status, provider_status::ACTIVE);
@@ -146,6 +176,28 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
         .filter(|e| matches!(e, WirepactMarket::WirepactMarketEvents::ReportAccepted(_)))
         .count();
     assert!(reports >= 2, "{reports} reports");
+    // The honest provider claims the reliability bonus of the first reward period (3 epochs),
+    // one epoch into the next; the slashed one gets none.
+    let deadline = Instant::now() + Duration::from_secs(EPOCH * 7);
+    let mut bonus = None;
+    while Instant::now() < deadline && bonus.is_none() {
+        let evs = m
+            .events(0, alloy::providers::Provider::get_block_number(m.rpc()).await.expect("block"))
+            .await
+            .expect("events");
+        for e in &evs {
+            if let WirepactMarket::WirepactMarketEvents::BonusClaimed(b) = e {
+                assert_ne!(b.providerId, 2, "a slashed provider earns no bonus");
+                if b.providerId == 1 {
+                    bonus = Some(b.amount);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let bonus = bonus.expect("the honest provider claimed its bonus");
+    assert!(bonus > U256::ZERO, "a non-empty bonus");
+
     // Every oracle persisted what it signed.
     for i in 4..=7 {
         let log = std::fs::read_to_string(dir.join(format!("oracle{i}/observations.jsonl"))).expect("observations");
