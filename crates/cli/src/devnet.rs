@@ -256,6 +256,14 @@ struct SlashSummary {
 }
 
 #[derive(Debug, Serialize)]
+struct BonusSummary {
+    provider: u32,
+    name: String,
+    period: u32,
+    amount: String,
+}
+
+#[derive(Debug, Serialize)]
 struct OracleSummary {
     address: Address,
     name: String,
@@ -291,6 +299,7 @@ struct Summary {
     client_fetch_errors: u64,
     reports: u64,
     slashes: Vec<SlashSummary>,
+    bonuses: Vec<BonusSummary>,
     oracles: Vec<OracleSummary>,
     protocol_fees: String,
     gas: BTreeMap<String, GasKind>,
@@ -410,6 +419,8 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     let mut params = devnet_params();
     params.epochLength = args.epoch_seconds;
     params.claimGrace = args.epoch_seconds;
+    // Short reward periods so a demo of a few epochs shows the reliability bonus being paid.
+    params.rewardPeriodEpochs = 3;
     let deployer = AlloyMarket::deploy(&rpc, key(0)?, None, params, policy.clone()).await.context("deploying")?;
     let market = deployer.address();
     eprintln!("devnet: anvil at {rpc}, market {market}, token {}, work dir {}", deployer.token(), dir.display());
@@ -689,11 +700,17 @@ async fn summarize(
     let mut sessions: BTreeMap<B256, SessionSummary> = BTreeMap::new();
     let mut fees = U256::ZERO;
     let mut earned: BTreeMap<u32, (U256, u64)> = BTreeMap::new();
-    let (mut reports, mut slashes) = (0u64, Vec::new());
+    let (mut reports, mut slashes, mut bonuses) = (0u64, Vec::new(), Vec::new());
     for e in &events {
         use WirepactMarket::WirepactMarketEvents as E;
         match e {
             E::ReportAccepted(_) => reports += 1,
+            E::BonusClaimed(b) => bonuses.push(BonusSummary {
+                provider: b.providerId,
+                name: PROVIDERS.get((b.providerId as usize).wrapping_sub(1)).map_or("?", |p| p.0).into(),
+                period: b.period,
+                amount: b.amount.to_string(),
+            }),
             E::ProviderSlashed(x) => slashes.push(SlashSummary {
                 provider: x.providerId,
                 name: PROVIDERS.get((x.providerId as usize).wrapping_sub(1)).map_or("?", |p| p.0).into(),
@@ -789,6 +806,7 @@ async fn summarize(
         client_fetch_errors: errors,
         reports,
         slashes,
+        bonuses,
         oracles,
         protocol_fees: fees.to_string(),
         gas: gas_by_kind(m).await?,
@@ -839,6 +857,9 @@ fn print_summary(s: &Summary) {
             t(&x.amount),
             t(&x.to_oracles)
         );
+    }
+    for b in &s.bonuses {
+        println!("bonus: {} (#{}) for period {}: {} tokens", b.name, b.provider, b.period, t(&b.amount));
     }
     println!(
         "\nclient fetched {} bytes ({} errors); protocol fees {}",
