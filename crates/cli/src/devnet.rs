@@ -36,7 +36,7 @@ pub struct DevnetArgs {
     /// Write the summary as JSON here.
     #[arg(long)]
     summary: Option<PathBuf>,
-    /// Leave the market running after the summary (Ctrl-C stops it).
+    /// Keep the market running after the epochs (Ctrl-C then stops it and prints the summary).
     #[arg(long)]
     keep: bool,
     /// Plain line output instead of the live view (the default without a terminal).
@@ -615,6 +615,20 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         }
     }
     load.abort();
+    if args.keep {
+        eprintln!(
+            "\ndevnet: the market keeps running (--keep).\n  \
+             proxy (SOCKS5 and HTTP CONNECT): {proxy}\n  \
+             try:    curl --socks5-hostname {proxy} http://{o}/1048576 -o /dev/null\n  \
+             chain:  {rpc}  market {market}\n  \
+             list:   wirepact providers --rpc-url {rpc} --market {market}\n  \
+             logs:   {}\n\
+             Ctrl-C stops everything, settles the sessions and prints the summary.",
+            dir.display()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("devnet: stopping");
+    }
 
     // Client first: final receipt and close; then providers claim at shutdown.
     let creport = client.stop(Duration::from_secs(60)).await?;
@@ -674,14 +688,6 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     if let Some(p) = &args.summary {
         std::fs::write(p, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing {}", p.display()))?;
         eprintln!("devnet: summary written to {}", p.display());
-    }
-    if args.keep {
-        eprintln!(
-            "devnet: anvil keeps running at {rpc} (market {market}); providers and client are stopped.\n\
-             Run `wirepact providers --rpc-url {rpc} --market {market}` or start your own node/connect against it.\n\
-             Ctrl-C stops it."
-        );
-        let _ = tokio::signal::ctrl_c().await;
     }
     drop(devnet);
     Ok(())
