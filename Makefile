@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -15,6 +15,7 @@ help:
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
 	@echo "make bench-meter criterion benchmark of the tunnel's meter"
 	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
+	@echo "make bench-failover gap until requests flow again after kill -9 of the provider (median)"
 	@echo "make bench-probe oracle probe accuracy (shaped 10/50/200 Mbit/s, +40 ms) and cost"
 	@echo "make fuzz       fuzz the frame decoder and the proxy parsers (FUZZ_SECONDS each)"
 
@@ -29,7 +30,7 @@ $(TOOLS_STAMP): $(CONTRACTS)/package-lock.json $(CONTRACTS)/tools/bootstrap.sh
 
 # The devnet: installs the tools, builds release, runs `wirepact devnet` (DEMO_ARGS to change it,
 # e.g. DEMO_ARGS="--epochs 10 --keep").
-DEMO_ARGS ?= --epochs 6 --epoch-seconds 10 --summary target/devnet-summary.json
+DEMO_ARGS ?= --epochs 6 --epoch-seconds 12 --summary target/devnet-summary.json
 
 demo: tools
 	cargo build --release --locked -p wirepact-cli
@@ -38,15 +39,7 @@ demo: tools
 contracts: tools
 	cd $(CONTRACTS) && $(FORGE) build
 
-test-# The devnet: installs the tools, builds release, runs `wirepact devnet` (DEMO_ARGS to change it,
-# e.g. DEMO_ARGS="--epochs 10 --keep").
-DEMO_ARGS ?= --epochs 6 --epoch-seconds 10 --summary target/devnet-summary.json
-
-demo: tools
-	cargo build --release --locked -p wirepact-cli
-	target/release/wirepact devnet $(DEMO_ARGS)
-
-contracts: tools
+test-contracts: tools
 	cd $(CONTRACTS) && FOUNDRY_PROFILE=default $(FORGE) test --no-match-contract GasTest
 
 # Regenerate the committed ABIs/bytecode (crates/chain/abi) from a clean build.
@@ -72,6 +65,10 @@ test-deep: tools
 # Tunnel throughput vs direct loopback and shadowsocks-rust; connect overhead (bench/tunnel.sh).
 bench-tunnel:
 	bench/tunnel.sh
+
+# Failover gap after kill -9 of the client's provider under load, median of 10 runs.
+bench-failover: tools
+	bench/failover.sh
 
 # Accuracy and cost of the oracle's probe against shaped providers (no chain needed).
 bench-probe:

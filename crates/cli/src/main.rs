@@ -229,7 +229,8 @@ fn write_ready(path: Option<&PathBuf>, value: &impl serde::Serialize) -> Result<
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match run(cli.cmd).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -110,9 +110,12 @@ fn devnet_slashes_the_oversold_pays_the_honest_exactly_and_conserves_tokens() {
 
     let sessions: Vec<&serde_json::Value> =
         s["sessions"].as_array().expect("sessions").iter().filter(|x| x["by_client"] == true).collect();
-    assert_eq!(sessions.len(), 1);
-    let x = sessions[0];
-    assert_eq!(x["provider"], 1, "the cheapest provider is chosen");
+    // The active session with the cheapest provider, and the warm standby with the next one.
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let x = sessions.iter().find(|x| x["provider"] == 1).expect("the cheapest provider is chosen");
+    let standby = sessions.iter().find(|x| x["provider"] != 1).expect("a warm standby");
+    assert_eq!(standby["settled"], true);
+    assert_eq!(standby["refund"], standby["deposit"], "an unused standby costs nothing");
     assert_eq!(x["settled"], true);
     let bytes = x["bytes_claimed"].as_u64().expect("bytes");
     // The receipted bytes cover every body byte fetched plus requests and headers.

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod failover;
 pub mod select;
 pub mod state;
 
@@ -7,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
@@ -20,6 +21,7 @@ use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{serve_proxy, ClientSession, SessionError};
 use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDOW};
 
+pub use failover::{Failover, Link};
 pub use select::{rank, Candidate, Excluded, Requirements};
 pub use state::{SavedSession, SessionStore, StateError};
 
@@ -60,6 +62,15 @@ pub struct ClientConfig {
     /// TLS server name sent to the provider (SNI).
     #[serde(default = "default_server_name")]
     pub server_name: String,
+    /// Keep a second session open with the next-ranked provider, so new streams move there
+    /// at once if the active provider dies. Costs a second deposit locked (returned at close)
+    /// and reserves SLA capacity at that provider while unused.
+    #[serde(default = "default_standby")]
+    pub standby: bool,
+}
+
+fn default_standby() -> bool {
+    true
 }
 
 fn default_proxy() -> SocketAddr {
@@ -115,6 +126,8 @@ pub struct ConnectReport {
     pub bytes_counted: u64,
     pub bytes_acknowledged: u64,
     pub closed: bool,
+    /// Times the active provider died and the standby took over.
+    pub failovers: u64,
 }
 
 fn unix_now() -> u64 {
@@ -188,8 +201,123 @@ pub async fn tidy_leftovers(market: &AlloyMarket, store: &SessionStore) -> Resul
     Ok(done)
 }
 
-/// Opens a session, serves the local proxy through it until `shutdown`, then signs the final
-/// receipt and closes the session.
+/// What opening a link needs.
+struct Opener<'a> {
+    market: &'a AlloyMarket,
+    store: &'a SessionStore,
+    cfg: &'a ClientConfig,
+    deposit: U256,
+    max_price: U256,
+}
+
+impl Opener<'_> {
+    /// Funds, opens, persists and connects a session with `choice`. A session whose tunnel
+    /// cannot be set up is closed again at once.
+    async fn open(&self, choice: &Candidate) -> Result<Link, ClientError> {
+        let market = self.market;
+        let addr = tokio::net::lookup_host(&choice.endpoint)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ClientError::BadEndpoint(choice.endpoint.clone()))?;
+        let have = market.balance_of(market.account()).await?;
+        if have < self.deposit {
+            let wallet = market.token_balance(market.account()).await?;
+            if wallet < self.deposit - have {
+                return Err(ClientError::InsufficientFunds {
+                    need: format_tokens(self.deposit),
+                    have: format_tokens(have),
+                    wallet: format_tokens(wallet),
+                });
+            }
+            market.deposit(self.deposit - have).await?;
+        }
+        let session_key = PrivateKeySigner::random();
+        let opened =
+            market.open_session(ProviderId(choice.id), self.deposit, self.max_price, session_key.address()).await?;
+        let saved = SavedSession { terms: opened.terms.clone(), session_key: session_key.clone() };
+        if let Err(e) = self.store.save(&saved) {
+            // Without the file a crash would strand the deposit: close at once instead.
+            tracing::error!(error = %e, "cannot persist the session; closing it");
+            market.close(&opened.terms).await?;
+            return Err(e.into());
+        }
+        let sid = opened.id.0;
+        tracing::info!(provider = choice.id, session = %sid, price = %format_tokens(opened.terms.pricePerGiB.to()), "session opened");
+        let dom = domain(market.chain_id(), market.address());
+        let connected = async {
+            let tunnel_key = choice_key(market, choice.id).await?;
+            let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, unix_now(), rand_nonce())
+                .map_err(|e| ClientError::Sign(e.to_string()))?;
+            let t = connect(addr, &self.cfg.server_name, tunnel_key, &auth, Duration::from_secs(10))
+                .await
+                .map_err(|source| ClientError::Tunnel { id: choice.id, endpoint: choice.endpoint.clone(), source })?;
+            let cs = ClientSession::start(
+                Prefixed::new(t.pending, t.stream),
+                session_key.clone(),
+                dom.clone(),
+                sid,
+                // Receipts every half of the provider's window (its first credit line), or ours if smaller.
+                t.credit_until.min(self.cfg.window_bytes).max(2),
+                Arc::new(unix_now),
+            )
+            .await?;
+            Ok::<_, ClientError>(cs)
+        };
+        match connected.await {
+            Ok(session) => Ok(Link { provider_id: choice.id, terms: opened.terms, session }),
+            Err(e) => {
+                tracing::warn!(error = %e, "tunnel failed; closing the session");
+                if let Err(c) = market.close(&opened.terms).await {
+                    tracing::warn!(error = %c, "close failed; the next start retries");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The best provider not in `avoid`.
+    async fn pick(&self, req: &Requirements, avoid: &[u32]) -> Result<Candidate, ClientError> {
+        let all = candidates(self.market).await?;
+        if let Some(id) = self.cfg.provider {
+            if !avoid.contains(&id) {
+                return all.into_iter().find(|c| c.id == id && c.active).ok_or(ClientError::ProviderUnavailable(id));
+            }
+        }
+        let ranked = rank(&all, req);
+        ranked.into_iter().find(|c| !avoid.contains(&c.id)).ok_or_else(|| ClientError::NoProvider {
+            checked: all.len(),
+            reasons: all
+                .iter()
+                .map(|c| match select::eligible(c, req) {
+                    Err(e) => format!("#{} {e:?}", c.id),
+                    Ok(()) => format!("#{} in use or failed recently", c.id),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
+
+/// Signs a final receipt on a live link and closes its session on chain.
+async fn close_link(market: &AlloyMarket, link: &Link, final_receipt: bool) -> bool {
+    if final_receipt && link.session.is_alive() {
+        if let Err(e) = link.session.finish(Duration::from_secs(10)).await {
+            tracing::warn!(provider = link.provider_id, error = %e, "the provider did not acknowledge the final receipt");
+        }
+    }
+    match market.close(&link.terms).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(provider = link.provider_id, error = %e, "closing failed; the next start retries");
+            false
+        }
+    }
+}
+
+/// Opens a session with the best provider (and, with `standby`, a second one with the next),
+/// serves the local proxy until `shutdown`, failing over when a provider dies, then signs the
+/// final receipts and closes every session.
 ///
 /// # Errors
 /// Each failure says what to do; nothing is left open on chain without a session file.
@@ -207,116 +335,85 @@ pub async fn run_connect(
     if let Err(e) = tidy_leftovers(&market, &store).await {
         tracing::warn!(error = %e, "could not finish sessions of a previous run; will retry next start");
     }
-
-    let all = candidates(&market).await?;
-    let choice = match cfg.provider {
-        Some(id) => all.iter().find(|c| c.id == id && c.active).cloned().ok_or(ClientError::ProviderUnavailable(id))?,
-        None => rank(&all, &req).into_iter().next().ok_or_else(|| ClientError::NoProvider {
-            checked: all.len(),
-            reasons: all
-                .iter()
-                .filter_map(|c| select::eligible(c, &req).err().map(|e| format!("#{} {e:?}", c.id)))
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?,
-    };
-    let addr = tokio::net::lookup_host(&choice.endpoint)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| ClientError::BadEndpoint(choice.endpoint.clone()))?;
     let listener =
         TcpListener::bind(cfg.listen).await.map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
     let proxy = listener.local_addr().map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
+    let opener =
+        Opener { market: &market, store: &store, cfg: &cfg, deposit, max_price: req.max_price.unwrap_or(U256::MAX) };
 
-    // Fund the market balance for the deposit.
-    let have = market.balance_of(market.account()).await?;
-    if have < deposit {
-        let wallet = market.token_balance(market.account()).await?;
-        if wallet < deposit - have {
-            return Err(ClientError::InsufficientFunds {
-                need: format_tokens(deposit),
-                have: format_tokens(have),
-                wallet: format_tokens(wallet),
-            });
-        }
-        market.deposit(deposit - have).await?;
-    }
-    let max_price = req.max_price.unwrap_or(U256::MAX);
-    let session_key = PrivateKeySigner::random();
-    let opened = market.open_session(ProviderId(choice.id), deposit, max_price, session_key.address()).await?;
-    let saved = SavedSession { terms: opened.terms.clone(), session_key: session_key.clone() };
-    if let Err(e) = store.save(&saved) {
-        // Without the file a crash would strand the deposit: close at once instead.
-        tracing::error!(error = %e, "cannot persist the session; closing it");
-        market.close(&opened.terms).await?;
-        return Err(e.into());
-    }
-    let sid = opened.id.0;
-    tracing::info!(provider = choice.id, session = %sid, price = %format_tokens(opened.terms.pricePerGiB.to()), "session opened");
-
-    let dom = domain(market.chain_id(), market.address());
-    let served = async {
-        let tunnel_key = choice_key(&market, choice.id).await?;
-        let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, unix_now(), rand_nonce())
-            .map_err(|e| ClientError::Sign(e.to_string()))?;
-        let t = connect(addr, &cfg.server_name, tunnel_key, &auth, Duration::from_secs(10))
-            .await
-            .map_err(|source| ClientError::Tunnel { id: choice.id, endpoint: choice.endpoint.clone(), source })?;
-        let now = Arc::new(unix_now);
-        let cs = ClientSession::start(
-            Prefixed::new(t.pending, t.stream),
-            session_key.clone(),
-            dom.clone(),
-            sid,
-            // Receipts every half of the provider's window (its first credit line), or ours if smaller.
-            t.credit_until.min(cfg.window_bytes).max(2),
-            now,
-        )
-        .await?;
-        Ok::<_, ClientError>(cs)
-    };
-    let cs = match served.await {
-        Ok(cs) => cs,
-        Err(e) => {
-            tracing::warn!(error = %e, "tunnel failed; closing the session");
-            if let Err(c) = market.close(&opened.terms).await {
-                tracing::warn!(error = %c, "close failed; the next start retries");
-            }
-            return Err(e);
-        }
-    };
+    let first = opener.pick(&req, &[]).await?;
+    let link = opener.open(&first).await?;
     if let Some(r) = ready {
         let _ = r.send(Connected {
-            provider_id: choice.id,
-            session_id: sid,
+            provider_id: link.provider_id,
+            session_id: link.terms.session_id().0,
             proxy,
-            price_per_gib: U256::from(opened.terms.pricePerGiB),
+            price_per_gib: U256::from(link.terms.pricePerGiB),
         });
     }
+    let route = Failover::new(link);
     tracing::info!(%proxy, "proxy ready (SOCKS5 and HTTP CONNECT)");
-    tokio::select! {
-        () = shutdown => {}
-        () = serve_proxy(listener, cs.clone()) => {}
-    }
-    let counted = cs.counted();
-    if let Err(e) = cs.finish(Duration::from_secs(10)).await {
-        tracing::warn!(error = %e, "the provider did not acknowledge the final receipt");
-    }
-    let acked = cs.acknowledged();
-    let closed = match market.close(&opened.terms).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "closing failed; the next start retries");
-            false
+
+    // Keeps a warm standby, promotes it when the active link dies, closes dead links.
+    let manage = async {
+        let mut next_try = Instant::now();
+        loop {
+            let need_standby = route.check();
+            for dead in route.take_dead() {
+                close_link(&market, &dead, false).await;
+            }
+            if route.active().is_none() {
+                // Both links died: open a new active one as soon as a provider is left.
+                if Instant::now() >= next_try {
+                    match opener.pick(&req, &route.avoid()).await {
+                        Ok(c) => match opener.open(&c).await {
+                            Ok(l) => route.set_standby(l),
+                            Err(e) => tracing::warn!(error = %e, "no session could be opened; retrying"),
+                        },
+                        Err(e) => tracing::warn!(error = %e, "no provider left; retrying"),
+                    }
+                    next_try = Instant::now() + Duration::from_secs(2);
+                }
+                route.promote_standby();
+            } else if need_standby && cfg.standby && Instant::now() >= next_try {
+                match opener.pick(&req, &route.avoid()).await {
+                    Ok(c) => match opener.open(&c).await {
+                        Ok(l) => {
+                            tracing::info!(provider = l.provider_id, "warm standby ready");
+                            route.set_standby(l);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "standby session failed; retrying"),
+                    },
+                    Err(e) => tracing::info!(reason = %e, "no standby provider available; retrying"),
+                }
+                next_try = Instant::now() + Duration::from_secs(2);
+            }
+            route.changed(Duration::from_millis(100)).await;
         }
     };
+    tokio::select! {
+        () = shutdown => {}
+        () = serve_proxy(listener, route.clone()) => {}
+        () = manage => {}
+    }
+    let active = route.active();
+    let mut closed = true;
+    for l in route.active().into_iter().chain(route.standby()) {
+        closed &= close_link(&market, &l, true).await;
+    }
+    for dead in route.take_dead() {
+        closed &= close_link(&market, &dead, false).await;
+    }
+    let (provider_id, session_id, counted, acked) = active.map_or((0, alloy::primitives::B256::ZERO, 0, 0), |l| {
+        (l.provider_id, l.terms.session_id().0, l.session.counted(), l.session.acknowledged())
+    });
     Ok(ConnectReport {
-        provider_id: choice.id,
-        session_id: sid,
+        provider_id,
+        session_id,
         bytes_counted: counted,
         bytes_acknowledged: acked,
         closed,
+        failovers: route.failovers(),
     })
 }
 

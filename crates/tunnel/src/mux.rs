@@ -31,6 +31,12 @@ pub struct MuxHandle {
 }
 
 impl MuxHandle {
+    /// Whether the multiplexer (and so the connection under it) is still running.
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        !self.open.is_closed()
+    }
+
     pub async fn open(&self) -> Result<MuxStream, MuxError> {
         let (tx, rx) = oneshot::channel();
         self.open.send(tx).await.map_err(|_| MuxError::Closed)?;

@@ -460,6 +460,12 @@ impl ClientSession {
         Ok(s)
     }
 
+    /// Whether the tunnel under this session is still up.
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        self.mux.is_alive()
+    }
+
     /// Counts `n` payload bytes of a stream this client opened.
     pub fn count(&self, n: u64) {
         if let Ok(mut m) = self.meter.lock() {
@@ -524,17 +530,64 @@ impl ClientSession {
     }
 }
 
-/// Serves a local proxy on `listener` through `session`: SOCKS5 (CONNECT, no auth) and HTTP
+/// Serves a local proxy on `listener` through the route's current session: SOCKS5 (CONNECT, no auth) and HTTP
 /// CONNECT, told apart by the first byte.
-pub async fn serve_proxy(listener: TcpListener, session: Arc<ClientSession>) {
+pub async fn serve_proxy<R: Route>(listener: TcpListener, route: R) {
     loop {
         let Ok((app, _)) = listener.accept().await else { return };
-        let s = session.clone();
+        let r = route.clone();
         tokio::spawn(async move {
-            if let Err(e) = proxy_one(app, s).await {
+            if let Err(e) = proxy_one(app, r).await {
                 tracing::debug!(error = %e, "proxy connection ended");
             }
         });
+    }
+}
+
+/// Where the local proxy sends each new app connection: the session to open it on now, and
+/// what to do when that session turns out to be dead (a failover picks another).
+pub trait Route: Clone + Send + Sync + 'static {
+    fn current(&self) -> Option<Arc<ClientSession>>;
+    fn failed(&self, dead: &Arc<ClientSession>);
+}
+
+/// A single session: no failover.
+impl Route for Arc<ClientSession> {
+    fn current(&self) -> Option<Arc<ClientSession>> {
+        Some(self.clone())
+    }
+    fn failed(&self, _dead: &Arc<ClientSession>) {}
+}
+
+/// How long a new connection waits for a live session (during a failover) before failing.
+const ROUTE_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens `target` on the route's current session; if that session's tunnel is gone, reports it
+/// and tries the next one the route offers.
+async fn open_routed<R: Route>(route: &R, target: &Target) -> Result<(Arc<ClientSession>, MuxStream), SessionError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        match route.current() {
+            Some(s) if s.is_alive() => match s.open(target).await {
+                Ok(stream) => return Ok((s, stream)),
+                Err(SessionError::Mux(_)) if start.elapsed() < ROUTE_WAIT => {
+                    route.failed(&s);
+                    continue; // the route may have a standby ready right now
+                }
+                Err(e) => return Err(e),
+            },
+            Some(s) => {
+                route.failed(&s);
+                if route.current().is_some_and(|n| !Arc::ptr_eq(&n, &s)) {
+                    continue;
+                }
+            }
+            None => {}
+        }
+        if start.elapsed() >= ROUTE_WAIT {
+            return Err(SessionError::Mux(MuxError::Closed));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -548,24 +601,20 @@ async fn read_more(app: &mut TcpStream, buf: &mut Vec<u8>, limit: usize) -> Resu
     Ok(n > 0)
 }
 
-async fn proxy_one(mut app: TcpStream, session: Arc<ClientSession>) -> Result<(), SessionError> {
+async fn proxy_one<R: Route>(mut app: TcpStream, route: R) -> Result<(), SessionError> {
     app.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(512);
     if !read_more(&mut app, &mut buf, 8192).await? {
         return Ok(());
     }
     if buf[0] == 5 {
-        socks_one(app, buf, session).await
+        socks_one(app, buf, route).await
     } else {
-        http_connect_one(app, buf, session).await
+        http_connect_one(app, buf, route).await
     }
 }
 
-async fn http_connect_one(
-    mut app: TcpStream,
-    mut buf: Vec<u8>,
-    session: Arc<ClientSession>,
-) -> Result<(), SessionError> {
+async fn http_connect_one<R: Route>(mut app: TcpStream, mut buf: Vec<u8>, route: R) -> Result<(), SessionError> {
     let target = loop {
         match socks::parse_http_connect(&buf) {
             Ok((t, _)) => break t,
@@ -582,8 +631,8 @@ async fn http_connect_one(
             }
         }
     };
-    match session.open(&target).await {
-        Ok(stream) => {
+    match open_routed(&route, &target).await {
+        Ok((session, stream)) => {
             app.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
             session.relay(app, stream).await;
         }
@@ -599,7 +648,7 @@ async fn http_connect_one(
     Ok(())
 }
 
-async fn socks_one(mut app: TcpStream, mut buf: Vec<u8>, session: Arc<ClientSession>) -> Result<(), SessionError> {
+async fn socks_one<R: Route>(mut app: TcpStream, mut buf: Vec<u8>, route: R) -> Result<(), SessionError> {
     let used = loop {
         match socks::parse_greeting(&buf) {
             Ok(n) => break n,
@@ -626,8 +675,8 @@ async fn socks_one(mut app: TcpStream, mut buf: Vec<u8>, session: Arc<ClientSess
             }
         }
     };
-    match session.open(&target).await {
-        Ok(stream) => {
+    match open_routed(&route, &target).await {
+        Ok((session, stream)) => {
             app.write_all(&socks::reply(socks::REP_SUCCEEDED)).await?;
             session.relay(app, stream).await;
         }
