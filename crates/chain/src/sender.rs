@@ -21,6 +21,9 @@ use tokio::sync::Mutex;
 
 use crate::error::ChainError;
 
+/// How often a long confirmation wait is reported.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
 /// How hard to try.
 #[derive(Debug, Clone)]
 pub struct SendPolicy {
@@ -149,16 +152,24 @@ impl TxSender {
     }
 
     async fn confirm(&self, hash: B256, during: &'static str) -> Result<TransactionReceipt, ChainError> {
-        let deadline = tokio::time::Instant::now() + self.policy.confirm_timeout;
+        let start = tokio::time::Instant::now();
+        let deadline = start + self.policy.confirm_timeout;
+        // Long waits (real chains, several confirmations) are reported every few seconds.
+        let mut report_at = start + PROGRESS_EVERY;
+        let mut seen = 0u64;
         loop {
             match self.provider.get_transaction_receipt(hash).await {
                 Ok(Some(receipt)) => {
                     let included =
                         receipt.block_number.ok_or(ChainError::Unexpected("receipt without block number"))?;
                     let head = self.provider.get_block_number().await.map_err(|e| ChainError::from_rpc(during, e))?;
+                    seen = (head + 1).saturating_sub(included);
                     if head + 1 >= included + self.policy.confirmations {
                         if !receipt.status() {
                             return Err(self.explain_failure(hash, included, during).await);
+                        }
+                        if start.elapsed() >= PROGRESS_EVERY {
+                            tracing::info!(%hash, during, block = included, "confirmed");
                         }
                         return Ok(receipt);
                     }
@@ -171,7 +182,18 @@ impl TxSender {
                     }
                 }
             }
-            if tokio::time::Instant::now() >= deadline {
+            let now = tokio::time::Instant::now();
+            if now >= report_at {
+                report_at = now + PROGRESS_EVERY;
+                tracing::info!(
+                    %hash,
+                    during,
+                    confirmations = format!("{seen}/{}", self.policy.confirmations),
+                    waited_s = start.elapsed().as_secs(),
+                    "waiting for confirmation"
+                );
+            }
+            if now >= deadline {
                 return Err(ChainError::ConfirmationTimeout {
                     hash,
                     waited_secs: self.policy.confirm_timeout.as_secs(),

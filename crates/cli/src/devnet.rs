@@ -531,6 +531,7 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     let last = genesis + args.epochs;
     let mut shown = u64::MAX;
     let mut feed: Vec<String> = Vec::new();
+    let mut client_log_pos = 0usize;
     let mut next_block = deployer.rpc().get_block_number().await? + 1;
     loop {
         let epoch = epoch_now();
@@ -547,6 +548,20 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
             next_block = head + 1;
             let keep = feed.len().saturating_sub(10);
             feed.drain(..keep);
+        }
+        // The client's own events (failovers) come from its log.
+        if let Ok(text) = std::fs::read_to_string(&client.log) {
+            for line in text.get(client_log_pos..).unwrap_or("").lines() {
+                if line.contains("failing over") || line.contains("provider lost") {
+                    let what = line.split("failover: ").nth(1).unwrap_or(line).trim().to_owned();
+                    let l = format!("client: {what}");
+                    if headless {
+                        eprintln!("  {l}");
+                    }
+                    feed.push(l);
+                }
+            }
+            client_log_pos = text.len();
         }
         if headless {
             if epoch != shown {

@@ -216,6 +216,27 @@ async fn shutdown_signal(exit_with_stdin: bool) {
     }
 }
 
+/// A one-line spinner with elapsed seconds on a terminal (silent otherwise) while `work` runs.
+async fn with_spinner<T>(msg: &str, work: impl std::future::Future<Output = T>) -> T {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return work.await;
+    }
+    let start = std::time::Instant::now();
+    let spin = async {
+        let frames = ['|', '/', '-', '\\'];
+        for i in 0usize.. {
+            eprint!("\r{} {msg} ({}s)", frames[i % 4], start.elapsed().as_secs());
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+    };
+    let out = tokio::select! {
+        out = work => out,
+        () = spin => unreachable!("the spinner never ends"),
+    };
+    eprint!("\r\x1b[2K");
+    out
+}
+
 fn write_ready(path: Option<&PathBuf>, value: &impl serde::Serialize) -> Result<()> {
     if let Some(p) = path {
         let tmp = p.with_extension("tmp");
@@ -330,7 +351,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             let mut params = devnet_params();
             params.epochLength = epoch_seconds;
             eprintln!("deploying from {} to {rpc_url} ...", signer.address());
-            let m = AlloyMarket::deploy(&rpc_url, signer, token, params, SendPolicy::default()).await?;
+            let m = with_spinner(
+                "deploying (waiting for confirmations)",
+                AlloyMarket::deploy(&rpc_url, signer, token, params, SendPolicy::default()),
+            )
+            .await?;
             let dep = serde_json::json!({ "chain_id": m.chain_id(), "market": m.address(), "token": m.token(), "rpc_url": rpc_url });
             if let Some(p) = out {
                 std::fs::write(&p, serde_json::to_vec_pretty(&dep)?)
