@@ -64,6 +64,21 @@ enum Cmd {
         /// Local proxy address (overrides the config).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Only providers promising at least this rate per session, Mbit/s (overrides the config).
+        #[arg(long)]
+        min_mbps: Option<u32>,
+        /// Only providers promising at most this latency, ms (overrides the config).
+        #[arg(long)]
+        max_latency_ms: Option<u32>,
+        /// Refuse providers quoting more than this per GiB, in tokens (overrides the config).
+        #[arg(long)]
+        max_price: Option<String>,
+        /// Only providers with this region tag (overrides the config).
+        #[arg(long)]
+        region: Option<String>,
+        /// Tokens put into each session (overrides the config).
+        #[arg(long)]
+        deposit: Option<String>,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -312,10 +327,15 @@ async fn run(cmd: Cmd) -> Result<()> {
             .await?;
             Ok(())
         }
-        Cmd::Connect { config, provider, listen, key, run } => {
+        Cmd::Connect { config, provider, listen, min_mbps, max_latency_ms, max_price, region, deposit, key, run } => {
             let mut cfg: ClientConfig = read_config(&config)?;
             cfg.provider = provider.or(cfg.provider);
             cfg.listen = listen.unwrap_or(cfg.listen);
+            cfg.min_mbps = min_mbps.unwrap_or(cfg.min_mbps);
+            cfg.max_latency_ms = max_latency_ms.or(cfg.max_latency_ms);
+            cfg.max_price_per_gib = max_price.or(cfg.max_price_per_gib);
+            cfg.region = region.or(cfg.region);
+            cfg.deposit = deposit.unwrap_or(cfg.deposit);
             let signer = key.signer()?;
             let (tx, rx) = tokio::sync::oneshot::channel::<wirepact_client::Connected>();
             let ready = run.ready_file.clone();

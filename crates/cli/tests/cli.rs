@@ -264,6 +264,17 @@ mod restart {
         let st = second.wait().expect("wait");
         assert!(st.success(), "clean stop exits 0");
         assert_eq!(m.session(s2).await.expect("session").status, session_status::CLOSING, "closed at stop");
+        // All providers over the user's price: one clear message, non-zero exit, nothing opened.
+        let out = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["connect", "--config", &dir.join("client.toml").to_string_lossy(), "--max-price", "0.000001"])
+            .env("WIREPACT_PRIVATE_KEY", user.to_bytes().to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run connect");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no provider matches") && err.contains("TooExpensive"), "{err}");
+
         drop(node.stdin.take());
         assert!(node.wait().expect("wait").success(), "node stops cleanly");
         let _ = std::fs::remove_dir_all(&dir);
