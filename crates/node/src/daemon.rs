@@ -353,6 +353,8 @@ pub async fn run_node(
                     continue;
                 }
                 let _ = tcp.set_nodelay(true);
+                // A client that vanishes silently is dropped in seconds, its receipts claimed.
+                let _ = wirepact_tunnel::transport::detect_dead_peer(&tcp);
                 let (acceptor, checker, sessions, dom, egress, impair) =
                     (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone(), impair.clone());
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());

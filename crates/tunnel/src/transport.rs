@@ -302,6 +302,28 @@ async fn serve_decoy(tls: &mut server::TlsStream<TcpStream>, mut buf: Vec<u8>, d
     let _ = tls.shutdown().await;
 }
 
+/// Keepalive probes after this long idle.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(3);
+/// Unacknowledged data older than this kills the connection.
+pub const USER_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// A provider that loses power or its route sends no reset: without help the kernel notices
+/// only after minutes. Keepalive probes (idle 3 s, then every 1 s, 3 tries) and a TCP user
+/// timeout of 8 s on unacknowledged data make the tunnel fail within seconds, which is what
+/// lets the client fail over.
+///
+/// # Errors
+/// If the socket options cannot be set.
+pub fn detect_dead_peer(tcp: &TcpStream) -> std::io::Result<()> {
+    let s = socket2::SockRef::from(tcp);
+    let ka =
+        socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(Duration::from_secs(1)).with_retries(3);
+    s.set_tcp_keepalive(&ka)?;
+    #[cfg(target_os = "linux")]
+    s.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
+    Ok(())
+}
+
 /// A connected, authenticated tunnel on the client side.
 #[derive(Debug)]
 pub struct ClientTunnel {
@@ -328,6 +350,7 @@ pub async fn connect(
     let work = async {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
+        detect_dead_peer(&tcp)?;
         let mut tls = connector.connect(name, tcp).await?;
         let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
         tls.write_all(&auth.to_bytes()).await?;

@@ -85,6 +85,13 @@ async fn session_authenticates_over_post_quantum_tls() {
         .expect("connect");
     assert_eq!(t.key_exchange, Some(NamedGroup::X25519MLKEM768));
     assert_eq!(t.credit_until, DEFAULT_WINDOW);
+    // A silently dead provider is noticed in seconds (keepalive + user timeout), so the client
+    // can fail over; the kernel default would take minutes.
+    let sock = socket2::SockRef::from(t.stream.get_ref().0);
+    assert!(sock.keepalive().expect("keepalive"), "keepalive on");
+    assert_eq!(sock.tcp_keepalive_time().expect("idle"), wirepact_tunnel::transport::KEEPALIVE_IDLE);
+    #[cfg(target_os = "linux")]
+    assert_eq!(sock.tcp_user_timeout().expect("user timeout"), Some(wirepact_tunnel::transport::USER_TIMEOUT));
     let rest = read_all(&mut t.stream).await;
     assert_eq!(format!("{}{rest}", String::from_utf8_lossy(&t.pending)), "pong");
     assert_eq!(srv.results.recv().await, Some("session"));
