@@ -128,6 +128,12 @@ fn from_binding(t: &IWirepactMarket::SessionTerms) -> SessionTerms {
     SessionTerms::abi_decode(&t.abi_encode()).unwrap_or_else(|_| unreachable!("identical layouts"))
 }
 
+/// `v` as the contract's `uint96` (prices, deposits), if it fits.
+#[must_use]
+pub fn to_u96(v: U256) -> Option<alloy::primitives::Uint<96, 2>> {
+    alloy::primitives::Uint::<96, 2>::checked_from_limbs_slice(&v.as_limbs()[..2]).filter(|_| v.bit_len() <= 96)
+}
+
 /// Devnet parameters: one-hour epochs, every provider audited, small stakes (tests, demo).
 #[must_use]
 pub fn devnet_params() -> IWirepactMarket::Params {
@@ -454,9 +460,7 @@ impl Market for AlloyMarket {
         tunnel_key: B256,
         endpoint: &str,
     ) -> Result<TransactionReceipt, ChainError> {
-        let price = alloy::primitives::Uint::<96, 2>::checked_from_limbs_slice(&base_price_per_gib.as_limbs()[..2])
-            .filter(|_| base_price_per_gib.bit_len() <= 96)
-            .ok_or(ChainError::Unexpected("price above 2^96"))?;
+        let price = to_u96(base_price_per_gib).ok_or(ChainError::Unexpected("price above 2^96"))?;
         let tx =
             self.contract().updateProvider(id.0, price, tunnel_key, endpoint.to_owned()).into_transaction_request();
         self.sender.send(tx, "updating the provider").await

@@ -252,6 +252,23 @@ async fn with_spinner<T>(msg: &str, work: impl std::future::Future<Output = T>) 
     out
 }
 
+/// A sender for the daemon's "ready" value: `announce` sees it, then it is written to `path`.
+fn ready_writer<T: serde::Serialize + Send + 'static>(
+    path: Option<PathBuf>,
+    announce: impl FnOnce(&T) + Send + 'static,
+) -> tokio::sync::oneshot::Sender<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Ok(v) = rx.await {
+            announce(&v);
+            if let Err(e) = write_ready(path.as_ref(), &v) {
+                tracing::error!(error = %e, "cannot write the ready file");
+            }
+        }
+    });
+    tx
+}
+
 fn write_ready(path: Option<&PathBuf>, value: &impl serde::Serialize) -> Result<()> {
     if let Some(p) = path {
         let tmp = p.with_extension("tmp");
@@ -284,15 +301,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             cfg.test_knobs.extra_latency_ms = extra_latency_ms.unwrap_or(cfg.test_knobs.extra_latency_ms);
             cfg.test_knobs.fail_probability = fail_probability.unwrap_or(cfg.test_knobs.fail_probability);
             let signer = key.signer()?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let ready = run.ready_file.clone();
-            tokio::spawn(async move {
-                if let Ok(info) = rx.await {
-                    if let Err(e) = write_ready(ready.as_ref(), &info) {
-                        tracing::error!(error = %e, "cannot write the ready file");
-                    }
-                }
-            });
+            let tx = ready_writer(run.ready_file.clone(), |_| {});
             let report = wirepact_node::run_node(
                 cfg,
                 signer,
@@ -308,15 +317,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             let mut cfg: wirepact_oracle::OracleConfig = read_config(&config)?;
             cfg.lie |= lie;
             let signer = key.signer()?;
-            let (tx, rx) = tokio::sync::oneshot::channel::<wirepact_oracle::OracleInfo>();
-            let ready = run.ready_file.clone();
-            tokio::spawn(async move {
-                if let Ok(info) = rx.await {
-                    if let Err(e) = write_ready(ready.as_ref(), &info) {
-                        tracing::error!(error = %e, "cannot write the ready file");
-                    }
-                }
-            });
+            let tx = ready_writer(run.ready_file.clone(), |_| {});
             wirepact_oracle::run_oracle(
                 cfg,
                 signer,
@@ -337,20 +338,13 @@ async fn run(cmd: Cmd) -> Result<()> {
             cfg.region = region.or(cfg.region);
             cfg.deposit = deposit.unwrap_or(cfg.deposit);
             let signer = key.signer()?;
-            let (tx, rx) = tokio::sync::oneshot::channel::<wirepact_client::Connected>();
-            let ready = run.ready_file.clone();
-            tokio::spawn(async move {
-                if let Ok(c) = rx.await {
-                    eprintln!(
-                        "connected to provider {} at {} per GiB; use e.g. curl --socks5-hostname {} https://example.org/",
-                        c.provider_id,
-                        format_tokens(c.price_per_gib),
-                        c.proxy
-                    );
-                    if let Err(e) = write_ready(ready.as_ref(), &c) {
-                        tracing::error!(error = %e, "cannot write the ready file");
-                    }
-                }
+            let tx = ready_writer(run.ready_file.clone(), |c: &wirepact_client::Connected| {
+                eprintln!(
+                    "connected to provider {} at {} per GiB; use e.g. curl --socks5-hostname {} https://example.org/",
+                    c.provider_id,
+                    format_tokens(c.price_per_gib),
+                    c.proxy
+                );
             });
             let report = wirepact_client::run_connect(
                 cfg,

@@ -84,7 +84,6 @@ fn devnet_slashes_the_oversold_pays_the_honest_exactly_and_conserves_tokens() {
     let dir = std::env::temp_dir().join(format!("wirepact-devnet-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let summary = dir.join("summary.json");
-    let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_wirepact"))
         .args(["devnet", "--headless", "--epochs", "4", "--epoch-seconds", "12", "--fetch-bytes", "262144"])
         .arg("--dir")
@@ -94,7 +93,6 @@ fn devnet_slashes_the_oversold_pays_the_honest_exactly_and_conserves_tokens() {
         .current_dir(repo())
         .output()
         .expect("run devnet");
-    assert!(start.elapsed() < Duration::from_secs(300));
     assert!(
         out.status.success(),
         "devnet failed:\n{}\n{}",

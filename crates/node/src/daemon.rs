@@ -228,9 +228,8 @@ async fn ensure_registered(
         Some(s) => parse_tokens(s)?,
         None => market.min_provider_stake(cfg.capacity_mbps).await?,
     };
-    let price96 = alloy::primitives::Uint::<96, 2>::checked_from_limbs_slice(&price.as_limbs()[..2])
-        .filter(|_| price.bit_len() <= 96)
-        .ok_or_else(|| NodeError::Config("price_per_gib is too large".into()))?;
+    let price96 =
+        wirepact_chain::to_u96(price).ok_or_else(|| NodeError::Config("price_per_gib is too large".into()))?;
     let terms = IWirepactMarket::ProviderTerms {
         capacityMbps: cfg.capacity_mbps,
         sessionMbps: cfg.session_mbps,
