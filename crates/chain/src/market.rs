@@ -164,6 +164,42 @@ pub fn devnet_params() -> IWirepactMarket::Params {
     }
 }
 
+/// Deploy defaults for a public chain, tuned with the simulator (`make sim`, see the README):
+/// 10-minute epochs, each provider audited in 10% of them (about 14 audits a day), and a slash
+/// on 3 violations within its last 6 audits. 3-of-6 catches a provider delivering 80% of its
+/// SLA at its third audit, while an honest provider's rare bad audits (a latency spike, an
+/// oracle's own trouble) must coincide three times within six audits, which the simulator puts
+/// far below 1e-6 per provider-month (2-of-4 is not: one heavy-tailed latency spike in a few
+/// thousand audits makes pairs too likely).
+#[must_use]
+pub fn default_params() -> IWirepactMarket::Params {
+    const ONE: u128 = 1_000_000_000_000_000_000;
+    IWirepactMarket::Params {
+        token: Address::ZERO,
+        epochLength: 600,
+        auditProbabilityBps: 1_000,
+        minStakePerMbps: ONE,
+        minOracleStake: 1_000 * ONE,
+        unbondingDelay: 7 * 24 * 3600,
+        claimGrace: 3600,
+        alphaBps: 10_000,
+        protocolFeeBps: 200,
+        oracleRewardPerReport: ONE / 100,
+        throughputToleranceBps: 1_000,
+        latencyToleranceMs: 20,
+        violationsToSlash: 3,
+        violationWindow: 6,
+        slashBps: 1_000,
+        slashOracleShareBps: 2_000,
+        jailEpochs: 144,
+        sessionPenaltyBps: 2_500,
+        rewardPeriodEpochs: 144,
+        bonusMinAudits: 5,
+        bonusAvailabilityBps: 9_990,
+        bonusPoolShareBps: 5_000,
+    }
+}
+
 /// A read-only provider for `url`.
 pub fn connect(url: &str) -> Result<DynProvider, ChainError> {
     let url = url.parse().map_err(|_| ChainError::Unexpected("RPC URL does not parse"))?;

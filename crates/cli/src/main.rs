@@ -144,6 +144,23 @@ enum Cmd {
     },
     /// The whole market on this machine: anvil, the contracts, providers and a client, live.
     Devnet(devnet::DevnetArgs),
+    /// Simulate a market of thousands of providers and oracles on the contract's bytecode.
+    ///
+    /// Runs SCENARIO (see scenarios/) in an in-process EVM, prints a summary and the headline
+    /// lines, and writes the report as JSON and an SVG plot.
+    Sim {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Where to write the report (JSON) and the plot (the same name with .svg).
+        #[arg(long, default_value = "target/sim/report.json")]
+        out: PathBuf,
+        /// Multiplies every provider group's count (and the demand) in the scenario.
+        #[arg(long)]
+        scale: Option<f64>,
+        /// Overrides the scenario's number of epochs.
+        #[arg(long)]
+        epochs: Option<u64>,
+    },
 }
 
 /// Which key signs transactions.
@@ -449,7 +466,44 @@ async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Devnet(args) => devnet::run(args).await,
+        Cmd::Sim { scenario, out, scale, epochs } => run_sim(&scenario, &out, scale, epochs),
     }
+}
+
+fn run_sim(path: &std::path::Path, out: &std::path::Path, scale: Option<f64>, epochs: Option<u64>) -> Result<()> {
+    let mut sc = wirepact_sim::Scenario::load(path)?;
+    if let Some(s) = scale {
+        if !(s > 0.0) {
+            bail!("--scale must be positive");
+        }
+        sc.sim.provider_scale *= s;
+    }
+    if let Some(e) = epochs {
+        if e == 0 {
+            bail!("--epochs must be at least 1");
+        }
+        sc.sim.epochs = e;
+    }
+    let providers: u32 = sc.providers.iter().map(|g| sc.scaled(g.count)).sum();
+    eprintln!(
+        "simulating {providers} providers and {} oracles for {} epochs ({}) ...",
+        sc.oracles.count,
+        sc.sim.epochs,
+        path.display()
+    );
+    let report = wirepact_sim::run(&sc)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", out.display()))?;
+    let svg = out.with_extension("svg");
+    wirepact_sim::plot::write_svg(&report, &svg)?;
+    print!("{}", report.text());
+    println!("report: {}  plot: {}", out.display(), svg.display());
+    for line in report.summary_lines() {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// A market handle for reading (the signer is a throwaway key; nothing is sent).

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit;
 pub mod eip712;
 pub mod frames;
 pub mod observations;

@@ -1,0 +1,773 @@
+//! The simulation loop: a market of simulated parties over the real bytecode.
+//!
+//! Each epoch: an oracle begins it (the seed comes from the EVM), jailed providers whose jail
+//! is over unjail, sessions that end are claimed and closed, new sessions open along the demand
+//! curve (clients take the cheapest quote of a few), every oracle reads the audited providers
+//! (from their true state), a quorum's signed rows go into one `submitReport`, and the market's
+//! verdicts and slashes (decoded from its events) update what the simulator knows. When a
+//! reward period ends, providers claim their bonus (dry run first, as a careful operator would).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use alloy::primitives::{keccak256, Address, Bytes, Log, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{Eip712Domain, SolEvent};
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use wirepact_chain::bindings::IWirepactMarket::{self, SessionTerms};
+use wirepact_chain::{TestToken, WirepactMarket as M};
+use wirepact_proto::{
+    audit, domain, encode_observations, parse_tokens, sign_observations, sign_receipt, Kbps, Millis, Observation,
+    Observations, ProviderId, Receipt,
+};
+
+use crate::evm::{Chain, Executed, CHAIN_ID};
+use crate::model::{self, Reading, Traits, TrueState};
+use crate::report::{self, GasTally, GroupStats, Money, Report, VerdictSample};
+use crate::scenario::{Behaviour, Scenario};
+use crate::SimError;
+
+/// 2026-01-01T00:00:00Z: the simulated day starts at midnight.
+const START: u64 = 1_767_225_600;
+const GIB: u128 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Active,
+    Jailed { until: u64 },
+}
+
+#[derive(Debug)]
+struct Prov {
+    id: u32,
+    owner: Address,
+    group: usize,
+    behaviour: Behaviour,
+    traits: Traits,
+    sla_kbps: f64,
+    capacity_mbps: u32,
+    session_mbps: u32,
+    max_latency_ms: u32,
+    status: Status,
+    committed_mbps: u32,
+    /// Reported audits while active, violations among them, the audit of the first slash.
+    audits: u32,
+    violations: u32,
+    slashes: u32,
+    first_slash_audit: Option<u32>,
+    /// Audited, reported epochs of the current reward period (the bonus claim's proof).
+    period_epochs: Vec<u64>,
+    period: u64,
+    base_price: u128,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OracleKind {
+    Honest,
+    Liar,
+    Offline,
+}
+
+#[derive(Debug)]
+struct Orc {
+    key: PrivateKeySigner,
+    kind: OracleKind,
+    path_ms: f64,
+}
+
+#[derive(Debug)]
+struct Client {
+    addr: Address,
+    key: PrivateKeySigner,
+}
+
+#[derive(Debug)]
+struct Open {
+    terms: SessionTerms,
+    prov: usize,
+    client: usize,
+    ends: u64,
+    demand_kbps: f64,
+    bytes: u64,
+}
+
+/// Runs `scenario` to the end and returns its report.
+pub fn run(scenario: &Scenario) -> Result<Report, SimError> {
+    let started = Instant::now();
+    let mut sim = Sim::new(scenario)?;
+    for e in 0..scenario.sim.epochs {
+        sim.epoch(e)?;
+    }
+    sim.finish(started)
+}
+
+struct Sim<'a> {
+    sc: &'a Scenario,
+    params: IWirepactMarket::Params,
+    chain: Chain,
+    dom: Eip712Domain,
+    rng: StdRng,
+    provs: Vec<Prov>,
+    oracles: Vec<Orc>,
+    clients: Vec<Client>,
+    open: Vec<Open>,
+    gas: BTreeMap<&'static str, GasTally>,
+    money: Money,
+    block: u64,
+    reported_epochs: u64,
+    unreported_epochs: u64,
+    refused_price: u64,
+    refused_full: u64,
+    price_samples: Vec<(f64, f64)>,
+    epoch_series: Vec<report::EpochPoint>,
+    honest_samples: Vec<VerdictSample>,
+    minted: U256,
+    max_price: U256,
+    truth: Vec<TrueState>,
+    signers_liars_max: u32,
+}
+
+impl<'a> Sim<'a> {
+    fn new(sc: &'a Scenario) -> Result<Self, SimError> {
+        let params = crate::market_params(sc);
+        let mut chain = Chain::deploy(params.clone(), START)?;
+        let dom = domain(CHAIN_ID, chain.market);
+        let mut rng = StdRng::seed_from_u64(sc.sim.seed);
+        let max_price = parse_tokens(&sc.demand.max_price).map_err(|e| SimError::Scenario(format!("demand.max_price: {e}")))?;
+        let mut sim = Self {
+            sc,
+            params,
+            dom,
+            provs: Vec::new(),
+            oracles: Vec::new(),
+            clients: Vec::new(),
+            open: Vec::new(),
+            gas: BTreeMap::new(),
+            money: Money::default(),
+            block: 1,
+            reported_epochs: 0,
+            unreported_epochs: 0,
+            refused_price: 0,
+            refused_full: 0,
+            price_samples: Vec::new(),
+            epoch_series: Vec::new(),
+            honest_samples: Vec::new(),
+            minted: U256::ZERO,
+            max_price,
+            truth: Vec::new(),
+            signers_liars_max: 0,
+            rng: StdRng::seed_from_u64(0),
+            chain: {
+                chain.set_block(2, START + 1, B256::repeat_byte(2));
+                chain
+            },
+        };
+        sim.rng = StdRng::seed_from_u64(rng.random());
+        sim.setup()?;
+        Ok(sim)
+    }
+
+    fn tally(&mut self, kind: &'static str, e: &Executed) {
+        let t = self.gas.entry(kind).or_default();
+        t.count += 1;
+        t.total += e.gas;
+    }
+
+    fn next_block(&mut self, timestamp: u64) {
+        self.block += 1;
+        let randao = keccak256([self.sc.sim.seed.to_be_bytes(), self.block.to_be_bytes()].concat());
+        self.chain.set_block(self.block, timestamp, randao);
+    }
+
+    fn mint(&mut self, to: Address, amount: U256, approve: bool) -> Result<(), SimError> {
+        let e = self.chain.token_send(to, &TestToken::mintCall { to, amount })?;
+        self.tally("setup: mint (test token)", &e);
+        self.minted += amount;
+        if approve {
+            let e = self.chain.token_send(to, &TestToken::approveCall { spender: self.chain.market, value: amount })?;
+            self.tally("setup: approve", &e);
+        }
+        Ok(())
+    }
+
+    fn setup(&mut self) -> Result<(), SimError> {
+        let sc = self.sc;
+        // Providers, group by group.
+        for (gi, g) in sc.providers.iter().enumerate() {
+            let price = parse_tokens(&g.base_price)
+                .map_err(|e| SimError::Scenario(format!("group {}: base_price: {e}", g.name)))?;
+            let price96 = wirepact_chain::to_u96(price)
+                .ok_or_else(|| SimError::Scenario(format!("group {}: base_price too large", g.name)))?;
+            for _ in 0..sc.scaled(g.count) {
+                let n = u32::try_from(self.provs.len() + 1).map_err(|_| SimError::Scenario("too many providers".into()))?;
+                let owner = Address::from_word(keccak256([b"provider".as_slice(), &n.to_be_bytes()].concat()));
+                let min: U256 = self.chain.market_view(&M::minProviderStakeCall { capacityMbps: g.capacity_mbps })?;
+                let stake = min * U256::from(2);
+                self.mint(owner, stake, true)?;
+                let terms = IWirepactMarket::ProviderTerms {
+                    capacityMbps: g.capacity_mbps,
+                    sessionMbps: g.session_mbps,
+                    maxLatencyMs: g.max_latency_ms,
+                    basePricePerGiB: price96,
+                };
+                let (id, e) = self.chain.market_send(
+                    owner,
+                    &M::registerProviderCall {
+                        terms,
+                        tunnelKey: keccak256(owner),
+                        endpoint: format!("sim-{n}.example:443"),
+                        region: String::new(),
+                        stake,
+                    },
+                )?;
+                self.tally("setup: registerProvider", &e);
+                let traits = Traits::draw(&mut self.rng);
+                self.provs.push(Prov {
+                    id,
+                    owner,
+                    group: gi,
+                    behaviour: g.behaviour,
+                    traits,
+                    sla_kbps: f64::from(g.session_mbps) * 1000.0,
+                    capacity_mbps: g.capacity_mbps,
+                    session_mbps: g.session_mbps,
+                    max_latency_ms: g.max_latency_ms,
+                    status: Status::Active,
+                    committed_mbps: 0,
+                    audits: 0,
+                    violations: 0,
+                    slashes: 0,
+                    first_slash_audit: None,
+                    period_epochs: Vec::new(),
+                    period: 0,
+                    base_price: price.to::<u128>(),
+                });
+            }
+        }
+        // Oracles: the first `liars` lie, the next `offline` never sign.
+        let o = &sc.oracles;
+        let stake = U256::from(self.params.minOracleStake);
+        for i in 0..o.count {
+            let key = PrivateKeySigner::from_bytes(&keccak256([b"oracle".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat()))
+                .map_err(|e| SimError::Evm(format!("oracle key: {e}")))?;
+            let kind = if i < o.liars {
+                OracleKind::Liar
+            } else if i < o.liars + o.offline {
+                OracleKind::Offline
+            } else {
+                OracleKind::Honest
+            };
+            self.mint(key.address(), stake, true)?;
+            let (_, e) = self.chain.market_send(
+                key.address(),
+                &M::registerOracleCall { endpoint: format!("https://oracle-{i}.example"), stake },
+            )?;
+            self.tally("setup: registerOracle", &e);
+            let path_ms = self.rng.random_range(2.0..15.0);
+            self.oracles.push(Orc { key, kind, path_ms });
+        }
+        // Clients: one deposit each, big enough for the whole run.
+        let budget = U256::from(10u128.pow(24));
+        for i in 0..sc.demand.clients {
+            let key = PrivateKeySigner::from_bytes(&keccak256([b"client".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat()))
+                .map_err(|e| SimError::Evm(format!("client key: {e}")))?;
+            let addr = Address::from_word(keccak256([b"client-wallet".as_slice(), &i.to_be_bytes()].concat()));
+            self.mint(addr, budget, true)?;
+            let e = self.chain.send(addr, self.chain.market, alloy::sol_types::SolCall::abi_encode(&M::depositCall { amount: budget }))?;
+            self.tally("setup: deposit", &e);
+            self.clients.push(Client { addr, key });
+        }
+        Ok(())
+    }
+
+    fn epoch_len(&self) -> u64 {
+        self.params.epochLength
+    }
+
+    fn epoch(&mut self, e: u64) -> Result<(), SimError> {
+        let len = self.epoch_len();
+        let t0 = START + 1 + e * len;
+        let hour = ((e * len) % 86_400) as f64 / 3600.0;
+        let d = &self.sc.demand;
+        let activity = model::activity(hour, d.peak_hour, d.trough);
+
+        // The oracles' aggregator begins the epoch.
+        self.next_block(t0 + 1);
+        let online: Vec<usize> =
+            (0..self.oracles.len()).filter(|&i| self.oracles[i].kind != OracleKind::Offline).collect();
+        let aggregator = *online.choose(&mut self.rng).ok_or_else(|| SimError::Scenario("no oracle online".into()))?;
+        let agg_addr = self.oracles[aggregator].key.address();
+        let (seed, ex) = self.chain.market_send(agg_addr, &M::beginEpochCall {})?;
+        self.tally("beginEpoch", &ex);
+
+        // Every provider's real state this epoch.
+        self.truth = self
+            .provs
+            .iter()
+            .map(|p| {
+                let cap = f64::from(p.capacity_mbps) * 1000.0;
+                model::true_state(p.behaviour, p.sla_kbps, cap, p.traits, activity, &mut self.rng)
+            })
+            .collect();
+
+        // Jail over: unjail (an offline provider never comes back).
+        self.next_block(t0 + 2);
+        for i in 0..self.provs.len() {
+            if let Status::Jailed { until } = self.provs[i].status {
+                if e >= until && self.provs[i].behaviour != Behaviour::Offline {
+                    let (id, owner) = (self.provs[i].id, self.provs[i].owner);
+                    let (_, ex) = self.chain.market_send(owner, &M::unjailCall { providerId: id })?;
+                    self.tally("unjail", &ex);
+                    self.provs[i].status = Status::Active;
+                }
+            }
+        }
+
+        // Sessions: bytes of this epoch, then the ones that end are claimed and closed.
+        for s in &mut self.open {
+            let t = &self.truth[s.prov];
+            if t.reachable {
+                let kbps = s.demand_kbps.min(t.rate_kbps);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let add = (kbps * 1000.0 / 8.0 * len as f64) as u64;
+                s.bytes = s.bytes.saturating_add(add);
+            }
+        }
+        self.next_block(t0 + 5);
+        self.settle_ending(e, t0 + 5, false)?;
+
+        // New sessions along the demand curve.
+        self.next_block(t0 + 10);
+        self.open_sessions(e, activity)?;
+
+        // The report.
+        self.next_block(t0 + len / 2);
+        self.report(e, seed, aggregator)?;
+
+        // Bonus: at the first epoch of a period, claims for the one that ended; sweep the one before.
+        let r = u64::from(self.params.rewardPeriodEpochs);
+        if e > 0 && e % r == 0 {
+            self.next_block(t0 + len / 2 + 10);
+            self.claim_bonuses(e / r - 1)?;
+            if e / r >= 2 {
+                let period = u32::try_from(e / r - 2).unwrap_or(u32::MAX);
+                let (_, ex) = self.chain.market_send(agg_addr, &M::sweepBonusCall { period })?;
+                self.tally("sweepBonus", &ex);
+            }
+        }
+
+        // The epoch's point on the day's curves.
+        let (mut cap, mut used) = (0u64, 0u64);
+        for p in &self.provs {
+            if p.status == Status::Active {
+                cap += u64::from(p.capacity_mbps);
+                used += u64::from(p.committed_mbps);
+            }
+        }
+        let opened = self.open.len();
+        self.epoch_series.push(report::EpochPoint {
+            epoch: e,
+            hour,
+            demand: activity,
+            utilisation: if cap == 0 { 0.0 } else { used as f64 / cap as f64 },
+            open_sessions: opened as u64,
+            jailed: self.provs.iter().filter(|p| p.status != Status::Active).count() as u64,
+        });
+        Ok(())
+    }
+
+    /// Claims (with a receipt for the delivered bytes) and closes every session ending at `e`
+    /// (all of them if `all`), the provider closing so it settles at once.
+    fn settle_ending(&mut self, e: u64, now: u64, all: bool) -> Result<(), SimError> {
+        let mut i = 0;
+        while i < self.open.len() {
+            if !all && self.open[i].ends > e {
+                i += 1;
+                continue;
+            }
+            let s = self.open.swap_remove(i);
+            let owner = self.provs[s.prov].owner;
+            if s.bytes > 0 {
+                let sid = keccak256(alloy::sol_types::SolValue::abi_encode(&s.terms));
+                let receipt = Receipt { sessionId: sid, cumulativeBytes: s.bytes, timestamp: now };
+                let sig = sign_receipt(&self.clients[s.client].key, &self.dom, &receipt)
+                    .map_err(|e| SimError::Evm(format!("signing a receipt: {e}")))?;
+                let (_, ex) = self.chain.market_send(
+                    owner,
+                    &M::claimCall { t: s.terms.clone(), cumulativeBytes: s.bytes, timestamp: now, signature: Bytes::from(sig.to_vec()) },
+                )?;
+                self.tally("claim", &ex);
+                for log in &ex.logs {
+                    if let Ok(c) = M::SessionClaimed::decode_log_data(&log.data) {
+                        self.money.provider_paid += c.providerAmount;
+                        self.money.fees += c.fee;
+                    }
+                }
+            }
+            let (_, ex) = self.chain.market_send(owner, &M::closeCall { t: s.terms.clone() })?;
+            self.tally("close", &ex);
+            for log in &ex.logs {
+                if let Ok(c) = M::SessionSettled::decode_log_data(&log.data) {
+                    self.money.refunds += c.refund;
+                }
+            }
+            let p = &mut self.provs[s.prov];
+            p.committed_mbps -= p.session_mbps;
+        }
+        Ok(())
+    }
+
+    fn open_sessions(&mut self, e: u64, activity: f64) -> Result<(), SimError> {
+        let d = &self.sc.demand;
+        let want = f64::from(d.sessions_per_epoch_peak) * self.sc.sim.provider_scale * activity;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let mut n = want.floor() as u64;
+        if self.rng.random_bool(want.fract()) {
+            n += 1;
+        }
+        let len = self.epoch_len();
+        for _ in 0..n {
+            // The client compares a few providers with room and takes the cheapest quote.
+            let mut best: Option<(U256, usize)> = None;
+            for _ in 0..d.choices {
+                let i = self.rng.random_range(0..self.provs.len());
+                let p = &self.provs[i];
+                if p.status != Status::Active || p.committed_mbps + p.session_mbps > p.capacity_mbps {
+                    continue;
+                }
+                let q: U256 = self.chain.market_view(&M::quoteCall { providerId: p.id })?;
+                if best.is_none_or(|(bq, _)| q < bq) {
+                    best = Some((q, i));
+                }
+            }
+            let Some((quote, pi)) = best else {
+                self.refused_full += 1;
+                continue;
+            };
+            if quote > self.max_price {
+                self.refused_price += 1;
+                continue;
+            }
+            let ci = self.rng.random_range(0..self.clients.len());
+            let epochs = self.rng.random_range(d.session_epochs.0..=d.session_epochs.1);
+            let usage = self.rng.random_range(d.usage.0..=d.usage.1);
+            let demand_kbps = self.provs[pi].sla_kbps * usage;
+            // Deposit: the session's expected bytes at the quote, plus a fifth.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let bytes = (demand_kbps * 1000.0 / 8.0 * (epochs * len) as f64 * 1.2) as u128;
+            let deposit = (U256::from(bytes) * quote / U256::from(GIB)).max(U256::from(1));
+            let (client, key) = (self.clients[ci].addr, self.clients[ci].key.address());
+            let p = &self.provs[pi];
+            let (id, sla, cap, committed) = (p.id, p.session_mbps, p.capacity_mbps, p.committed_mbps);
+            let (_, ex) = self.chain.market_send(
+                client,
+                &M::openSessionCall { providerId: id, depositAmount: deposit, maxPricePerGiB: self.max_price, sessionKey: key },
+            )?;
+            self.tally("openSession", &ex);
+            let terms = ex
+                .logs
+                .iter()
+                .find_map(|l| M::SessionOpened::decode_log_data(&l.data).ok())
+                .ok_or_else(|| SimError::Evm("openSession without SessionOpened".into()))?
+                .terms;
+            let base = self.provs[pi].base_price_ratio(&terms);
+            self.price_samples.push((f64::from(committed + sla) / f64::from(cap), base));
+            self.money.deposits += U256::from(terms.deposit);
+            self.provs[pi].committed_mbps += sla;
+            self.open.push(Open { terms, prov: pi, client: ci, ends: e + epochs, demand_kbps, bytes: 0 });
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, e: u64, seed: B256, aggregator: usize) -> Result<(), SimError> {
+        let o = &self.sc.oracles;
+        // Quorum as the market computes it, over every registered (active) oracle.
+        let n = self.oracles.len();
+        let quorum = 2 * ((n - 1) / 3) + 1;
+        let honest: Vec<usize> = (0..n).filter(|&i| self.oracles[i].kind == OracleKind::Honest).collect();
+        let liars: Vec<usize> = (0..n).filter(|&i| self.oracles[i].kind == OracleKind::Liar).collect();
+        if honest.len() + liars.len() < quorum {
+            self.unreported_epochs += 1;
+            return Ok(());
+        }
+        // Who signs: a lying aggregator puts every liar in; an honest one takes a random quorum
+        // of whoever answered (it cannot tell a liar).
+        let mut signers: Vec<usize> = if self.oracles[aggregator].kind == OracleKind::Liar {
+            let mut s = liars.clone();
+            let mut h = honest.clone();
+            h.shuffle(&mut self.rng);
+            s.extend(h.into_iter().take(quorum.saturating_sub(liars.len())));
+            s
+        } else {
+            let mut all: Vec<usize> = honest.iter().chain(liars.iter()).copied().collect();
+            all.shuffle(&mut self.rng);
+            all.truncate(quorum);
+            all
+        };
+        signers.sort_by_key(|&i| self.oracles[i].key.address());
+        let liar_count = signers.iter().filter(|&&i| self.oracles[i].kind == OracleKind::Liar).count();
+        self.signers_liars_max = self.signers_liars_max.max(u32::try_from(liar_count).unwrap_or(u32::MAX));
+
+        let count = u32::try_from(self.provs.len()).unwrap_or(u32::MAX);
+        let audited: Vec<usize> = audit::audited_ids(seed, count, self.params.auditProbabilityBps)
+            .into_iter()
+            .map(|id| id as usize - 1)
+            .filter(|&i| self.provs[i].status == Status::Active)
+            .collect();
+        if audited.is_empty() {
+            return Ok(());
+        }
+        let mut providers_bytes = Vec::new();
+        let mut measurements = Vec::with_capacity(audited.len() * 8 * signers.len());
+        let mut signatures = Vec::with_capacity(signers.len());
+        for &si in &signers {
+            let orc = &self.oracles[si];
+            let mut obs = Vec::with_capacity(audited.len());
+            for &pi in &audited {
+                let p = &self.provs[pi];
+                let r: Reading = match orc.kind {
+                    OracleKind::Liar => model::lie(o.lie, p.behaviour != Behaviour::Honest, p.sla_kbps),
+                    _ => model::honest_reading(
+                        &self.truth[pi],
+                        p.sla_kbps,
+                        f64::from(p.max_latency_ms),
+                        orc.path_ms,
+                        o,
+                        &mut self.rng,
+                    ),
+                };
+                obs.push(Observation {
+                    provider: ProviderId(p.id),
+                    throughput: Kbps(r.throughput_kbps),
+                    latency: Millis(r.latency_ms.min(wirepact_proto::observations::MAX_LATENCY_MS)),
+                    reachable: r.reachable,
+                });
+            }
+            let (pb, mb) = encode_observations(&obs).map_err(|e| SimError::Evm(format!("encoding observations: {e}")))?;
+            let sig = sign_observations(
+                &orc.key,
+                &self.dom,
+                &Observations { epoch: e, providers: Bytes::from(pb.clone()), measurements: Bytes::from(mb.clone()) },
+            )
+            .map_err(|e| SimError::Evm(format!("signing observations: {e}")))?;
+            providers_bytes = pb;
+            measurements.extend_from_slice(&mb);
+            signatures.push(Bytes::from(sig.to_vec()));
+        }
+        let agg = self.oracles[aggregator].key.address();
+        let (_, ex) = self.chain.market_send(
+            agg,
+            &M::submitReportCall {
+                epoch: e,
+                providerIds: Bytes::from(providers_bytes),
+                measurements: Bytes::from(measurements),
+                signatures,
+            },
+        )?;
+        self.tally("submitReport", &ex);
+        self.reported_epochs += 1;
+        self.absorb_report(e, &audited, &ex.logs)
+    }
+
+    fn absorb_report(&mut self, e: u64, audited: &[usize], logs: &[Log]) -> Result<(), SimError> {
+        let r = u64::from(self.params.rewardPeriodEpochs);
+        for log in logs {
+            if let Ok(acc) = M::ReportAccepted::decode_log_data(&log.data) {
+                if acc.verdicts.len() != audited.len() {
+                    return Err(SimError::Evm("a report's verdicts do not match its providers".into()));
+                }
+                for (k, &pi) in audited.iter().enumerate() {
+                    let v = acc.verdicts[k];
+                    let p = &mut self.provs[pi];
+                    p.audits += 1;
+                    let violation = v.bit(1);
+                    if violation {
+                        p.violations += 1;
+                    }
+                    if p.period != e / r {
+                        p.period = e / r;
+                        p.period_epochs.clear();
+                    }
+                    p.period_epochs.push(e);
+                    if p.behaviour == Behaviour::Honest {
+                        let thr: u64 = (v >> 32usize).as_limbs()[0] & 0xffff_ffff;
+                        let lat: u64 = (v >> 8usize).as_limbs()[0] & 0xff_ff_ff;
+                        self.honest_samples.push(VerdictSample {
+                            throughput_ratio: thr as f64 / p.sla_kbps,
+                            latency_margin_ms: f64::from(p.max_latency_ms) + f64::from(self.params.latencyToleranceMs)
+                                - lat as f64,
+                            reachable: v.bit(0),
+                            violation,
+                        });
+                    }
+                }
+            } else if let Ok(s) = M::ProviderSlashed::decode_log_data(&log.data) {
+                let p = &mut self.provs[s.providerId as usize - 1];
+                p.slashes += 1;
+                if p.first_slash_audit.is_none() {
+                    p.first_slash_audit = Some(p.audits + 1);
+                }
+                p.status = Status::Jailed { until: u64::from(s.jailedUntilEpoch) };
+                p.period_epochs.clear();
+                self.money.slashed += s.amount;
+                self.money.slashed_to_oracles += s.toOracles;
+            } else if let Ok(rw) = M::OracleRewarded::decode_log_data(&log.data) {
+                self.money.oracle_rewards += rw.amount;
+            }
+        }
+        // A slash is logged before the report's verdicts: fix the audit index of first slashes
+        // recorded in this report (the slashing audit is this one).
+        for &pi in audited {
+            let p = &mut self.provs[pi];
+            if p.first_slash_audit == Some(p.audits + 1) && matches!(p.status, Status::Jailed { .. }) {
+                p.first_slash_audit = Some(p.audits);
+            }
+        }
+        Ok(())
+    }
+
+    fn claim_bonuses(&mut self, period: u64) -> Result<(), SimError> {
+        let period32 = u32::try_from(period).unwrap_or(u32::MAX);
+        for i in 0..self.provs.len() {
+            let p = &self.provs[i];
+            if p.status != Status::Active || p.period != period || p.period_epochs.is_empty() {
+                continue;
+            }
+            let call = M::claimBonusCall { providerId: p.id, period: period32, epochs: p.period_epochs.clone() };
+            let owner = p.owner;
+            let data = alloy::sol_types::SolCall::abi_encode(&call);
+            if self.chain.dry_run(owner, self.chain.market, data.clone()).is_err() {
+                self.money.bonus_refused += 1;
+                continue;
+            }
+            let ex = self.chain.send(owner, self.chain.market, data)?;
+            self.tally("claimBonus", &ex);
+            for log in &ex.logs {
+                if let Ok(b) = M::BonusClaimed::decode_log_data(&log.data) {
+                    self.money.bonus += b.amount;
+                    self.money.bonus_claims += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, started: Instant) -> Result<Report, SimError> {
+        let end = START + 1 + self.sc.sim.epochs * self.epoch_len();
+        self.next_block(end);
+        self.settle_ending(u64::MAX, end, true)?;
+        let conservation = self.conservation()?;
+        let seconds = started.elapsed().as_secs_f64();
+        let groups = self.group_stats();
+        Ok(report::build(report::Inputs {
+            scenario: self.sc,
+            params: &self.params,
+            wall_seconds: seconds,
+            providers: u32::try_from(self.provs.len()).unwrap_or(u32::MAX),
+            oracles: u32::try_from(self.oracles.len()).unwrap_or(u32::MAX),
+            groups,
+            gas: self.gas,
+            money: self.money,
+            reported_epochs: self.reported_epochs,
+            unreported_epochs: self.unreported_epochs,
+            sessions_refused_price: self.refused_price,
+            sessions_refused_full: self.refused_full,
+            price_samples: self.price_samples,
+            epoch_series: self.epoch_series,
+            honest_samples: self.honest_samples,
+            conservation,
+            max_liars_in_a_report: self.signers_liars_max,
+        }))
+    }
+
+    fn group_stats(&self) -> Vec<GroupStats> {
+        let sc = self.sc;
+        sc.providers
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| {
+                let ps: Vec<&Prov> = self.provs.iter().filter(|p| p.group == gi).collect();
+                let cap = f64::from(g.capacity_mbps);
+                let true_cap = match g.behaviour {
+                    Behaviour::Honest | Behaviour::Throttling { .. } => cap,
+                    Behaviour::Underdeliver { fraction } => cap * fraction,
+                    Behaviour::Oversold { peak_free } => cap * peak_free,
+                    Behaviour::Flaky { availability } => cap * availability,
+                    Behaviour::Offline => 0.0,
+                };
+                GroupStats {
+                    name: g.name.clone(),
+                    behaviour: g.behaviour,
+                    providers: ps.len() as u64,
+                    audits: ps.iter().map(|p| u64::from(p.audits)).sum(),
+                    violations: ps.iter().map(|p| u64::from(p.violations)).sum(),
+                    slashed: ps.iter().filter(|p| p.slashes > 0).count() as u64,
+                    slashes: ps.iter().map(|p| u64::from(p.slashes)).sum(),
+                    with_three_audits: ps.iter().filter(|p| p.audits >= 3 || p.first_slash_audit.is_some()).count()
+                        as u64,
+                    slashed_within_three_audits: ps
+                        .iter()
+                        .filter(|p| p.first_slash_audit.is_some_and(|a| a <= 3))
+                        .count() as u64,
+                    audits_to_slash: ps.iter().filter_map(|p| p.first_slash_audit).collect(),
+                    declared_mbps: cap * ps.len() as f64,
+                    true_mbps: true_cap * ps.len() as f64,
+                    declared_mbps_active_at_end: cap
+                        * ps.iter().filter(|p| p.status == Status::Active).count() as f64,
+                    true_mbps_active_at_end: true_cap
+                        * ps.iter().filter(|p| p.status == Status::Active).count() as f64,
+                }
+            })
+            .collect()
+    }
+
+    /// The market's token balance against everything it owes, from its own views, and the
+    /// test token's supply against every holder: both must match to the wei.
+    fn conservation(&mut self) -> Result<report::Conservation, SimError> {
+        let market = self.chain.market;
+        let held: U256 = self.chain.token_view(&TestToken::balanceOfCall { account: market })?;
+        let mut owed = U256::ZERO;
+        let mut wallets = U256::ZERO;
+        let mut accounts: Vec<Address> = self.provs.iter().map(|p| p.owner).collect();
+        accounts.extend(self.oracles.iter().map(|o| o.key.address()));
+        accounts.extend(self.clients.iter().map(|c| c.addr));
+        for &a in &accounts {
+            owed += self.chain.market_view(&M::balanceOfCall { account: a })?;
+            wallets += self.chain.token_view(&TestToken::balanceOfCall { account: a })?;
+        }
+        for p in 0..self.provs.len() {
+            let v = self.chain.market_view(&M::providerCall { providerId: self.provs[p].id })?;
+            owed += U256::from(v.stake) + U256::from(v.unbonding);
+        }
+        for o in 0..self.oracles.len() {
+            let v = self.chain.market_view(&M::oracleCall { account: self.oracles[o].key.address() })?;
+            owed += U256::from(v.stake);
+        }
+        let pool: U256 = self.chain.market_view(&M::rewardPoolCall {})?;
+        owed += pool;
+        let periods = self.sc.sim.epochs / u64::from(self.params.rewardPeriodEpochs) + 1;
+        for period in 0..periods {
+            let pot = self.chain.market_view(&M::bonusPotCall { period: u32::try_from(period).unwrap_or(u32::MAX) })?;
+            owed += U256::from(pot.remaining);
+        }
+        let supply: U256 = self.chain.token_view(&TestToken::totalSupplyCall {})?;
+        Ok(report::Conservation {
+            market_holds: held.to_string(),
+            market_owes: owed.to_string(),
+            minted: self.minted.to_string(),
+            supply: supply.to_string(),
+            wallets_plus_market: (wallets + held).to_string(),
+            balanced: held == owed && supply == self.minted && wallets + held == supply && self.open.is_empty(),
+            reward_pool: pool.to_string(),
+        })
+    }
+}
+
+impl Prov {
+    /// A session's price over the provider's base price.
+    fn base_price_ratio(&self, t: &SessionTerms) -> f64 {
+        t.pricePerGiB.to::<u128>() as f64 / self.base_price as f64
+    }
+}
