@@ -10,6 +10,8 @@ pub mod wallet;
 pub use anvil::{find_anvil, Devnet};
 pub use bindings::{TestToken, WirepactMarket};
 pub use error::{ChainError, MarketRevert};
-pub use market::{default_params, devnet_params, to_u96, AlloyMarket, Market, OpenedSession, ProviderInfo, ReportSubmission};
+pub use market::{
+    default_params, devnet_params, to_u96, AlloyMarket, Market, OpenedSession, ProviderInfo, ReportSubmission,
+};
 pub use sender::{SendPolicy, TxSender};
 pub use wallet::{load_keystore, PasswordSource, WalletError};

@@ -104,9 +104,13 @@ enum Cmd {
         /// Settlement token (an ERC-20). Without it a test token is deployed (devnets only).
         #[arg(long)]
         token: Option<Address>,
-        /// Epoch length in seconds.
-        #[arg(long, default_value_t = 3600)]
-        epoch_seconds: u64,
+        /// Epoch length in seconds (default: 600, or 3600 with --devnet-params).
+        #[arg(long)]
+        epoch_seconds: Option<u64>,
+        /// Deploy with the devnet parameters (every provider audited every epoch, 2-of-4
+        /// violations slash, small stakes) instead of the defaults tuned with `wirepact sim`.
+        #[arg(long)]
+        devnet_params: bool,
         /// Write the deployment (chain id, market, token) as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -374,13 +378,15 @@ async fn run(cmd: Cmd) -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Cmd::Deploy { rpc_url, token, epoch_seconds, out, key } => {
+        Cmd::Deploy { rpc_url, token, epoch_seconds, devnet_params: devnet, out, key } => {
             let signer = key.signer()?;
-            if epoch_seconds == 0 {
-                bail!("--epoch-seconds must be at least 1");
+            let mut params = if devnet { devnet_params() } else { wirepact_chain::default_params() };
+            if let Some(secs) = epoch_seconds {
+                if secs == 0 {
+                    bail!("--epoch-seconds must be at least 1");
+                }
+                params.epochLength = secs;
             }
-            let mut params = devnet_params();
-            params.epochLength = epoch_seconds;
             eprintln!("deploying from {} to {rpc_url} ...", signer.address());
             let m = with_spinner(
                 "deploying (waiting for confirmations)",
@@ -473,7 +479,7 @@ async fn run(cmd: Cmd) -> Result<()> {
 fn run_sim(path: &std::path::Path, out: &std::path::Path, scale: Option<f64>, epochs: Option<u64>) -> Result<()> {
     let mut sc = wirepact_sim::Scenario::load(path)?;
     if let Some(s) = scale {
-        if !(s > 0.0) {
+        if s.is_nan() || s <= 0.0 {
             bail!("--scale must be positive");
         }
         sc.sim.provider_scale *= s;

@@ -152,12 +152,10 @@ fn executed(r: ExecutionResult) -> Result<Executed, SimError> {
 
 fn describe(r: &ExecutionResult) -> String {
     match r {
-        ExecutionResult::Revert { output, .. } => {
-            match WirepactMarket::WirepactMarketErrors::abi_decode(output) {
-                Ok(e) => format!("{e:?}"),
-                Err(_) => format!("reverted with 0x{}", alloy::primitives::hex::encode(output)),
-            }
-        }
+        ExecutionResult::Revert { output, .. } => match WirepactMarket::WirepactMarketErrors::abi_decode(output) {
+            Ok(e) => format!("{e:?}"),
+            Err(_) => format!("reverted with 0x{}", alloy::primitives::hex::encode(output)),
+        },
         ExecutionResult::Halt { reason, .. } => format!("halted: {reason:?}"),
         ExecutionResult::Success { .. } => "succeeded without the expected output".into(),
     }

@@ -209,7 +209,7 @@ mod tests {
             }
         }
         assert!(honest_low <= 2, "{honest_low} honest readings under 90% of the SLA");
-        assert_eq!(cheat_high, 0);
+        assert!(cheat_high <= 2, "{cheat_high} readings of an 80% provider at 90% of the SLA or more");
     }
 
     #[test]

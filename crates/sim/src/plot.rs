@@ -67,15 +67,15 @@ pub fn write_svg(r: &Report, path: &std::path::Path) -> Result<(), SimError> {
             .map_err(err)?;
         c.configure_mesh().x_desc("utilisation after the session").y_desc("price / base price").draw().map_err(err)?;
         c.draw_series(LineSeries::new(
-            r.price_vs_utilisation.iter().map(|p| ((p.utilisation_from + p.utilisation_to) / 2.0, p.mean_price_over_base)),
+            r.price_vs_utilisation
+                .iter()
+                .map(|p| ((p.utilisation_from + p.utilisation_to) / 2.0, p.mean_price_over_base)),
             &BLUE,
         ))
         .map_err(err)?;
-        c.draw_series(
-            r.price_vs_utilisation
-                .iter()
-                .map(|p| Circle::new(((p.utilisation_from + p.utilisation_to) / 2.0, p.mean_price_over_base), 3, BLUE.filled())),
-        )
+        c.draw_series(r.price_vs_utilisation.iter().map(|p| {
+            Circle::new(((p.utilisation_from + p.utilisation_to) / 2.0, p.mean_price_over_base), 3, BLUE.filled())
+        }))
         .map_err(err)?;
     }
 

@@ -352,10 +352,8 @@ pub(crate) fn build(inp: Inputs<'_>) -> Report {
     };
 
     let inflation = |declared: f64, truth: f64| if truth > 0.0 { declared / truth } else { f64::INFINITY };
-    let capacity_inflation_start = inflation(
-        inp.groups.iter().map(|g| g.declared_mbps).sum(),
-        inp.groups.iter().map(|g| g.true_mbps).sum(),
-    );
+    let capacity_inflation_start =
+        inflation(inp.groups.iter().map(|g| g.declared_mbps).sum(), inp.groups.iter().map(|g| g.true_mbps).sum());
     let capacity_inflation_end = inflation(
         inp.groups.iter().map(|g| g.declared_mbps_active_at_end).sum(),
         inp.groups.iter().map(|g| g.true_mbps_active_at_end).sum(),
@@ -375,7 +373,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> Report {
         .collect();
     let gas_per_day_total = gas.iter().map(|g| g.per_day).sum();
 
-    let mut buckets = vec![(0u64, 0.0f64); 10];
+    let mut buckets = [(0u64, 0.0f64); 10];
     for &(u, r) in &inp.price_samples {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let b = ((u * 10.0).ceil() as usize).clamp(1, 10) - 1;

@@ -135,7 +135,8 @@ impl<'a> Sim<'a> {
         let mut chain = Chain::deploy(params.clone(), START)?;
         let dom = domain(CHAIN_ID, chain.market);
         let mut rng = StdRng::seed_from_u64(sc.sim.seed);
-        let max_price = parse_tokens(&sc.demand.max_price).map_err(|e| SimError::Scenario(format!("demand.max_price: {e}")))?;
+        let max_price =
+            parse_tokens(&sc.demand.max_price).map_err(|e| SimError::Scenario(format!("demand.max_price: {e}")))?;
         let mut sim = Self {
             sc,
             params,
@@ -201,7 +202,8 @@ impl<'a> Sim<'a> {
             let price96 = wirepact_chain::to_u96(price)
                 .ok_or_else(|| SimError::Scenario(format!("group {}: base_price too large", g.name)))?;
             for _ in 0..sc.scaled(g.count) {
-                let n = u32::try_from(self.provs.len() + 1).map_err(|_| SimError::Scenario("too many providers".into()))?;
+                let n =
+                    u32::try_from(self.provs.len() + 1).map_err(|_| SimError::Scenario("too many providers".into()))?;
                 let owner = Address::from_word(keccak256([b"provider".as_slice(), &n.to_be_bytes()].concat()));
                 let min: U256 = self.chain.market_view(&M::minProviderStakeCall { capacityMbps: g.capacity_mbps })?;
                 let stake = min * U256::from(2);
@@ -250,8 +252,10 @@ impl<'a> Sim<'a> {
         let o = &sc.oracles;
         let stake = U256::from(self.params.minOracleStake);
         for i in 0..o.count {
-            let key = PrivateKeySigner::from_bytes(&keccak256([b"oracle".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat()))
-                .map_err(|e| SimError::Evm(format!("oracle key: {e}")))?;
+            let key = PrivateKeySigner::from_bytes(&keccak256(
+                [b"oracle".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat(),
+            ))
+            .map_err(|e| SimError::Evm(format!("oracle key: {e}")))?;
             let kind = if i < o.liars {
                 OracleKind::Liar
             } else if i < o.liars + o.offline {
@@ -271,11 +275,17 @@ impl<'a> Sim<'a> {
         // Clients: one deposit each, big enough for the whole run.
         let budget = U256::from(10u128.pow(24));
         for i in 0..sc.demand.clients {
-            let key = PrivateKeySigner::from_bytes(&keccak256([b"client".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat()))
-                .map_err(|e| SimError::Evm(format!("client key: {e}")))?;
+            let key = PrivateKeySigner::from_bytes(&keccak256(
+                [b"client".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat(),
+            ))
+            .map_err(|e| SimError::Evm(format!("client key: {e}")))?;
             let addr = Address::from_word(keccak256([b"client-wallet".as_slice(), &i.to_be_bytes()].concat()));
             self.mint(addr, budget, true)?;
-            let e = self.chain.send(addr, self.chain.market, alloy::sol_types::SolCall::abi_encode(&M::depositCall { amount: budget }))?;
+            let e = self.chain.send(
+                addr,
+                self.chain.market,
+                alloy::sol_types::SolCall::abi_encode(&M::depositCall { amount: budget }),
+            )?;
             self.tally("setup: deposit", &e);
             self.clients.push(Client { addr, key });
         }
@@ -342,14 +352,10 @@ impl<'a> Sim<'a> {
         self.next_block(t0 + 10);
         self.open_sessions(e, activity)?;
 
-        // The report.
-        self.next_block(t0 + len / 2);
-        self.report(e, seed, aggregator)?;
-
         // Bonus: at the first epoch of a period, claims for the one that ended; sweep the one before.
         let r = u64::from(self.params.rewardPeriodEpochs);
         if e > 0 && e % r == 0 {
-            self.next_block(t0 + len / 2 + 10);
+            self.next_block(t0 + 20);
             self.claim_bonuses(e / r - 1)?;
             if e / r >= 2 {
                 let period = u32::try_from(e / r - 2).unwrap_or(u32::MAX);
@@ -357,6 +363,10 @@ impl<'a> Sim<'a> {
                 self.tally("sweepBonus", &ex);
             }
         }
+
+        // The report.
+        self.next_block(t0 + len / 2);
+        self.report(e, seed, aggregator)?;
 
         // The epoch's point on the day's curves.
         let (mut cap, mut used) = (0u64, 0u64);
@@ -396,7 +406,12 @@ impl<'a> Sim<'a> {
                     .map_err(|e| SimError::Evm(format!("signing a receipt: {e}")))?;
                 let (_, ex) = self.chain.market_send(
                     owner,
-                    &M::claimCall { t: s.terms.clone(), cumulativeBytes: s.bytes, timestamp: now, signature: Bytes::from(sig.to_vec()) },
+                    &M::claimCall {
+                        t: s.terms.clone(),
+                        cumulativeBytes: s.bytes,
+                        timestamp: now,
+                        signature: Bytes::from(sig.to_vec()),
+                    },
                 )?;
                 self.tally("claim", &ex);
                 for log in &ex.logs {
@@ -463,7 +478,12 @@ impl<'a> Sim<'a> {
             let (id, sla, cap, committed) = (p.id, p.session_mbps, p.capacity_mbps, p.committed_mbps);
             let (_, ex) = self.chain.market_send(
                 client,
-                &M::openSessionCall { providerId: id, depositAmount: deposit, maxPricePerGiB: self.max_price, sessionKey: key },
+                &M::openSessionCall {
+                    providerId: id,
+                    depositAmount: deposit,
+                    maxPricePerGiB: self.max_price,
+                    sessionKey: key,
+                },
             )?;
             self.tally("openSession", &ex);
             let terms = ex
@@ -545,7 +565,8 @@ impl<'a> Sim<'a> {
                     reachable: r.reachable,
                 });
             }
-            let (pb, mb) = encode_observations(&obs).map_err(|e| SimError::Evm(format!("encoding observations: {e}")))?;
+            let (pb, mb) =
+                encode_observations(&obs).map_err(|e| SimError::Evm(format!("encoding observations: {e}")))?;
             let sig = sign_observations(
                 &orc.key,
                 &self.dom,
@@ -714,10 +735,8 @@ impl<'a> Sim<'a> {
                     audits_to_slash: ps.iter().filter_map(|p| p.first_slash_audit).collect(),
                     declared_mbps: cap * ps.len() as f64,
                     true_mbps: true_cap * ps.len() as f64,
-                    declared_mbps_active_at_end: cap
-                        * ps.iter().filter(|p| p.status == Status::Active).count() as f64,
-                    true_mbps_active_at_end: true_cap
-                        * ps.iter().filter(|p| p.status == Status::Active).count() as f64,
+                    declared_mbps_active_at_end: cap * ps.iter().filter(|p| p.status == Status::Active).count() as f64,
+                    true_mbps_active_at_end: true_cap * ps.iter().filter(|p| p.status == Status::Active).count() as f64,
                 }
             })
             .collect()

@@ -219,7 +219,7 @@ impl Scenario {
         if self.sim.epochs == 0 {
             return bad("sim.epochs must be at least 1".into());
         }
-        if !(self.sim.provider_scale > 0.0) {
+        if self.sim.provider_scale.is_nan() || self.sim.provider_scale <= 0.0 {
             return bad("sim.provider_scale must be positive".into());
         }
         for g in &self.providers {
@@ -249,7 +249,8 @@ impl Scenario {
         if d.clients == 0 || d.choices == 0 || d.session_epochs.0 == 0 || d.session_epochs.0 > d.session_epochs.1 {
             return bad("demand: clients and choices must be positive, session_epochs a range of >= 1".into());
         }
-        if !(0.0..=1.0).contains(&d.trough) || !(d.usage.0 > 0.0 && d.usage.0 <= d.usage.1 && d.usage.1 <= 1.0) {
+        let usage_ok = d.usage.0 > 0.0 && d.usage.0 <= d.usage.1 && d.usage.1 <= 1.0;
+        if !((0.0..=1.0).contains(&d.trough) && usage_ok) {
             return bad("demand: trough within 0..=1, usage a range within (0, 1]".into());
         }
         Ok(())
@@ -270,7 +271,8 @@ mod tests {
 
     #[test]
     fn a_minimal_file_gets_the_defaults() {
-        let s = Scenario::parse("[[providers]]\nname = \"h\"\ncount = 3\nbehaviour = { kind = \"honest\" }\n").unwrap();
+        let s = Scenario::parse("[[providers]]\nname = \"h\"\ncount = 3\nbehaviour = { kind = \"honest\" }\n")
+            .expect("parses");
         assert_eq!(s.sim.epochs, 144);
         assert_eq!(s.oracles.count, 31);
         assert_eq!(s.providers[0].session_mbps, 50);
@@ -279,19 +281,19 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let e = Scenario::parse("[[providers]]\nname = \"h\"\ncount = 3\nbehaviour = { kind = \"honset\" }\n")
-            .unwrap_err()
+            .expect_err("refused")
             .to_string();
         assert!(e.contains("honset"), "{e}");
         let e = Scenario::parse(
             "[oracles]\ncount = 3\n[[providers]]\nname = \"h\"\ncount = 3\nbehaviour = { kind = \"honest\" }\n",
         )
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
         assert!(e.contains("at least 4 oracles"), "{e}");
         let e = Scenario::parse(
             "[[providers]]\nname = \"u\"\ncount = 3\nbehaviour = { kind = \"underdeliver\", fraction = 1.5 }\n",
         )
-        .unwrap_err()
+        .expect_err("refused")
         .to_string();
         assert!(e.contains("group u"), "{e}");
     }
