@@ -19,7 +19,8 @@ type Ctx = Context<BlockEnv, TxEnv, CfgEnv, CacheDB<EmptyDB>, Journal<CacheDB<Em
 
 /// The chain id the simulated market's EIP-712 domain is bound to.
 pub const CHAIN_ID: u64 = 31_337;
-const GAS_LIMIT: u64 = 1_000_000_000;
+/// Far above any real block: at 100k providers one report needs ~1e9 gas (see the README).
+const GAS_LIMIT: u64 = 30_000_000_000;
 
 /// A transaction's effect.
 #[derive(Debug)]
