@@ -381,6 +381,8 @@ sink_listen = "127.0.0.1:0"
 probe_deposit = "1"
 probe_window_pct = 20
 fallback_pct = 30
+# Devnet epochs are seconds long: no second probe of a suspect provider.
+confirm_suspects = false
 "#,
         dir.display()
     )

@@ -53,12 +53,22 @@ pub struct OracleConfig {
     /// A non-leader submits if the epoch is still unreported this far into the next one (0-100).
     #[serde(default = "default_fallback_pct")]
     pub fallback_pct: u64,
+    /// Probe a provider a second time when the first probe looks like a violation (unreachable,
+    /// or under the SLA rate) and report the better reading, so that one bad moment on this
+    /// oracle's own path never becomes a violation. The simulator shows why it matters
+    /// (`scenarios/liars.toml`): with f colluding oracles in a report, one honest oracle's bad
+    /// reading would otherwise decide the median. Costs one more probe per suspect provider.
+    #[serde(default = "default_true")]
+    pub confirm_suspects: bool,
     /// Test knob: report the opposite of what was measured (0 for a provider that delivered,
     /// full speed for one that did not). For tests and the devnet only.
     #[serde(default)]
     pub lie: bool,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_probe_deposit() -> String {
     "1".into()
 }
@@ -254,7 +264,15 @@ impl Ctx {
         let mut measured = Vec::new();
         let mut obs = Vec::new();
         for t in &targets {
-            let m = self.probe_one(t).await;
+            let mut m = self.probe_one(t).await;
+            if self.cfg.confirm_suspects && m.looks_like_violation(t.sla_kbps) {
+                tracing::info!(
+                    epoch,
+                    provider = t.id,
+                    "the probe looks like a violation; confirming with a second one"
+                );
+                m = m.better(self.probe_one(t).await);
+            }
             let (mut thr, lat) = (m.throughput_kbps, m.latency_us.div_ceil(1000));
             if self.cfg.lie {
                 thr = if thr >= t.sla_kbps * 9 / 10 { 0 } else { t.sla_kbps * 2 };

@@ -65,6 +65,54 @@ impl Measurement {
     pub fn unreachable() -> Self {
         Self { reachable: false, latency_us: 0, throughput_kbps: 0, bytes: 0, seconds: 0.0 }
     }
+
+    /// Unreachable, or under the SLA rate (no tolerance: an oracle is careful on its own).
+    #[must_use]
+    pub fn looks_like_violation(&self, sla_kbps: u64) -> bool {
+        !self.reachable || self.throughput_kbps < sla_kbps
+    }
+
+    /// The better of two probes of the same provider: a reachable one over an unreachable
+    /// one, else the higher throughput and the lower latency.
+    #[must_use]
+    pub fn better(self, other: Self) -> Self {
+        match (self.reachable, other.reachable) {
+            (false, _) => other,
+            (_, false) => self,
+            _ => Self {
+                reachable: true,
+                latency_us: self.latency_us.min(other.latency_us),
+                throughput_kbps: self.throughput_kbps.max(other.throughput_kbps),
+                bytes: self.bytes + other.bytes,
+                seconds: self.seconds + other.seconds,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod confirm_tests {
+    use super::Measurement;
+
+    fn m(kbps: u64, lat: u64) -> Measurement {
+        Measurement { reachable: true, latency_us: lat, throughput_kbps: kbps, bytes: 10, seconds: 1.0 }
+    }
+
+    #[test]
+    fn only_unreachable_or_slow_probes_are_confirmed() {
+        assert!(Measurement::unreachable().looks_like_violation(20_000));
+        assert!(m(19_999, 5_000).looks_like_violation(20_000));
+        assert!(!m(20_000, 5_000).looks_like_violation(20_000));
+    }
+
+    #[test]
+    fn the_better_reading_wins_and_a_dead_provider_stays_dead() {
+        let b = m(10_000, 9_000).better(m(21_000, 7_000));
+        assert_eq!((b.throughput_kbps, b.latency_us, b.reachable), (21_000, 7_000, true));
+        assert_eq!(Measurement::unreachable().better(m(21_000, 7_000)).throughput_kbps, 21_000);
+        assert_eq!(m(21_000, 7_000).better(Measurement::unreachable()).throughput_kbps, 21_000);
+        assert!(!Measurement::unreachable().better(Measurement::unreachable()).reachable);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -139,9 +139,9 @@ pub struct OracleSection {
     /// Share of probes of a reachable provider that fail on the oracle's side.
     pub probe_failure: f64,
     /// Honest oracles probe a provider again when the first probe looks like a violation and
-    /// report the better of the two. The oracle daemon does not yet; `scenarios/liars.toml`
-    /// shows why it should (without it, colluding liars plus one honest oracle's bad reading
-    /// make the median).
+    /// report the better of the two, as the oracle daemon does (`confirm_suspects`);
+    /// `scenarios/liars.toml` shows why (without it, colluding liars plus one honest oracle's
+    /// bad reading make the median).
     pub confirm_suspects: bool,
 }
 
