@@ -322,13 +322,19 @@ impl<'a> Sim<'a> {
             })
             .collect();
 
-        // Jail over: unjail (an offline provider never comes back).
+        // Jail over: unjail (an offline provider never comes back; one whose stake was slashed
+        // under the minimum stays out, as the market refuses it).
         self.next_block(t0 + 2);
         for i in 0..self.provs.len() {
             if let Status::Jailed { until } = self.provs[i].status {
                 if e >= until && self.provs[i].behaviour != Behaviour::Offline {
                     let (id, owner) = (self.provs[i].id, self.provs[i].owner);
-                    let (_, ex) = self.chain.market_send(owner, &M::unjailCall { providerId: id })?;
+                    let data = alloy::sol_types::SolCall::abi_encode(&M::unjailCall { providerId: id });
+                    if self.chain.dry_run(owner, self.chain.market, data.clone()).is_err() {
+                        self.provs[i].status = Status::Jailed { until: u64::MAX };
+                        continue;
+                    }
+                    let ex = self.chain.send(owner, self.chain.market, data)?;
                     self.tally("unjail", &ex);
                     self.provs[i].status = Status::Active;
                 }
