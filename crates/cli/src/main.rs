@@ -130,6 +130,12 @@ enum Cmd {
         max_price: Option<String>,
         #[arg(long)]
         region: Option<String>,
+        /// Do not measure the handshake to each candidate (rank by price and record only).
+        #[arg(long)]
+        no_measure: bool,
+        /// TLS server name (SNI) for the measuring handshakes.
+        #[arg(long, default_value = "www.example.com")]
+        server_name: String,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -401,27 +407,43 @@ async fn run(cmd: Cmd) -> Result<()> {
             println!("{dep}");
             Ok(())
         }
-        Cmd::Providers { rpc_url, market, min_mbps, max_price, region, json } => {
+        Cmd::Providers { rpc_url, market, min_mbps, max_price, region, no_measure, server_name, json } => {
             let m = read_only(&rpc_url, market).await?;
-            let all = candidates(&m).await?;
+            let mut all = candidates(&m).await?;
             let req = wirepact_client::Requirements {
                 min_mbps,
                 max_latency_ms: None,
                 max_price: max_price.as_deref().map(wirepact_proto::parse_tokens).transpose()?,
                 region,
             };
+            if !no_measure {
+                wirepact_client::measure_handshakes(
+                    &mut all,
+                    &req,
+                    &server_name,
+                    wirepact_client::MEASURE_DEADLINE,
+                    wirepact_client::MEASURE_AT_MOST,
+                )
+                .await;
+            }
             let ranked = rank(&all, &req);
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ranked": ranked, "all": all }))?);
                 return Ok(());
             }
+            let cheapest = ranked.iter().map(|c| c.quote).min().unwrap_or_default();
             println!(
-                "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5}  region",
-                "id", "endpoint", "Mbit/s", "headroom", "lat ms", "price/GiB", "viol"
+                "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5} {:>9} {:>7}  region",
+                "id", "endpoint", "Mbit/s", "headroom", "SLA ms", "price/GiB", "viol", "hshake ms", "cost"
             );
             for c in &ranked {
+                #[allow(clippy::cast_precision_loss)] // display only
+                let (hs, cost) = (
+                    c.handshake_us.map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0)),
+                    wirepact_client::cost(c, cheapest) as f64 / 1e6,
+                );
                 println!(
-                    "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5}  {}",
+                    "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5} {:>9} {:>7.3}  {}",
                     c.id,
                     c.endpoint,
                     c.session_mbps,
@@ -429,9 +451,12 @@ async fn run(cmd: Cmd) -> Result<()> {
                     c.max_latency_ms,
                     format_tokens(c.quote),
                     c.violations,
+                    hs,
+                    cost,
                     c.region
                 );
             }
+            println!("cost = price/cheapest x (1 + violations) x (1 + handshake/100 ms); lowest first");
             let excluded = all.len() - ranked.len();
             if excluded > 0 {
                 println!("({excluded} provider(s) do not meet the requirements; --json shows all)");

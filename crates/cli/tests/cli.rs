@@ -278,3 +278,227 @@ mod restart {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// The client's own SLA watch: a provider whose round trips stay over its promise is left for
+/// the standby, and so is one that stops answering (SIGSTOP: the connection stays up, nothing
+/// resets it). Both sessions are closed on chain; new connections flow through the third.
+mod sla_watch {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::process::{Child, Stdio};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use wirepact_chain::bindings::session_status;
+    use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
+    use wirepact_proto::SessionId;
+
+    use super::*;
+
+    fn tokens(n: u64) -> U256 {
+        U256::from(n) * U256::from(10u64).pow(U256::from(18))
+    }
+
+    async fn origin() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_ok() {
+                        let _ = s.write_all(b"served").await;
+                    }
+                });
+            }
+        });
+        a
+    }
+
+    /// One SOCKS5 request through the client to `origin`; true if the origin answered.
+    async fn request(proxy: SocketAddr, origin: SocketAddr) -> bool {
+        let work = async {
+            let mut s = TcpStream::connect(proxy).await.ok()?;
+            let std::net::IpAddr::V4(ip) = origin.ip() else { return None };
+            s.write_all(&[5, 1, 0]).await.ok()?;
+            let mut r = [0u8; 2];
+            s.read_exact(&mut r).await.ok()?;
+            let mut req = vec![5, 1, 0, 1];
+            req.extend_from_slice(&ip.octets());
+            req.extend_from_slice(&origin.port().to_be_bytes());
+            s.write_all(&req).await.ok()?;
+            let mut rep = [0u8; 10];
+            s.read_exact(&mut rep).await.ok()?;
+            (rep[1] == 0).then_some(())?;
+            s.write_all(&[1]).await.ok()?;
+            let mut body = [0u8; 6];
+            s.read_exact(&mut body).await.ok()?;
+            (&body == b"served").then_some(())
+        };
+        matches!(tokio::time::timeout(Duration::from_secs(2), work).await, Ok(Some(())))
+    }
+
+    fn spawn_node(dir: &Path, key: &str, extra: &[&str]) -> Child {
+        let ready = dir.join("ready.json");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["node", "--exit-with-stdin", "--config"])
+            .arg(dir.join("node.toml"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("WIREPACT_PRIVATE_KEY", key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("node.log")).expect("log"))
+            .spawn()
+            .expect("spawn node");
+        let t = Instant::now();
+        while !ready.exists() {
+            assert!(child.try_wait().expect("wait").is_none(), "node exited: see {}", dir.display());
+            assert!(t.elapsed() < Duration::from_secs(60), "node not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    /// Waits (bounded) for `cond`, failing with the client's last log lines.
+    async fn wait_for(what: &str, log: &Mutex<Vec<String>>, mut cond: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !cond() {
+            assert!(
+                t.elapsed() < Duration::from_secs(40),
+                "{what} did not happen; client log: {:?}",
+                log.lock().map(|l| l.iter().rev().take(10).cloned().collect::<Vec<_>>())
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_and_then_a_hung_provider_are_left_for_the_next() {
+        let dir = std::env::temp_dir().join(format!("wirepact-sla-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let devnet = Devnet::start().expect("anvil (make tools)");
+        let rpc = devnet.endpoint();
+        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
+        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
+            .await
+            .expect("deploy");
+        for i in 1..=4 {
+            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
+        }
+        let market = m.address().to_string();
+        // Provider 1 is the cheapest but holds every answer back 300 ms (promise: 80 ms + 20).
+        let mut nodes = Vec::new();
+        for i in 1..=3usize {
+            let d = dir.join(format!("node{i}"));
+            std::fs::create_dir_all(&d).expect("dir");
+            std::fs::write(
+                d.join("node.toml"),
+                format!(
+                    "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.1{i}\"\n\
+                     egress_allow = [\"127.0.0.0/8\"]\n",
+                    d.display()
+                ),
+            )
+            .expect("cfg");
+            let extra: &[&str] = if i == 1 { &["--extra-latency-ms", "300"] } else { &[] };
+            nodes.push(spawn_node(&d, &devnet.signer(i).expect("key").to_bytes().to_string(), extra));
+        }
+        let cdir = dir.join("client");
+        std::fs::create_dir_all(&cdir).expect("dir");
+        std::fs::write(
+            cdir.join("client.toml"),
+            format!(
+                "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 deposit = \"5\"\nsla_window_secs = 3\nstall_secs = 2\n",
+                cdir.display()
+            ),
+        )
+        .expect("cfg");
+        let ready = cdir.join("ready.json");
+        let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["connect", "--exit-with-stdin", "--config"])
+            .arg(cdir.join("client.toml"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("WIREPACT_PRIVATE_KEY", devnet.signer(4).expect("key").to_bytes().to_string())
+            .env("WIREPACT_LOG", "wirepact_client=info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn client");
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        {
+            let (log, err) = (log.clone(), client.stderr.take().expect("stderr"));
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let plain: String = line.chars().filter(|c| !c.is_control()).collect();
+                    if let Ok(mut l) = log.lock() {
+                        l.push(plain);
+                    }
+                }
+            });
+        }
+        let standbys =
+            || log.lock().map(|l| l.iter().filter(|x| x.contains("warm standby ready")).count()).unwrap_or(0);
+        wait_for("the client's ready file", &log, || ready.exists()).await;
+        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).expect("ready")).expect("json");
+        assert_eq!(c["provider_id"], 1, "the cheapest provider comes first (its handshake is not slowed)");
+        let first = SessionId(c["session_id"].as_str().expect("id").parse().expect("b256"));
+        let proxy: SocketAddr = c["proxy"].as_str().expect("proxy").parse().expect("addr");
+        let o = origin().await;
+
+        // Over 3 s its round trips stay at ~300 ms: the client leaves it and closes its session.
+        let t = Instant::now();
+        loop {
+            let st = m.session(first).await.expect("session").status;
+            if st == session_status::CLOSING {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(40), "the slow provider's session was not closed: {log:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(request(proxy, o).await, "new connections flow through the standby (provider 2)");
+        // A new standby (provider 3) is set up; then provider 2 hangs.
+        wait_for("a second standby", &log, || standbys() >= 2).await;
+        let pid2 = nodes[1].id().to_string();
+        assert!(Command::new("kill").args(["-STOP", &pid2]).status().expect("kill").success());
+        let hung_at = Instant::now();
+        wait_for("leaving the hung provider", &log, || {
+            log.lock().is_ok_and(|l| l.iter().any(|x| x.contains("failing over") && x.contains("to=3")))
+        })
+        .await;
+        let left_after = hung_at.elapsed();
+        eprintln!("left the hung provider {left_after:?} after SIGSTOP");
+        assert!(request(proxy, o).await, "new connections flow through provider 3");
+        assert!(Command::new("kill").args(["-CONT", &pid2]).status().expect("kill").success());
+
+        drop(client.stdin.take()); // clean stop
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut client.stdout.take().expect("stdout"), &mut out).expect("report");
+        assert!(client.wait().expect("wait").success(), "clean stop exits 0");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).expect("report json");
+        assert_eq!(report["provider_id"], 3, "{report}");
+        assert_eq!(report["failovers"], 2, "{report}");
+        let breaches = report["breaches"].as_array().expect("breaches");
+        assert_eq!(breaches.len(), 2, "{report}");
+        assert_eq!(breaches[0][0], 1);
+        assert!(breaches[0][1]["Latency"]["median_ms"].as_u64().expect("median") >= 300, "{report}");
+        assert_eq!(breaches[0][1]["Latency"]["limit_ms"], 100, "promise 80 ms + tolerance 20 ms");
+        assert_eq!(breaches[1][0], 2);
+        assert!(breaches[1][1]["Stalled"]["for_ms"].as_u64().expect("stall") >= 2000, "{report}");
+        assert!(left_after < Duration::from_secs(6), "left the hung provider after {left_after:?}");
+        assert!(report["closed"].as_bool().expect("closed"), "every session closed: {report}");
+
+        for mut n in nodes {
+            drop(n.stdin.take());
+            assert!(n.wait().expect("wait").success(), "node stops cleanly");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

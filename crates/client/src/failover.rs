@@ -12,12 +12,18 @@ use tokio::sync::Notify;
 use wirepact_proto::SessionTerms;
 use wirepact_tunnel::session::{ClientSession, Route};
 
+use crate::sla::{Breach, SlaWatch};
+
 /// One session with one provider.
 #[derive(Debug)]
 pub struct Link {
     pub provider_id: u32,
     pub terms: SessionTerms,
     pub session: Arc<ClientSession>,
+    /// When this client gives up on the provider by its own measurements.
+    pub watch: SlaWatch,
+    /// When the tunnel came up.
+    pub started: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +36,7 @@ struct Inner {
     failed_at: Mutex<HashMap<u32, Instant>>,
     wake: Notify,
     failovers: AtomicU64,
+    breaches: Mutex<Vec<(u32, Breach)>>,
 }
 
 /// The client's routing table: active and standby sessions.
@@ -124,6 +131,40 @@ impl Failover {
             }
         }
         self.standby().is_none()
+    }
+
+    /// Leaves `link` (active or standby) because the client's own measurements broke its SLA:
+    /// the active one fails over to the standby, a standby is dropped; either is closed with a
+    /// final receipt by whoever takes the dead links.
+    pub fn breached(&self, link: &Arc<Link>, breach: Breach) {
+        if let Ok(mut b) = self.inner.breaches.lock() {
+            b.push((link.provider_id, breach));
+        }
+        if self.active().is_some_and(|a| Arc::ptr_eq(&a.session, &link.session)) {
+            self.failed(&link.session);
+            return;
+        }
+        let was_standby = self
+            .inner
+            .standby
+            .write()
+            .map(|mut s| {
+                let hit = s.as_ref().is_some_and(|l| Arc::ptr_eq(&l.session, &link.session));
+                if hit {
+                    *s = None;
+                }
+                hit
+            })
+            .unwrap_or(false);
+        if was_standby {
+            self.bury(link.clone());
+        }
+    }
+
+    /// Every provider left for a broken SLA so far, and why.
+    #[must_use]
+    pub fn breaches(&self) -> Vec<(u32, Breach)> {
+        self.inner.breaches.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
     fn bury(&self, link: Arc<Link>) {

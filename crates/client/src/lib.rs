@@ -2,6 +2,7 @@
 
 pub mod failover;
 pub mod select;
+pub mod sla;
 pub mod state;
 
 use std::future::Future;
@@ -22,7 +23,8 @@ use wirepact_tunnel::session::{serve_proxy, ClientSession, SessionError};
 use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDOW};
 
 pub use failover::{Failover, Link};
-pub use select::{rank, Candidate, Excluded, Requirements};
+pub use select::{cost, rank, Candidate, Excluded, Requirements};
+pub use sla::{Breach, SlaWatch};
 pub use state::{SavedSession, SessionStore, StateError};
 
 /// The client's configuration (`client.toml`); see `examples/client.toml`.
@@ -67,6 +69,21 @@ pub struct ClientConfig {
     /// and reserves SLA capacity at that provider while unused.
     #[serde(default = "default_standby")]
     pub standby: bool,
+    /// Leave a provider whose round trips (pinged every second) stay above its promised
+    /// latency (or the measured handshake, if longer) plus the market's tolerance for this
+    /// long, seconds.
+    #[serde(default = "default_sla_window")]
+    pub sla_window_secs: u64,
+    /// Leave a provider that has not answered a ping for this long, seconds.
+    #[serde(default = "default_stall")]
+    pub stall_secs: u64,
+}
+
+fn default_sla_window() -> u64 {
+    10
+}
+fn default_stall() -> u64 {
+    3
 }
 
 fn default_standby() -> bool {
@@ -128,6 +145,8 @@ pub struct ConnectReport {
     pub closed: bool,
     /// Times the active provider died and the standby took over.
     pub failovers: u64,
+    /// Providers left because the client's own pings broke their SLA, and why.
+    pub breaches: Vec<(u32, Breach)>,
 }
 
 fn unix_now() -> u64 {
@@ -154,9 +173,59 @@ pub async fn candidates(market: &impl Market) -> Result<Vec<Candidate>, ChainErr
             headroom_mbps: p.capacityMbps.saturating_sub(p.committedMbps),
             quote,
             violations: p.violationCount,
+            tunnel_key: p.tunnelKey,
+            handshake_us: None,
+            unreachable: false,
         });
     }
     Ok(out)
+}
+
+/// How many eligible candidates (cheapest and cleanest first) get their handshake measured.
+pub const MEASURE_AT_MOST: usize = 16;
+/// How long a candidate has to complete its handshake.
+pub const MEASURE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Measures the handshake (TCP + pinned TLS) to the eligible candidates, at most `at_most` of
+/// them (the best by price and record), all at once; sets `handshake_us`, or `unreachable`
+/// for those that do not answer with their registered key within `deadline`.
+pub async fn measure_handshakes(
+    cands: &mut [Candidate],
+    req: &Requirements,
+    server_name: &str,
+    deadline: Duration,
+    at_most: usize,
+) {
+    let mut todo = rank(cands, req);
+    todo.truncate(at_most);
+    let mut set = tokio::task::JoinSet::new();
+    for c in todo {
+        let (id, endpoint, key, name) = (c.id, c.endpoint.clone(), c.tunnel_key, server_name.to_owned());
+        set.spawn(async move {
+            let addr = tokio::time::timeout(deadline, tokio::net::lookup_host(endpoint))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|mut a| a.next());
+            let took = match addr {
+                Some(a) => wirepact_tunnel::handshake_time(a, &name, key, deadline).await.ok(),
+                None => None,
+            };
+            (id, took)
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let Ok((id, took)) = r else { continue };
+        if let Some(c) = cands.iter_mut().find(|c| c.id == id) {
+            match took {
+                Some(t) => c.handshake_us = Some(u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
+                None => {
+                    tracing::info!(provider = id, endpoint = %c.endpoint, "no handshake within {deadline:?}; skipped");
+                    c.unreachable = true;
+                }
+            }
+        }
+    }
 }
 
 impl ClientConfig {
@@ -208,6 +277,8 @@ struct Opener<'a> {
     cfg: &'a ClientConfig,
     deposit: U256,
     max_price: U256,
+    /// The market's latency tolerance, ms (for the SLA watch).
+    latency_tolerance_ms: u32,
 }
 
 impl Opener<'_> {
@@ -265,7 +336,16 @@ impl Opener<'_> {
             Ok::<_, ClientError>(cs)
         };
         match connected.await {
-            Ok(session) => Ok(Link { provider_id: choice.id, terms: opened.terms, session }),
+            Ok(session) => {
+                let watch = SlaWatch::for_terms(
+                    choice.max_latency_ms,
+                    self.latency_tolerance_ms,
+                    choice.handshake_us.map(Duration::from_micros),
+                    Duration::from_secs(self.cfg.sla_window_secs.max(1)),
+                    Duration::from_secs(self.cfg.stall_secs.max(1)),
+                );
+                Ok(Link { provider_id: choice.id, terms: opened.terms, session, watch, started: Instant::now() })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "tunnel failed; closing the session");
                 if let Err(c) = market.close(&opened.terms).await {
@@ -278,10 +358,30 @@ impl Opener<'_> {
 
     /// The best provider not in `avoid`.
     async fn pick(&self, req: &Requirements, avoid: &[u32]) -> Result<Candidate, ClientError> {
-        let all = candidates(self.market).await?;
+        let mut all = candidates(self.market).await?;
         if let Some(id) = self.cfg.provider {
             if !avoid.contains(&id) {
-                return all.into_iter().find(|c| c.id == id && c.active).ok_or(ClientError::ProviderUnavailable(id));
+                let mut chosen =
+                    all.into_iter().find(|c| c.id == id && c.active).ok_or(ClientError::ProviderUnavailable(id))?;
+                // Measured only as the SLA watch's baseline: the user's choice stands.
+                measure_handshakes(
+                    std::slice::from_mut(&mut chosen),
+                    &Requirements::default(),
+                    &self.cfg.server_name,
+                    MEASURE_DEADLINE,
+                    1,
+                )
+                .await;
+                chosen.unreachable = false;
+                return Ok(chosen);
+            }
+        }
+        let mut pool: Vec<Candidate> = all.iter().filter(|c| !avoid.contains(&c.id)).cloned().collect();
+        measure_handshakes(&mut pool, req, &self.cfg.server_name, MEASURE_DEADLINE, MEASURE_AT_MOST).await;
+        for c in &mut all {
+            if let Some(m) = pool.iter().find(|p| p.id == c.id) {
+                c.handshake_us = m.handshake_us;
+                c.unreachable = m.unreachable;
             }
         }
         let ranked = rank(&all, req);
@@ -299,10 +399,16 @@ impl Opener<'_> {
     }
 }
 
+/// How long a final receipt's acknowledgement is waited for before closing anyway (the
+/// provider then claims the last acknowledged receipt): at a clean stop, and for a provider
+/// being left for a broken SLA (which may not answer at all).
+const FINAL_RECEIPT_WAIT: Duration = Duration::from_secs(10);
+const LEAVING_RECEIPT_WAIT: Duration = Duration::from_secs(2);
+
 /// Signs a final receipt on a live link and closes its session on chain.
-async fn close_link(market: &AlloyMarket, link: &Link, final_receipt: bool) -> bool {
-    if final_receipt && link.session.is_alive() {
-        if let Err(e) = link.session.finish(Duration::from_secs(10)).await {
+async fn close_link(market: &AlloyMarket, link: &Link, final_receipt: Option<Duration>) -> bool {
+    if let (Some(wait), true) = (final_receipt, link.session.is_alive()) {
+        if let Err(e) = link.session.finish(wait).await {
             tracing::warn!(provider = link.provider_id, error = %e, "the provider did not acknowledge the final receipt");
         }
     }
@@ -338,8 +444,15 @@ pub async fn run_connect(
     let listener =
         TcpListener::bind(cfg.listen).await.map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
     let proxy = listener.local_addr().map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
-    let opener =
-        Opener { market: &market, store: &store, cfg: &cfg, deposit, max_price: req.max_price.unwrap_or(U256::MAX) };
+    let latency_tolerance_ms = market.params().await?.latencyToleranceMs;
+    let opener = Opener {
+        market: &market,
+        store: &store,
+        cfg: &cfg,
+        deposit,
+        max_price: req.max_price.unwrap_or(U256::MAX),
+        latency_tolerance_ms,
+    };
 
     let first = opener.pick(&req, &[]).await?;
     let link = opener.open(&first).await?;
@@ -358,9 +471,24 @@ pub async fn run_connect(
     let manage = async {
         let mut next_try = Instant::now();
         loop {
+            // The client's own measurements: a provider that stalls or stays over its
+            // latency promise is left like a dead one (its session gets a final receipt).
+            let now = Instant::now();
+            for (link, active) in
+                route.active().map(|l| (l, true)).into_iter().chain(route.standby().map(|l| (l, false)))
+            {
+                if !link.session.is_alive() {
+                    continue;
+                }
+                let seen = link.session.latency();
+                if let Some(breach) = link.watch.judge(link.started, &seen.recent, seen.unanswered_since, now) {
+                    tracing::warn!(provider = link.provider_id, %breach, active, "leaving the provider: its SLA is broken as this client measures it");
+                    route.breached(&link, breach);
+                }
+            }
             let need_standby = route.check();
             for dead in route.take_dead() {
-                close_link(&market, &dead, false).await;
+                close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
             }
             if route.active().is_none() {
                 // Both links died: open a new active one as soon as a provider is left.
@@ -399,10 +527,10 @@ pub async fn run_connect(
     let active = route.active();
     let mut closed = true;
     for l in route.active().into_iter().chain(route.standby()) {
-        closed &= close_link(&market, &l, true).await;
+        closed &= close_link(&market, &l, Some(FINAL_RECEIPT_WAIT)).await;
     }
     for dead in route.take_dead() {
-        closed &= close_link(&market, &dead, false).await;
+        closed &= close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
     }
     let (provider_id, session_id, counted, acked) = active.map_or((0, alloy::primitives::B256::ZERO, 0, 0), |l| {
         (l.provider_id, l.terms.session_id().0, l.session.counted(), l.session.acknowledged())
@@ -414,6 +542,7 @@ pub async fn run_connect(
         bytes_acknowledged: acked,
         closed,
         failovers: route.failovers(),
+        breaches: route.breaches(),
     })
 }
 

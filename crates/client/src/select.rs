@@ -18,6 +18,13 @@ pub struct Candidate {
     pub quote: U256,
     /// Violations recorded against it so far.
     pub violations: u32,
+    /// The key its tunnel certificate must have (registered on chain).
+    pub tunnel_key: alloy::primitives::B256,
+    /// TCP connect + pinned TLS handshake as this client measured it, microseconds; `None`
+    /// until measured. A candidate that was tried and did not answer is [`Excluded::Unreachable`].
+    pub handshake_us: Option<u64>,
+    /// Measured, and did not complete the handshake in time (or failed the key pin).
+    pub unreachable: bool,
 }
 
 /// The user's requirements.
@@ -38,6 +45,8 @@ pub enum Excluded {
     TooFarLatency,
     TooExpensive,
     OtherRegion,
+    /// No handshake with the registered tunnel key within the deadline.
+    Unreachable,
 }
 
 /// Whether `c` meets `req`.
@@ -63,22 +72,54 @@ pub fn eligible(c: &Candidate, req: &Requirements) -> Result<(), Excluded> {
     if req.region.as_ref().is_some_and(|r| !r.eq_ignore_ascii_case(&c.region)) {
         return Err(Excluded::OtherRegion);
     }
+    if c.unreachable {
+        return Err(Excluded::Unreachable);
+    }
     Ok(())
 }
 
-/// Eligible providers, best first: fewest recorded violations, then lowest price, then the
-/// most promised rate, then the lowest id (a stable order).
+/// How much a provider 100 ms of handshake further away must undercut to tie: the cost
+/// doubles per `LATENCY_SCALE_US` of measured handshake.
+pub const LATENCY_SCALE_US: u64 = 100_000;
+
+/// A candidate's cost in the ranking (lower is better), relative to `cheapest` quote among
+/// the eligible:
+///
+/// `cost = (quote / cheapest) x (1 + violations) x (1 + handshake / 100 ms)`
+///
+/// - *price*: a provider twice as expensive as the cheapest costs twice as much;
+/// - *SLA history*: every violation the chain recorded against it counts as a doubling of the
+///   price (a violation is an oracle-confirmed broken promise; a clean record is worth paying for);
+/// - *latency*: every 100 ms of measured handshake (one TCP and one TLS round trip) counts as
+///   one more price; an unmeasured candidate is ranked as if its handshake took 100 ms.
+///
+/// Computed in fixed point (1e6 = 1.0) so the ranking is exact and reproducible.
+#[must_use]
+pub fn cost(c: &Candidate, cheapest: alloy::primitives::U256) -> u128 {
+    const ONE: u128 = 1_000_000;
+    let price = if cheapest.is_zero() || c.quote.is_zero() {
+        ONE
+    } else {
+        // quote / cheapest in 1e6 units, saturating for absurd quotes.
+        let r = c.quote.saturating_mul(alloy::primitives::U256::from(ONE)) / cheapest;
+        u128::try_from(r).unwrap_or(u128::MAX / 4)
+    };
+    let history = u128::from(c.violations) + 1;
+    let lat_us = u128::from(c.handshake_us.unwrap_or(LATENCY_SCALE_US));
+    let latency = ONE + lat_us * ONE / u128::from(LATENCY_SCALE_US);
+    // price (<= 2^126) x history (<= 2^32) x latency (1e6..): saturating keeps absurd inputs last.
+    price.saturating_mul(history).saturating_mul(latency) / ONE
+}
+
+/// Eligible providers, best first by [`cost`]; ties go to the most promised rate, then the
+/// lowest id (a stable order).
 #[must_use]
 pub fn rank(candidates: &[Candidate], req: &Requirements) -> Vec<Candidate> {
-    let mut ok: Vec<Candidate> = candidates.iter().filter(|c| eligible(c, req).is_ok()).cloned().collect();
-    ok.sort_by(|a, b| {
-        a.violations
-            .cmp(&b.violations)
-            .then(a.quote.cmp(&b.quote))
-            .then(b.session_mbps.cmp(&a.session_mbps))
-            .then(a.id.cmp(&b.id))
-    });
-    ok
+    let ok: Vec<Candidate> = candidates.iter().filter(|c| eligible(c, req).is_ok()).cloned().collect();
+    let cheapest = ok.iter().map(|c| c.quote).min().unwrap_or_default();
+    let mut scored: Vec<(u128, Candidate)> = ok.into_iter().map(|c| (cost(&c, cheapest), c)).collect();
+    scored.sort_by(|(ca, a), (cb, b)| ca.cmp(cb).then(b.session_mbps.cmp(&a.session_mbps)).then(a.id.cmp(&b.id)));
+    scored.into_iter().map(|(_, c)| c).collect()
 }
 
 #[cfg(test)]
@@ -96,6 +137,9 @@ mod tests {
             headroom_mbps: 100,
             quote: U256::from(quote),
             violations,
+            tunnel_key: alloy::primitives::B256::ZERO,
+            handshake_us: Some(1_000),
+            unreachable: false,
         }
     }
 
@@ -104,6 +148,44 @@ mod tests {
         let list = [c(1, 5, 1), c(2, 9, 0), c(3, 7, 0)];
         let ids: Vec<u32> = rank(&list, &Requirements::default()).iter().map(|c| c.id).collect();
         assert_eq!(ids, [3, 2, 1]);
+    }
+
+    #[test]
+    fn latency_counts_a_price_per_hundred_ms() {
+        let near = Candidate { handshake_us: Some(0), ..c(1, 10, 0) };
+        let far = Candidate { handshake_us: Some(100_000), ..c(2, 5, 0) };
+        // Half the price and 100 ms further: exactly a tie, broken by id.
+        assert_eq!(cost(&near, U256::from(5)), cost(&far, U256::from(5)));
+        let ids: Vec<u32> = rank(&[far.clone(), near.clone()], &Requirements::default()).iter().map(|c| c.id).collect();
+        assert_eq!(ids, [1, 2]);
+        // A little closer wins.
+        let nearer = Candidate { handshake_us: Some(90_000), ..far };
+        assert_eq!(rank(&[near, nearer], &Requirements::default())[0].id, 2);
+        // Unmeasured counts as 100 ms.
+        let unmeasured = Candidate { handshake_us: None, ..c(3, 5, 0) };
+        assert_eq!(cost(&unmeasured, U256::from(5)), 2_000_000);
+    }
+
+    #[test]
+    fn one_violation_weighs_like_double_the_price() {
+        let clean = c(1, 10, 0);
+        let flagged = c(2, 5, 1);
+        assert_eq!(cost(&clean, U256::from(5)), cost(&flagged, U256::from(5)));
+        assert!(cost(&c(3, 5, 2), U256::from(5)) > cost(&clean, U256::from(5)));
+    }
+
+    #[test]
+    fn absurd_quotes_and_counts_rank_last_without_overflow() {
+        let huge = Candidate { quote: U256::MAX, violations: u32::MAX, handshake_us: Some(u64::MAX), ..c(1, 1, 0) };
+        let ids: Vec<u32> = rank(&[huge, c(2, 1, 0)], &Requirements::default()).iter().map(|c| c.id).collect();
+        assert_eq!(ids, [2, 1]);
+    }
+
+    #[test]
+    fn an_unreachable_provider_is_never_chosen() {
+        let dead = Candidate { unreachable: true, ..c(1, 1, 0) };
+        assert_eq!(eligible(&dead, &Requirements::default()), Err(Excluded::Unreachable));
+        assert_eq!(rank(&[dead, c(2, 9, 3)], &Requirements::default())[0].id, 2);
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub enum Frame {
     ReceiptAck { cumulative_bytes: u64 },
     /// Either side: a refusal or failure; `code` is one of the `ERR_*` constants.
     Error { code: u16, message: String },
+    /// Client -> provider on the control stream: answer with a `Pong` of the same nonce (the
+    /// client times the round trip to watch its SLA).
+    Ping { nonce: u64 },
+    /// Provider -> client: the answer to a `Ping`.
+    Pong { nonce: u64 },
 }
 
 pub const ERR_BAD_AUTH: u16 = 1;
@@ -46,6 +51,8 @@ const KIND_CREDIT_GRANT: u8 = 3;
 const KIND_RECEIPT: u8 = 4;
 const KIND_RECEIPT_ACK: u8 = 5;
 const KIND_ERROR: u8 = 6;
+const KIND_PING: u8 = 7;
+const KIND_PONG: u8 = 8;
 
 /// Why bytes are not a frame.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -93,6 +100,8 @@ impl Frame {
             Frame::Receipt { .. } => KIND_RECEIPT,
             Frame::ReceiptAck { .. } => KIND_RECEIPT_ACK,
             Frame::Error { .. } => KIND_ERROR,
+            Frame::Ping { .. } => KIND_PING,
+            Frame::Pong { .. } => KIND_PONG,
         }
     }
 
@@ -117,6 +126,7 @@ impl Frame {
                 p.extend_from_slice(signature);
             }
             Frame::ReceiptAck { cumulative_bytes } => p.extend_from_slice(&cumulative_bytes.to_be_bytes()),
+            Frame::Ping { nonce } | Frame::Pong { nonce } => p.extend_from_slice(&nonce.to_be_bytes()),
             Frame::Error { code, message } => {
                 p.extend_from_slice(&code.to_be_bytes());
                 p.extend_from_slice(truncate_message(message).as_bytes());
@@ -162,7 +172,7 @@ impl Frame {
         }
         let expected = match kind {
             KIND_SESSION_AUTH => Some(32 + 32 + 8 + 16 + SIG),
-            KIND_AUTH_OK | KIND_CREDIT_GRANT | KIND_RECEIPT_ACK => Some(8),
+            KIND_AUTH_OK | KIND_CREDIT_GRANT | KIND_RECEIPT_ACK | KIND_PING | KIND_PONG => Some(8),
             KIND_RECEIPT => Some(8 + 8 + SIG),
             KIND_ERROR => None,
             other => return Err(FrameError::UnknownKind(other)),
@@ -190,6 +200,8 @@ impl Frame {
                 Frame::Receipt { cumulative_bytes: u64_at(p, 0), timestamp: u64_at(p, 8), signature: sig_at(p, 16) }
             }
             KIND_RECEIPT_ACK => Frame::ReceiptAck { cumulative_bytes: u64_at(p, 0) },
+            KIND_PING => Frame::Ping { nonce: u64_at(p, 0) },
+            KIND_PONG => Frame::Pong { nonce: u64_at(p, 0) },
             _ => {
                 if len < 2 || len - 2 > MAX_ERROR_MESSAGE {
                     return Err(FrameError::BadMessage);
@@ -236,6 +248,8 @@ mod tests {
                 signature: s
             }),
             any::<u64>().prop_map(|c| Frame::ReceiptAck { cumulative_bytes: c }),
+            any::<u64>().prop_map(|n| Frame::Ping { nonce: n }),
+            any::<u64>().prop_map(|n| Frame::Pong { nonce: n }),
             (any::<u16>(), "\\PC{0,64}").prop_map(|(c, m)| Frame::error(c, &m)),
         ]
     }

@@ -4,13 +4,14 @@
 //! SOCKS5 proxy.
 //!
 //! Every client-opened stream starts with a type byte. Type 0 is the control stream (one per
-//! session): `Receipt` frames go up, `ReceiptAck` and `CreditGrant` come down. Type 1 is a
+//! session): `Receipt` and `Ping` frames go up, `ReceiptAck`, `CreditGrant` and `Pong` come
+//! down (the client times pings to watch its SLA). Type 1 is a
 //! data stream: a target header (`socks::Target::encode`) follows; the provider answers one
 //! status byte (a SOCKS5 reply code) and then relays. Payload bytes after header and status are what both sides
 //! count. Streams the provider opens towards the client are refused and never counted.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
@@ -176,9 +177,19 @@ where
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
+        if let Frame::Ping { nonce } = frame {
+            // The latency test knob holds pongs back too, as it does data, so a client sees it.
+            if !cfg.impair.extra_latency.is_zero() {
+                tokio::time::sleep(cfg.impair.extra_latency).await;
+            }
+            control.write_all(&Frame::Pong { nonce }.to_bytes()).await?;
+            continue;
+        }
         let Frame::Receipt { cumulative_bytes, timestamp, signature } = frame else {
             let _ = control
-                .write_all(&Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, "expected a receipt").to_bytes())
+                .write_all(
+                    &Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, "expected a receipt or a ping").to_bytes(),
+                )
                 .await;
             continue;
         };
@@ -359,6 +370,52 @@ where
     tokio::try_join!(reader, writer).map(|_| ())
 }
 
+/// How often the client pings the provider on the control stream.
+pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// Round trips the client remembers.
+const PING_HISTORY: usize = 64;
+
+/// The client's pings: at most one in flight; the recent round trips, newest last.
+#[derive(Debug, Default)]
+struct PingLog {
+    next_nonce: u64,
+    in_flight: Option<(u64, Instant)>,
+    recent: std::collections::VecDeque<(Instant, Duration)>,
+}
+
+impl PingLog {
+    /// A nonce to send now, unless a ping is still unanswered.
+    fn start(&mut self, now: Instant) -> Option<u64> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        self.next_nonce += 1;
+        self.in_flight = Some((self.next_nonce, now));
+        Some(self.next_nonce)
+    }
+
+    fn on_pong(&mut self, nonce: u64, now: Instant) {
+        if let Some((n, sent)) = self.in_flight {
+            if n == nonce {
+                self.in_flight = None;
+                if self.recent.len() == PING_HISTORY {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((now, now.saturating_duration_since(sent)));
+            }
+        }
+    }
+}
+
+/// What the client's pings saw (see [`ClientSession::latency`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyView {
+    /// (answered at, round trip), oldest first, at most 64.
+    pub recent: Vec<(Instant, Duration)>,
+    /// When the ping still waiting for its answer was sent.
+    pub unanswered_since: Option<Instant>,
+}
+
 /// The client's side of a session.
 #[derive(Debug)]
 pub struct ClientSession {
@@ -367,6 +424,7 @@ pub struct ClientSession {
     wake: Arc<Notify>,
     acked: Arc<Mutex<u64>>,
     acked_notify: Arc<Notify>,
+    pings: Arc<Mutex<PingLog>>,
 }
 
 impl ClientSession {
@@ -395,14 +453,35 @@ impl ClientSession {
             wake: Arc::new(Notify::new()),
             acked: Arc::new(Mutex::new(0)),
             acked_notify: Arc::new(Notify::new()),
+            pings: Arc::new(Mutex::new(PingLog::default())),
         });
-        // Receipts: whenever half a window is unsigned (or a final one is forced).
+        // Receipts whenever half a window is unsigned (or a final one is forced), and pings.
         let s = session.clone();
         tokio::spawn(async move {
+            let mut ping = tokio::time::interval(PING_EVERY);
+            ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // A receipt is forced after a second without new bytes (pings do not reset it).
+            let idle = tokio::time::sleep(Duration::from_secs(1));
+            tokio::pin!(idle);
             loop {
                 let force = tokio::select! {
-                    () = s.wake.notified() => false,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => true,
+                    () = s.wake.notified() => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                        false
+                    }
+                    () = &mut idle => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
+                        true
+                    }
+                    _ = ping.tick() => {
+                        let nonce = s.pings.lock().ok().and_then(|mut p| p.start(Instant::now()));
+                        if let Some(nonce) = nonce {
+                            if cw.write_all(&Frame::Ping { nonce }.to_bytes()).await.is_err() {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let due = s.meter.lock().ok().and_then(|m| m.receipt_due(now(), force));
                 let Some(due) = due else { continue };
@@ -438,6 +517,11 @@ impl ClientSession {
                         }
                         s.acked_notify.notify_waiters();
                     }
+                    Frame::Pong { nonce } => {
+                        if let Ok(mut p) = s.pings.lock() {
+                            p.on_pong(nonce, Instant::now());
+                        }
+                    }
                     Frame::Error { code, message } => tracing::warn!(code, %message, "provider reported an error"),
                     _ => tracing::warn!("unexpected control frame from the provider"),
                 }
@@ -464,6 +548,19 @@ impl ClientSession {
     #[must_use]
     pub fn is_alive(&self) -> bool {
         self.mux.is_alive()
+    }
+
+    /// Round trips of the control-stream pings (every [`PING_EVERY`]) and the ping still
+    /// unanswered, if any: what the client's SLA watch judges.
+    #[must_use]
+    pub fn latency(&self) -> LatencyView {
+        self.pings
+            .lock()
+            .map(|p| LatencyView {
+                recent: p.recent.iter().copied().collect(),
+                unanswered_since: p.in_flight.map(|(_, t)| t),
+            })
+            .unwrap_or_default()
     }
 
     /// Counts `n` payload bytes of a stream this client opened.

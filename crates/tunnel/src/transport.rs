@@ -378,3 +378,27 @@ pub async fn connect(
     };
     tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?
 }
+
+/// How long TCP connect plus the pinned TLS handshake to a provider take: what a client
+/// measures to rank candidates. The connection is closed without authenticating (the
+/// provider sees a visitor that left). A certificate that is not `tunnel_key` is an error.
+pub async fn handshake_time(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tunnel_key: B256,
+    deadline: Duration,
+) -> Result<Duration, TransportError> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|_| TransportError::BadServerName(server_name.to_owned()))?;
+    let connector = TlsConnector::from(client_config(tunnel_key)?);
+    let start = tokio::time::Instant::now();
+    let work = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut tls = connector.connect(name, tcp).await?;
+        let took = start.elapsed();
+        let _ = tls.shutdown().await;
+        Ok::<_, TransportError>(took)
+    };
+    tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?
+}

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use wirepact_proto::{domain, recover_receipt, Receipt};
 use wirepact_tunnel::egress::EgressPolicy;
+use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{
     serve_provider, serve_proxy, ClientSession, ProviderSession, ProviderStats, ReceiptStore,
@@ -89,6 +90,10 @@ struct Setup {
 }
 
 async fn setup(egress: EgressPolicy) -> Setup {
+    setup_with(egress, Impairment::default()).await
+}
+
+async fn setup_with(egress: EgressPolicy, impair: Impairment) -> Setup {
     let key = PrivateKeySigner::random();
     let dom = domain(31337, Address::repeat_byte(3));
     let id = TunnelIdentity::generate(SNI).expect("identity");
@@ -109,7 +114,7 @@ async fn setup(egress: EgressPolicy) -> Setup {
         window: WINDOW,
         max_bytes: u64::MAX,
         egress,
-        impair: Default::default(),
+        impair,
         dial_timeout: Duration::from_secs(5),
     };
     tokio::spawn(async move {
@@ -237,4 +242,30 @@ async fn curl_fetches_64_mib_via_socks5_and_http_connect() {
     assert_eq!(s.client.finish(Duration::from_secs(10)).await.expect("final receipt"), total);
     let last = s.store.0.lock().expect("store").last().map(|r| r.0);
     assert_eq!(last, Some(total));
+}
+
+/// Waits (at most 10 s) for `n` answered pings.
+async fn pings(c: &ClientSession, n: usize) -> Vec<Duration> {
+    for _ in 0..100 {
+        let seen = c.latency();
+        if seen.recent.len() >= n {
+            return seen.recent.iter().map(|(_, rtt)| *rtt).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {n} pings answered in 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_time_the_round_trip_and_show_a_slow_providers_latency() {
+    let open = EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
+    let fast = setup(open.clone()).await;
+    let slow = setup_with(open, Impairment::new(None, Duration::from_millis(150))).await;
+    let (f, s) = tokio::join!(pings(&fast.client, 2), pings(&slow.client, 2));
+    assert!(f.iter().all(|rtt| *rtt < Duration::from_millis(150)), "loopback round trips {f:?}");
+    assert!(
+        s.iter().all(|rtt| *rtt >= Duration::from_millis(150) && *rtt < Duration::from_secs(5)),
+        "the provider's 150 ms shows in every round trip: {s:?}"
+    );
+    assert!(fast.client.latency().unanswered_since.is_none_or(|t| t.elapsed() <= Duration::from_secs(3)));
 }

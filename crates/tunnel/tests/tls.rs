@@ -177,3 +177,20 @@ async fn curl_k_gets_the_decoy_page() {
     assert!(page.contains("It works"), "curl got: {page:?} (stderr {:?})", String::from_utf8_lossy(&out.stderr));
     assert_eq!(srv.results.recv().await, Some("decoy"));
 }
+
+#[tokio::test]
+async fn handshake_time_measures_the_pinned_provider_and_refuses_an_impostor() {
+    let mut s = server(PrivateKeySigner::random().address(), 2).await;
+    let took = wirepact_tunnel::handshake_time(s.addr, SNI, s.tunnel_key, Duration::from_secs(5))
+        .await
+        .expect("the pinned provider answers");
+    assert!(took > Duration::ZERO && took < Duration::from_secs(5), "{took:?}");
+    // The provider saw a visitor that left without authenticating: no session was made.
+    assert_ne!(s.results.recv().await, Some("session"));
+    let wrong = wirepact_tunnel::handshake_time(s.addr, SNI, B256::repeat_byte(9), Duration::from_secs(5)).await;
+    assert!(matches!(wrong, Err(TransportError::Io(_) | TransportError::Tls(_))), "{wrong:?}");
+    // Nobody listening: an error, not a hang.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
+    let gone = wirepact_tunnel::handshake_time(closed, SNI, s.tunnel_key, Duration::from_secs(5)).await;
+    assert!(gone.is_err());
+}
