@@ -79,6 +79,18 @@ enum Cmd {
         /// Tokens put into each session (overrides the config).
         #[arg(long)]
         deposit: Option<String>,
+        /// Full-device mode: route every connection of this machine through the tunnel with a
+        /// TUN device (Linux, root; restored at a clean stop). With --tun-netns, only that
+        /// network namespace.
+        #[arg(long)]
+        tun: bool,
+        /// With --tun: route only this network namespace (`ip netns add NAME`); this process,
+        /// its chain RPC and its tunnels stay outside it.
+        #[arg(long, requires = "tun")]
+        tun_netns: Option<String>,
+        /// With --tun: the TUN device's name.
+        #[arg(long, requires = "tun")]
+        tun_name: Option<String>,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -355,7 +367,21 @@ async fn run(cmd: Cmd) -> Result<()> {
             .await?;
             Ok(())
         }
-        Cmd::Connect { config, provider, listen, min_mbps, max_latency_ms, max_price, region, deposit, key, run } => {
+        Cmd::Connect {
+            config,
+            provider,
+            listen,
+            min_mbps,
+            max_latency_ms,
+            max_price,
+            region,
+            deposit,
+            tun,
+            tun_netns,
+            tun_name,
+            key,
+            run,
+        } => {
             let mut cfg: ClientConfig = read_config(&config)?;
             cfg.provider = provider.or(cfg.provider);
             cfg.listen = listen.unwrap_or(cfg.listen);
@@ -364,6 +390,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             cfg.max_price_per_gib = max_price.or(cfg.max_price_per_gib);
             cfg.region = region.or(cfg.region);
             cfg.deposit = deposit.unwrap_or(cfg.deposit);
+            cfg.tun |= tun;
+            cfg.tun_netns = tun_netns.or(cfg.tun_netns);
+            cfg.tun_name = tun_name.unwrap_or(cfg.tun_name);
             let signer = key.signer()?;
             let tx = ready_writer(run.ready_file.clone(), |c: &wirepact_client::Connected| {
                 eprintln!(

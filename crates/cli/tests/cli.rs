@@ -502,3 +502,231 @@ mod sla_watch {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `wirepact connect --tun --tun-netns NS`: a plain curl inside a network namespace made by
+/// the test, with no proxy settings, reaches an origin that only the provider can reach.
+mod full_device {
+    use std::net::SocketAddr;
+    use std::process::Stdio;
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
+
+    use super::*;
+
+    const BODY: usize = 3 << 20;
+
+    fn byte(i: usize) -> u8 {
+        u8::try_from((i * 31 + i / 4093) % 251).unwrap_or(0)
+    }
+
+    /// This machine's first global IPv4 address: the namespace's packets come back with the
+    /// origin's address as source, and a loopback source is refused on any other interface,
+    /// so the origin cannot be on 127.0.0.1. Traffic to it still never leaves the machine.
+    fn host_address() -> Option<std::net::IpAddr> {
+        let out = Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next())
+            .and_then(|ip| ip.parse().ok())
+    }
+
+    /// A minimal HTTP origin on `ip`: any request gets BODY patterned bytes.
+    async fn origin(ip: std::net::IpAddr) -> SocketAddr {
+        let l = TcpListener::bind((ip, 0)).await.expect("bind");
+        let a = l.local_addr().expect("addr");
+        let body: Arc<Vec<u8>> = Arc::new((0..BODY).map(byte).collect());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n");
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&body).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        a
+    }
+
+    /// Why this machine cannot run the test, if it cannot.
+    fn unsupported() -> Option<String> {
+        if !Path::new("/dev/net/tun").exists() {
+            return Some("/dev/net/tun is missing".into());
+        }
+        for tool in ["ip", "curl"] {
+            if Command::new(tool).arg("-V").output().is_err() && Command::new(tool).arg("--version").output().is_err() {
+                return Some(format!("`{tool}` is not installed"));
+            }
+        }
+        let probe = format!("wpprobe{}", std::process::id() % 100_000);
+        let ok = Command::new("ip").args(["netns", "add", &probe]).status().is_ok_and(|s| s.success());
+        if !ok {
+            return Some("cannot create network namespaces (not root?)".into());
+        }
+        let _ = Command::new("ip").args(["netns", "del", &probe]).status();
+        None
+    }
+
+    /// Deletes the namespace however the test ends.
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    fn curl_in(ns: &str, url: &str) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-sS", "--max-time", "20", "-o", "-", url])
+            .output()
+            .expect("ip netns exec curl")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn curl_in_a_namespace_without_proxy_settings_goes_through_the_provider() {
+        if let Some(why) = unsupported() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let pid = std::process::id() % 100_000;
+        let ns = Netns(format!("wptun{pid}"));
+        assert!(Command::new("ip").args(["netns", "add", &ns.0]).status().expect("ip").success());
+        let dir = std::env::temp_dir().join(format!("wirepact-tun-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let Some(host) = host_address() else {
+            eprintln!("skipped: this machine has no global IPv4 address for the origin");
+            return;
+        };
+        let o = origin(host).await;
+        let url = format!("http://{o}/file");
+        // Without the tunnel the namespace has no route anywhere: the origin is out of reach.
+        let before = curl_in(&ns.0, &url);
+        assert!(!before.status.success(), "the namespace reached the origin by itself");
+
+        let devnet = Devnet::start().expect("anvil (make tools)");
+        let rpc = devnet.endpoint();
+        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
+        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
+            .await
+            .expect("deploy");
+        let ten = U256::from(10u64).pow(U256::from(19));
+        m.mint_test_tokens(devnet.signer(1).expect("key").address(), ten * U256::from(100)).await.expect("mint");
+        m.mint_test_tokens(devnet.signer(2).expect("key").address(), ten).await.expect("mint");
+        let market = m.address().to_string();
+        let nd = dir.join("node");
+        std::fs::create_dir_all(&nd).expect("dir");
+        std::fs::write(
+            nd.join("node.toml"),
+            format!(
+                "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\n\
+                 egress_allow = [\"{host}/32\"]\n",
+                nd.display()
+            ),
+        )
+        .expect("cfg");
+        let node_ready = nd.join("ready.json");
+        let mut node = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["node", "--exit-with-stdin", "--config"])
+            .arg(nd.join("node.toml"))
+            .arg("--ready-file")
+            .arg(&node_ready)
+            .env("WIREPACT_PRIVATE_KEY", devnet.signer(1).expect("key").to_bytes().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("node.log")).expect("log"))
+            .spawn()
+            .expect("spawn node");
+        let t = Instant::now();
+        while !node_ready.exists() {
+            assert!(node.try_wait().expect("wait").is_none(), "node exited");
+            assert!(t.elapsed() < Duration::from_secs(60), "node not ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cdir = dir.join("client");
+        std::fs::create_dir_all(&cdir).expect("dir");
+        std::fs::write(
+            cdir.join("client.toml"),
+            format!(
+                "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 deposit = \"5\"\nstandby = false\n",
+                cdir.display()
+            ),
+        )
+        .expect("cfg");
+        let ready = cdir.join("ready.json");
+        let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["connect", "--exit-with-stdin", "--tun", "--tun-netns", &ns.0, "--tun-name"])
+            .arg(format!("wpt{pid}"))
+            .arg("--config")
+            .arg(cdir.join("client.toml"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("WIREPACT_PRIVATE_KEY", devnet.signer(2).expect("key").to_bytes().to_string())
+            .env("WIREPACT_LOG", std::env::var("TUN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("client.log")).expect("log"))
+            .spawn()
+            .expect("spawn client");
+        let t = Instant::now();
+        while !ready.exists() {
+            let log = std::fs::read_to_string(dir.join("client.log")).unwrap_or_default();
+            assert!(client.try_wait().expect("wait").is_none(), "client exited: {log}");
+            assert!(t.elapsed() < Duration::from_secs(60), "client not ready: {log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let got = tokio::task::spawn_blocking({
+            let (ns, url) = (ns.0.clone(), url.clone());
+            move || curl_in(&ns, &url)
+        })
+        .await
+        .expect("curl");
+        let log = std::fs::read_to_string(dir.join("client.log")).unwrap_or_default();
+        assert!(
+            got.status.success(),
+            "curl in the namespace: {} / client log: {log}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(got.stdout.len(), BODY, "whole body");
+        assert!(got.stdout.iter().enumerate().all(|(i, b)| *b == byte(i)), "body intact");
+        // Names are answered inside (placeholders from 198.18.0.0/15), not by a resolver outside.
+        let dns = Command::new("ip")
+            .args(["netns", "exec", &ns.0, "getent", "hosts", "example.org"])
+            .output()
+            .expect("getent");
+        let answer = String::from_utf8_lossy(&dns.stdout).to_string();
+        assert!(answer.starts_with("198.18.") || answer.starts_with("198.19."), "virtual DNS answer: {answer:?}");
+
+        drop(client.stdin.take()); // clean stop
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut client.stdout.take().expect("stdout"), &mut out).expect("report");
+        assert!(client.wait().expect("wait").success(), "clean stop exits 0");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).expect("report json");
+        let counted = report["bytes_counted"].as_u64().expect("counted");
+        assert!(counted >= BODY as u64, "the provider carried (and the client paid for) the body: {report}");
+        assert_eq!(report["bytes_acknowledged"], report["bytes_counted"], "{report}");
+        // The device went away with the client.
+        let links = Command::new("ip").args(["-n", &ns.0, "link"]).output().expect("ip link");
+        assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("wpt{pid}")), "device removed");
+        drop(node.stdin.take());
+        assert!(node.wait().expect("wait").success(), "node stops cleanly");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod failover;
+#[cfg(target_os = "linux")]
+pub mod fulldevice;
 pub mod select;
 pub mod sla;
 pub mod state;
@@ -77,6 +79,20 @@ pub struct ClientConfig {
     /// Leave a provider that has not answered a ping for this long, seconds.
     #[serde(default = "default_stall")]
     pub stall_secs: u64,
+    /// Full-device mode: route the whole machine (or `tun_netns`) through the proxy with a
+    /// TUN device (Linux, root). See `fulldevice`.
+    #[serde(default)]
+    pub tun: bool,
+    /// With `tun`: route only this network namespace (`ip netns add NAME`), not the machine.
+    #[serde(default)]
+    pub tun_netns: Option<String>,
+    /// With `tun`: the device's name.
+    #[serde(default = "default_tun_name")]
+    pub tun_name: String,
+}
+
+fn default_tun_name() -> String {
+    "wirepact0".into()
 }
 
 fn default_sla_window() -> u64 {
@@ -124,6 +140,8 @@ pub enum ClientError {
     Sign(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("full-device mode: {0}")]
+    Tun(String),
 }
 
 /// What a connected client reports once its proxy listens.
@@ -456,6 +474,16 @@ pub async fn run_connect(
 
     let first = opener.pick(&req, &[]).await?;
     let link = opener.open(&first).await?;
+    // Full-device mode is set up before anyone is told the client is ready.
+    let device = if cfg.tun { Some(full_device(&cfg, &market, proxy).await) } else { None };
+    let device = match device {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            close_link(&market, &link, Some(FINAL_RECEIPT_WAIT)).await;
+            return Err(e);
+        }
+        None => None,
+    };
     if let Some(r) = ready {
         let _ = r.send(Connected {
             provider_id: link.provider_id,
@@ -466,6 +494,14 @@ pub async fn run_connect(
     }
     let route = Failover::new(link);
     tracing::info!(%proxy, "proxy ready (SOCKS5 and HTTP CONNECT)");
+    let stop_device = device.as_ref().map(fulldevice_stopper);
+    let mut device_failed = None;
+    let device_run = async {
+        match device {
+            Some(d) => run_device(d).await,
+            None => std::future::pending().await,
+        }
+    };
 
     // Keeps a warm standby, promotes it when the active link dies, closes dead links.
     let manage = async {
@@ -523,6 +559,13 @@ pub async fn run_connect(
         () = shutdown => {}
         () = serve_proxy(listener, route.clone()) => {}
         () = manage => {}
+        e = device_run => {
+            tracing::error!(error = %e, "the full-device route stopped; closing the sessions");
+            device_failed = Some(e);
+        }
+    }
+    if let Some(stop) = stop_device {
+        stop();
     }
     let active = route.active();
     let mut closed = true;
@@ -531,6 +574,9 @@ pub async fn run_connect(
     }
     for dead in route.take_dead() {
         closed &= close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
+    }
+    if let Some(e) = device_failed {
+        return Err(ClientError::Tun(e));
     }
     let (provider_id, session_id, counted, acked) = active.map_or((0, alloy::primitives::B256::ZERO, 0, 0), |l| {
         (l.provider_id, l.terms.session_id().0, l.session.counted(), l.session.acknowledged())
@@ -544,6 +590,65 @@ pub async fn run_connect(
         failovers: route.failovers(),
         breaches: route.breaches(),
     })
+}
+
+#[cfg(target_os = "linux")]
+type Device = fulldevice::FullDevice;
+#[cfg(not(target_os = "linux"))]
+type Device = std::convert::Infallible;
+
+/// Sets up full-device mode for `cfg` in front of the proxy at `proxy`.
+#[cfg(target_os = "linux")]
+async fn full_device(cfg: &ClientConfig, market: &AlloyMarket, proxy: SocketAddr) -> Result<Device, ClientError> {
+    use fulldevice::{FullDevice, TunTarget};
+    let target = match &cfg.tun_netns {
+        Some(ns) => TunTarget::Netns(ns.clone()),
+        None => {
+            // The tunnels and the chain must not be routed into the device itself.
+            let mut hosts: Vec<String> = candidates(market).await?.into_iter().map(|c| c.endpoint).collect();
+            if let Some(h) = cfg.rpc_url.split("://").nth(1).and_then(|r| r.split('/').next()) {
+                hosts.push(if h.contains(':') { h.to_owned() } else { format!("{h}:443") });
+            }
+            let mut bypass = Vec::new();
+            for h in hosts {
+                if let Ok(addrs) = tokio::net::lookup_host(h.as_str()).await {
+                    bypass.extend(addrs.map(|a| a.ip()).filter(|ip| !ip.is_loopback()));
+                }
+            }
+            bypass.sort_unstable();
+            bypass.dedup();
+            TunTarget::Device { bypass }
+        }
+    };
+    FullDevice::setup(&cfg.tun_name, target, proxy).await.map_err(|e| ClientError::Tun(e.to_string()))
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn full_device(_: &ClientConfig, _: &AlloyMarket, _: SocketAddr) -> Result<Device, ClientError> {
+    Err(ClientError::Tun("only on Linux for now".into()))
+}
+
+#[cfg(target_os = "linux")]
+fn fulldevice_stopper(d: &Device) -> impl FnOnce() {
+    let t = d.stopper();
+    move || t.cancel()
+}
+#[cfg(not(target_os = "linux"))]
+fn fulldevice_stopper(d: &Device) -> impl FnOnce() {
+    match *d {}
+}
+
+/// Runs the device until it fails; returns why.
+#[cfg(target_os = "linux")]
+async fn run_device(d: Device) -> String {
+    match d.run().await {
+        Ok(()) => "the packet stack stopped".into(),
+        Err(e) => e.to_string(),
+    }
+}
+#[cfg(not(target_os = "linux"))]
+async fn run_device(d: Device) -> String {
+    match d {}
 }
 
 async fn choice_key(market: &AlloyMarket, id: u32) -> Result<alloy::primitives::B256, ClientError> {
