@@ -308,7 +308,17 @@ mod sla_watch {
                 tokio::spawn(async move {
                     let mut b = [0u8; 1];
                     if s.read_exact(&mut b).await.is_ok() {
-                        let _ = s.write_all(b"served").await;
+                        if b[0] == b'B' {
+                            // Bulk: stream until the client goes away (bounded at 2 GiB).
+                            let chunk = vec![0x5au8; 64 * 1024];
+                            for _ in 0..32 * 1024 {
+                                if s.write_all(&chunk).await.is_err() {
+                                    return;
+                                }
+                            }
+                        } else {
+                            let _ = s.write_all(b"served").await;
+                        }
                     }
                 });
             }
@@ -337,6 +347,32 @@ mod sla_watch {
             (&body == b"served").then_some(())
         };
         matches!(tokio::time::timeout(Duration::from_secs(2), work).await, Ok(Some(())))
+    }
+
+    /// Downloads through the proxy from the origin's bulk mode for `secs`; returns the bytes.
+    async fn bulk(proxy: SocketAddr, origin: SocketAddr, secs: u64) -> u64 {
+        let mut s = TcpStream::connect(proxy).await.expect("proxy");
+        let std::net::IpAddr::V4(ip) = origin.ip() else { panic!("v4 origin") };
+        s.write_all(&[5, 1, 0]).await.expect("greet");
+        let mut r = [0u8; 2];
+        s.read_exact(&mut r).await.expect("method");
+        let mut req = vec![5, 1, 0, 1];
+        req.extend_from_slice(&ip.octets());
+        req.extend_from_slice(&origin.port().to_be_bytes());
+        s.write_all(&req).await.expect("connect");
+        let mut rep = [0u8; 10];
+        s.read_exact(&mut rep).await.expect("reply");
+        s.write_all(b"B").await.expect("bulk");
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(end, s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        got
     }
 
     fn spawn_node(dir: &Path, key: &str, extra: &[&str]) -> Child {
@@ -477,6 +513,11 @@ mod sla_watch {
         eprintln!("left the hung provider {left_after:?} after SIGSTOP");
         assert!(request(proxy, o).await, "new connections flow through provider 3");
         assert!(Command::new("kill").args(["-CONT", &pid2]).status().expect("kill").success());
+        // A healthy provider kept busy by the client's own download for longer than the window
+        // (its pongs queue behind the data) is not left.
+        let moved = bulk(proxy, o, 5).await;
+        assert!(moved > 8 << 20, "the download moved {moved} bytes");
+        assert!(request(proxy, o).await, "still on provider 3 after the download");
 
         drop(client.stdin.take()); // clean stop
         let mut out = String::new();

@@ -517,7 +517,9 @@ pub async fn run_connect(
                     continue;
                 }
                 let seen = link.session.latency();
-                if let Some(breach) = link.watch.judge(link.started, &seen.recent, seen.unanswered_since, now) {
+                if let Some(breach) =
+                    link.watch.judge(link.started, &seen.recent, seen.unanswered_since, seen.last_received, now)
+                {
                     tracing::warn!(provider = link.provider_id, %breach, active, "leaving the provider: its SLA is broken as this client measures it");
                     route.breached(&link, breach);
                 }

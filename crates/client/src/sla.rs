@@ -3,16 +3,19 @@
 //! waiting and moves to the next provider.
 //!
 //! - **Latency**: over the last `window`, at least `min_samples` round trips and at least 80 %
-//!   of them above the limit. The limit is the provider's promised latency, or the handshake
+//!   of them above the limit. Round trips during which the client's own downloads moved more
+//!   than 64 KiB are left out: they time the client's queue behind its own data, not the provider. The limit is the provider's promised latency, or the handshake
 //!   round trip this client measured to it if that is longer (the provider cannot be blamed for
 //!   the distance to the client), plus the market's latency tolerance. The window must have
 //!   passed since the link started: a few slow pings at connect time are not a breach.
-//! - **Stall**: a ping unanswered for `stall_after` while the tunnel is nominally up (a
-//!   provider that hangs, or a path that black-holes packets, never resets the connection).
+//! - **Stall**: a ping unanswered, and no payload byte received, for `stall_after` while the
+//!   tunnel is nominally up (a provider that hangs, or a path that black-holes packets, never
+//!   resets the connection; a busy one keeps delivering data even if its pong is queued).
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use wirepact_tunnel::session::PingSample;
 
 /// When a link is judged broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,27 +69,31 @@ impl SlaWatch {
         Self { limit: base + Duration::from_millis(u64::from(tolerance_ms)), window, min_samples: 3, stall_after }
     }
 
-    /// Judges a link started at `started` from its pings: `recent` (answered at, round trip),
-    /// oldest first, and the ping still waiting since `unanswered_since`.
+    /// Judges a link started at `started` from its pings: `recent` answered ones, oldest
+    /// first, the ping still waiting since `unanswered_since`, and the last payload byte
+    /// received at `last_received`.
     #[must_use]
     pub fn judge(
         &self,
         started: Instant,
-        recent: &[(Instant, Duration)],
+        recent: &[PingSample],
         unanswered_since: Option<Instant>,
+        last_received: Option<Instant>,
         now: Instant,
     ) -> Option<Breach> {
         if let Some(t) = unanswered_since {
             let waited = now.saturating_duration_since(t);
-            if waited >= self.stall_after {
-                return Some(Breach::Stalled { for_ms: ms(waited) });
+            let quiet = now.saturating_duration_since(last_received.unwrap_or(started).max(started));
+            let stalled = waited.min(quiet);
+            if stalled >= self.stall_after {
+                return Some(Breach::Stalled { for_ms: ms(stalled) });
             }
         }
         if now.saturating_duration_since(started) < self.window {
             return None;
         }
         let from = now.checked_sub(self.window).unwrap_or(started);
-        let mut in_window: Vec<Duration> = recent.iter().filter(|(at, _)| *at >= from).map(|(_, rtt)| *rtt).collect();
+        let mut in_window: Vec<Duration> = recent.iter().filter(|p| p.at >= from && !p.loaded).map(|p| p.rtt).collect();
         let samples = in_window.len();
         if samples < self.min_samples.max(1) {
             return None;
@@ -114,9 +121,12 @@ mod tests {
         SlaWatch::for_terms(50, 20, Some(Duration::from_millis(2)), 10 * S, 3 * S)
     }
 
-    /// One ping a second from `t0`, with round trips `rtts` (ms).
-    fn pings(t0: Instant, rtts: &[u64]) -> Vec<(Instant, Duration)> {
-        (1u32..).zip(rtts).map(|(i, r)| (t0 + S * i, Duration::from_millis(*r))).collect()
+    /// One ping a second from `t0`, with round trips `rtts` (ms), none loaded.
+    fn pings(t0: Instant, rtts: &[u64]) -> Vec<PingSample> {
+        (1u32..)
+            .zip(rtts)
+            .map(|(i, r)| PingSample { at: t0 + S * i, rtt: Duration::from_millis(*r), loaded: false })
+            .collect()
     }
 
     #[test]
@@ -132,8 +142,8 @@ mod tests {
         let t0 = Instant::now();
         let slow = pings(t0, &[300; 12]);
         let w = watch();
-        assert_eq!(w.judge(t0, &slow[..9], None, t0 + 9 * S), None, "window not yet passed");
-        let b = w.judge(t0, &slow, None, t0 + 12 * S);
+        assert_eq!(w.judge(t0, &slow[..9], None, None, t0 + 9 * S), None, "window not yet passed");
+        let b = w.judge(t0, &slow, None, None, t0 + 12 * S);
         assert_eq!(b, Some(Breach::Latency { median_ms: 300, limit_ms: 70, over: 11, samples: 11 }));
     }
 
@@ -145,20 +155,20 @@ mod tests {
         rtts[3] = 400;
         rtts[7] = 400;
         rtts[10] = 400;
-        assert_eq!(w.judge(t0, &pings(t0, &rtts), None, t0 + 12 * S), None);
+        assert_eq!(w.judge(t0, &pings(t0, &rtts), None, None, t0 + 12 * S), None);
         // 70 ms exactly is within the limit.
-        assert_eq!(w.judge(t0, &pings(t0, &[70; 12]), None, t0 + 12 * S), None);
+        assert_eq!(w.judge(t0, &pings(t0, &[70; 12]), None, None, t0 + 12 * S), None);
         // Slow long ago, healthy in the window: fine.
         let mut old_then_good = vec![300u64; 10];
         old_then_good.extend([5u64; 10]);
-        assert_eq!(w.judge(t0, &pings(t0, &old_then_good), None, t0 + 20 * S), None);
+        assert_eq!(w.judge(t0, &pings(t0, &old_then_good), None, None, t0 + 20 * S), None);
     }
 
     #[test]
     fn too_few_samples_judge_nothing() {
         let t0 = Instant::now();
-        let two = vec![(t0 + 11 * S, Duration::from_secs(1)), (t0 + 12 * S, Duration::from_secs(1))];
-        assert_eq!(watch().judge(t0, &two, None, t0 + 12 * S), None);
+        let two = pings(t0 + 10 * S, &[1000, 1000]);
+        assert_eq!(watch().judge(t0, &two, None, None, t0 + 12 * S), None);
     }
 
     #[test]
@@ -166,7 +176,25 @@ mod tests {
         let t0 = Instant::now();
         let w = watch();
         let sent = t0 + S;
-        assert_eq!(w.judge(t0, &[], Some(sent), t0 + 3 * S), None);
-        assert_eq!(w.judge(t0, &[], Some(sent), t0 + 4 * S), Some(Breach::Stalled { for_ms: 3000 }));
+        assert_eq!(w.judge(t0, &[], Some(sent), None, t0 + 3 * S), None);
+        assert_eq!(w.judge(t0, &[], Some(sent), None, t0 + 4 * S), Some(Breach::Stalled { for_ms: 3000 }));
+        // Data still arriving: a busy provider whose pong is queued is not stalled ...
+        assert_eq!(w.judge(t0, &[], Some(sent), Some(t0 + 5 * S), t0 + 6 * S), None);
+        // ... until the data stops too.
+        assert_eq!(w.judge(t0, &[], Some(sent), Some(t0 + 5 * S), t0 + 8 * S), Some(Breach::Stalled { for_ms: 3000 }));
+    }
+
+    #[test]
+    fn round_trips_behind_the_clients_own_downloads_are_not_judged() {
+        let t0 = Instant::now();
+        let loaded: Vec<PingSample> =
+            pings(t0, &[400; 12]).into_iter().map(|p| PingSample { loaded: true, ..p }).collect();
+        assert_eq!(watch().judge(t0, &loaded, None, None, t0 + 12 * S), None);
+        // Idle round trips in the same window still count.
+        let mut mixed = loaded;
+        for p in mixed.iter_mut().skip(6) {
+            p.loaded = false;
+        }
+        assert!(matches!(watch().judge(t0, &mixed, None, None, t0 + 12 * S), Some(Breach::Latency { samples: 6, .. })));
     }
 }

@@ -375,12 +375,20 @@ pub const PING_EVERY: Duration = Duration::from_secs(1);
 /// Round trips the client remembers.
 const PING_HISTORY: usize = 64;
 
+/// Bytes received from the provider while a ping was in flight above which its round trip
+/// measured the client's own queue more than the provider: such a sample is marked `loaded`.
+pub const LOADED_BYTES: u64 = 64 * 1024;
+
 /// The client's pings: at most one in flight; the recent round trips, newest last.
 #[derive(Debug, Default)]
 struct PingLog {
     next_nonce: u64,
-    in_flight: Option<(u64, Instant)>,
-    recent: std::collections::VecDeque<(Instant, Duration)>,
+    /// (nonce, sent at, bytes received by then)
+    in_flight: Option<(u64, Instant, u64)>,
+    recent: std::collections::VecDeque<PingSample>,
+    /// Downstream payload bytes received so far, and when the last of them arrived.
+    received: u64,
+    last_received: Option<Instant>,
 }
 
 impl PingLog {
@@ -390,30 +398,53 @@ impl PingLog {
             return None;
         }
         self.next_nonce += 1;
-        self.in_flight = Some((self.next_nonce, now));
+        self.in_flight = Some((self.next_nonce, now, self.received));
         Some(self.next_nonce)
     }
 
     fn on_pong(&mut self, nonce: u64, now: Instant) {
-        if let Some((n, sent)) = self.in_flight {
+        if let Some((n, sent, rx)) = self.in_flight {
             if n == nonce {
                 self.in_flight = None;
                 if self.recent.len() == PING_HISTORY {
                     self.recent.pop_front();
                 }
-                self.recent.push_back((now, now.saturating_duration_since(sent)));
+                self.recent.push_back(PingSample {
+                    at: now,
+                    rtt: now.saturating_duration_since(sent),
+                    loaded: self.received - rx > LOADED_BYTES,
+                });
             }
         }
     }
+
+    fn on_received(&mut self, n: u64, now: Instant) {
+        self.received += n;
+        self.last_received = Some(now);
+    }
+}
+
+/// One answered ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingSample {
+    /// When the answer came.
+    pub at: Instant,
+    /// The round trip.
+    pub rtt: Duration,
+    /// More than [`LOADED_BYTES`] of the client's own downloads came in meanwhile: the round
+    /// trip includes the client's queue, not only the provider's.
+    pub loaded: bool,
 }
 
 /// What the client's pings saw (see [`ClientSession::latency`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LatencyView {
-    /// (answered at, round trip), oldest first, at most 64.
-    pub recent: Vec<(Instant, Duration)>,
+    /// Answered pings, oldest first, at most 64.
+    pub recent: Vec<PingSample>,
     /// When the ping still waiting for its answer was sent.
     pub unanswered_since: Option<Instant>,
+    /// When the provider last delivered payload bytes to this client.
+    pub last_received: Option<Instant>,
 }
 
 /// The client's side of a session.
@@ -558,7 +589,8 @@ impl ClientSession {
             .lock()
             .map(|p| LatencyView {
                 recent: p.recent.iter().copied().collect(),
-                unanswered_since: p.in_flight.map(|(_, t)| t),
+                unanswered_since: p.in_flight.map(|(_, t, _)| t),
+                last_received: p.last_received,
             })
             .unwrap_or_default()
     }
@@ -617,6 +649,9 @@ impl ClientSession {
         let down = async {
             let r = pump(&mut sr, &mut aw, |n| {
                 self.count(n);
+                if let Ok(mut p) = self.pings.lock() {
+                    p.on_received(n, Instant::now());
+                }
                 std::future::ready(n)
             })
             .await;

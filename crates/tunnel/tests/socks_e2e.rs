@@ -249,7 +249,7 @@ async fn pings(c: &ClientSession, n: usize) -> Vec<Duration> {
     for _ in 0..100 {
         let seen = c.latency();
         if seen.recent.len() >= n {
-            return seen.recent.iter().map(|(_, rtt)| *rtt).collect();
+            return seen.recent.iter().map(|p| p.rtt).collect();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
