@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 CACHE=bench/.cache
 SS_ROOT=$CACHE/shadowsocks
 BYTES=${BENCH_BYTES:-536870912}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 mkdir -p "$CACHE"
 
 if [ ! -x "$SS_ROOT/bin/ssserver" ]; then
