@@ -238,7 +238,8 @@ async fn main() {
 
     let mut table = Vec::new();
     let mut relay_vs_direct = f64::INFINITY;
-    for streams in [1u64, 8] {
+    let counts: Vec<u64> = arg("--streams").map_or(vec![1, 8], |v| vec![v.parse().expect("--streams N")]);
+    for streams in counts {
         let (mut d, mut t, mut n, mut s, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut td, mut tn, mut ts, mut rd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
