@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: sim sim-scale bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: bench-mux sim sim-scale bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -15,6 +15,7 @@ help:
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
 	@echo "make bench-meter criterion benchmark of the tunnel's meter"
 	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
+	@echo "make bench-mux  yamux vs HTTP/2 (h2) as the tunnel's multiplexer, on the tunnel's TLS"
 	@echo "make bench-failover gap until requests flow again after kill -9 of the provider (median)"
 	@echo "make bench-probe oracle probe accuracy (shaped 10/50/200 Mbit/s, +40 ms) and cost"
 	@echo "make sim        the simulator's reference market (10k providers, 31 oracles, a day); report in target/sim"
@@ -67,6 +68,10 @@ test-deep: tools
 # Tunnel throughput vs direct loopback and shadowsocks-rust; connect overhead (bench/tunnel.sh).
 bench-tunnel:
 	bench/tunnel.sh
+
+# yamux vs HTTP/2 on the tunnel's TLS (the multiplexer choice).
+bench-mux:
+	cargo run --release --locked -q -p wirepact-tunnel --example bench_mux
 
 # Failover gap after kill -9 of the client's provider under load, median of 10 runs.
 bench-failover: tools
