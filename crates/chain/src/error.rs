@@ -10,12 +10,10 @@ pub type MarketRevert = crate::bindings::WirepactMarket::WirepactMarketErrors;
 pub enum ChainError {
     /// The RPC endpoint could not be reached or answered garbage. Retry later; no
     /// transaction was lost (a sent transaction is re-sent byte for byte).
-    #[error("RPC transport failed during {during}: {source}")]
-    Transport {
-        during: &'static str,
-        #[source]
-        source: TransportError,
-    },
+    /// (`cause` is not chained as a `source`: alloy nests the same failure three deep, so the
+    /// message carries its innermost cause once.)
+    #[error("cannot reach the chain's RPC endpoint ({during}): {}; is the node running and the RPC URL right? Nothing was lost, retry when it answers", root_cause(cause))]
+    Transport { during: &'static str, cause: TransportError },
     /// The market refused the call; the decoded reason says why. Do not retry unchanged.
     #[error("the market refused {during}: {revert:?}")]
     Reverted { during: &'static str, revert: MarketRevert },
@@ -32,6 +30,15 @@ pub enum ChainError {
     Signing,
     #[error("unexpected chain data: {0}")]
     Unexpected(&'static str),
+}
+
+/// The innermost cause of `e` (alloy nests the same transport failure three deep).
+fn root_cause(e: &TransportError) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 impl ChainError {
@@ -61,7 +68,7 @@ impl ChainError {
             }
             return ChainError::Rejected { during, message: resp.message.to_string() };
         }
-        ChainError::Transport { during, source: err }
+        ChainError::Transport { during, cause: err }
     }
 
     /// Classifies a failed contract call (decoding the market's revert if it is one).

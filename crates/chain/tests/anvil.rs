@@ -213,6 +213,11 @@ async fn closed_rpc_port_is_a_retryable_transport_error() {
         .expect_err("dead rpc");
     assert!(matches!(e, ChainError::Transport { .. }), "{e:?}");
     assert!(e.is_retryable());
+    // One line that says what failed and what to do, the cause once.
+    let msg = e.to_string();
+    assert!(msg.contains("cannot reach the chain") && msg.contains("retry"), "{msg}");
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    assert!(std::error::Error::source(&e).is_none(), "the cause is not chained again: {msg}");
 }
 
 /// A proxy in front of anvil that swallows the answer to the first `eth_sendRawTransaction`

@@ -574,7 +574,9 @@ fn run_sim(path: &std::path::Path, out: &std::path::Path, scale: Option<f64>, ep
 /// A market handle for reading (the signer is a throwaway key; nothing is sent).
 async fn read_only(rpc_url: &str, market: Address) -> Result<AlloyMarket> {
     let policy = SendPolicy { confirm_timeout: Duration::from_secs(30), ..SendPolicy::default() };
-    AlloyMarket::connect(rpc_url, market, PrivateKeySigner::random(), policy)
-        .await
-        .with_context(|| format!("no market at {market} on {rpc_url}"))
+    match AlloyMarket::connect(rpc_url, market, PrivateKeySigner::random(), policy).await {
+        Ok(m) => Ok(m),
+        Err(e @ wirepact_chain::ChainError::Transport { .. }) => Err(anyhow::Error::new(e).context(rpc_url.to_owned())),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("no market at {market} on {rpc_url}"))),
+    }
 }
