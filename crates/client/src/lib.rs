@@ -496,12 +496,14 @@ pub async fn run_connect(
     tracing::info!(%proxy, "proxy ready (SOCKS5 and HTTP CONNECT)");
     let stop_device = device.as_ref().map(fulldevice_stopper);
     let mut device_failed = None;
+    let has_device = device.is_some();
     let device_run = async {
         match device {
             Some(d) => run_device(d).await,
             None => std::future::pending().await,
         }
     };
+    tokio::pin!(device_run);
 
     // Keeps a warm standby, promotes it when the active link dies, closes dead links.
     let manage = async {
@@ -561,13 +563,17 @@ pub async fn run_connect(
         () = shutdown => {}
         () = serve_proxy(listener, route.clone()) => {}
         () = manage => {}
-        e = device_run => {
+        e = &mut device_run => {
             tracing::error!(error = %e, "the full-device route stopped; closing the sessions");
             device_failed = Some(e);
         }
     }
     if let Some(stop) = stop_device {
         stop();
+        // Let the stack stop by itself, so the whole-machine setup is undone before we exit.
+        if has_device && device_failed.is_none() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut device_run).await;
+        }
     }
     let active = route.active();
     let mut closed = true;
