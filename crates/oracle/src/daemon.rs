@@ -115,6 +115,10 @@ struct Target {
     sla_kbps: u64,
 }
 
+/// Tries to seed an epoch before giving it up, and the pause between tries.
+const SEED_ATTEMPTS: u32 = 8;
+const SEED_RETRY: Duration = Duration::from_millis(500);
+
 struct Ctx {
     cfg: OracleConfig,
     market: AlloyMarket,
@@ -240,14 +244,31 @@ impl Ctx {
         }
     }
 
+    async fn is_seeded(&self, epoch: u64) -> bool {
+        self.view().epochSeed(epoch).call().await.is_ok_and(|s| s != alloy::primitives::B256::ZERO)
+    }
+
     /// One epoch: probe, sign, publish; then lead or stand by.
     async fn run_epoch(self: Arc<Self>, epoch: u64) {
         // Seed the audit draw unless another oracle already has (first call wins on chain).
-        let seeded = self.view().epochSeed(epoch).call().await.is_ok_and(|s| s != alloy::primitives::B256::ZERO);
-        if !seeded {
+        // `beginEpoch` seeds the epoch of the block's timestamp: right at the boundary the
+        // chain's clock may still be in the previous epoch, which leaves this one unseeded and
+        // unaudited. So check, and try again for a few seconds.
+        let mut seeded = self.is_seeded(epoch).await;
+        for attempt in 0..SEED_ATTEMPTS {
+            if seeded {
+                break;
+            }
             if let Err(e) = self.market.begin_epoch().await {
                 tracing::warn!(epoch, error = %e, "could not seed the epoch (another oracle may have)");
             }
+            seeded = self.is_seeded(epoch).await;
+            if !seeded && attempt + 1 < SEED_ATTEMPTS {
+                tokio::time::sleep(SEED_RETRY).await;
+            }
+        }
+        if !seeded {
+            tracing::warn!(epoch, "the epoch is not seeded on chain (is the chain's clock far from ours?)");
         }
         let targets = match self.audited(epoch).await {
             Ok(t) => t,
