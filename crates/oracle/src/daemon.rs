@@ -275,7 +275,7 @@ impl Ctx {
             Err(e) => return tracing::warn!(epoch, error = %e, "cannot read the audit set; epoch missed"),
         };
         if targets.is_empty() {
-            return tracing::info!(epoch, "nothing audited this epoch");
+            return tracing::info!(epoch, seeded, "nothing audited this epoch");
         }
         // A random moment within the probe window.
         let window_ms = self.epoch_len * 1000 * self.cfg.probe_window_pct.min(100) / 100;

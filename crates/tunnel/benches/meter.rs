@@ -1,4 +1,6 @@
-//! Cost of metering per forwarded chunk (the tunnel calls `take` for every buffer it forwards).
+//! Cost of metering per forwarded chunk (the tunnel calls `take` for every buffer it forwards),
+//! and of the receipts themselves: the client signs one per half window, the provider recovers
+//! its signer — with the default 8 MiB window that is one of each per 4 MiB forwarded.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
@@ -26,6 +28,21 @@ fn bench(c: &mut Criterion) {
             }
             black_box(p.receipted())
         });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("receipt");
+    let key = alloy::signers::local::PrivateKeySigner::random();
+    let dom = wirepact_proto::domain(1, alloy::primitives::Address::repeat_byte(1));
+    let r = wirepact_proto::Receipt {
+        sessionId: alloy::primitives::B256::repeat_byte(7),
+        cumulativeBytes: 4 << 20,
+        timestamp: 1_800_000_000,
+    };
+    g.bench_function("client_signs", |b| b.iter(|| wirepact_proto::sign_receipt(&key, &dom, black_box(&r))));
+    let sig = wirepact_proto::sign_receipt(&key, &dom, &r).expect("sign");
+    g.bench_function("provider_recovers", |b| {
+        b.iter(|| wirepact_proto::recover_receipt(&dom, black_box(&r), &sig, key.address()))
     });
     g.finish();
 }

@@ -225,7 +225,8 @@ async fn main() {
     let rounds: usize = arg("--rounds").map_or(5, |v| v.parse().expect("--rounds N"));
 
     let o = origin().await;
-    let on = tunnel(DEFAULT_WINDOW).await;
+    let window: u64 = arg("--window").map_or(DEFAULT_WINDOW, |v| v.parse().expect("--window BYTES"));
+    let on = tunnel(window).await;
     let off = tunnel(u64::MAX / 4).await;
     let relay = plain_relay().await;
     // warm up
