@@ -551,10 +551,13 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
             let keep = feed.len().saturating_sub(10);
             feed.drain(..keep);
         }
-        // The client's own events (failovers) come from its log.
+        // The client's own events (failovers, providers left for a broken SLA) come from its log.
         if let Ok(text) = std::fs::read_to_string(&client.log) {
             for line in text.get(client_log_pos..).unwrap_or("").lines() {
-                if line.contains("failing over") || line.contains("provider lost") {
+                if line.contains("failing over")
+                    || line.contains("provider lost")
+                    || line.contains("leaving the provider")
+                {
                     let what = line.split("failover: ").nth(1).unwrap_or(line).trim().to_owned();
                     let l = format!("client: {what}");
                     if headless {
