@@ -375,7 +375,8 @@ mod sla_watch {
         got
     }
 
-    fn spawn_node(dir: &Path, key: &str, extra: &[&str]) -> Child {
+    /// A `wirepact node` with `dir/node.toml`, its log in `dir/node.log`; returns once it is ready.
+    pub(super) fn spawn_node(dir: &Path, key: &str, extra: &[&str]) -> Child {
         let ready = dir.join("ready.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_wirepact"))
             .args(["node", "--exit-with-stdin", "--config"])
@@ -681,24 +682,7 @@ mod full_device {
             ),
         )
         .expect("cfg");
-        let node_ready = nd.join("ready.json");
-        let mut node = Command::new(env!("CARGO_BIN_EXE_wirepact"))
-            .args(["node", "--exit-with-stdin", "--config"])
-            .arg(nd.join("node.toml"))
-            .arg("--ready-file")
-            .arg(&node_ready)
-            .env("WIREPACT_PRIVATE_KEY", devnet.signer(1).expect("key").to_bytes().to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("node.log")).expect("log"))
-            .spawn()
-            .expect("spawn node");
-        let t = Instant::now();
-        while !node_ready.exists() {
-            assert!(node.try_wait().expect("wait").is_none(), "node exited");
-            assert!(t.elapsed() < Duration::from_secs(60), "node not ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut node = super::sla_watch::spawn_node(&nd, &devnet.signer(1).expect("key").to_bytes().to_string(), &[]);
         let cdir = dir.join("client");
         std::fs::create_dir_all(&cdir).expect("dir");
         std::fs::write(
