@@ -10,6 +10,7 @@
 //! status byte (a SOCKS5 reply code) and then relays. Payload bytes after header and status are what both sides
 //! count. Streams the provider opens towards the client are refused and never counted.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -386,23 +387,21 @@ struct PingLog {
     /// (nonce, sent at, bytes received by then)
     in_flight: Option<(u64, Instant, u64)>,
     recent: std::collections::VecDeque<PingSample>,
-    /// Downstream payload bytes received so far, and when the last of them arrived.
-    received: u64,
-    last_received: Option<Instant>,
 }
 
 impl PingLog {
     /// A nonce to send now, unless a ping is still unanswered.
-    fn start(&mut self, now: Instant) -> Option<u64> {
+    /// `received`: downstream payload bytes so far.
+    fn start(&mut self, now: Instant, received: u64) -> Option<u64> {
         if self.in_flight.is_some() {
             return None;
         }
         self.next_nonce += 1;
-        self.in_flight = Some((self.next_nonce, now, self.received));
+        self.in_flight = Some((self.next_nonce, now, received));
         Some(self.next_nonce)
     }
 
-    fn on_pong(&mut self, nonce: u64, now: Instant) {
+    fn on_pong(&mut self, nonce: u64, now: Instant, received: u64) {
         if let Some((n, sent, rx)) = self.in_flight {
             if n == nonce {
                 self.in_flight = None;
@@ -412,15 +411,10 @@ impl PingLog {
                 self.recent.push_back(PingSample {
                     at: now,
                     rtt: now.saturating_duration_since(sent),
-                    loaded: self.received - rx > LOADED_BYTES,
+                    loaded: received.saturating_sub(rx) > LOADED_BYTES,
                 });
             }
         }
-    }
-
-    fn on_received(&mut self, n: u64, now: Instant) {
-        self.received += n;
-        self.last_received = Some(now);
     }
 }
 
@@ -456,6 +450,11 @@ pub struct ClientSession {
     acked: Arc<Mutex<u64>>,
     acked_notify: Arc<Notify>,
     pings: Arc<Mutex<PingLog>>,
+    /// Downstream payload bytes so far, and when the last arrived (ns after `born`, 0 = never):
+    /// atomics, so the copy loop takes no lock for them.
+    received: AtomicU64,
+    last_received_ns: AtomicU64,
+    born: Instant,
 }
 
 impl ClientSession {
@@ -485,6 +484,9 @@ impl ClientSession {
             acked: Arc::new(Mutex::new(0)),
             acked_notify: Arc::new(Notify::new()),
             pings: Arc::new(Mutex::new(PingLog::default())),
+            received: AtomicU64::new(0),
+            last_received_ns: AtomicU64::new(0),
+            born: Instant::now(),
         });
         // Receipts whenever half a window is unsigned (or a final one is forced), and pings.
         let s = session.clone();
@@ -505,7 +507,8 @@ impl ClientSession {
                         true
                     }
                     _ = ping.tick() => {
-                        let nonce = s.pings.lock().ok().and_then(|mut p| p.start(Instant::now()));
+                        let rx = s.received.load(Ordering::Relaxed);
+                        let nonce = s.pings.lock().ok().and_then(|mut p| p.start(Instant::now(), rx));
                         if let Some(nonce) = nonce {
                             if cw.write_all(&Frame::Ping { nonce }.to_bytes()).await.is_err() {
                                 break;
@@ -550,7 +553,7 @@ impl ClientSession {
                     }
                     Frame::Pong { nonce } => {
                         if let Ok(mut p) = s.pings.lock() {
-                            p.on_pong(nonce, Instant::now());
+                            p.on_pong(nonce, Instant::now(), s.received.load(Ordering::Relaxed));
                         }
                     }
                     Frame::Error { code, message } => tracing::warn!(code, %message, "provider reported an error"),
@@ -590,7 +593,10 @@ impl ClientSession {
             .map(|p| LatencyView {
                 recent: p.recent.iter().copied().collect(),
                 unanswered_since: p.in_flight.map(|(_, t, _)| t),
-                last_received: p.last_received,
+                last_received: match self.last_received_ns.load(Ordering::Relaxed) {
+                    0 => None,
+                    ns => Some(self.born + Duration::from_nanos(ns)),
+                },
             })
             .unwrap_or_default()
     }
@@ -649,9 +655,9 @@ impl ClientSession {
         let down = async {
             let r = pump(&mut sr, &mut aw, |n| {
                 self.count(n);
-                if let Ok(mut p) = self.pings.lock() {
-                    p.on_received(n, Instant::now());
-                }
+                self.received.fetch_add(n, Ordering::Relaxed);
+                let ns = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
+                self.last_received_ns.store(ns, Ordering::Relaxed);
                 std::future::ready(n)
             })
             .await;
