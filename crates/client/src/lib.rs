@@ -496,7 +496,6 @@ pub async fn run_connect(
     tracing::info!(%proxy, "proxy ready (SOCKS5 and HTTP CONNECT)");
     let stop_device = device.as_ref().map(fulldevice_stopper);
     let mut device_failed = None;
-    let has_device = device.is_some();
     let device_run = async {
         match device {
             Some(d) => run_device(d).await,
@@ -571,7 +570,7 @@ pub async fn run_connect(
     if let Some(stop) = stop_device {
         stop();
         // Let the stack stop by itself, so the whole-machine setup is undone before we exit.
-        if has_device && device_failed.is_none() {
+        if device_failed.is_none() {
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut device_run).await;
         }
     }
