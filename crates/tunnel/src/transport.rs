@@ -361,6 +361,22 @@ pub struct ClientTunnel {
     pub pending: Vec<u8>,
 }
 
+/// TCP (no delay, dead-peer detection) + TLS pinned to `tunnel_key`: the client's way in,
+/// for a session or just to time the handshake.
+async fn dial(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tunnel_key: B256,
+) -> Result<client::TlsStream<Wire>, TransportError> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|_| TransportError::BadServerName(server_name.to_owned()))?;
+    let connector = TlsConnector::from(client_config(tunnel_key)?);
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    detect_dead_peer(&tcp)?;
+    Ok(connector.connect(name, wire(tcp)).await?)
+}
+
 /// Client side: TCP + TLS (pinned) + session auth; waits for `AuthOk` up to `deadline`.
 pub async fn connect(
     addr: std::net::SocketAddr,
@@ -369,14 +385,8 @@ pub async fn connect(
     auth: &Frame,
     deadline: Duration,
 ) -> Result<ClientTunnel, TransportError> {
-    let name = ServerName::try_from(server_name.to_owned())
-        .map_err(|_| TransportError::BadServerName(server_name.to_owned()))?;
-    let connector = TlsConnector::from(client_config(tunnel_key)?);
     let work = async {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        detect_dead_peer(&tcp)?;
-        let mut tls = connector.connect(name, wire(tcp)).await?;
+        let mut tls = dial(addr, server_name, tunnel_key).await?;
         let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
         tls.write_all(&auth.to_bytes()).await?;
         tls.flush().await?;
@@ -413,14 +423,9 @@ pub async fn handshake_time(
     tunnel_key: B256,
     deadline: Duration,
 ) -> Result<Duration, TransportError> {
-    let name = ServerName::try_from(server_name.to_owned())
-        .map_err(|_| TransportError::BadServerName(server_name.to_owned()))?;
-    let connector = TlsConnector::from(client_config(tunnel_key)?);
     let start = tokio::time::Instant::now();
     let work = async {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let mut tls = connector.connect(name, tcp).await?;
+        let mut tls = dial(addr, server_name, tunnel_key).await?;
         let took = start.elapsed();
         let _ = tls.shutdown().await;
         Ok::<_, TransportError>(took)
