@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, session_status};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
 use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
+use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{serve_proxy, ClientSession, SessionError};
 use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDOW};
@@ -341,7 +342,19 @@ impl Opener<'_> {
             let t = connect(addr, &self.cfg.server_name, tunnel_key, &auth, Duration::from_secs(10))
                 .await
                 .map_err(|source| ClientError::Tunnel { id: choice.id, endpoint: choice.endpoint.clone(), source })?;
-            let cs = ClientSession::start(
+            // Bulk streams ride extra connections of the same session (lanes), so one
+            // download is not held to one TLS connection's pace; the meter stays shared.
+            let lanes = LaneDialer {
+                addr,
+                server_name: self.cfg.server_name.clone(),
+                tunnel_key,
+                session_key: session_key.clone(),
+                domain: dom.clone(),
+                session_id: sid,
+                now: Arc::new(unix_now),
+                deadline: Duration::from_secs(10),
+            };
+            let cs = ClientSession::start_with_lanes(
                 Prefixed::new(t.pending, t.stream),
                 session_key.clone(),
                 dom.clone(),
@@ -349,6 +362,7 @@ impl Opener<'_> {
                 // Receipts every half of the provider's window (its first credit line), or ours if smaller.
                 t.credit_until.min(self.cfg.window_bytes).max(2),
                 Arc::new(unix_now),
+                Some(lanes),
             )
             .await?;
             Ok::<_, ClientError>(cs)

@@ -21,6 +21,7 @@ use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
 use wirepact_proto::{domain, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::egress::{Cidr, EgressPolicy};
 use wirepact_tunnel::impair::Impairment;
+use wirepact_tunnel::lane::{read_opening, Opening, ProviderLanes, LANE_IDLE};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{serve_provider, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
@@ -337,6 +338,7 @@ pub async fn run_node(
     let serve = {
         let (report, claim_now, db) = (report.clone(), claim_now.clone(), db.clone());
         let window = cfg.window_bytes;
+        let lanes = ProviderLanes::default();
         async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {
@@ -357,6 +359,7 @@ pub async fn run_node(
                 let (acceptor, checker, sessions, dom, egress, impair) =
                     (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone(), impair.clone());
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
+                let lanes = lanes.clone();
                 tokio::spawn(async move {
                     let acc = accept(&acceptor, tcp, &checker, &*sessions, unix_now(), Duration::from_secs(10), window);
                     let (stream, session_id, pending) = match acc.await {
@@ -364,6 +367,19 @@ pub async fn run_node(
                         Ok(Accepted::Decoy) => return tracing::debug!(%peer, "served the decoy"),
                         Err(e) => return tracing::debug!(%peer, error = %e, "handshake failed"),
                     };
+                    let mut io = Prefixed::new(pending, stream);
+                    match read_opening(&mut io, LANE_IDLE).await {
+                        Ok(Opening::Session) => {}
+                        // An extra data connection of a session whose control tunnel is live
+                        // here: it shares that session's meter, so nothing is billed twice.
+                        Ok(Opening::Lane) => {
+                            if let Err(e) = lanes.serve(io, session_id).await {
+                                tracing::debug!(session = %session_id, error = %e, "lane ended");
+                            }
+                            return;
+                        }
+                        Err(e) => return tracing::debug!(%peer, error = %e, "no connection kind"),
+                    }
                     let fresh = used.lock().is_ok_and(|mut u| u.insert(session_id))
                         && db.receipt(session_id).is_ok_and(|r| r.is_none());
                     let Some(terms) = sessions.terms(&session_id).filter(|_| fresh) else {
@@ -380,8 +396,9 @@ pub async fn run_node(
                         egress,
                         impair: impair.clone(),
                         dial_timeout: Duration::from_secs(10),
+                        lanes: Some(lanes),
                     };
-                    let res = serve_provider(Prefixed::new(pending, stream), cfg, store).await;
+                    let res = serve_provider(io, cfg, store).await;
                     match res {
                         Ok(stats) => {
                             tracing::info!(session = %session_id, forwarded = stats.forwarded, receipted = stats.receipted, "session tunnel ended");

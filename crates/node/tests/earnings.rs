@@ -17,7 +17,7 @@ use wirepact_node::{Claimer, ReceiptDb, StoredReceipt};
 use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_provider, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
+use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
 
 const ONE: u128 = 1_000_000_000_000_000_000;
@@ -113,6 +113,7 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
+        lanes: None,
     };
     let now = opened.terms.openedAt.to::<u64>();
     tokio::spawn(async move {
@@ -120,7 +121,7 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
         let acc =
             accept(&acceptor, tcp, &checker, &sessions, now, Duration::from_secs(2), 1 << 20).await.expect("accept");
         let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
-        let _ = serve_provider(Prefixed::new(pending, stream), cfg, store).await;
+        let _ = serve_connection(Prefixed::new(pending, stream), cfg, store).await;
     });
 
     // Client side: tunnel, SOCKS proxy, one fetch.
@@ -241,9 +242,10 @@ async fn child_provider() {
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
+        lanes: None,
     };
     let store: Arc<dyn ReceiptStore> = db;
-    let _ = serve_provider(Prefixed::new(pending, stream), cfg, store).await;
+    let _ = serve_connection(Prefixed::new(pending, stream), cfg, store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

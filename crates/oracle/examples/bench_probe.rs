@@ -20,7 +20,7 @@ use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_provider, ClientSession, ProviderSession, ReceiptStore};
+use wirepact_tunnel::session::{serve_connection, ClientSession, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
 
 struct Null;
@@ -55,6 +55,7 @@ async fn session(shape_mbps: Option<u32>, extra_latency: Duration) -> Arc<Client
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         impair: Impairment::new(shape_mbps, extra_latency),
         dial_timeout: Duration::from_secs(5),
+        lanes: None,
     };
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
@@ -62,7 +63,7 @@ async fn session(shape_mbps: Option<u32>, extra_latency: Duration) -> Arc<Client
         if let Ok(Accepted::Session { stream, pending, .. }) =
             accept(&acceptor, tcp, &checker, &sessions, now(), Duration::from_secs(2), DEFAULT_WINDOW).await
         {
-            let _ = serve_provider(Prefixed::new(pending, stream), cfg, Arc::new(Null)).await;
+            let _ = serve_connection(Prefixed::new(pending, stream), cfg, Arc::new(Null)).await;
         }
     });
     let auth = session_auth_frame(&key, &dom, sid, tunnel_key, now(), rand::random()).expect("auth");

@@ -98,6 +98,55 @@ async fn yamux_round(
     bytes as f64 / start.elapsed().as_secs_f64()
 }
 
+/// No multiplexer: one TLS connection per stream (what a lane per stream would cost).
+async fn raw_round(
+    listener: &TcpListener,
+    acceptor: &TlsAcceptor,
+    connector: &TlsConnector,
+    bytes: u64,
+    streams: u64,
+) -> f64 {
+    let mut pairs = Vec::new();
+    for _ in 0..streams {
+        pairs.push(tls_pair(listener, acceptor, connector).await);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let each = bytes / streams;
+    for (mut server, mut client) in pairs {
+        tokio::spawn(async move {
+            let block = vec![0x5au8; BLOCK];
+            let mut n = [0u8; 8];
+            if server.read_exact(&mut n).await.is_err() {
+                return;
+            }
+            let mut left = u64::from_be_bytes(n);
+            while left > 0 {
+                let k = usize::try_from(left.min(BLOCK as u64)).unwrap_or(BLOCK);
+                if server.write_all(&block[..k]).await.is_err() {
+                    return;
+                }
+                left -= k as u64;
+            }
+            let _ = server.shutdown().await;
+        });
+        tasks.push(tokio::spawn(async move {
+            client.write_all(&each.to_be_bytes()).await.expect("ask");
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut got = 0u64;
+            while got < each {
+                let n = client.read(&mut buf).await.expect("read");
+                assert!(n > 0, "short stream");
+                got += n as u64;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    bytes as f64 / start.elapsed().as_secs_f64()
+}
+
 /// HTTP/2: `GET /<size>` answered with that many bytes of body.
 async fn h2_round(
     listener: &TcpListener,
@@ -186,6 +235,18 @@ async fn main() {
     let acceptor = TlsAcceptor::from(id.server_config().expect("server config"));
     let connector = TlsConnector::from(client_config(id.tunnel_key()).expect("client config"));
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+    if let Some(mode) = arg("--only") {
+        let streams: u64 = arg("--streams").map_or(1, |v| v.parse().expect("--streams N"));
+        for _ in 0..rounds {
+            let v = match mode.as_str() {
+                "raw" => raw_round(&listener, &acceptor, &connector, bytes, streams).await,
+                "h2" => h2_round(&listener, &acceptor, &connector, bytes, streams).await,
+                _ => yamux_round(&listener, &acceptor, &connector, bytes, streams).await,
+            };
+            println!("{mode} streams={streams}: {:.0} MB/s", v / 1e6);
+        }
+        return;
+    }
     // warm up
     yamux_round(&listener, &acceptor, &connector, 16 << 20, 1).await;
     h2_round(&listener, &acceptor, &connector, 16 << 20, 1).await;
@@ -203,6 +264,15 @@ async fn main() {
             y.push(a);
             h.push(b);
             ratio.push(b / a);
+        }
+        if std::env::var_os("BENCH_RAW").is_some() {
+            let mut rr = Vec::new();
+            for _ in 0..rounds {
+                let y = yamux_round(&listener, &acceptor, &connector, bytes, streams).await;
+                let r = raw_round(&listener, &acceptor, &connector, bytes, streams).await;
+                rr.push(r / y);
+            }
+            println!("streams={streams}: raw TLS per stream / yamux {:.3}", median(rr));
         }
         let r = median(ratio);
         worst = worst.min(r);

@@ -23,8 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
+use wirepact_tunnel::lane::{LaneDialer, ProviderLanes};
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_provider, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
+use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
 
 /// Medians over the rounds of one stream count: throughputs (bytes/s) and, less noisy on a
@@ -155,7 +156,7 @@ struct Tunnel {
     tunnel_key: B256,
 }
 
-async fn tunnel(window: u64) -> Tunnel {
+async fn tunnel(window: u64, lanes: bool) -> Tunnel {
     let key = PrivateKeySigner::random();
     let dom = domain(1, Address::repeat_byte(1));
     let id = TunnelIdentity::generate("bench.example").expect("identity");
@@ -176,6 +177,7 @@ async fn tunnel(window: u64) -> Tunnel {
         egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
+        lanes: Some(ProviderLanes::default()),
     };
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -185,7 +187,7 @@ async fn tunnel(window: u64) -> Tunnel {
                 if let Ok(Accepted::Session { stream, pending, .. }) =
                     accept(&acceptor, tcp, &checker, &*sessions, 1_800_000_000, Duration::from_secs(2), window).await
                 {
-                    let _ = serve_provider(Prefixed::new(pending, stream), cfg, Arc::new(Null)).await;
+                    let _ = serve_connection(Prefixed::new(pending, stream), cfg, Arc::new(Null)).await;
                 }
             });
         }
@@ -195,9 +197,27 @@ async fn tunnel(window: u64) -> Tunnel {
     let t = connect(provider, "bench.example", tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(1_800_000_000));
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let cs = ClientSession::start(Prefixed::new(t.pending, t.stream), key, dom, B256::repeat_byte(1), window, now)
-        .await
-        .expect("client");
+    let dialer = lanes.then(|| LaneDialer {
+        addr: provider,
+        server_name: "bench.example".into(),
+        tunnel_key,
+        session_key: key.clone(),
+        domain: dom.clone(),
+        session_id: B256::repeat_byte(1),
+        now: Arc::new(|| 1_800_000_000),
+        deadline: Duration::from_secs(5),
+    });
+    let cs = ClientSession::start_with_lanes(
+        Prefixed::new(t.pending, t.stream),
+        key,
+        dom,
+        B256::repeat_byte(1),
+        window,
+        now,
+        dialer,
+    )
+    .await
+    .expect("client");
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = l.local_addr().expect("addr");
     tokio::spawn(serve_proxy(l, cs));
@@ -226,8 +246,10 @@ async fn main() {
 
     let o = origin().await;
     let window: u64 = arg("--window").map_or(DEFAULT_WINDOW, |v| v.parse().expect("--window BYTES"));
-    let on = tunnel(window).await;
-    let off = tunnel(u64::MAX / 4).await;
+    // Lanes on unless --no-lanes (every stream over the one multiplexed connection).
+    let lanes = !args.iter().any(|a| a == "--no-lanes");
+    let on = tunnel(window, lanes).await;
+    let off = tunnel(u64::MAX / 4, lanes).await;
     let relay = plain_relay().await;
     // warm up
     fetch(Some(on.proxy), o, 8 << 20, 1).await;

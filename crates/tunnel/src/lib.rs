@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod egress;
 pub mod impair;
+pub mod lane;
 pub mod meter;
 pub mod mux;
 pub mod session;

@@ -10,7 +10,7 @@
 //! status byte (a SOCKS5 reply code) and then relays. Payload bytes after header and status are what both sides
 //! count. Streams the provider opens towards the client are refused and never counted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ use wirepact_proto::{recover_receipt, sign_receipt, Frame, FrameError, Receipt};
 
 use crate::egress::EgressPolicy;
 use crate::impair::Impairment;
+use crate::lane::{
+    read_opening, LaneDialer, LaneTarget, Opening, ProviderLanes, TunnelStream, CONN_LANE, CONN_SESSION, LANE_IDLE,
+};
 use crate::meter::{ClientMeter, MeterError, ProviderMeter};
 use crate::mux::{self, MuxError, MuxHandle, MuxStream};
 use crate::socks::{self, SocksError, Target};
@@ -51,6 +54,8 @@ pub enum SessionError {
     Meter(#[from] MeterError),
     #[error("could not persist a receipt: {0}")]
     Store(String),
+    #[error("no such session is being served")]
+    NoSession,
 }
 
 /// Where the provider keeps receipts; `store` must be durable when it returns.
@@ -71,6 +76,8 @@ pub struct ProviderSession {
     /// Test knobs (shaping, extra latency); off unless a test or the devnet turns them on.
     pub impair: Impairment,
     pub dial_timeout: Duration,
+    /// Where lanes of this session find its meter (`None`: the session takes no lanes).
+    pub lanes: Option<ProviderLanes>,
 }
 
 /// What the provider saw of a session once it ends.
@@ -80,18 +87,24 @@ pub struct ProviderStats {
     pub receipted: u64,
 }
 
-struct Credit {
+/// A session's credit on the provider, shared by its multiplexed streams and its lanes.
+pub(crate) struct Credit {
     meter: Mutex<ProviderMeter>,
     more: Notify,
+    /// The session ended: nothing more is forwarded.
+    closed: AtomicBool,
 }
 
 impl Credit {
-    /// Waits until some of `n` bytes may be forwarded; returns how many.
+    /// Waits until some of `n` bytes may be forwarded; returns how many (0: the session ended).
     async fn acquire(&self, n: u64) -> u64 {
         loop {
             let notified = self.more.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.closed.load(Ordering::Acquire) {
+                return 0;
+            }
             let k = self.meter.lock().map(|mut m| m.take(n)).unwrap_or(0);
             if k > 0 {
                 return k;
@@ -120,7 +133,29 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Resul
     }
 }
 
-/// Serves one authenticated session until the client closes its control stream.
+/// Serves one authenticated connection, whatever it carries: the session itself (until the
+/// client closes its control stream; its stats come back) or one of its lanes (`None`).
+/// A provider that must vet a session before serving it reads [`read_opening`] itself.
+pub async fn serve_connection<S>(
+    mut io: S,
+    cfg: ProviderSession,
+    store: Arc<dyn ReceiptStore>,
+) -> Result<Option<ProviderStats>, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match read_opening(&mut io, LANE_IDLE).await {
+        Ok(Opening::Session) => serve_provider(io, cfg, store).await.map(Some),
+        Ok(Opening::Lane) => match &cfg.lanes {
+            Some(lanes) => lanes.serve(io, cfg.session_id).await.map(|()| None),
+            None => Err(SessionError::NoSession),
+        },
+        Err(e) => Err(SessionError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+    }
+}
+
+/// Serves one authenticated session (after [`read_opening`] said [`Opening::Session`]) until
+/// the client closes its control stream.
 pub async fn serve_provider<S>(
     io: S,
     cfg: ProviderSession,
@@ -133,7 +168,17 @@ where
     let credit = Arc::new(Credit {
         meter: Mutex::new(ProviderMeter::new(cfg.window)?.with_limit(cfg.max_bytes)),
         more: Notify::new(),
+        closed: AtomicBool::new(false),
     });
+    let lane_target = Arc::new(LaneTarget {
+        credit: credit.clone(),
+        egress: cfg.egress.clone(),
+        impair: cfg.impair.clone(),
+        dial_timeout: cfg.dial_timeout,
+    });
+    if let Some(lanes) = &cfg.lanes {
+        lanes.register(cfg.session_id, &lane_target);
+    }
 
     let data_credit = credit.clone();
     let egress = cfg.egress.clone();
@@ -229,6 +274,13 @@ where
         control.write_all(&out).await?;
     };
     acceptor.abort();
+    if let Some(lanes) = &cfg.lanes {
+        lanes.unregister(cfg.session_id);
+    }
+    drop(lane_target);
+    // Lanes still open stop forwarding: no more receipts can pay for them.
+    credit.closed.store(true, Ordering::Release);
+    credit.more.notify_waiters();
     let m = credit.meter.lock().map_err(|_| SessionError::Store("meter lock poisoned".into()))?;
     result.map(|()| ProviderStats { forwarded: m.forwarded(), receipted: m.receipted() })
 }
@@ -243,13 +295,17 @@ async fn resolve(target: &Target, egress: &EgressPolicy) -> Result<std::net::Soc
     candidates.into_iter().find(|a| egress.permits(a.ip())).ok_or(socks::REP_NOT_ALLOWED)
 }
 
-async fn serve_stream(
-    mut s: MuxStream,
+/// Serves one data stream (multiplexed or a lane): target header, status byte, relay.
+pub(crate) async fn serve_stream<S>(
+    mut s: S,
     credit: Arc<Credit>,
     egress: &EgressPolicy,
     dial: Duration,
     impair: Impairment,
-) -> Result<(), SessionError> {
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut head = Vec::with_capacity(64);
     let mut b = [0u8; 64];
     let (target, used) = loop {
@@ -292,6 +348,9 @@ async fn serve_stream(
             let mut off = 0;
             while off < early.len() {
                 let k = usize::try_from(up_credit.acquire((early.len() - off) as u64).await).unwrap_or(0);
+                if k == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the session ended"));
+                }
                 ow.write_all(&early[off..off + k]).await?;
                 off += k;
             }
@@ -328,6 +387,9 @@ where
         let mut off = 0;
         while off < n {
             let k = usize::try_from(gate((n - off) as u64).await).unwrap_or(0).min(n - off);
+            if k == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the session ended"));
+            }
             w.write_all(&buf[off..off + k]).await?;
             off += k;
         }
@@ -352,6 +414,9 @@ where
             let mut off = 0;
             while off < n {
                 let k = usize::try_from(credit.acquire((n - off) as u64).await).unwrap_or(0).min(n - off);
+                if k == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the session ended"));
+                }
                 impair.pace(k as u64).await;
                 let due = tokio::time::Instant::now() + impair.extra_latency;
                 if tx.send((due, buf[off..off + k].to_vec())).await.is_err() {
@@ -455,6 +520,8 @@ pub struct ClientSession {
     received: AtomicU64,
     last_received_ns: AtomicU64,
     born: Instant,
+    lanes: Option<Arc<crate::lane::LanePool>>,
+    lane_streams: AtomicU64,
 }
 
 impl ClientSession {
@@ -471,6 +538,24 @@ impl ClientSession {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        Self::start_with_lanes(io, session_key, domain, session_id, window, now, None).await
+    }
+
+    /// As [`start`](Self::start), and with `lanes` streams get TLS connections of their own
+    /// while a few are ready (see [`crate::lane`]); the rest share the multiplexer.
+    pub async fn start_with_lanes<S>(
+        mut io: S,
+        session_key: PrivateKeySigner,
+        domain: Eip712Domain,
+        session_id: B256,
+        window: u64,
+        now: Arc<dyn Fn() -> u64 + Send + Sync>,
+        lanes: Option<LaneDialer>,
+    ) -> Result<Arc<Self>, SessionError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        io.write_all(&[CONN_SESSION]).await?;
         let (mux, mut inbound) = mux::spawn(io, true);
         // Streams the provider opens are never asked for: drop them unread, bill nothing.
         tokio::spawn(async move { while inbound.recv().await.is_some() {} });
@@ -487,6 +572,8 @@ impl ClientSession {
             received: AtomicU64::new(0),
             last_received_ns: AtomicU64::new(0),
             born: Instant::now(),
+            lanes: lanes.map(crate::lane::LanePool::spawn),
+            lane_streams: AtomicU64::new(0),
         });
         // Receipts whenever half a window is unsigned (or a final one is forced), and pings.
         let s = session.clone();
@@ -564,8 +651,28 @@ impl ClientSession {
         Ok(session)
     }
 
-    /// Opens a stream to `target` through the provider.
-    pub async fn open(&self, target: &Target) -> Result<MuxStream, SessionError> {
+    /// Opens a stream to `target` through the provider: on a ready lane if there is one,
+    /// else on the multiplexer.
+    pub async fn open(&self, target: &Target) -> Result<TunnelStream, SessionError> {
+        if let Some((mut lane, guard)) = self.lanes.as_ref().and_then(|p| p.take()) {
+            let mut head = vec![CONN_LANE];
+            head.extend_from_slice(&target.encode());
+            // A lane the provider has meanwhile dropped fails here or at the status byte: the
+            // multiplexer takes the stream instead (the target header is idempotent: nothing
+            // was dialled for a lane that never got it).
+            if lane.write_all(&head).await.is_ok() {
+                let mut status = [0u8; 1];
+                match tokio::time::timeout(HEADER_TIMEOUT, lane.read_exact(&mut status)).await {
+                    Ok(Ok(_)) if status[0] == socks::REP_SUCCEEDED => {
+                        self.lane_streams.fetch_add(1, Ordering::Relaxed);
+                        return Ok(TunnelStream::Lane(lane, guard));
+                    }
+                    Ok(Ok(_)) => return Err(SessionError::StreamRefused(status[0])),
+                    Ok(Err(e)) => tracing::debug!(error = %e, "lane closed before use; using the multiplexer"),
+                    Err(_) => return Err(SessionError::Timeout),
+                }
+            }
+        }
         let mut s = self.mux.open().await?;
         let mut head = vec![STREAM_DATA];
         head.extend_from_slice(&target.encode());
@@ -575,7 +682,19 @@ impl ClientSession {
         if status[0] != socks::REP_SUCCEEDED {
             return Err(SessionError::StreamRefused(status[0]));
         }
-        Ok(s)
+        Ok(TunnelStream::Mux(s))
+    }
+
+    /// Streams opened on a lane of their own so far (the rest went over the multiplexer).
+    #[must_use]
+    pub fn lane_streams(&self) -> u64 {
+        self.lane_streams.load(Ordering::Relaxed)
+    }
+
+    /// Authenticated lanes waiting to be used.
+    #[must_use]
+    pub fn ready_lanes(&self) -> usize {
+        self.lanes.as_ref().map_or(0, |p| p.ready_len())
     }
 
     /// Whether the tunnel under this session is still up.
@@ -640,7 +759,7 @@ impl ClientSession {
     }
 
     /// Relays between an app's connection and a tunnel stream, counting both directions.
-    pub async fn relay(&self, app: TcpStream, stream: MuxStream) {
+    pub async fn relay(&self, app: TcpStream, stream: TunnelStream) {
         let (mut ar, mut aw) = app.into_split();
         let (mut sr, mut sw) = tokio::io::split(stream);
         let up = async {
@@ -702,7 +821,7 @@ const ROUTE_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens `target` on the route's current session; if that session's tunnel is gone, reports it
 /// and tries the next one the route offers.
-async fn open_routed<R: Route>(route: &R, target: &Target) -> Result<(Arc<ClientSession>, MuxStream), SessionError> {
+async fn open_routed<R: Route>(route: &R, target: &Target) -> Result<(Arc<ClientSession>, TunnelStream), SessionError> {
     let start = tokio::time::Instant::now();
     loop {
         match route.current() {

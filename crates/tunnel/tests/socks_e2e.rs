@@ -15,9 +15,10 @@ use tokio_rustls::TlsAcceptor;
 use wirepact_proto::{domain, recover_receipt, Receipt};
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::impair::Impairment;
+use wirepact_tunnel::lane::{LaneDialer, ProviderLanes, LANE_POOL};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{
-    serve_provider, serve_proxy, ClientSession, ProviderSession, ProviderStats, ReceiptStore,
+    serve_connection, serve_proxy, ClientSession, ProviderSession, ProviderStats, ReceiptStore,
 };
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
 
@@ -90,10 +91,11 @@ struct Setup {
 }
 
 async fn setup(egress: EgressPolicy) -> Setup {
-    setup_with(egress, Impairment::default()).await
+    setup_with(egress, Impairment::default(), false).await
 }
 
-async fn setup_with(egress: EgressPolicy, impair: Impairment) -> Setup {
+/// A provider serving SESSION (and lanes, with `lanes`) and a client with a SOCKS5 port.
+async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Setup {
     let key = PrivateKeySigner::random();
     let dom = domain(31337, Address::repeat_byte(3));
     let id = TunnelIdentity::generate(SNI).expect("identity");
@@ -116,23 +118,54 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment) -> Setup {
         egress,
         impair,
         dial_timeout: Duration::from_secs(5),
+        lanes: Some(ProviderLanes::default()),
     };
+    let (acceptor, checker, sessions) = (Arc::new(acceptor), Arc::new(checker), Arc::new(sessions));
+    let done_tx = Arc::new(Mutex::new(Some(done_tx)));
     tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.expect("accept");
-        let acc = accept(&acceptor, tcp, &checker, &sessions, 1_800_000_000, Duration::from_secs(2), WINDOW)
-            .await
-            .expect("accept");
-        let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
-        let stats = serve_provider(Prefixed::new(pending, stream), cfg, pstore).await.expect("serve");
-        let _ = done_tx.send(stats);
+        // Bounded: the session's connection and its lanes.
+        for _ in 0..64 {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, checker, sessions, cfg, pstore, done_tx) =
+                (acceptor.clone(), checker.clone(), sessions.clone(), cfg.clone(), pstore.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                let acc = accept(&acceptor, tcp, &checker, &*sessions, 1_800_000_000, Duration::from_secs(2), WINDOW)
+                    .await
+                    .expect("accept");
+                let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
+                if let Ok(Some(stats)) = serve_connection(Prefixed::new(pending, stream), cfg, pstore).await {
+                    if let Some(tx) = done_tx.lock().expect("done").take() {
+                        let _ = tx.send(stats);
+                    }
+                }
+            });
+        }
     });
     let auth = session_auth_frame(&key, &dom, SESSION, tunnel_key, 1_800_000_000, [7; 16]).expect("auth");
     let t = connect(paddr, SNI, tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(1_800_000_000));
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let client = ClientSession::start(Prefixed::new(t.pending, t.stream), key.clone(), dom, SESSION, WINDOW, now)
-        .await
-        .expect("client");
+    let dialer = lanes.then(|| LaneDialer {
+        addr: paddr,
+        server_name: SNI.into(),
+        tunnel_key,
+        session_key: key.clone(),
+        domain: dom.clone(),
+        session_id: SESSION,
+        now: Arc::new(|| 1_800_000_000),
+        deadline: Duration::from_secs(5),
+    });
+    let client = ClientSession::start_with_lanes(
+        Prefixed::new(t.pending, t.stream),
+        key.clone(),
+        dom,
+        SESSION,
+        WINDOW,
+        now,
+        dialer,
+    )
+    .await
+    .expect("client");
     let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = socks.local_addr().expect("addr");
     tokio::spawn(serve_proxy(socks, client.clone()));
@@ -223,8 +256,16 @@ async fn curl_fetches_64_mib_via_socks5_and_http_connect() {
         return;
     }
     let o = http_origin().await;
-    let s =
-        setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")])).await;
+    let open = EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")]);
+    let s = setup_with(open, Impairment::default(), true).await;
+    // Both transfers take a lane of their own once the pool is ready (bounded wait).
+    for _ in 0..100 {
+        if s.client.ready_lanes() >= LANE_POOL {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.client.ready_lanes(), LANE_POOL, "the lane pool filled");
     let url = format!("http://localhost:{}/blob", o.port());
     let proxy = s.proxy.to_string();
     let expect_ok = |body: &[u8]| {
@@ -237,6 +278,7 @@ async fn curl_fetches_64_mib_via_socks5_and_http_connect() {
     // HTTP CONNECT.
     let body = curl(&["-s", "--max-time", "120", "--proxytunnel", "--proxy", &format!("http://{proxy}"), &url]).await;
     expect_ok(&body);
+    assert_eq!(s.client.lane_streams(), 2, "each transfer had a TLS connection of its own");
     let total = s.client.counted();
     assert!(total > 2 * CURL_BYTES as u64, "both transfers counted: {total}");
     assert_eq!(s.client.finish(Duration::from_secs(10)).await.expect("final receipt"), total);
@@ -260,7 +302,7 @@ async fn pings(c: &ClientSession, n: usize) -> Vec<Duration> {
 async fn pings_time_the_round_trip_and_show_a_slow_providers_latency() {
     let open = EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
     let fast = setup(open.clone()).await;
-    let slow = setup_with(open, Impairment::new(None, Duration::from_millis(150))).await;
+    let slow = setup_with(open, Impairment::new(None, Duration::from_millis(150)), false).await;
     let (f, s) = tokio::join!(pings(&fast.client, 2), pings(&slow.client, 2));
     assert!(f.iter().all(|rtt| *rtt < Duration::from_millis(150)), "loopback round trips {f:?}");
     assert!(
