@@ -460,6 +460,25 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         v
     };
 
+    // Client, before the oracles: their probe sessions raise the providers' congestion
+    // prices for a while, and the demo's first pick should see the posted prices.
+    let cd = dir.join("client");
+    std::fs::create_dir_all(&cd)?;
+    let ccfg = cd.join("client.toml");
+    std::fs::write(&ccfg, client_toml(&rpc, market, &cd))?;
+    let cready = cd.join("ready.json");
+    let _ = std::fs::remove_file(&cready);
+    let mut client = spawn(
+        &exe,
+        "client",
+        &["connect", "--config", &ccfg.to_string_lossy(), "--ready-file", &cready.to_string_lossy()],
+        key(CLIENT_ACCOUNT)?.to_bytes(),
+        &dir,
+    )?;
+    let c = wait_ready(&mut client, &cready, Duration::from_secs(60)).await?;
+    let proxy: SocketAddr = c["proxy"].as_str().context("client ready file without proxy")?.parse()?;
+    eprintln!("devnet: client connected: {c}");
+
     // Oracles.
     let mut oracles = Vec::new();
     for (i, (name, lie)) in ORACLES.iter().enumerate() {
@@ -479,24 +498,6 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         eprintln!("devnet: {name} ready{}: {info}", if *lie { " (lies on purpose)" } else { "" });
         oracles.push(p);
     }
-
-    // Client.
-    let cd = dir.join("client");
-    std::fs::create_dir_all(&cd)?;
-    let ccfg = cd.join("client.toml");
-    std::fs::write(&ccfg, client_toml(&rpc, market, &cd))?;
-    let cready = cd.join("ready.json");
-    let _ = std::fs::remove_file(&cready);
-    let mut client = spawn(
-        &exe,
-        "client",
-        &["connect", "--config", &ccfg.to_string_lossy(), "--ready-file", &cready.to_string_lossy()],
-        key(CLIENT_ACCOUNT)?.to_bytes(),
-        &dir,
-    )?;
-    let c = wait_ready(&mut client, &cready, Duration::from_secs(60)).await?;
-    let proxy: SocketAddr = c["proxy"].as_str().context("client ready file without proxy")?.parse()?;
-    eprintln!("devnet: client connected: {c}");
 
     // Load.
     let o = origin().await?;

@@ -121,7 +121,12 @@ fn devnet_slashes_the_oversold_pays_the_honest_exactly_and_conserves_tokens() {
     let price = wei(&x["price_per_gib"]);
     let (paid, fee, refund, deposit) =
         (wei(&x["paid_to_provider"]), wei(&x["fee"]), wei(&x["refund"]), wei(&x["deposit"]));
-    assert_eq!(paid + fee, (U256::from(bytes) * price) >> 30, "payout is bytes x price per GiB, to the wei");
+    assert_eq!(
+        paid + fee,
+        (U256::from(bytes) * price) >> 30,
+        "payout is bytes x price per GiB, to the wei; session {x}, providers {}",
+        s["providers"]
+    );
     assert_eq!(refund, deposit - paid - fee, "the client gets back everything not paid");
 
     let providers = s["providers"].as_array().expect("providers");

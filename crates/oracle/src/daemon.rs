@@ -129,6 +129,9 @@ struct Ctx {
     plan: ProbePlan,
     epoch_len: u64,
     genesis: u64,
+    /// Held from the balance check to the session's opening: the probes of two epochs may
+    /// overlap, and both must not count the same deposited tokens.
+    funding: tokio::sync::Mutex<()>,
 }
 
 impl Ctx {
@@ -188,16 +191,18 @@ impl Ctx {
 
     async fn try_probe(&self, t: &Target) -> Result<Measurement, String> {
         let deposit = parse_tokens(&self.cfg.probe_deposit).map_err(|e| e.to_string())?;
-        let have = self.market.balance_of(self.market.account()).await.map_err(|e| e.to_string())?;
-        if have < deposit {
-            self.market.deposit(deposit - have).await.map_err(|e| e.to_string())?;
-        }
         let key = PrivateKeySigner::random();
-        let opened = self
-            .market
-            .open_session(ProviderId(t.id), deposit, U256::MAX, key.address())
-            .await
-            .map_err(|e| format!("opening a probe session: {e}"))?;
+        let opened = {
+            let _funding = self.funding.lock().await;
+            let have = self.market.balance_of(self.market.account()).await.map_err(|e| e.to_string())?;
+            if have < deposit {
+                self.market.deposit(deposit - have).await.map_err(|e| e.to_string())?;
+            }
+            self.market
+                .open_session(ProviderId(t.id), deposit, U256::MAX, key.address())
+                .await
+                .map_err(|e| format!("opening a probe session: {e}"))?
+        };
         let result = async {
             let addr = tokio::net::lookup_host(&t.endpoint)
                 .await
@@ -468,8 +473,18 @@ pub async fn run_oracle(
         .timeout(Duration::from_secs(3))
         .build()
         .map_err(|e| OracleError::Config(format!("HTTP client: {e}")))?;
-    let ctx =
-        Arc::new(Ctx { cfg, market, signer, sink, published, http, plan: ProbePlan::default(), epoch_len, genesis });
+    let ctx = Arc::new(Ctx {
+        cfg,
+        market,
+        signer,
+        sink,
+        published,
+        http,
+        plan: ProbePlan::default(),
+        epoch_len,
+        genesis,
+        funding: Default::default(),
+    });
 
     let follow = async {
         let mut last: Option<u64> = None;
