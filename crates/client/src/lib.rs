@@ -444,6 +444,7 @@ async fn close_link(market: &AlloyMarket, link: &Link, final_receipt: Option<Dur
             tracing::warn!(provider = link.provider_id, error = %e, "the provider did not acknowledge the final receipt");
         }
     }
+    link.session.close();
     match market.close(&link.terms).await {
         Ok(_) => true,
         Err(e) => {

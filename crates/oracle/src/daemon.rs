@@ -227,6 +227,8 @@ impl Ctx {
             .map_err(|e| e.to_string())?;
             let m = probe(&cs, self.sink, t.sla_kbps, &self.plan).await;
             let _ = cs.finish(Duration::from_secs(3)).await;
+            // The provider stops serving the probe session now, not when it shuts down.
+            cs.close();
             m.map_err(|e| e.to_string())
         }
         .await;

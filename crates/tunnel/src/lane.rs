@@ -195,6 +195,8 @@ pub(crate) struct LanePool {
     in_use: Arc<AtomicUsize>,
     last_wanted: Mutex<Instant>,
     refill: Arc<Notify>,
+    /// The session ended: no more lanes are dialled or handed out.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for LanePool {
@@ -214,6 +216,7 @@ impl LanePool {
             in_use: Arc::new(AtomicUsize::new(0)),
             last_wanted: Mutex::new(Instant::now()),
             refill: Arc::new(Notify::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&pool);
         let refill = pool.refill.clone();
@@ -221,6 +224,9 @@ impl LanePool {
             let mut failures = 0u32;
             loop {
                 let Some(pool) = weak.upgrade() else { return };
+                if pool.closed.load(Ordering::Acquire) {
+                    return;
+                }
                 let wanted_recently = pool.last_wanted.lock().map(|t| t.elapsed() < LANE_KEEP).unwrap_or(false);
                 let have = pool.ready.lock().map(|r| r.len()).unwrap_or(LANE_POOL);
                 let room = pool.in_use.load(Ordering::Relaxed) + have < MAX_LANES;
@@ -232,6 +238,9 @@ impl LanePool {
                     match lane {
                         Ok(l) => {
                             failures = 0;
+                            if pool.closed.load(Ordering::Acquire) {
+                                return;
+                            }
                             if let Ok(mut r) = pool.ready.lock() {
                                 r.push_back((Instant::now(), l));
                             }
@@ -258,6 +267,15 @@ impl LanePool {
         pool
     }
 
+    /// Closes the ready lanes and stops dialling (the session is over).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Ok(mut r) = self.ready.lock() {
+            r.clear();
+        }
+        self.refill.notify_one();
+    }
+
     fn retire_stale(&self) {
         if let Ok(mut r) = self.ready.lock() {
             r.retain(|(born, _)| born.elapsed() < LANE_FRESH);
@@ -270,7 +288,7 @@ impl LanePool {
             *t = Instant::now();
         }
         self.refill.notify_one();
-        if self.in_use.load(Ordering::Relaxed) >= MAX_LANES {
+        if self.closed.load(Ordering::Acquire) || self.in_use.load(Ordering::Relaxed) >= MAX_LANES {
             return None;
         }
         let mut r = self.ready.lock().ok()?;

@@ -366,7 +366,9 @@ where
         }
         sw.shutdown().await
     };
-    let _ = tokio::join!(up, down);
+    // A clean end of one direction is a half close; an error in either (the session ended,
+    // a reset) drops both, which closes the stream for the client too.
+    let _ = tokio::try_join!(up, down);
     Ok(())
 }
 
@@ -522,6 +524,8 @@ pub struct ClientSession {
     born: Instant,
     lanes: Option<Arc<crate::lane::LanePool>>,
     lane_streams: AtomicU64,
+    /// Set by [`ClientSession::close`]; the receipt task then closes the control stream.
+    closing: Arc<Notify>,
 }
 
 impl ClientSession {
@@ -574,6 +578,7 @@ impl ClientSession {
             born: Instant::now(),
             lanes: lanes.map(crate::lane::LanePool::spawn),
             lane_streams: AtomicU64::new(0),
+            closing: Arc::new(Notify::new()),
         });
         // Receipts whenever half a window is unsigned (or a final one is forced), and pings.
         let s = session.clone();
@@ -583,8 +588,15 @@ impl ClientSession {
             // A receipt is forced after a second without new bytes (pings do not reset it).
             let idle = tokio::time::sleep(Duration::from_secs(1));
             tokio::pin!(idle);
+            let closing = s.closing.clone();
             loop {
                 let force = tokio::select! {
+                    () = closing.notified() => {
+                        // The provider sees its control stream end and ends the session
+                        // with its lanes; the multiplexed connection follows.
+                        let _ = cw.shutdown().await;
+                        break;
+                    }
                     () = s.wake.notified() => {
                         idle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
                         false
@@ -756,6 +768,16 @@ impl ClientSession {
         };
         tokio::time::timeout(deadline, wait).await.map_err(|_| SessionError::Timeout)?;
         Ok(target)
+    }
+
+    /// Ends the session's tunnel: the control stream is closed, so the provider stops serving
+    /// the session and its lanes. Bytes not yet receipted are not paid: call
+    /// [`ClientSession::finish`] first.
+    pub fn close(&self) {
+        if let Some(p) = &self.lanes {
+            p.close();
+        }
+        self.closing.notify_one();
     }
 
     /// Relays between an app's connection and a tunnel stream, counting both directions.

@@ -88,6 +88,8 @@ struct Setup {
     store: Arc<MemStore>,
     provider_done: tokio::sync::oneshot::Receiver<ProviderStats>,
     session_key: Address,
+    /// Dials further connections of SESSION (the client uses it only with `lanes`).
+    dialer: LaneDialer,
 }
 
 async fn setup(egress: EgressPolicy) -> Setup {
@@ -145,7 +147,7 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Se
     let t = connect(paddr, SNI, tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(1_800_000_000));
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let dialer = lanes.then(|| LaneDialer {
+    let dialer = LaneDialer {
         addr: paddr,
         server_name: SNI.into(),
         tunnel_key,
@@ -154,7 +156,7 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Se
         session_id: SESSION,
         now: Arc::new(|| 1_800_000_000),
         deadline: Duration::from_secs(5),
-    });
+    };
     let client = ClientSession::start_with_lanes(
         Prefixed::new(t.pending, t.stream),
         key.clone(),
@@ -162,14 +164,14 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Se
         SESSION,
         WINDOW,
         now,
-        dialer,
+        lanes.then(|| dialer.clone()),
     )
     .await
     .expect("client");
     let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = socks.local_addr().expect("addr");
     tokio::spawn(serve_proxy(socks, client.clone()));
-    Setup { proxy, client, store, provider_done, session_key: key.address() }
+    Setup { proxy, client, store, provider_done, session_key: key.address(), dialer }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,4 +312,55 @@ async fn pings_time_the_round_trip_and_show_a_slow_providers_latency() {
         "the provider's 150 ms shows in every round trip: {s:?}"
     );
     assert!(fast.client.latency().unanswered_since.is_none_or(|t| t.elapsed() <= Duration::from_secs(3)));
+}
+
+/// Reads from `lane` until it closes or stays quiet for `quiet` (at most 30 s in all);
+/// returns the bytes seen and whether it closed.
+async fn drain(lane: &mut (impl tokio::io::AsyncRead + Unpin), quiet: Duration) -> (usize, bool) {
+    let (mut seen, mut buf) = (0, vec![0u8; 64 * 1024]);
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < end {
+        match tokio::time::timeout(quiet, lane.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return (seen, true),
+            Ok(Ok(n)) => seen += n,
+            Err(_) => return (seen, false),
+        }
+    }
+    (seen, false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_shares_the_sessions_credit_and_dies_with_the_session() {
+    use wirepact_tunnel::lane::CONN_LANE;
+    use wirepact_tunnel::socks::{Target, REP_SUCCEEDED};
+    let o = origin().await;
+    let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
+    let mut head = vec![CONN_LANE];
+    head.extend_from_slice(&Target::Ip(o.ip(), o.port()).encode());
+
+    // A lane nobody receipts: the provider forwards at most the session's one window of credit.
+    let mut lane = s.dialer.dial().await.expect("lane");
+    lane.write_all(&head).await.expect("lane header");
+    let mut status = [0u8; 1];
+    lane.read_exact(&mut status).await.expect("status");
+    assert_eq!(status[0], REP_SUCCEEDED);
+    lane.write_all(b"GIMME!!\n").await.expect("request");
+    let (seen, closed) = drain(&mut lane, Duration::from_secs(2)).await;
+    assert!(!closed, "the lane waits for credit, it is not dropped");
+    assert!(seen > 0 && seen as u64 <= WINDOW, "{seen} unreceipted bytes for a {WINDOW}-byte window");
+    assert!(seen < PAYLOAD);
+
+    // The session ends: its waiting lane is closed, and a new lane of it gets nothing.
+    assert_eq!(s.client.finish(Duration::from_secs(10)).await.expect("final receipt"), 0);
+    s.client.close();
+    let stats = tokio::time::timeout(Duration::from_secs(10), s.provider_done).await.expect("in time").expect("stats");
+    assert_eq!(stats.receipted, 0, "the lane's bytes were never receipted");
+    let (more, closed) = drain(&mut lane, Duration::from_secs(5)).await;
+    assert!(closed, "a lane ends with its session");
+    assert_eq!(more, 0);
+    let mut late = s.dialer.dial().await.expect("the auth itself is still valid");
+    let sent = late.write_all(&head).await;
+    let mut b = [0u8; 1];
+    let got = tokio::time::timeout(Duration::from_secs(5), late.read(&mut b)).await.expect("closed in time");
+    assert!(sent.is_err() || matches!(got, Ok(0) | Err(_)), "a lane of an ended session is closed unanswered");
 }
