@@ -188,11 +188,23 @@ impl LaneDialer {
     }
 }
 
+/// Lanes dialled at once when the pool is short (a burst of streams wants several).
+const DIAL_AT_ONCE: usize = 4;
+
 /// The client's ready lanes, refilled in the background while streams are being opened.
+///
+/// The pool learns the app's parallelism: it keeps as many lanes ready as streams were open
+/// at once lately (at least [`LANE_POOL`], at most [`MAX_LANES`] with those in use), so a
+/// browser's or a download manager's next burst finds a lane for each stream.
 pub(crate) struct LanePool {
     dialer: LaneDialer,
     ready: Mutex<VecDeque<(Instant, LaneIo)>>,
+    /// Lanes carrying a stream now.
     in_use: Arc<AtomicUsize>,
+    /// Streams open now, on lanes or on the multiplexer.
+    active: Arc<AtomicUsize>,
+    /// Most streams open at once since the pool was last idle.
+    peak: AtomicUsize,
     last_wanted: Mutex<Instant>,
     refill: Arc<Notify>,
     /// The session ended: no more lanes are dialled or handed out.
@@ -202,8 +214,9 @@ pub(crate) struct LanePool {
 impl std::fmt::Debug for LanePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LanePool")
-            .field("ready", &self.ready.lock().map(|r| r.len()).unwrap_or(0))
+            .field("ready", &self.ready_len())
             .field("in_use", &self.in_use.load(Ordering::Relaxed))
+            .field("peak", &self.peak.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -214,6 +227,8 @@ impl LanePool {
             dialer,
             ready: Mutex::new(VecDeque::new()),
             in_use: Arc::new(AtomicUsize::new(0)),
+            active: Arc::new(AtomicUsize::new(0)),
+            peak: AtomicUsize::new(LANE_POOL),
             last_wanted: Mutex::new(Instant::now()),
             refill: Arc::new(Notify::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -227,31 +242,33 @@ impl LanePool {
                 if pool.closed.load(Ordering::Acquire) {
                     return;
                 }
-                let wanted_recently = pool.last_wanted.lock().map(|t| t.elapsed() < LANE_KEEP).unwrap_or(false);
-                let have = pool.ready.lock().map(|r| r.len()).unwrap_or(LANE_POOL);
-                let room = pool.in_use.load(Ordering::Relaxed) + have < MAX_LANES;
-                if wanted_recently && have < LANE_POOL && room {
+                let short = pool.shortfall();
+                if short > 0 {
                     let dialer = pool.dialer.clone();
                     drop(pool);
-                    let lane = dialer.dial().await;
+                    let dials = (0..short.min(DIAL_AT_ONCE)).map(|_| dialer.dial());
+                    let lanes = futures::future::join_all(dials).await;
                     let Some(pool) = weak.upgrade() else { return };
-                    match lane {
-                        Ok(l) => {
-                            failures = 0;
-                            if pool.closed.load(Ordering::Acquire) {
-                                return;
-                            }
-                            if let Ok(mut r) = pool.ready.lock() {
-                                r.push_back((Instant::now(), l));
+                    if pool.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let mut failed = None;
+                    if let Ok(mut r) = pool.ready.lock() {
+                        for lane in lanes {
+                            match lane {
+                                Ok(l) => r.push_back((Instant::now(), l)),
+                                Err(e) => failed = Some(e),
                             }
                         }
-                        Err(e) => {
-                            // The multiplexer still carries every stream; back off and retry.
-                            failures = failures.saturating_add(1);
-                            tracing::debug!(error = %e, "could not dial a lane");
-                            drop(pool);
-                            tokio::time::sleep(Duration::from_millis(200u64 << failures.min(6))).await;
-                        }
+                    }
+                    if let Some(e) = failed {
+                        // The multiplexer still carries every stream; back off and retry.
+                        failures = failures.saturating_add(1);
+                        tracing::debug!(error = %e, "could not dial a lane");
+                        drop(pool);
+                        tokio::time::sleep(Duration::from_millis(200u64 << failures.min(6))).await;
+                    } else {
+                        failures = 0;
                     }
                     continue;
                 }
@@ -265,6 +282,21 @@ impl LanePool {
         });
         pool.refill.notify_one();
         pool
+    }
+
+    /// Lanes to dial now: up to the recent peak of open streams, counting those in use.
+    fn shortfall(&self) -> usize {
+        let wanted_recently = self.last_wanted.lock().map(|t| t.elapsed() < LANE_KEEP).unwrap_or(false);
+        if !wanted_recently {
+            // Idle: forget the last burst; ready lanes age out.
+            self.peak.store(LANE_POOL, Ordering::Relaxed);
+            return 0;
+        }
+        let want = self.peak.load(Ordering::Relaxed).clamp(LANE_POOL, MAX_LANES);
+        let in_use = self.in_use.load(Ordering::Relaxed);
+        let ready = self.ready_len();
+        let ready_want = want.min(MAX_LANES.saturating_sub(in_use));
+        ready_want.saturating_sub(ready)
     }
 
     /// Closes the ready lanes and stops dialling (the session is over).
@@ -282,12 +314,20 @@ impl LanePool {
         }
     }
 
-    /// A ready lane, if one is fresh and fewer than [`MAX_LANES`] are in use; the pool refills.
-    pub(crate) fn take(&self) -> Option<(LaneIo, LaneGuard)> {
+    /// Counts a stream being opened (lane or not) until its guard drops; the pool refills.
+    pub(crate) fn enter(&self) -> LaneGuard {
         if let Ok(mut t) = self.last_wanted.lock() {
             *t = Instant::now();
         }
+        let now_open = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now_open, Ordering::Relaxed);
         self.refill.notify_one();
+        LaneGuard { active: Some(self.active.clone()), in_use: None }
+    }
+
+    /// A ready lane, if one is fresh and fewer than [`MAX_LANES`] are in use; `guard` then
+    /// counts it as in use.
+    pub(crate) fn take(&self, guard: &mut LaneGuard) -> Option<LaneIo> {
         if self.closed.load(Ordering::Acquire) || self.in_use.load(Ordering::Relaxed) >= MAX_LANES {
             return None;
         }
@@ -295,10 +335,18 @@ impl LanePool {
         while let Some((born, lane)) = r.pop_front() {
             if born.elapsed() < LANE_FRESH {
                 self.in_use.fetch_add(1, Ordering::Relaxed);
-                return Some((lane, LaneGuard(self.in_use.clone())));
+                guard.in_use = Some(self.in_use.clone());
+                return Some(lane);
             }
         }
         None
+    }
+
+    /// Gives back the lane count of a stream that did not keep its lane.
+    pub(crate) fn release(guard: &mut LaneGuard) {
+        if let Some(c) = guard.in_use.take() {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn ready_len(&self) -> usize {
@@ -306,21 +354,27 @@ impl LanePool {
     }
 }
 
-/// Counts a lane in use until dropped.
-#[derive(Debug)]
-pub struct LaneGuard(Arc<AtomicUsize>);
+/// Counts a stream as open (and its lane as in use) until dropped.
+#[derive(Debug, Default)]
+pub struct LaneGuard {
+    active: Option<Arc<AtomicUsize>>,
+    in_use: Option<Arc<AtomicUsize>>,
+}
 
 impl Drop for LaneGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        for c in [self.active.take(), self.in_use.take()].into_iter().flatten() {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 /// A stream through the provider: multiplexed, or on a lane of its own.
 #[derive(Debug)]
 pub enum TunnelStream {
-    Mux(MuxStream),
-    /// The guard keeps the lane counted as in use while the stream lives.
+    /// The guard counts the stream as open while it lives (the lane pool sizes itself by it).
+    Mux(MuxStream, LaneGuard),
+    /// The guard also keeps the lane counted as in use.
     Lane(LaneIo, LaneGuard),
 }
 
@@ -335,7 +389,7 @@ impl TunnelStream {
 impl AsyncRead for TunnelStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Self::Mux(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Mux(s, _) => Pin::new(s).poll_read(cx, buf),
             Self::Lane(s, _) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -344,19 +398,19 @@ impl AsyncRead for TunnelStream {
 impl AsyncWrite for TunnelStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Self::Mux(s) => Pin::new(s).poll_write(cx, b),
+            Self::Mux(s, _) => Pin::new(s).poll_write(cx, b),
             Self::Lane(s, _) => Pin::new(s).poll_write(cx, b),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Self::Mux(s) => Pin::new(s).poll_flush(cx),
+            Self::Mux(s, _) => Pin::new(s).poll_flush(cx),
             Self::Lane(s, _) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Self::Mux(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Mux(s, _) => Pin::new(s).poll_shutdown(cx),
             Self::Lane(s, _) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -366,13 +420,13 @@ impl AsyncWrite for TunnelStream {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Self::Mux(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Mux(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Lane(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
     fn is_write_vectored(&self) -> bool {
         match self {
-            Self::Mux(s) => s.is_write_vectored(),
+            Self::Mux(s, _) => s.is_write_vectored(),
             Self::Lane(s, _) => s.is_write_vectored(),
         }
     }

@@ -666,7 +666,8 @@ impl ClientSession {
     /// Opens a stream to `target` through the provider: on a ready lane if there is one,
     /// else on the multiplexer.
     pub async fn open(&self, target: &Target) -> Result<TunnelStream, SessionError> {
-        if let Some((mut lane, guard)) = self.lanes.as_ref().and_then(|p| p.take()) {
+        let mut guard = self.lanes.as_ref().map(|p| p.enter()).unwrap_or_default();
+        if let Some(mut lane) = self.lanes.as_ref().and_then(|p| p.take(&mut guard)) {
             let mut head = vec![CONN_LANE];
             head.extend_from_slice(&target.encode());
             // A lane the provider has meanwhile dropped fails here or at the status byte: the
@@ -684,6 +685,7 @@ impl ClientSession {
                     Err(_) => return Err(SessionError::Timeout),
                 }
             }
+            crate::lane::LanePool::release(&mut guard);
         }
         let mut s = self.mux.open().await?;
         let mut head = vec![STREAM_DATA];
@@ -694,7 +696,7 @@ impl ClientSession {
         if status[0] != socks::REP_SUCCEEDED {
             return Err(SessionError::StreamRefused(status[0]));
         }
-        Ok(TunnelStream::Mux(s))
+        Ok(TunnelStream::Mux(s, guard))
     }
 
     /// Streams opened on a lane of their own so far (the rest went over the multiplexer).

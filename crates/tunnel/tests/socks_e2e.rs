@@ -364,3 +364,47 @@ async fn a_lane_shares_the_sessions_credit_and_dies_with_the_session() {
     let got = tokio::time::timeout(Duration::from_secs(5), late.read(&mut b)).await.expect("closed in time");
     assert!(sent.is_err() || matches!(got, Ok(0) | Err(_)), "a lane of an ended session is closed unanswered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_pool_grows_to_the_apps_parallelism() {
+    use wirepact_tunnel::socks::Target;
+    // An origin that holds connections open until the client closes them.
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let o = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..32 {
+            let Ok((mut c, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut b = [0u8; 64];
+                while matches!(c.read(&mut b).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let s =
+        setup_with(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]), Impairment::default(), true).await;
+    let target = Target::Ip(o.ip(), o.port());
+    let wait_ready = |n: usize| {
+        let c = s.client.clone();
+        async move {
+            for _ in 0..200 {
+                if c.ready_lanes() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("only {} lanes ready, wanted {n}", c.ready_lanes());
+        }
+    };
+    wait_ready(LANE_POOL).await;
+    // A burst of 6 streams at once: the 2 ready lanes are taken, the rest share the multiplexer.
+    let first: Vec<_> = futures::future::join_all((0..6).map(|_| s.client.open(&target))).await;
+    let first: Vec<_> = first.into_iter().map(|r| r.expect("open")).collect();
+    assert_eq!(first.iter().filter(|t| t.is_lane()).count(), LANE_POOL);
+    drop(first);
+    // The pool learnt the burst: the next one finds a lane for every stream.
+    wait_ready(6).await;
+    let second: Vec<_> = futures::future::join_all((0..6).map(|_| s.client.open(&target))).await;
+    let second: Vec<_> = second.into_iter().map(|r| r.expect("open")).collect();
+    assert!(second.iter().all(wirepact_tunnel::lane::TunnelStream::is_lane), "every stream of the burst on a lane");
+    assert_eq!(s.client.lane_streams(), 8);
+}
