@@ -154,6 +154,7 @@ struct Tunnel {
     proxy: SocketAddr,
     provider: SocketAddr,
     tunnel_key: B256,
+    client: Arc<ClientSession>,
 }
 
 async fn tunnel(window: u64, lanes: bool) -> Tunnel {
@@ -220,8 +221,8 @@ async fn tunnel(window: u64, lanes: bool) -> Tunnel {
     .expect("client");
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = l.local_addr().expect("addr");
-    tokio::spawn(serve_proxy(l, cs));
-    Tunnel { proxy, provider, tunnel_key }
+    tokio::spawn(serve_proxy(l, cs.clone()));
+    Tunnel { proxy, provider, tunnel_key, client: cs }
 }
 
 fn rand_nonce() -> [u8; 16] {
@@ -290,6 +291,7 @@ async fn main() {
             rd.push(bare / direct);
         }
         let s = if s.is_empty() { None } else { Some(median(s)) };
+        eprintln!("(streams={streams}: {} of the tunnel's streams so far had a lane)", on.client.lane_streams());
         println!(
             "streams={streams}: direct {:.0} MB/s, wirepact {:.0} MB/s, wirepact receipts off {:.0} MB/s, plain relay {:.0} MB/s{}",
             median(d) / 1e6,

@@ -292,11 +292,12 @@ impl LanePool {
             self.peak.store(LANE_POOL, Ordering::Relaxed);
             return 0;
         }
+        // Ready for a whole burst even while the last one's lanes are still busy (they are
+        // usually about to end), within twice the in-use cap in all.
         let want = self.peak.load(Ordering::Relaxed).clamp(LANE_POOL, MAX_LANES);
         let in_use = self.in_use.load(Ordering::Relaxed);
         let ready = self.ready_len();
-        let ready_want = want.min(MAX_LANES.saturating_sub(in_use));
-        ready_want.saturating_sub(ready)
+        want.min((2 * MAX_LANES).saturating_sub(in_use)).saturating_sub(ready)
     }
 
     /// Closes the ready lanes and stops dialling (the session is over).
