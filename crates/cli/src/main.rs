@@ -16,11 +16,6 @@ use wirepact_client::{candidates, rank, ClientConfig};
 use wirepact_node::NodeConfig;
 use wirepact_proto::format_tokens;
 
-/// mimalloc keeps freed pages for reuse: the tunnel allocates a frame buffer per 64 KiB, and
-/// glibc's trimming made the kernel fault pages in again (~8 % of a bulk transfer's CPU).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "wirepact",

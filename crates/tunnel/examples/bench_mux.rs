@@ -6,9 +6,6 @@
 //!
 //! cargo run --release -p wirepact-tunnel --example bench_mux -- [--bytes N] [--rounds N]
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

@@ -7,10 +7,6 @@
 //!
 //! cargo run --release -p wirepact-tunnel --example bench_tunnel -- [--bytes N] [--socks ADDR]
 
-/// The allocator the `wirepact` binary uses, so the benchmark measures what users run.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
