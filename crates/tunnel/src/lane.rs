@@ -88,7 +88,13 @@ pub(crate) struct LaneTarget {
     pub(crate) egress: crate::egress::EgressPolicy,
     pub(crate) impair: crate::impair::Impairment,
     pub(crate) dial_timeout: Duration,
+    /// Lanes of this session carrying a stream now.
+    pub(crate) open: Arc<AtomicUsize>,
 }
+
+/// Most lanes a provider serves at once for one session (a client uses at most
+/// [`MAX_LANES`]; a pool refilling behind them may briefly add as many again).
+pub const PROVIDER_MAX_LANES: usize = 2 * MAX_LANES;
 
 /// Provider side: the sessions being served now, so a lane joins its session's meter. Cheap
 /// to clone; one per provider.
@@ -137,7 +143,15 @@ impl ProviderLanes {
             return Err(crate::session::SessionError::NoSession);
         };
         let (credit, egress, impair, dial) = (t.credit.clone(), t.egress.clone(), t.impair.clone(), t.dial_timeout);
+        let open = t.open.clone();
         drop(t);
+        // A client cannot make the provider hold sockets beyond what its pool would use.
+        if open.fetch_add(1, Ordering::AcqRel) >= PROVIDER_MAX_LANES {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(%session, "too many lanes for one session; closed");
+            return Err(crate::session::SessionError::TooManyLanes(PROVIDER_MAX_LANES));
+        }
+        let _count = LaneGuard { active: Some(open), in_use: None };
         crate::session::serve_stream(io, credit, &egress, dial, impair).await
     }
 }

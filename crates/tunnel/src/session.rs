@@ -56,6 +56,8 @@ pub enum SessionError {
     Store(String),
     #[error("no such session is being served")]
     NoSession,
+    #[error("the session already has {0} lanes open")]
+    TooManyLanes(usize),
 }
 
 /// Where the provider keeps receipts; `store` must be durable when it returns.
@@ -175,6 +177,7 @@ where
         egress: cfg.egress.clone(),
         impair: cfg.impair.clone(),
         dial_timeout: cfg.dial_timeout,
+        open: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     });
     if let Some(lanes) = &cfg.lanes {
         lanes.register(cfg.session_id, &lane_target);

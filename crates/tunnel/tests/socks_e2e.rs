@@ -408,3 +408,50 @@ async fn the_lane_pool_grows_to_the_apps_parallelism() {
     assert!(second.iter().all(wirepact_tunnel::lane::TunnelStream::is_lane), "every stream of the burst on a lane");
     assert_eq!(s.client.lane_streams(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cannot_hold_more_lanes_than_the_provider_allows() {
+    use wirepact_tunnel::lane::{CONN_LANE, PROVIDER_MAX_LANES};
+    use wirepact_tunnel::socks::{Target, REP_SUCCEEDED};
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let o = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..PROVIDER_MAX_LANES + 4 {
+            let Ok((mut c, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut b = [0u8; 64];
+                while matches!(c.read(&mut b).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
+    let mut head = vec![CONN_LANE];
+    head.extend_from_slice(&Target::Ip(o.ip(), o.port()).encode());
+    let mut held = Vec::new();
+    for _ in 0..PROVIDER_MAX_LANES {
+        let mut lane = s.dialer.dial().await.expect("lane");
+        lane.write_all(&head).await.expect("header");
+        let mut status = [0u8; 1];
+        lane.read_exact(&mut status).await.expect("status");
+        assert_eq!(status[0], REP_SUCCEEDED);
+        held.push(lane);
+    }
+    let mut extra = s.dialer.dial().await.expect("the auth itself is valid");
+    let _ = extra.write_all(&head).await;
+    let mut b = [0u8; 1];
+    let got = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut b)).await.expect("closed in time");
+    assert!(matches!(got, Ok(0) | Err(_)), "lane {} is refused: {got:?}", PROVIDER_MAX_LANES + 1);
+    // One ends, and a new one fits again.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        let mut lane = s.dialer.dial().await.expect("lane");
+        let mut status = [0u8; 1];
+        if lane.write_all(&head).await.is_ok() && lane.read_exact(&mut status).await.is_ok() {
+            again = Some(status[0]);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(again, Some(REP_SUCCEEDED));
+}
