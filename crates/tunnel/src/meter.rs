@@ -156,6 +156,12 @@ impl ClientMeter {
         self.counted = self.counted.saturating_add(n);
     }
 
+    /// Whether half a window is counted but unsigned: a receipt is due without forcing.
+    #[must_use]
+    pub fn receipt_ready(&self) -> bool {
+        self.counted - self.signed >= self.window / 2
+    }
+
     /// Bytes the client never asked for (unknown stream): counted apart, never billed.
     pub fn on_unrequested(&mut self, n: u64) {
         self.unrequested = self.unrequested.saturating_add(n);
@@ -328,10 +334,13 @@ mod tests {
         let mut c = ClientMeter::new(100).expect("window");
         c.on_requested(49);
         assert_eq!(c.receipt_due(10, false), None);
+        assert!(!c.receipt_ready(), "the session task is not woken below half a window");
         c.on_requested(1);
+        assert!(c.receipt_ready());
         let d = c.receipt_due(10, false).expect("due");
         assert_eq!(d, ReceiptDue { cumulative: 50, timestamp: 10 });
         c.on_signed(d).expect("signed");
+        assert!(!c.receipt_ready());
         c.on_requested(50);
         // same second: the timestamp stays with the clock; a forced (final) receipt moves past it
         assert_eq!(c.receipt_due(10, false), Some(ReceiptDue { cumulative: 100, timestamp: 10 }));

@@ -527,6 +527,9 @@ pub struct ClientSession {
     born: Instant,
     lanes: Option<Arc<crate::lane::LanePool>>,
     lane_streams: AtomicU64,
+    /// When bytes were last counted (ns after `born`): the receipt task forces a receipt of
+    /// the rest after a second without any.
+    last_count_ns: AtomicU64,
     /// Set by [`ClientSession::close`]; the receipt task then closes the control stream.
     closing: Arc<Notify>,
 }
@@ -577,6 +580,7 @@ impl ClientSession {
             acked_notify: Arc::new(Notify::new()),
             pings: Arc::new(Mutex::new(PingLog::default())),
             received: AtomicU64::new(0),
+            last_count_ns: AtomicU64::new(0),
             last_received_ns: AtomicU64::new(0),
             born: Instant::now(),
             lanes: lanes.map(crate::lane::LanePool::spawn),
@@ -600,13 +604,14 @@ impl ClientSession {
                         let _ = cw.shutdown().await;
                         break;
                     }
-                    () = s.wake.notified() => {
-                        idle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
-                        false
-                    }
+                    () = s.wake.notified() => false,
                     () = &mut idle => {
-                        idle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(1));
-                        true
+                        // Force only after a quiet second; while bytes flow, wait for the next.
+                        let since = s.born.elapsed().saturating_sub(Duration::from_nanos(s.last_count_ns.load(Ordering::Relaxed)));
+                        let quiet = since >= Duration::from_secs(1);
+                        let next = if quiet { Duration::from_secs(1) } else { Duration::from_secs(1) - since };
+                        idle.as_mut().reset(tokio::time::Instant::now() + next);
+                        quiet
                     }
                     _ = ping.tick() => {
                         let rx = s.received.load(Ordering::Relaxed);
@@ -631,6 +636,10 @@ impl ClientSession {
                 }
                 if let Ok(mut m) = s.meter.lock() {
                     let _ = m.on_signed(due);
+                    // Counting ran on while signing: another half window may be due already.
+                    if m.receipt_ready() {
+                        s.wake.notify_one();
+                    }
                 }
             }
         });
@@ -739,10 +748,16 @@ impl ClientSession {
 
     /// Counts `n` payload bytes of a stream this client opened.
     pub fn count(&self, n: u64) {
-        if let Ok(mut m) = self.meter.lock() {
+        let ready = self.meter.lock().is_ok_and(|mut m| {
             m.on_requested(n);
+            m.receipt_ready()
+        });
+        let at = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_count_ns.store(at, Ordering::Relaxed);
+        // The receipt task is woken only when a receipt is due, not for every chunk.
+        if ready {
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
     }
 
     /// The highest cumulative byte count the provider acknowledged (persisted) so far.
