@@ -100,6 +100,13 @@ pub(crate) struct Credit {
 impl Credit {
     /// Waits until some of `n` bytes may be forwarded; returns how many (0: the session ended).
     async fn acquire(&self, n: u64) -> u64 {
+        // Fast path, the usual case: credit is there; no waiter is registered.
+        if !self.closed.load(Ordering::Acquire) {
+            let k = self.meter.lock().map(|mut m| m.take(n)).unwrap_or(0);
+            if k > 0 {
+                return k;
+            }
+        }
         loop {
             let notified = self.more.notified();
             tokio::pin!(notified);
