@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use wirepact_tunnel::{client_config, mux, TunnelIdentity};
@@ -40,6 +40,35 @@ async fn tls_pair(
     (server, client)
 }
 
+/// Server side of a stream: reads an 8-byte size, answers that many bytes, closes.
+async fn answer_size<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, block: &[u8]) {
+    let mut n = [0u8; 8];
+    if s.read_exact(&mut n).await.is_err() {
+        return;
+    }
+    let mut left = u64::from_be_bytes(n);
+    while left > 0 {
+        let k = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
+        if s.write_all(&block[..k]).await.is_err() {
+            return;
+        }
+        left -= k as u64;
+    }
+    let _ = s.shutdown().await;
+}
+
+/// Client side: asks for `each` bytes and reads them all.
+async fn ask_size<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, each: u64) {
+    s.write_all(&each.to_be_bytes()).await.expect("ask");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    while got < each {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "short stream");
+        got += n as u64;
+    }
+}
+
 /// yamux: the provider answers each inbound stream's 8-byte size with that many bytes.
 async fn yamux_round(
     listener: &TcpListener,
@@ -54,21 +83,7 @@ async fn yamux_round(
         let block = Arc::new(vec![0x5au8; BLOCK]);
         while let Some(mut s) = inbound.recv().await {
             let block = block.clone();
-            tokio::spawn(async move {
-                let mut n = [0u8; 8];
-                if s.read_exact(&mut n).await.is_err() {
-                    return;
-                }
-                let mut left = u64::from_be_bytes(n);
-                while left > 0 {
-                    let k = usize::try_from(left.min(BLOCK as u64)).unwrap_or(BLOCK);
-                    if s.write_all(&block[..k]).await.is_err() {
-                        return;
-                    }
-                    left -= k as u64;
-                }
-                let _ = s.shutdown().await;
-            });
+            tokio::spawn(async move { answer_size(&mut s, &block).await });
         }
     });
     let (handle, _client_inbound) = mux::spawn(client, true);
@@ -79,14 +94,7 @@ async fn yamux_round(
         let each = bytes / streams;
         tasks.push(tokio::spawn(async move {
             let mut s = h.open().await.expect("open");
-            s.write_all(&each.to_be_bytes()).await.expect("ask");
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut got = 0u64;
-            while got < each {
-                let n = s.read(&mut buf).await.expect("read");
-                assert!(n > 0, "short stream");
-                got += n as u64;
-            }
+            ask_size(&mut s, each).await;
         }));
     }
     for t in tasks {
@@ -111,32 +119,8 @@ async fn raw_round(
     let mut tasks = Vec::new();
     let each = bytes / streams;
     for (mut server, mut client) in pairs {
-        tokio::spawn(async move {
-            let block = vec![0x5au8; BLOCK];
-            let mut n = [0u8; 8];
-            if server.read_exact(&mut n).await.is_err() {
-                return;
-            }
-            let mut left = u64::from_be_bytes(n);
-            while left > 0 {
-                let k = usize::try_from(left.min(BLOCK as u64)).unwrap_or(BLOCK);
-                if server.write_all(&block[..k]).await.is_err() {
-                    return;
-                }
-                left -= k as u64;
-            }
-            let _ = server.shutdown().await;
-        });
-        tasks.push(tokio::spawn(async move {
-            client.write_all(&each.to_be_bytes()).await.expect("ask");
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut got = 0u64;
-            while got < each {
-                let n = client.read(&mut buf).await.expect("read");
-                assert!(n > 0, "short stream");
-                got += n as u64;
-            }
-        }));
+        tokio::spawn(async move { answer_size(&mut server, &vec![0x5au8; BLOCK]).await });
+        tasks.push(tokio::spawn(async move { ask_size(&mut client, each).await }));
     }
     for t in tasks {
         t.await.expect("task");

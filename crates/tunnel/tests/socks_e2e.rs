@@ -365,14 +365,12 @@ async fn a_lane_shares_the_sessions_credit_and_dies_with_the_session() {
     assert!(sent.is_err() || matches!(got, Ok(0) | Err(_)), "a lane of an ended session is closed unanswered");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lane_pool_grows_to_the_apps_parallelism() {
-    use wirepact_tunnel::socks::Target;
-    // An origin that holds connections open until the client closes them.
+/// An origin that accepts up to `n` connections and holds each open until the client closes it.
+async fn holding_origin(n: usize) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let o = l.local_addr().expect("addr");
+    let a = l.local_addr().expect("addr");
     tokio::spawn(async move {
-        for _ in 0..32 {
+        for _ in 0..n {
             let Ok((mut c, _)) = l.accept().await else { return };
             tokio::spawn(async move {
                 let mut b = [0u8; 64];
@@ -380,6 +378,13 @@ async fn the_lane_pool_grows_to_the_apps_parallelism() {
             });
         }
     });
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_pool_grows_to_the_apps_parallelism() {
+    use wirepact_tunnel::socks::Target;
+    let o = holding_origin(32).await;
     let s =
         setup_with(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]), Impairment::default(), true).await;
     let target = Target::Ip(o.ip(), o.port());
@@ -413,17 +418,7 @@ async fn the_lane_pool_grows_to_the_apps_parallelism() {
 async fn a_session_cannot_hold_more_lanes_than_the_provider_allows() {
     use wirepact_tunnel::lane::{CONN_LANE, PROVIDER_MAX_LANES};
     use wirepact_tunnel::socks::{Target, REP_SUCCEEDED};
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let o = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        for _ in 0..PROVIDER_MAX_LANES + 4 {
-            let Ok((mut c, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let mut b = [0u8; 64];
-                while matches!(c.read(&mut b).await, Ok(n) if n > 0) {}
-            });
-        }
-    });
+    let o = holding_origin(PROVIDER_MAX_LANES + 4).await;
     let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
     let mut head = vec![CONN_LANE];
     head.extend_from_slice(&Target::Ip(o.ip(), o.port()).encode());
