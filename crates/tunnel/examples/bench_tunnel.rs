@@ -6,6 +6,7 @@
 //! connect overhead of the tunnel (TLS handshake + session auth) over a plain TCP connect.
 //!
 //! cargo run --release -p wirepact-tunnel --example bench_tunnel -- [--bytes N] [--socks ADDR]
+//!     [--rounds N] [--streams N] [--window BYTES] [--no-lanes] [--only PATH]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -254,6 +255,24 @@ async fn main() {
     fetch(Some(relay), o, 8 << 20, 1).await;
     if let Some(p) = socks {
         fetch(Some(p), o, 8 << 20, 1).await;
+    }
+
+    // --only PATH (tunnel, socks, relay or direct): that path alone, for a profiler
+    // (`perf record -a`) to see its CPU cost per byte without the others.
+    if let Some(only) = arg("--only") {
+        let streams: u64 = arg("--streams").map_or(8, |v| v.parse().expect("--streams N"));
+        let proxy = match only.as_str() {
+            "tunnel" => Some(on.proxy),
+            "socks" => Some(socks.expect("--only socks needs --socks ADDR")),
+            "relay" => Some(relay),
+            "direct" => None,
+            other => panic!("--only {other}: expected tunnel, socks, relay or direct"),
+        };
+        for _ in 0..rounds {
+            let v = fetch(proxy, o, bytes, streams).await;
+            println!("streams={streams}: {only} {:.0} MB/s", v / 1e6);
+        }
+        return;
     }
 
     let mut table = Vec::new();
