@@ -12,10 +12,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use wirepact_tunnel::{client_config, mux, TunnelIdentity};
+
+mod support;
+use support::{answer_size, ask_size, rate};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -38,35 +40,6 @@ async fn tls_pair(
         }
     );
     (server, client)
-}
-
-/// Server side of a stream: reads an 8-byte size, answers that many bytes, closes.
-async fn answer_size<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, block: &[u8]) {
-    let mut n = [0u8; 8];
-    if s.read_exact(&mut n).await.is_err() {
-        return;
-    }
-    let mut left = u64::from_be_bytes(n);
-    while left > 0 {
-        let k = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
-        if s.write_all(&block[..k]).await.is_err() {
-            return;
-        }
-        left -= k as u64;
-    }
-    let _ = s.shutdown().await;
-}
-
-/// Client side: asks for `each` bytes and reads them all.
-async fn ask_size<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, each: u64) {
-    s.write_all(&each.to_be_bytes()).await.expect("ask");
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut got = 0u64;
-    while got < each {
-        let n = s.read(&mut buf).await.expect("read");
-        assert!(n > 0, "short stream");
-        got += n as u64;
-    }
 }
 
 /// yamux: the provider answers each inbound stream's 8-byte size with that many bytes.
@@ -97,10 +70,7 @@ async fn yamux_round(
             ask_size(&mut s, each).await;
         }));
     }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    bytes as f64 / start.elapsed().as_secs_f64()
+    rate(start, tasks, bytes).await
 }
 
 /// No multiplexer: one TLS connection per stream (what a lane per stream would cost).
@@ -122,10 +92,7 @@ async fn raw_round(
         tokio::spawn(async move { answer_size(&mut server, &vec![0x5au8; BLOCK]).await });
         tasks.push(tokio::spawn(async move { ask_size(&mut client, each).await }));
     }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    bytes as f64 / start.elapsed().as_secs_f64()
+    rate(start, tasks, bytes).await
 }
 
 /// HTTP/2: `GET /<size>` answered with that many bytes of body.
@@ -195,10 +162,7 @@ async fn h2_round(
             assert_eq!(got, each, "short stream");
         }));
     }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    bytes as f64 / start.elapsed().as_secs_f64()
+    rate(start, tasks, bytes).await
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

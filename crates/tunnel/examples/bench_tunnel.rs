@@ -25,6 +25,9 @@ use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
 
+mod support;
+use support::{answer_size, ask_size, rate};
+
 /// Medians over the rounds of one stream count: throughputs (bytes/s) and, less noisy on a
 /// shared machine, ratios taken within each round (the paths run back to back).
 struct Row {
@@ -80,19 +83,7 @@ async fn origin() -> SocketAddr {
             let block = block.clone();
             tokio::spawn(async move {
                 let _ = s.set_nodelay(true);
-                let mut n = [0u8; 8];
-                if s.read_exact(&mut n).await.is_err() {
-                    return;
-                }
-                let mut left = u64::from_be_bytes(n);
-                while left > 0 {
-                    let k = usize::try_from(left.min(block.len() as u64)).unwrap_or(block.len());
-                    if s.write_all(&block[..k]).await.is_err() {
-                        return;
-                    }
-                    left -= k as u64;
-                }
-                let _ = s.shutdown().await;
+                answer_size(&mut s, &block).await;
             });
         }
     });
@@ -128,23 +119,10 @@ async fn fetch(proxy: Option<SocketAddr>, origin: SocketAddr, bytes: u64, stream
                 Some(p) => socks_open(p, origin).await,
                 None => TcpStream::connect(origin).await.expect("origin"),
             };
-            s.write_all(&each.to_be_bytes()).await.expect("ask");
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut got = 0u64;
-            loop {
-                let n = s.read(&mut buf).await.expect("read");
-                if n == 0 {
-                    break;
-                }
-                got += n as u64;
-            }
-            assert_eq!(got, each, "short transfer");
+            ask_size(&mut s, each).await;
         }));
     }
-    for t in tasks {
-        t.await.expect("task");
-    }
-    bytes as f64 / start.elapsed().as_secs_f64()
+    rate(start, tasks, bytes).await
 }
 
 struct Tunnel {
