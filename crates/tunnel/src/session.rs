@@ -755,6 +755,12 @@ impl ClientSession {
 
     /// Counts `n` payload bytes of a stream this client opened.
     pub fn count(&self, n: u64) {
+        self.count_now(n);
+    }
+
+    /// [`Self::count`], returning when it counted (nanoseconds since the session began), so
+    /// the relay reads the clock once per chunk.
+    fn count_now(&self, n: u64) -> u64 {
         let ready = self.meter.lock().is_ok_and(|mut m| {
             m.on_requested(n);
             m.receipt_ready()
@@ -765,6 +771,7 @@ impl ClientSession {
         if ready {
             self.wake.notify_one();
         }
+        at
     }
 
     /// The highest cumulative byte count the provider acknowledged (persisted) so far.
@@ -822,10 +829,10 @@ impl ClientSession {
         };
         let down = async {
             let r = pump(&mut sr, &mut aw, |n| {
-                self.count(n);
+                let at = self.count_now(n);
                 self.received.fetch_add(n, Ordering::Relaxed);
-                let ns = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
-                self.last_received_ns.store(ns, Ordering::Relaxed);
+                // 0 means "nothing received yet".
+                self.last_received_ns.store(at.max(1), Ordering::Relaxed);
                 std::future::ready(n)
             })
             .await;
