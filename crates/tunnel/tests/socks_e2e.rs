@@ -335,6 +335,10 @@ async fn a_lane_shares_the_sessions_credit_and_dies_with_the_session() {
     use wirepact_tunnel::socks::{Target, REP_SUCCEEDED};
     let o = origin().await;
     let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
+    // Lanes join a session the provider already serves: one answered ping says it does (the
+    // client does not wait for that before its first stream; a lane that comes too early is
+    // closed and the stream takes the multiplexer).
+    pings(&s.client, 1).await;
     let mut head = vec![CONN_LANE];
     head.extend_from_slice(&Target::Ip(o.ip(), o.port()).encode());
 
@@ -420,6 +424,10 @@ async fn a_session_cannot_hold_more_lanes_than_the_provider_allows() {
     use wirepact_tunnel::socks::{Target, REP_SUCCEEDED};
     let o = holding_origin(PROVIDER_MAX_LANES + 4).await;
     let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
+    // Lanes join a session the provider already serves: one answered ping says it does (the
+    // client does not wait for that before its first stream; a lane that comes too early is
+    // closed and the stream takes the multiplexer).
+    pings(&s.client, 1).await;
     let mut head = vec![CONN_LANE];
     head.extend_from_slice(&Target::Ip(o.ip(), o.port()).encode());
     let mut held = Vec::new();
