@@ -433,6 +433,9 @@ mod sla_watch {
         }
         let market = m.address().to_string();
         // Provider 1 is the cheapest but holds every answer back 300 ms (promise: 80 ms + 20).
+        // Prices 0.1, 0.2, 0.3: the ranking weighs each 100 ms of measured handshake as one more
+        // price, so providers priced 10 % apart could swap places on a few ms of handshake
+        // jitter on a loaded machine (CI saw 3 picked before 1); 2x and 3x apart they cannot.
         let mut nodes = Vec::new();
         for i in 1..=3usize {
             let d = dir.join(format!("node{i}"));
@@ -441,7 +444,7 @@ mod sla_watch {
                 d.join("node.toml"),
                 format!(
                     "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.1{i}\"\n\
+                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.{i}\"\n\
                      egress_allow = [\"127.0.0.0/8\"]\n",
                     d.display()
                 ),

@@ -1,0 +1,110 @@
+//! Measuring providers' handshakes: the figure that ranks them must be the path's cost, not a
+//! scheduling hiccup, and a provider that does not answer with its registered key is skipped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use alloy::primitives::{B256, U256};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use wirepact_client::measure_handshakes;
+use wirepact_client::select::{Candidate, Requirements};
+use wirepact_tunnel::TunnelIdentity;
+
+const SNI: &str = "cdn.example.com";
+
+/// How the test provider treats its n-th connection (0-based).
+#[derive(Clone, Copy)]
+enum Nth {
+    /// Holds the TLS handshake back this long.
+    Stall(Duration),
+    /// Never answers the handshake.
+    Hang,
+    /// Answers at once.
+    Answer,
+}
+
+/// A TLS listener with a fresh tunnel identity; connection n is treated as `plan(n)`.
+async fn provider(plan: fn(usize) -> Nth) -> (SocketAddr, B256) {
+    let id = TunnelIdentity::generate(SNI).expect("identity");
+    let key = id.tunnel_key();
+    let acceptor = TlsAcceptor::from(id.server_config().expect("config"));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for n in 0..16 {
+            let Ok((tcp, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                match plan(n) {
+                    Nth::Stall(d) => tokio::time::sleep(d).await,
+                    Nth::Hang => {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        return;
+                    }
+                    Nth::Answer => {}
+                }
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    (addr, key)
+}
+
+fn candidate(id: u32, addr: SocketAddr, key: B256) -> Candidate {
+    Candidate {
+        id,
+        endpoint: addr.to_string(),
+        region: "eu".into(),
+        active: true,
+        session_mbps: 10,
+        max_latency_ms: 80,
+        headroom_mbps: 100,
+        quote: U256::from(1u64),
+        violations: 0,
+        tunnel_key: key,
+        handshake_us: None,
+        unreachable: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stalled_handshake_does_not_make_a_near_provider_look_far() {
+    // The first handshake is held back 400 ms (a hiccup); the next answer at once.
+    let (addr, key) = provider(|n| if n == 0 { Nth::Stall(Duration::from_millis(400)) } else { Nth::Answer }).await;
+    let mut c = [candidate(1, addr, key)];
+    measure_handshakes(&mut c, &Requirements::default(), SNI, Duration::from_secs(2), 16).await;
+    assert!(!c[0].unreachable);
+    let us = c[0].handshake_us.expect("measured");
+    assert!(us < 400_000, "the hiccup counted: {us} us");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_answered_once_is_measured_even_if_a_later_try_hangs() {
+    let (addr, key) = provider(|n| if n == 0 { Nth::Answer } else { Nth::Hang }).await;
+    let mut c = [candidate(1, addr, key)];
+    measure_handshakes(&mut c, &Requirements::default(), SNI, Duration::from_millis(500), 16).await;
+    assert!(!c[0].unreachable, "it did answer with its key");
+    assert!(c[0].handshake_us.expect("measured") < 500_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_wrong_key_and_closed_providers_are_unreachable() {
+    let (hung, hung_key) = provider(|_| Nth::Hang).await;
+    let (good, _) = provider(|_| Nth::Answer).await;
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let mut c = [
+        candidate(1, hung, hung_key),
+        // Answers, but with a key other than the one registered on chain.
+        candidate(2, good, B256::repeat_byte(9)),
+        candidate(3, closed, B256::repeat_byte(9)),
+    ];
+    measure_handshakes(&mut c, &Requirements::default(), SNI, Duration::from_millis(500), 16).await;
+    for x in &c {
+        assert!(x.unreachable, "provider {} counted as reachable", x.id);
+        assert_eq!(x.handshake_us, None);
+    }
+}
