@@ -211,9 +211,9 @@ pub const MEASURE_DEADLINE: Duration = Duration::from_secs(2);
 pub const HANDSHAKE_SAMPLES: usize = 2;
 
 /// Measures the handshake (TCP + pinned TLS) to the eligible candidates, at most `at_most` of
-/// them (the best by price and record), all at once, [`HANDSHAKE_SAMPLES`] times each in turn;
-/// sets `handshake_us` to the fastest, or `unreachable` for those whose first handshake with
-/// the registered key does not complete within `deadline`.
+/// them (the best by price and record), all at once, up to [`HANDSHAKE_SAMPLES`] times each in
+/// turn within `deadline` in all; sets `handshake_us` to the fastest, or `unreachable` for those
+/// whose first handshake with the registered key does not complete within `deadline`.
 pub async fn measure_handshakes(
     cands: &mut [Candidate],
     req: &Requirements,
@@ -227,7 +227,10 @@ pub async fn measure_handshakes(
     for c in todo {
         let (id, endpoint, key, name) = (c.id, c.endpoint.clone(), c.tunnel_key, server_name.to_owned());
         set.spawn(async move {
-            let addr = tokio::time::timeout(deadline, tokio::net::lookup_host(endpoint))
+            // One deadline for the lookup and every sample: more samples never make the
+            // pick wait longer than one slow provider did before.
+            let end = tokio::time::Instant::now() + deadline;
+            let addr = tokio::time::timeout_at(end, tokio::net::lookup_host(endpoint))
                 .await
                 .ok()
                 .and_then(Result::ok)
@@ -235,7 +238,8 @@ pub async fn measure_handshakes(
             let Some(a) = addr else { return (id, None) };
             let mut best: Option<Duration> = None;
             for _ in 0..HANDSHAKE_SAMPLES {
-                match wirepact_tunnel::handshake_time(a, &name, key, deadline).await {
+                let left = end.saturating_duration_since(tokio::time::Instant::now());
+                match wirepact_tunnel::handshake_time(a, &name, key, left).await {
                     Ok(t) => best = Some(best.map_or(t, |b| b.min(t))),
                     // Unreachable only if it never answered; a later miss keeps the first time.
                     Err(_) => break,

@@ -329,18 +329,25 @@ async fn drain(lane: &mut (impl tokio::io::AsyncRead + Unpin), quiet: Duration) 
     (seen, false)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lane_shares_the_sessions_credit_and_dies_with_the_session() {
+/// A session (loopback egress allowed) the provider already serves, and the opening of a lane
+/// to `o`. Lanes join a session being served: one answered ping says it is (the client does
+/// not wait for that before its first stream; a lane that comes too early is closed and the
+/// stream takes the multiplexer).
+async fn served_session_and_lane_header(o: SocketAddr) -> (Setup, Vec<u8>) {
     use wirepact_tunnel::lane::CONN_LANE;
-    use wirepact_tunnel::socks::{Target, REP_SUCCEEDED};
-    let o = origin().await;
+    use wirepact_tunnel::socks::Target;
     let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
-    // Lanes join a session the provider already serves: one answered ping says it does (the
-    // client does not wait for that before its first stream; a lane that comes too early is
-    // closed and the stream takes the multiplexer).
     pings(&s.client, 1).await;
     let mut head = vec![CONN_LANE];
     head.extend_from_slice(&Target::Ip(o.ip(), o.port()).encode());
+    (s, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_shares_the_sessions_credit_and_dies_with_the_session() {
+    use wirepact_tunnel::socks::REP_SUCCEEDED;
+    let o = origin().await;
+    let (s, head) = served_session_and_lane_header(o).await;
 
     // A lane nobody receipts: the provider forwards at most the session's one window of credit.
     let mut lane = s.dialer.dial().await.expect("lane");
@@ -420,16 +427,10 @@ async fn the_lane_pool_grows_to_the_apps_parallelism() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_cannot_hold_more_lanes_than_the_provider_allows() {
-    use wirepact_tunnel::lane::{CONN_LANE, PROVIDER_MAX_LANES};
-    use wirepact_tunnel::socks::{Target, REP_SUCCEEDED};
+    use wirepact_tunnel::lane::PROVIDER_MAX_LANES;
+    use wirepact_tunnel::socks::REP_SUCCEEDED;
     let o = holding_origin(PROVIDER_MAX_LANES + 4).await;
-    let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
-    // Lanes join a session the provider already serves: one answered ping says it does (the
-    // client does not wait for that before its first stream; a lane that comes too early is
-    // closed and the stream takes the multiplexer).
-    pings(&s.client, 1).await;
-    let mut head = vec![CONN_LANE];
-    head.extend_from_slice(&Target::Ip(o.ip(), o.port()).encode());
+    let (s, head) = served_session_and_lane_header(o).await;
     let mut held = Vec::new();
     for _ in 0..PROVIDER_MAX_LANES {
         let mut lane = s.dialer.dial().await.expect("lane");
