@@ -172,6 +172,29 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Clock differences below this are this machine's clock being right (a block is a few
+/// seconds old when its receipt arrives); above it the local clock is off and is logged.
+const CLOCK_OFF_WARN_SECS: u64 = 30;
+
+/// A clock reading the chain's time: `opened_at` (a block's timestamp, just mined) plus the
+/// time elapsed here since `local_then` (this machine's unix time when that block was seen).
+/// Monotonic: a local clock stepped while connected does not move it.
+pub fn chain_clock(opened_at: u64, local_then: u64) -> Arc<dyn Fn() -> u64 + Send + Sync> {
+    let off = local_then.abs_diff(opened_at);
+    if off > CLOCK_OFF_WARN_SECS {
+        tracing::warn!(
+            seconds = off,
+            ahead = local_then > opened_at,
+            "this machine's clock is off from the chain's; receipts are dated by the chain's clock"
+        );
+    }
+    let start = Instant::now();
+    // Never before the block (the chain refuses receipts dated before `openedAt`); the local
+    // clock where it agrees with the chain, the block's time where it does not.
+    let base = if off > CLOCK_OFF_WARN_SECS { opened_at } else { local_then.max(opened_at) };
+    Arc::new(move || base + start.elapsed().as_secs())
+}
+
 /// Every provider of the market as a [`Candidate`].
 ///
 /// # Errors
@@ -349,10 +372,14 @@ impl Opener<'_> {
         }
         let sid = opened.id.0;
         tracing::info!(provider = choice.id, session = %sid, price = %format_tokens(opened.terms.pricePerGiB.to()), "session opened");
+        // Receipts and auths are dated on the chain's clock: the session's `openedAt` (the
+        // block that just opened it) plus the time elapsed since. A machine whose clock is off
+        // would otherwise sign receipts the chain refuses (or, a day ahead, none it accepts).
+        let clock = chain_clock(opened.terms.openedAt.to::<u64>(), unix_now());
         let dom = domain(market.chain_id(), market.address());
         let connected = async {
             let tunnel_key = choice_key(market, choice.id).await?;
-            let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, unix_now(), rand_nonce())
+            let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, clock(), rand_nonce())
                 .map_err(|e| ClientError::Sign(e.to_string()))?;
             let t = connect(addr, &self.cfg.server_name, tunnel_key, &auth, Duration::from_secs(10))
                 .await
@@ -366,7 +393,7 @@ impl Opener<'_> {
                 session_key: session_key.clone(),
                 domain: dom.clone(),
                 session_id: sid,
-                now: Arc::new(unix_now),
+                now: clock.clone(),
                 deadline: Duration::from_secs(10),
             };
             let cs = ClientSession::start_with_lanes(
@@ -376,7 +403,7 @@ impl Opener<'_> {
                 sid,
                 // Receipts every half of the provider's window (its first credit line), or ours if smaller.
                 t.credit_until.min(self.cfg.window_bytes).max(2),
-                Arc::new(unix_now),
+                clock.clone(),
                 Some(lanes),
             )
             .await?;

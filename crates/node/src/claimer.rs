@@ -3,6 +3,7 @@
 use alloy::primitives::{Bytes, B256, U256};
 use wirepact_chain::bindings::WirepactMarket::WirepactMarketErrors as Revert;
 use wirepact_chain::{ChainError, Market};
+use wirepact_proto::format_tokens;
 
 use crate::db::{DbError, ReceiptDb};
 
@@ -10,10 +11,6 @@ use crate::db::{DbError, ReceiptDb};
 pub enum ClaimError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error(transparent)]
-    Chain(#[from] ChainError),
-    #[error("no terms stored for session {0}; cannot claim it")]
-    NoTerms(B256),
 }
 
 /// What one pass did.
@@ -21,8 +18,15 @@ pub enum ClaimError {
 pub struct ClaimOutcome {
     /// (session, cumulative bytes) claimed in this pass.
     pub claimed: Vec<(B256, u64)>,
-    /// Sessions skipped because their unclaimed value is below the threshold.
+    /// Sessions skipped because their unclaimed value is below the threshold, or their
+    /// receipt is not claimable yet.
     pub deferred: usize,
+    /// Sessions the market refuses to pay for good (settled before the provider claimed, a
+    /// receipt it will never take): (session, receipted bytes given up, their value at the
+    /// session's price, wei). Recorded, logged, never retried.
+    pub lost: Vec<(B256, u64, U256)>,
+    /// Sessions whose claim failed for now (RPC, fees); the next pass tries again.
+    pub retry: usize,
 }
 
 /// Claims what the receipt database holds.
@@ -36,10 +40,22 @@ pub struct Claimer<'a, M: Market> {
 
 impl<M: Market> Claimer<'_, M> {
     /// Claims every session whose unclaimed value passes the threshold, or all when `force`.
+    /// Each session's claim stands alone: one the market refuses is recorded as lost and
+    /// skipped, one that fails for now is retried next pass; neither stops the others. An RPC
+    /// endpoint that cannot be reached ends the pass (every other claim would fail the same way).
+    ///
+    /// # Errors
+    /// Only the receipt database's.
     pub async fn run(&self, force: bool) -> Result<ClaimOutcome, ClaimError> {
         let mut out = ClaimOutcome::default();
-        for (id, rec, done) in self.db.unclaimed()? {
-            let terms = self.db.terms(id)?.ok_or(ClaimError::NoTerms(id))?;
+        let todo = self.db.unclaimed()?;
+        let total = todo.len();
+        for (i, (id, rec, done)) in todo.into_iter().enumerate() {
+            let Some(terms) = self.db.terms(id)? else {
+                tracing::error!(session = %id, bytes = rec.cumulative_bytes, "no terms stored for this session; it cannot be claimed");
+                out.retry += 1;
+                continue;
+            };
             let unclaimed = (U256::from(rec.cumulative_bytes - done) * U256::from(terms.pricePerGiB)) >> 30;
             if !force && unclaimed < self.threshold {
                 out.deferred += 1;
@@ -65,7 +81,30 @@ impl<M: Market> Claimer<'_, M> {
                     out.deferred += 1;
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                // The market refuses this claim for good (the session was settled first, the
+                // receipt can never pass): record the loss, skip it from now on.
+                Err(e) if e.revert().is_some() => {
+                    tracing::warn!(
+                        session = %id,
+                        bytes = rec.cumulative_bytes - done,
+                        lost = %format!("{} tokens", format_tokens(unclaimed)),
+                        error = %e,
+                        "this session's receipts can no longer be claimed; skipped for good"
+                    );
+                    self.db.set_lost(id, rec.cumulative_bytes)?;
+                    out.lost.push((id, rec.cumulative_bytes - done, unclaimed));
+                    continue;
+                }
+                Err(e) if matches!(e, ChainError::Transport { .. }) => {
+                    out.retry += total - i;
+                    tracing::warn!(error = %e, sessions = total - i, "cannot reach the chain; the rest is claimed next pass");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "claim failed; retried next pass");
+                    out.retry += 1;
+                    continue;
+                }
             }
             self.db.set_claimed(id, rec.cumulative_bytes)?;
             tracing::info!(session = %id, bytes = rec.cumulative_bytes, "claimed");

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use wirepact_chain::bindings::{provider_status, IWirepactMarket};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
 use wirepact_proto::{domain, parse_tokens, ParseTokenError, ProviderId};
+use wirepact_tunnel::admission::{Admission, Limits};
 use wirepact_tunnel::egress::{Cidr, EgressPolicy};
 use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::lane::{read_opening, Opening, ProviderLanes, LANE_IDLE};
@@ -168,6 +169,30 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// How long a connection has for its TLS handshake, and then for its first message: about
+/// what a web server gives a visitor, and short enough that idle sockets do not pile up.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Raises the soft open-file limit to the hard one (a provider's sockets are its capacity)
+/// and returns the limit in force.
+fn raise_file_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; assuming 1024");
+            1024
+        }
+    }
+}
+
 impl NodeConfig {
     fn egress(&self) -> Result<EgressPolicy, NodeError> {
         let allow = self
@@ -308,6 +333,16 @@ pub async fn run_node(
     let db = Arc::new(ReceiptDb::open(&cfg.data_dir.join("receipts.redb"))?);
     let market = Arc::new(AlloyMarket::connect(&cfg.rpc_url, cfg.market, signer, policy).await?);
 
+    let nofile = raise_file_limit();
+    let admission = Admission::new(Limits::for_file_limit(nofile));
+    let limits = admission.limits();
+    tracing::info!(
+        open_files = nofile,
+        pending = limits.pending,
+        per_source = limits.per_source,
+        established = limits.established,
+        "connection budget"
+    );
     let listener =
         TcpListener::bind(cfg.listen).await.map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
     let local = listener.local_addr().map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
@@ -339,6 +374,7 @@ pub async fn run_node(
         let (report, claim_now, db) = (report.clone(), claim_now.clone(), db.clone());
         let window = cfg.window_bytes;
         let lanes = ProviderLanes::default();
+        let admission = admission.clone();
         async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {
@@ -353,6 +389,9 @@ pub async fn run_node(
                     tracing::debug!(%peer, "test knob: dropping this connection");
                     continue;
                 }
+                // Until it authenticates, a connection holds one of few pending slots, and is
+                // closed when it is the oldest and room is needed (see `admission`).
+                let slot = admission.admit(peer.ip());
                 let _ = tcp.set_nodelay(true);
                 // A client that vanishes silently is dropped in seconds, its receipts claimed.
                 let _ = wirepact_tunnel::transport::detect_dead_peer(&tcp);
@@ -361,11 +400,18 @@ pub async fn run_node(
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
                 let lanes = lanes.clone();
                 tokio::spawn(async move {
-                    let acc = accept(&acceptor, tcp, &checker, &*sessions, unix_now(), Duration::from_secs(10), window);
-                    let (stream, session_id, pending) = match acc.await {
+                    let acc = accept(&acceptor, tcp, &checker, &*sessions, unix_now(), HANDSHAKE_DEADLINE, window);
+                    let acc = tokio::select! {
+                        r = acc => r,
+                        () = slot.evicted() => return tracing::debug!(%peer, "unauthenticated connection closed to make room"),
+                    };
+                    let (stream, session_id, pending) = match acc {
                         Ok(Accepted::Session { stream, session_id, pending }) => (stream, session_id, pending),
                         Ok(Accepted::Decoy) => return tracing::debug!(%peer, "served the decoy"),
                         Err(e) => return tracing::debug!(%peer, error = %e, "handshake failed"),
+                    };
+                    let Some(_established) = slot.establish() else {
+                        return tracing::warn!(%peer, session = %session_id, "connection budget full; an authenticated connection was refused");
                     };
                     let mut io = Prefixed::new(pending, stream);
                     match read_opening(&mut io, LANE_IDLE).await {
@@ -397,6 +443,8 @@ pub async fn run_node(
                         impair: impair.clone(),
                         dial_timeout: Duration::from_secs(10),
                         lanes: Some(lanes),
+                        opened_at: terms.openedAt.to::<u64>(),
+                        clock_offset_secs: 0,
                     };
                     let res = serve_provider(io, cfg, store).await;
                     match res {

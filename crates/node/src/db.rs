@@ -10,6 +10,9 @@ use wirepact_proto::SessionTerms;
 const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
 const TERMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("terms");
 const CLAIMED: TableDefinition<&[u8], u64> = TableDefinition::new("claimed");
+/// Sessions whose claim the market refuses for good (settled before the provider claimed,
+/// say): the receipted bytes the provider gave up on, kept as a record, never retried.
+const LOST: TableDefinition<&[u8], u64> = TableDefinition::new("lost");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -68,6 +71,7 @@ impl ReceiptDb {
         w.open_table(RECEIPTS).map_err(e)?;
         w.open_table(TERMS).map_err(e)?;
         w.open_table(CLAIMED).map_err(e)?;
+        w.open_table(LOST).map_err(e)?;
         w.commit().map_err(e)?;
         Ok(Self { db })
     }
@@ -129,17 +133,37 @@ impl ReceiptDb {
         Ok(())
     }
 
-    /// Sessions with a receipt newer than their last claim.
+    /// Records that `session`'s receipts up to `bytes` can never be claimed; it is skipped
+    /// from now on.
+    pub fn set_lost(&self, session: B256, bytes: u64) -> Result<(), DbError> {
+        let w = self.db.begin_write().map_err(e)?;
+        w.open_table(LOST).map_err(e)?.insert(session.as_slice(), bytes).map_err(e)?;
+        w.commit().map_err(e)?;
+        Ok(())
+    }
+
+    /// Receipted bytes given up on for `session` (0: none).
+    pub fn lost(&self, session: B256) -> Result<u64, DbError> {
+        let r = self.db.begin_read().map_err(e)?;
+        let t = r.open_table(LOST).map_err(e)?;
+        Ok(t.get(session.as_slice()).map_err(e)?.map_or(0, |v| v.value()))
+    }
+
+    /// Sessions with a receipt newer than their last claim (and not given up on).
     pub fn unclaimed(&self) -> Result<Vec<(B256, StoredReceipt, u64)>, DbError> {
         let r = self.db.begin_read().map_err(e)?;
         let receipts = r.open_table(RECEIPTS).map_err(e)?;
         let claimed = r.open_table(CLAIMED).map_err(e)?;
+        let lost = r.open_table(LOST).map_err(e)?;
         let mut out = Vec::new();
         for row in receipts.iter().map_err(e)? {
             let (k, v) = row.map_err(e)?;
             let id = B256::try_from(k.value()).map_err(|_| DbError::Redb("bad key".into()))?;
             let rec = StoredReceipt::decode(v.value(), id)?;
             let done = claimed.get(k.value()).map_err(e)?.map_or(0, |c| c.value());
+            if lost.get(k.value()).map_err(e)?.is_some() {
+                continue;
+            }
             if rec.cumulative_bytes > done {
                 out.push((id, rec, done));
             }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
+use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -114,6 +115,8 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
         impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
         lanes: None,
+        opened_at: 0,
+        clock_offset_secs: 0,
     };
     let now = opened.terms.openedAt.to::<u64>();
     tokio::spawn(async move {
@@ -243,6 +246,8 @@ async fn child_provider() {
         impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
         lanes: None,
+        opened_at: 0,
+        clock_offset_secs: 0,
     };
     let store: Arc<dyn ReceiptStore> = db;
     let _ = serve_connection(Prefixed::new(pending, stream), cfg, store).await;
@@ -338,5 +343,80 @@ async fn provider_killed_mid_transfer_claims_every_acknowledged_byte_after_resta
     let gross = (U256::from(stored) * U256::from(opened.terms.pricePerGiB)) >> 30;
     let fee = gross * U256::from(200) / U256::from(10_000);
     assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), gross - fee);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A receipt for `bytes` of `session`, signed by its session key and stored as the tunnel would.
+fn store_signed(
+    db: &ReceiptDb,
+    dom: &alloy::sol_types::Eip712Domain,
+    key: &PrivateKeySigner,
+    opened: &wirepact_chain::OpenedSession,
+    bytes: u64,
+) {
+    let ts = opened.terms.openedAt.to::<u64>() + 1;
+    let r = wirepact_proto::Receipt { sessionId: opened.id.0, cumulativeBytes: bytes, timestamp: ts };
+    let sig = wirepact_proto::sign_receipt(key, dom, &r).expect("sign");
+    let mut signature = [0u8; 65];
+    signature.copy_from_slice(&sig);
+    db.add_session(&opened.terms).expect("terms");
+    db.store(opened.id.0, StoredReceipt { cumulative_bytes: bytes, timestamp: ts, signature }).expect("store");
+}
+
+/// The finding: a session settled before the provider claimed it (a client restart settles
+/// its leftovers; a provider down past the claim grace) made `Market_UnknownSession` stop the
+/// whole pass, so every later session went unclaimed and the node exited 1. Each claim now
+/// stands alone: the gone one is recorded as lost (with its value) and never retried, the
+/// others are paid to the wei.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claimer_pays_the_sessions_after_one_that_is_gone() {
+    let gone_key = PrivateKeySigner::random();
+    let Chain { devnet, deployer, prov, opened: gone } = chain_with_session(B256::repeat_byte(5), &gone_key).await;
+    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
+    client.deposit(wei(20)).await.expect("deposit");
+    let keys = [PrivateKeySigner::random(), PrivateKeySigner::random()];
+    let mut live = Vec::new();
+    for k in &keys {
+        live.push(
+            client
+                .open_session(wirepact_proto::ProviderId(gone.terms.providerId), wei(10), U256::MAX, k.address())
+                .await
+                .expect("open"),
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("wirepact-claim-gone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = ReceiptDb::open(&dir.join("receipts.redb")).expect("db");
+    let dom = domain(devnet.chain_id(), deployer.address());
+    let mib = 1u64 << 20;
+    store_signed(&db, &dom, &gone_key, &gone, 300 * mib);
+    for (k, o) in keys.iter().zip(&live) {
+        store_signed(&db, &dom, k, o, 100 * mib);
+    }
+
+    // The client closes the first session and settles it once the claim grace is over.
+    client.close(&gone.terms).await.expect("close");
+    let grace = params().claimGrace;
+    let _: serde_json::Value = deployer.rpc().raw_request("evm_increaseTime".into(), (grace + 1,)).await.expect("warp");
+    let _: serde_json::Value = deployer.rpc().raw_request("evm_mine".into(), ()).await.expect("mine");
+    client.settle(&gone.terms).await.expect("settle");
+
+    let claimer = Claimer { db: &db, market: &prov, threshold: U256::ZERO };
+    let out = claimer.run(true).await.expect("one gone session does not fail the pass");
+    let mut claimed = out.claimed.clone();
+    claimed.sort();
+    let mut want: Vec<(B256, u64)> = live.iter().map(|o| (o.id.0, 100 * mib)).collect();
+    want.sort();
+    assert_eq!(claimed, want, "both live sessions are paid");
+    let price = U256::from(gone.terms.pricePerGiB);
+    assert_eq!(out.lost, vec![(gone.id.0, 300 * mib, (U256::from(300 * mib) * price) >> 30)]);
+    let gross = (U256::from(100 * mib) * price) >> 30;
+    let fee = gross * U256::from(200) / U256::from(10_000);
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), (gross - fee) * U256::from(2));
+    // The lost session is not tried again; nothing else is left.
+    let again = claimer.run(true).await.expect("claim");
+    assert!(again.claimed.is_empty() && again.lost.is_empty() && again.retry == 0, "{again:?}");
+    assert_eq!(db.lost(gone.id.0).expect("lost"), 300 * mib);
     let _ = std::fs::remove_dir_all(&dir);
 }

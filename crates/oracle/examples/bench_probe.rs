@@ -56,6 +56,8 @@ async fn session(shape_mbps: Option<u32>, extra_latency: Duration) -> Arc<Client
         impair: Impairment::new(shape_mbps, extra_latency),
         dial_timeout: Duration::from_secs(5),
         lanes: None,
+        opened_at: 0,
+        clock_offset_secs: 0,
     };
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");

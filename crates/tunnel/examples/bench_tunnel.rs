@@ -154,6 +154,10 @@ async fn tunnel(window: u64, lanes: bool) -> Tunnel {
         impair: Default::default(),
         dial_timeout: Duration::from_secs(5),
         lanes: Some(ProviderLanes::default()),
+        opened_at: 0,
+        // The client's test clock starts at 1_800_000_000 and ticks a second per receipt:
+        // the provider's clock is put a day past that start, so it never looks ahead.
+        clock_offset_secs: wirepact_tunnel::session::offset_to(1_800_000_000 + 86_400),
     };
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod admission;
 pub mod auth;
 pub mod egress;
 pub mod impair;

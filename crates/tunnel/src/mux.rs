@@ -3,12 +3,14 @@
 //! A driver task owns the yamux connection: it opens outbound streams on request and hands
 //! inbound ones to a bounded channel. Streams come back as tokio `AsyncRead + AsyncWrite`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+use tokio_util::sync::CancellationToken;
 
 /// A multiplexed stream.
 pub type MuxStream = Compat<yamux::Stream>;
@@ -24,13 +26,32 @@ pub enum MuxError {
     Yamux(#[from] yamux::ConnectionError),
 }
 
-/// Opens streams on a running multiplexer.
+/// Opens streams on a running multiplexer. The connection is closed once every handle is
+/// dropped, or when [`MuxHandle::close_after`] says so.
 #[derive(Debug, Clone)]
 pub struct MuxHandle {
     open: mpsc::Sender<oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>>,
+    close: CancellationToken,
 }
 
+/// How long closing a connection may take (a peer that stops reading cannot hold it open).
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl MuxHandle {
+    /// Closes the connection (every stream on it ends) after `linger`, so that what was
+    /// just written (a control stream's end) can reach the peer first.
+    pub fn close_after(&self, linger: std::time::Duration) {
+        let token = self.close.clone();
+        if linger.is_zero() {
+            token.cancel();
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            token.cancel();
+        });
+    }
+
     /// Whether the multiplexer (and so the connection under it) is still running.
     #[must_use]
     pub fn is_alive(&self) -> bool {
@@ -105,20 +126,22 @@ where
     let mut conn = yamux::Connection::new(io.compat(), cfg, mode);
     let (open_tx, mut open_rx) = mpsc::channel(16);
     let (in_tx, in_rx) = mpsc::channel(MAX_STREAMS);
+    let close = CancellationToken::new();
+    let closed = close.clone().cancelled_owned();
     tokio::spawn(async move {
         let mut pending: Option<oneshot::Sender<_>> = None;
-        // Once every handle is dropped, no more outbound streams; inbound ones keep flowing.
-        let mut handles_alive = true;
+        tokio::pin!(closed);
         loop {
             let ev = std::future::poll_fn(|cx| {
+                if closed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Closed);
+                }
                 if pending.is_some() {
                     if let Poll::Ready(r) = conn.poll_new_outbound(cx) {
                         return Poll::Ready(Event::Opened(r));
                     }
-                } else if handles_alive {
-                    if let Poll::Ready(req) = open_rx.poll_recv(cx) {
-                        return Poll::Ready(req.map_or(Event::HandlesGone, Event::Request));
-                    }
+                } else if let Poll::Ready(req) = open_rx.poll_recv(cx) {
+                    return Poll::Ready(req.map_or(Event::HandlesGone, Event::Request));
                 }
                 match conn.poll_next_inbound(cx) {
                     Poll::Ready(Some(Ok(s))) => Poll::Ready(Event::Inbound(s)),
@@ -136,7 +159,9 @@ where
                     }
                 }
                 Event::Request(tx) => pending = Some(tx),
-                Event::HandlesGone => handles_alive = false,
+                // Nobody can use this connection any more: close it rather than hold a socket
+                // (and the peer's) until the peer gives up.
+                Event::HandlesGone => break,
                 Event::Opened(r) => {
                     if let Some(tx) = pending.take() {
                         let _ = tx.send(r);
@@ -145,7 +170,7 @@ where
                 Event::Closed => break,
             }
         }
-        let _ = std::future::poll_fn(|cx| conn.poll_close(cx)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, std::future::poll_fn(|cx| conn.poll_close(cx))).await;
     });
-    (MuxHandle { open: open_tx }, in_rx)
+    (MuxHandle { open: open_tx, close }, in_rx)
 }

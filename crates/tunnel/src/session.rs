@@ -80,6 +80,25 @@ pub struct ProviderSession {
     pub dial_timeout: Duration,
     /// Where lanes of this session find its meter (`None`: the session takes no lanes).
     pub lanes: Option<ProviderLanes>,
+    /// The session's `openedAt` on chain: receipts dated earlier are refused (unclaimable).
+    pub opened_at: u64,
+    /// The chain's clock minus this machine's, seconds: receipts are judged by the chain's
+    /// time, as the market will judge them.
+    pub clock_offset_secs: i64,
+}
+
+/// The offset that makes [`unix_now_with`] read `target` now (a chain's clock, a test's).
+#[must_use]
+pub fn offset_to(target: u64) -> i64 {
+    let local = unix_now_with(0);
+    i64::try_from(i128::from(target) - i128::from(local)).unwrap_or(0)
+}
+
+/// Unix time now, shifted by `offset` seconds (the chain's clock minus this machine's).
+#[must_use]
+pub fn unix_now_with(offset: i64) -> u64 {
+    let local = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    local.saturating_add_signed(offset)
 }
 
 /// What the provider saw of a session once it ends.
@@ -175,7 +194,7 @@ where
 {
     let (_handle, mut inbound) = mux::spawn(io, false);
     let credit = Arc::new(Credit {
-        meter: Mutex::new(ProviderMeter::new(cfg.window)?.with_limit(cfg.max_bytes)),
+        meter: Mutex::new(ProviderMeter::new(cfg.window)?.with_limit(cfg.max_bytes).opened_at(cfg.opened_at)),
         more: Notify::new(),
         closed: AtomicBool::new(false),
     });
@@ -258,7 +277,8 @@ where
             continue;
         }
         // Validate against the meter first, persist, then commit and acknowledge.
-        let check = credit.meter.lock().map(|m| m.check_receipt(cumulative_bytes, timestamp)).map_err(|_| ());
+        let now = unix_now_with(cfg.clock_offset_secs);
+        let check = credit.meter.lock().map(|m| m.check_receipt(cumulative_bytes, timestamp, now)).map_err(|_| ());
         match check {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -273,11 +293,11 @@ where
         if let Err(e) = store.store(cfg.session_id, cumulative_bytes, timestamp, signature) {
             break Err(SessionError::Store(e));
         }
-        let grant = credit
-            .meter
-            .lock()
-            .map_err(|_| SessionError::Store("meter lock poisoned".into()))?
-            .on_receipt(cumulative_bytes, timestamp)?;
+        let grant = credit.meter.lock().map_err(|_| SessionError::Store("meter lock poisoned".into()))?.on_receipt(
+            cumulative_bytes,
+            timestamp,
+            now,
+        )?;
         credit.more.notify_waiters();
         let mut out = Frame::ReceiptAck { cumulative_bytes }.to_bytes();
         out.extend_from_slice(&Frame::CreditGrant { credit_until: grant }.to_bytes());
@@ -448,6 +468,10 @@ where
     tokio::try_join!(reader, writer).map(|_| ())
 }
 
+/// How long a closed session's connection stays up for the control stream's end to reach the
+/// provider before the client closes the connection itself.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
 /// How often the client pings the provider on the control stream.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
 /// Round trips the client remembers.
@@ -539,6 +563,11 @@ pub struct ClientSession {
     last_count_ns: AtomicU64,
     /// Set by [`ClientSession::close`]; the receipt task then closes the control stream.
     closing: Arc<Notify>,
+    /// A credit grant came in (uploads waiting for credit look again).
+    granted: Notify,
+    /// The session is over (closed here, or the provider's control stream ended): nothing
+    /// waits for credit any more.
+    ended: AtomicBool,
 }
 
 impl ClientSession {
@@ -593,6 +622,8 @@ impl ClientSession {
             lanes: lanes.map(crate::lane::LanePool::spawn),
             lane_streams: AtomicU64::new(0),
             closing: Arc::new(Notify::new()),
+            granted: Notify::new(),
+            ended: AtomicBool::new(false),
         });
         // Receipts whenever half a window is unsigned (or a final one is forced), and pings.
         let s = session.clone();
@@ -662,6 +693,7 @@ impl ClientSession {
                                 tracing::warn!(error = %e, "provider sent a backwards grant");
                             }
                         }
+                        s.granted.notify_waiters();
                     }
                     Frame::ReceiptAck { cumulative_bytes } => {
                         if let Ok(mut a) = s.acked.lock() {
@@ -678,8 +710,39 @@ impl ClientSession {
                     _ => tracing::warn!("unexpected control frame from the provider"),
                 }
             }
+            // No more grants can come: uploads waiting for one give up.
+            s.end();
         });
         Ok(session)
+    }
+
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.granted.notify_waiters();
+    }
+
+    /// Waits until some of `n` upload bytes fit in the credit granted; counts and returns how
+    /// many may be sent now (0: the session is over).
+    async fn take_upload(&self, n: u64) -> u64 {
+        loop {
+            let notified = self.granted.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.ended.load(Ordering::Acquire) {
+                return 0;
+            }
+            let (k, ready) = self.meter.lock().map_or((0, false), |mut m| {
+                let k = m.take_upload(n);
+                (k, m.receipt_ready())
+            });
+            if k > 0 {
+                self.counted_at(ready);
+                return k;
+            }
+            // Out of credit: whatever is unsigned must be receipted for more to come.
+            self.wake.notify_one();
+            notified.await;
+        }
     }
 
     /// Opens a stream to `target` through the provider: on a ready lane if there is one,
@@ -765,6 +828,11 @@ impl ClientSession {
             m.on_requested(n);
             m.receipt_ready()
         });
+        self.counted_at(ready)
+    }
+
+    /// Notes that bytes were just counted (and wakes the receipt task if one is due).
+    fn counted_at(&self, ready: bool) -> u64 {
         let at = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last_count_ns.store(at, Ordering::Relaxed);
         // The receipt task is woken only when a receipt is due, not for every chunk.
@@ -811,7 +879,10 @@ impl ClientSession {
         if let Some(p) = &self.lanes {
             p.close();
         }
+        self.end();
         self.closing.notify_one();
+        // The connection itself ends once the provider has seen the control stream close.
+        self.mux.close_after(CLOSE_LINGER);
     }
 
     /// Relays between an app's connection and a tunnel stream, counting both directions.
@@ -819,11 +890,9 @@ impl ClientSession {
         let (mut ar, mut aw) = app.into_split();
         let (mut sr, mut sw) = tokio::io::split(stream);
         let up = async {
-            let r = pump(&mut ar, &mut sw, |n| {
-                self.count(n);
-                std::future::ready(n)
-            })
-            .await;
+            // Upload bytes are counted as they are sent, and sent only within the credit
+            // granted: a receipt never prepays more than the provider agreed to carry.
+            let r = pump(&mut ar, &mut sw, |n| self.take_upload(n)).await;
             let _ = sw.shutdown().await;
             r
         };

@@ -226,17 +226,22 @@ pub enum Accepted {
 
 /// Provider side: TLS handshake, then the first message decides between tunnel and decoy.
 ///
-/// `now` is the current unix time (passed in); `credit_until` is sent in `AuthOk`.
+/// `now` is the current unix time (passed in); `credit_until` is sent in `AuthOk`. Each step
+/// has `deadline`: the TLS handshake (a connection that never sends a ClientHello, or stalls
+/// in the middle, is closed when it runs out), the first message, and the decoy's answer.
 pub async fn accept(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     checker: &Mutex<AuthChecker>,
     lookup: &impl SessionLookup,
     now: u64,
-    first_message_deadline: Duration,
+    deadline: Duration,
     credit_until: u64,
 ) -> Result<Accepted, TransportError> {
-    let mut tls = acceptor.accept(wire(tcp)).await?;
+    let first_message_deadline = deadline;
+    let mut tls = tokio::time::timeout(deadline, acceptor.accept(wire(tcp)))
+        .await
+        .map_err(|_| TransportError::Timeout(deadline))??;
     let mut buf = Vec::with_capacity(256);
     let frame = tokio::time::timeout(first_message_deadline, read_first_frame(&mut tls, &mut buf)).await;
     let verdict = match frame {
@@ -261,7 +266,8 @@ pub async fn accept(
             Ok(Accepted::Session { stream: Box::new(tls), session_id, pending })
         }
         None => {
-            serve_decoy(&mut tls, buf, first_message_deadline).await;
+            // A visitor that stops reading cannot hold the connection open either.
+            let _ = tokio::time::timeout(deadline * 2, serve_decoy(&mut tls, buf, first_message_deadline)).await;
             Ok(Accepted::Decoy)
         }
     }

@@ -98,6 +98,11 @@ async fn setup(egress: EgressPolicy) -> Setup {
 
 /// A provider serving SESSION (and lanes, with `lanes`) and a client with a SOCKS5 port.
 async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Setup {
+    setup_window(egress, impair, lanes, WINDOW).await
+}
+
+/// As [`setup_with`], with a credit window of `window` bytes at both ends.
+async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, window: u64) -> Setup {
     let key = PrivateKeySigner::random();
     let dom = domain(31337, Address::repeat_byte(3));
     let id = TunnelIdentity::generate(SNI).expect("identity");
@@ -115,12 +120,16 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Se
         domain: dom.clone(),
         session_id: SESSION,
         session_key: key.address(),
-        window: WINDOW,
+        window,
         max_bytes: u64::MAX,
         egress,
         impair,
         dial_timeout: Duration::from_secs(5),
         lanes: Some(ProviderLanes::default()),
+        opened_at: 0,
+        // The client's test clock starts at 1_800_000_000 and ticks a second per receipt:
+        // the provider's clock is put a day past that start, so it never looks ahead.
+        clock_offset_secs: wirepact_tunnel::session::offset_to(1_800_000_000 + 86_400),
     };
     let (acceptor, checker, sessions) = (Arc::new(acceptor), Arc::new(checker), Arc::new(sessions));
     let done_tx = Arc::new(Mutex::new(Some(done_tx)));
@@ -131,7 +140,7 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Se
             let (acceptor, checker, sessions, cfg, pstore, done_tx) =
                 (acceptor.clone(), checker.clone(), sessions.clone(), cfg.clone(), pstore.clone(), done_tx.clone());
             tokio::spawn(async move {
-                let acc = accept(&acceptor, tcp, &checker, &*sessions, 1_800_000_000, Duration::from_secs(2), WINDOW)
+                let acc = accept(&acceptor, tcp, &checker, &*sessions, 1_800_000_000, Duration::from_secs(2), window)
                     .await
                     .expect("accept");
                 let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
@@ -162,7 +171,7 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Se
         key.clone(),
         dom,
         SESSION,
-        WINDOW,
+        window,
         now,
         lanes.then(|| dialer.clone()),
     )
@@ -458,4 +467,114 @@ async fn a_session_cannot_hold_more_lanes_than_the_provider_allows() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(again, Some(REP_SUCCEEDED));
+}
+
+/// An origin for mixed load: each connection sends `u64 up, u64 down` (big-endian), then
+/// `up` bytes; the origin answers `down` bytes of a seeded pattern while it reads, and after
+/// the upload the sha256 of what it received (32 bytes).
+async fn mixed_origin(conns: usize) -> SocketAddr {
+    use sha2::{Digest, Sha256};
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..conns {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let mut hdr = [0u8; 16];
+                if r.read_exact(&mut hdr).await.is_err() {
+                    return;
+                }
+                let up = u64::from_be_bytes(hdr[..8].try_into().expect("8"));
+                let down = u64::from_be_bytes(hdr[8..].try_into().expect("8"));
+                let seed = up ^ down;
+                let send = async move {
+                    let body: Vec<u8> = (0..down).map(|i| pattern(usize::try_from(i ^ seed).unwrap_or(0))).collect();
+                    let _ = w.write_all(&body).await;
+                    w
+                };
+                let recv = async move {
+                    let mut h = Sha256::new();
+                    let mut left = up;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while left > 0 {
+                        let n = r.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        h.update(&buf[..n]);
+                        left -= n as u64;
+                    }
+                    h.finalize()
+                };
+                let (mut w, digest) = tokio::join!(send, recv);
+                let _ = w.write_all(&digest).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    a
+}
+
+/// The finding: the client counts upload bytes as it sends them, the provider as it forwards
+/// them, which needs credit. With the window spent, a request waited inside the provider while
+/// the client's next receipt already counted it; the provider refused that receipt as an
+/// overclaim, granted nothing, and the session froze for good (4 parallel downloads at a
+/// 1 MiB window did it). 50 streams, each uploading and downloading at once, through one
+/// session at a 256 KiB window: every byte arrives intact both ways and is receipted exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_uploads_and_downloads_at_a_small_window_complete_intact() {
+    use sha2::{Digest, Sha256};
+    const STREAMS: usize = 50;
+    const EACH: u64 = 512 * 1024;
+    const SMALL: u64 = 256 * 1024;
+    let o = mixed_origin(STREAMS).await;
+    let s =
+        setup_window(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]), Impairment::default(), true, SMALL)
+            .await;
+    let mut tasks = Vec::new();
+    for i in 0..STREAMS {
+        let proxy = s.proxy;
+        tasks.push(tokio::spawn(async move {
+            // Streams differ in direction mix: some mostly up, some mostly down.
+            let (up, down) = match i % 3 {
+                0 => (EACH, EACH),
+                1 => (EACH * 2, 4096),
+                _ => (4096, EACH * 2),
+            };
+            let app = socks_connect(proxy, o).await.expect("socks connect");
+            let (mut r, mut w) = app.into_split();
+            let upload: Vec<u8> = (0..up).map(|k| pattern(usize::try_from(k).unwrap_or(0) + i)).collect();
+            let want_up = Sha256::digest(&upload);
+            let writer = async move {
+                let mut hdr = up.to_be_bytes().to_vec();
+                hdr.extend_from_slice(&down.to_be_bytes());
+                w.write_all(&hdr).await.expect("header");
+                w.write_all(&upload).await.expect("upload");
+                w
+            };
+            let reader = async move {
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).await.expect("download");
+                got
+            };
+            let (_w, got) = tokio::join!(writer, reader);
+            assert_eq!(got.len() as u64, down + 32, "stream {i}: download length");
+            let seed = up ^ down;
+            let want_down: Vec<u8> = (0..down).map(|k| pattern(usize::try_from(k ^ seed).unwrap_or(0))).collect();
+            assert!(got[..got.len() - 32] == want_down[..], "stream {i}: download corrupted");
+            assert_eq!(&got[got.len() - 32..], want_up.as_slice(), "stream {i}: upload corrupted");
+            up + 16 + down + 32
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += tokio::time::timeout(Duration::from_secs(120), t).await.expect("no stream froze").expect("stream");
+    }
+    assert_eq!(s.client.counted(), total, "the client counted every payload byte, both ways");
+    let acked = s.client.finish(Duration::from_secs(10)).await.expect("final receipt acknowledged");
+    assert_eq!(acked, total);
+    let receipts = s.store.0.lock().expect("store").clone();
+    assert_eq!(receipts.last().map(|r| r.0), Some(total), "the provider can claim exactly what was moved");
+    assert!(receipts.len() as u64 >= total / SMALL, "the small window really gated the transfer");
 }

@@ -161,6 +161,38 @@ async fn a_silent_client_is_closed_after_the_deadline() {
     assert_eq!(srv.results.recv().await, Some("decoy"));
 }
 
+/// The finding: nothing timed out the TLS handshake, so a TCP connection that never sent a
+/// ClientHello held a socket forever (~500 of them exhausted the provider's files). With the
+/// clock paused, the server closes it exactly at the deadline and not before.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_sends_a_client_hello_is_closed_at_the_deadline() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 1).await;
+    let start = tokio::time::Instant::now();
+    let mut tcp = TcpStream::connect(srv.addr).await.expect("tcp");
+    let mut b = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(299), tcp.read(&mut b)).await;
+    assert!(early.is_err(), "closed before the deadline: {early:?}");
+    let n = tokio::time::timeout(Duration::from_secs(3600), tcp.read(&mut b)).await.expect("closed within the hour");
+    assert!(matches!(n, Ok(0) | Err(_)), "the server closes the connection, sending nothing: {n:?}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(srv.results.recv().await, Some("error"), "a handshake that never began is a timeout");
+}
+
+/// Half a handshake (a ClientHello, then silence) is closed at the same deadline.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_handshake_is_closed_at_the_deadline() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 1).await;
+    let mut tcp = TcpStream::connect(srv.addr).await.expect("tcp");
+    // A TLS record header of a ClientHello that never arrives in full.
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]).await.expect("write");
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(3600), tcp.read(&mut b)).await.expect("closed within the hour");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert_eq!(srv.results.recv().await, Some("error"));
+}
+
 #[tokio::test]
 async fn curl_k_gets_the_decoy_page() {
     if std::process::Command::new("curl").arg("--version").output().is_err() {

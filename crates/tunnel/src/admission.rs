@@ -1,0 +1,297 @@
+//! Who gets a socket on the provider: a budget for connections that have not authenticated
+//! yet, fair between sources, and one for the tunnels being served.
+//!
+//! Anyone can open TCP connections to a provider's port and leave them idle or stop halfway
+//! through the TLS handshake. Unchecked, ~500 of them exhausted a 1,024-file limit: the
+//! provider could no longer open sockets to the origin, paying users lost their streams and
+//! the oracles' probes failed, so the honest provider was slashed. Here:
+//!
+//! - connections not yet authenticated hold a *pending* slot; there are few of them
+//!   ([`Limits::pending`]) and each source address (an IPv4 address, an IPv6 /64) holds at
+//!   most [`Limits::per_source`];
+//! - when the pending slots are full, the *oldest* pending connection is closed to make room
+//!   (the oldest of the same source, if that source is at its share). A real client completes
+//!   its handshake in a round trip or two; an idle socket is the oldest thing around, so a
+//!   flood of idle or stalled connections evicts itself, never a client that is talking;
+//! - authenticated connections (sessions and their lanes) hold an *established* slot; the
+//!   rest of the file limit is left to the origin side, the receipt store and the RPC.
+//!
+//! The bookkeeping is synchronous and does no I/O; the node closes what it is told to.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+/// Slot counts, usually derived from the file limit ([`Limits::for_file_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections not yet authenticated (TLS handshake, first message, decoy).
+    pub pending: usize,
+    /// Of those, from one source address (IPv4 address or IPv6 /64).
+    pub per_source: usize,
+    /// Authenticated connections (sessions and lanes).
+    pub established: usize,
+}
+
+impl Limits {
+    /// A budget for a process allowed `nofile` open files: an eighth of them for pending
+    /// connections, a quarter for established ones; the rest (at least half) stays free for
+    /// the sockets to the origin (one per stream), the receipt store, the RPC and the logs.
+    #[must_use]
+    pub fn for_file_limit(nofile: u64) -> Self {
+        let n = usize::try_from(nofile).unwrap_or(usize::MAX).max(64);
+        let pending = (n / 8).clamp(8, 4096);
+        Self { pending, per_source: (pending / 8).clamp(2, 64), established: (n / 4).clamp(8, 16_384) }
+    }
+}
+
+/// The address bits that name one source: an IPv4 address, or an IPv6 /64 (one subscriber's
+/// prefix; one host can use all of it).
+fn source_of(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(u32::from(v4)),
+            None => (u128::from(v6) >> 64 << 64) | (1 << 63),
+        },
+    }
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    next_id: u64,
+    /// Pending connections, oldest first: (id, source, how to close it).
+    pending: VecDeque<(u64, u128, CancellationToken)>,
+    per_source: HashMap<u128, usize>,
+    established: usize,
+    /// Pending connections closed to make room, since start.
+    evicted: u64,
+    /// Authenticated connections refused because the established slots were full.
+    refused: u64,
+}
+
+impl Book {
+    fn remove_pending(&mut self, id: u64) -> bool {
+        let Some(pos) = self.pending.iter().position(|(i, _, _)| *i == id) else { return false };
+        if let Some((_, src, _)) = self.pending.remove(pos) {
+            if let Some(n) = self.per_source.get_mut(&src) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&src);
+                }
+            }
+        }
+        true
+    }
+
+    fn evict_at(&mut self, pos: usize) {
+        if let Some((id, _, token)) = self.pending.get(pos).cloned() {
+            token.cancel();
+            self.remove_pending(id);
+            self.evicted += 1;
+        }
+    }
+}
+
+/// The provider's connection budget. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    limits: Limits,
+    book: Arc<Mutex<Book>>,
+}
+
+/// What the budget holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionStats {
+    pub pending: usize,
+    pub established: usize,
+    pub evicted: u64,
+    pub refused: u64,
+}
+
+impl Admission {
+    #[must_use]
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, book: Arc::new(Mutex::new(Book::default())) }
+    }
+
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Admits a new connection from `peer` as pending, closing the oldest pending one of the
+    /// same source (if it is at its share) or of all (if the budget is full) to make room.
+    #[must_use]
+    pub fn admit(&self, peer: IpAddr) -> Pending {
+        let src = source_of(peer);
+        let token = CancellationToken::new();
+        let mut b = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.per_source.get(&src).copied().unwrap_or(0) >= self.limits.per_source {
+            if let Some(pos) = b.pending.iter().position(|(_, s, _)| *s == src) {
+                b.evict_at(pos);
+            }
+        }
+        while b.pending.len() >= self.limits.pending.max(1) {
+            b.evict_at(0);
+        }
+        let id = b.next_id;
+        b.next_id += 1;
+        b.pending.push_back((id, src, token.clone()));
+        *b.per_source.entry(src).or_insert(0) += 1;
+        drop(b);
+        Pending { admission: self.clone(), id, token, done: false }
+    }
+
+    /// Counts of what is held now.
+    #[must_use]
+    pub fn stats(&self) -> AdmissionStats {
+        let b = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        AdmissionStats { pending: b.pending.len(), established: b.established, evicted: b.evicted, refused: b.refused }
+    }
+}
+
+/// A pending connection's slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Pending {
+    admission: Admission,
+    id: u64,
+    token: CancellationToken,
+    done: bool,
+}
+
+impl Pending {
+    /// Resolves when this connection was evicted to make room: close it.
+    pub async fn evicted(&self) {
+        self.token.cancelled().await;
+    }
+
+    #[must_use]
+    pub fn is_evicted(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The connection authenticated: trades the pending slot for an established one, or
+    /// `None` if every established slot is taken (close it; the client tries another
+    /// provider) or it was evicted meanwhile.
+    #[must_use]
+    pub fn establish(mut self) -> Option<Established> {
+        self.done = true;
+        let mut b = self.admission.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !b.remove_pending(self.id) {
+            return None;
+        }
+        if b.established >= self.admission.limits.established {
+            b.refused += 1;
+            return None;
+        }
+        b.established += 1;
+        drop(b);
+        Some(Established { admission: self.admission.clone() })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut b = self.admission.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            b.remove_pending(self.id);
+        }
+    }
+}
+
+/// An authenticated connection's slot; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Established {
+    admission: Admission,
+}
+
+impl Drop for Established {
+    fn drop(&mut self) {
+        let mut b = self.admission.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        b.established = b.established.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn limits() -> Limits {
+        Limits { pending: 4, per_source: 2, established: 2 }
+    }
+
+    /// The attack: one address opens idle connections without end. It only ever holds its
+    /// share, evicting its own oldest; a client from elsewhere keeps its slot.
+    #[test]
+    fn one_source_cannot_take_the_pending_budget() {
+        let a = Admission::new(limits());
+        let client = a.admit(ip("198.51.100.7"));
+        let flood: Vec<Pending> = (0..100).map(|_| a.admit(ip("203.0.113.9"))).collect();
+        assert!(!client.is_evicted(), "the client's handshake survives the flood");
+        assert_eq!(flood.iter().filter(|p| !p.is_evicted()).count(), 2, "the flooder holds its share");
+        assert_eq!(a.stats().pending, 3);
+        assert_eq!(a.stats().evicted, 98);
+    }
+
+    /// Many sources (a botnet) fill the budget: the oldest pending connection goes first, so a
+    /// connection that just arrived always gets its chance to complete a handshake.
+    #[test]
+    fn a_full_budget_evicts_the_oldest_pending_connection() {
+        let a = Admission::new(limits());
+        let old: Vec<Pending> = (1..=4).map(|i| a.admit(ip(&format!("203.0.113.{i}")))).collect();
+        let fresh = a.admit(ip("198.51.100.7"));
+        assert!(old[0].is_evicted());
+        assert!(old[1..].iter().all(|p| !p.is_evicted()));
+        assert!(!fresh.is_evicted());
+        assert_eq!(a.stats().pending, 4);
+        // Established sessions are never evicted by new arrivals.
+        let s = fresh.establish().expect("an established slot");
+        let _more: Vec<Pending> = (0..10).map(|i| a.admit(ip(&format!("192.0.2.{i}")))).collect();
+        assert_eq!(a.stats().established, 1);
+        drop(s);
+        assert_eq!(a.stats().established, 0);
+    }
+
+    #[test]
+    fn established_slots_are_capped_and_freed() {
+        let a = Admission::new(limits());
+        let one = a.admit(ip("198.51.100.1")).establish().expect("slot");
+        let _two = a.admit(ip("198.51.100.2")).establish().expect("slot");
+        assert!(a.admit(ip("198.51.100.3")).establish().is_none(), "full: refused");
+        assert_eq!(a.stats().refused, 1);
+        drop(one);
+        assert!(a.admit(ip("198.51.100.3")).establish().is_some());
+        assert_eq!(a.stats().pending, 0, "establishing or dropping frees the pending slot");
+    }
+
+    #[test]
+    fn an_evicted_connection_cannot_establish() {
+        let a = Admission::new(Limits { pending: 1, per_source: 1, established: 4 });
+        let first = a.admit(ip("198.51.100.1"));
+        let _second = a.admit(ip("198.51.100.2"));
+        assert!(first.is_evicted());
+        assert!(first.establish().is_none());
+        assert_eq!(a.stats().established, 0);
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source_and_mapped_v4_is_its_v4() {
+        assert_eq!(source_of(ip("2001:db8:1:2::1")), source_of(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(source_of(ip("2001:db8:1:2::1")), source_of(ip("2001:db8:1:3::1")));
+        assert_eq!(source_of(ip("::ffff:198.51.100.7")), source_of(ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn limits_leave_half_the_files_free() {
+        let l = Limits::for_file_limit(1024);
+        assert_eq!(l, Limits { pending: 128, per_source: 16, established: 256 });
+        assert!(l.pending + l.established <= 1024 / 2);
+    }
+}
