@@ -10,7 +10,7 @@ pub mod state;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, U256};
@@ -22,7 +22,7 @@ use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
 use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_proxy, ClientSession, SessionError};
+use wirepact_tunnel::session::{chain_clock, serve_proxy, ClientSession, SessionError};
 use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDOW};
 
 pub use failover::{Failover, Link};
@@ -170,29 +170,6 @@ pub struct ConnectReport {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Clock differences below this are this machine's clock being right (a block is a few
-/// seconds old when its receipt arrives); above it the local clock is off and is logged.
-const CLOCK_OFF_WARN_SECS: u64 = 30;
-
-/// A clock reading the chain's time: `opened_at` (a block's timestamp, just mined) plus the
-/// time elapsed here since `local_then` (this machine's unix time when that block was seen).
-/// Monotonic: a local clock stepped while connected does not move it.
-pub fn chain_clock(opened_at: u64, local_then: u64) -> Arc<dyn Fn() -> u64 + Send + Sync> {
-    let off = local_then.abs_diff(opened_at);
-    if off > CLOCK_OFF_WARN_SECS {
-        tracing::warn!(
-            seconds = off,
-            ahead = local_then > opened_at,
-            "this machine's clock is off from the chain's; receipts are dated by the chain's clock"
-        );
-    }
-    let start = Instant::now();
-    // Never before the block (the chain refuses receipts dated before `openedAt`); the local
-    // clock where it agrees with the chain, the block's time where it does not.
-    let base = if off > CLOCK_OFF_WARN_SECS { opened_at } else { local_then.max(opened_at) };
-    Arc::new(move || base + start.elapsed().as_secs())
 }
 
 /// Every provider of the market as a [`Candidate`].

@@ -18,12 +18,9 @@ use wirepact_proto::{
     domain, encode_observations, parse_tokens, sign_observations, Kbps, Millis, Observation, Observations,
     ParseTokenError, ProviderId,
 };
-use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::ClientSession;
-use wirepact_tunnel::{connect, session_auth_frame};
 
 use crate::exchange::{fetch, verify, Collected, Published, SignedObservations};
-use crate::probe::{probe, Measurement, ProbePlan, Sink};
+use crate::probe::{probe_through_tunnel, Measurement, ProbePlan, ProbeTarget, Sink};
 use wirepact_proto::observations::MAX_LATENCY_MS;
 
 /// The oracle's configuration (`oracle.toml`; see `examples/oracle.toml`).
@@ -210,26 +207,14 @@ impl Ctx {
                 .and_then(|mut a| a.next())
                 .ok_or_else(|| format!("endpoint {} does not resolve", t.endpoint))?;
             let dom = domain(self.market.chain_id(), self.market.address());
-            let auth = session_auth_frame(&key, &dom, opened.id.0, t.tunnel_key, unix_now(), rand::random())
-                .map_err(|e| e.to_string())?;
-            let tun = connect(addr, "www.example.com", t.tunnel_key, &auth, Duration::from_secs(5))
-                .await
-                .map_err(|e| format!("tunnel: {e}"))?;
-            let cs = ClientSession::start(
-                Prefixed::new(tun.pending, tun.stream),
-                key.clone(),
-                dom,
-                opened.id.0,
-                tun.credit_until.clamp(2, wirepact_tunnel::DEFAULT_WINDOW),
-                Arc::new(unix_now),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let m = probe(&cs, self.sink, t.sla_kbps, &self.plan).await;
-            let _ = cs.finish(Duration::from_secs(3)).await;
-            // The provider stops serving the probe session now, not when it shuts down.
-            cs.close();
-            m.map_err(|e| e.to_string())
+            let target = ProbeTarget {
+                addr,
+                tunnel_key: t.tunnel_key,
+                session_id: opened.id.0,
+                opened_at: opened.terms.openedAt.to::<u64>(),
+                sla_kbps: t.sla_kbps,
+            };
+            probe_through_tunnel(&target, &key, &dom, self.sink, &self.plan).await.map_err(|e| e.to_string())
         }
         .await;
         if let Err(e) = self.market.close(&opened.terms).await {

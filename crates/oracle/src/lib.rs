@@ -6,4 +6,4 @@ pub mod probe;
 
 pub use daemon::{run_oracle, OracleConfig, OracleError, OracleInfo};
 pub use exchange::{verify, Published, Rejected, SignedObservations};
-pub use probe::{probe, Measurement, ProbePlan, Sink};
+pub use probe::{probe, probe_through_tunnel, Measurement, ProbePlan, ProbeTarget, Sink};

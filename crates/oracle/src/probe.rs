@@ -119,6 +119,10 @@ mod confirm_tests {
 pub enum ProbeError {
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error("tunnel: {0}")]
+    Tunnel(#[from] wirepact_tunnel::TransportError),
+    #[error("cannot sign the session auth: {0}")]
+    Sign(String),
     #[error("probe stream: {0}")]
     Io(#[from] std::io::Error),
     #[error("the probe timed out")]
@@ -276,4 +280,53 @@ pub async fn probe(
         })
     };
     tokio::time::timeout(budget, work).await.map_err(|_| ProbeError::Timeout)?
+}
+
+/// Where and how to reach a provider for one probe session already open on chain.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    pub addr: SocketAddr,
+    pub tunnel_key: alloy::primitives::B256,
+    pub session_id: alloy::primitives::B256,
+    /// The session's `openedAt`: receipts and auth are dated on the chain's clock from it.
+    pub opened_at: u64,
+    pub sla_kbps: u64,
+}
+
+/// The whole probe of one provider once its session is open: tunnel, session, probe, final
+/// receipt, and the tunnel closed again at both ends (every probe used to leave its
+/// connection open on the provider and here until the provider shut down).
+///
+/// # Errors
+/// The tunnel or the session could not be set up; the probe itself failed.
+pub async fn probe_through_tunnel(
+    t: &ProbeTarget,
+    key: &alloy::signers::local::PrivateKeySigner,
+    dom: &alloy::sol_types::Eip712Domain,
+    sink: Sink,
+    plan: &ProbePlan,
+) -> Result<Measurement, ProbeError> {
+    let clock = wirepact_tunnel::session::chain_clock(t.opened_at, unix_now());
+    let auth = wirepact_tunnel::session_auth_frame(key, dom, t.session_id, t.tunnel_key, clock(), rand::random())
+        .map_err(|e| ProbeError::Sign(e.to_string()))?;
+    // Probes present themselves like any client would (a browser-like server name).
+    let tun = wirepact_tunnel::connect(t.addr, "www.example.com", t.tunnel_key, &auth, Duration::from_secs(5)).await?;
+    let cs = ClientSession::start(
+        wirepact_tunnel::mux::Prefixed::new(tun.pending, tun.stream),
+        key.clone(),
+        dom.clone(),
+        t.session_id,
+        tun.credit_until.clamp(2, wirepact_tunnel::DEFAULT_WINDOW),
+        clock,
+    )
+    .await?;
+    let m = probe(&cs, sink, t.sla_kbps, plan).await;
+    let _ = cs.finish(Duration::from_secs(3)).await;
+    // The provider stops serving the probe session now, and the connection closes.
+    cs.close();
+    m
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
