@@ -1102,9 +1102,10 @@ mod clock_tests {
     /// receipts were unclaimable and it rode free); one a little off is not second-guessed.
     #[test]
     fn receipts_are_dated_on_the_chains_clock() {
-        assert_eq!(chain_clock(1_000, 1_000 + 86_400)(), 1_000, "a day ahead: the block's time");
-        assert_eq!(chain_clock(1_000, 1_000 - 86_400)(), 1_000, "a day behind: the block's time");
-        assert_eq!(chain_clock(1_000, 1_005)(), 1_005, "the block a few seconds old: the local clock");
-        assert_eq!(chain_clock(1_000, 990)(), 1_000, "never before the block");
+        let block = 1_700_000_000;
+        assert_eq!(chain_clock(block, block + 86_400)(), block, "a day ahead: the block's time");
+        assert_eq!(chain_clock(block, block - 86_400)(), block, "a day behind: the block's time");
+        assert_eq!(chain_clock(block, block + 5)(), block + 5, "the block a few seconds old: the local clock");
+        assert_eq!(chain_clock(block, block - 10)(), block, "never before the block");
     }
 }
