@@ -200,10 +200,24 @@ pub fn default_params() -> IWirepactMarket::Params {
     }
 }
 
-/// A read-only provider for `url`.
+/// The longest one JSON-RPC request may take. A stalled endpoint must not freeze whoever
+/// waits on it: past this the call fails as a transport error (retryable) and the caller moves
+/// on. Confirmation waits poll with many short requests, each under this deadline.
+pub const RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A read-only provider for `url`; every request has [`RPC_TIMEOUT`].
 pub fn connect(url: &str) -> Result<DynProvider, ChainError> {
-    let url = url.parse().map_err(|_| ChainError::Unexpected("RPC URL does not parse"))?;
-    Ok(ProviderBuilder::new().disable_recommended_fillers().connect_http(url).erased())
+    let parsed: alloy::transports::http::reqwest::Url =
+        url.parse().map_err(|_| ChainError::Unexpected("RPC URL does not parse"))?;
+    let client = alloy::transports::http::reqwest::Client::builder()
+        .timeout(RPC_TIMEOUT)
+        .connect_timeout(RPC_TIMEOUT)
+        .build()
+        .map_err(|_| ChainError::Unexpected("cannot build the HTTP client"))?;
+    let is_local = parsed.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]");
+    let http = alloy::transports::http::Http::with_client(client, parsed);
+    let rpc = alloy::rpc::client::RpcClient::new(http, is_local);
+    Ok(ProviderBuilder::new().disable_recommended_fillers().connect_client(rpc).erased())
 }
 
 impl AlloyMarket {

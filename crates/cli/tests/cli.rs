@@ -551,6 +551,172 @@ mod sla_watch {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+    /// A TCP forwarder to `upstream` that can be paused: while paused nothing it holds moves
+    /// (a stalled RPC endpoint, as anvil stopped for a minute looked to the client).
+    async fn pausable_forwarder(upstream: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = l.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((down, _)) = l.accept().await {
+                let Ok(up) = TcpStream::connect(upstream).await else { continue };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                for (mut r, mut w) in [
+                    (
+                        Box::new(dr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        Box::new(uw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    ),
+                    (Box::new(ur), Box::new(dw)),
+                ] {
+                    let mut paused = rx.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match r.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if paused.wait_for(|p| !*p).await.is_err() || w.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        (a, tx)
+    }
+
+    /// The finding: with the RPC endpoint stalled, the client's management loop sat in a chain
+    /// call (closing the provider it had just left) and stopped watching: the standby, the SLA
+    /// watch and the logs froze for the whole stall. Now chain work has its own loop and every
+    /// RPC request a deadline: during the stall a second hung provider is still left, and once
+    /// the endpoint answers again a new session opens and requests flow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watch_keeps_working_while_the_rpc_endpoint_stalls() {
+        let dir = std::env::temp_dir().join(format!("wirepact-rpc-stall-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let devnet = Devnet::start().expect("anvil (make tools)");
+        let rpc = devnet.endpoint();
+        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
+        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
+            .await
+            .expect("deploy");
+        for i in 1..=4 {
+            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
+        }
+        let market = m.address().to_string();
+        let mut nodes = Vec::new();
+        for i in 1..=3usize {
+            let d = dir.join(format!("node{i}"));
+            std::fs::create_dir_all(&d).expect("dir");
+            std::fs::write(
+                d.join("node.toml"),
+                format!(
+                    "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.{i}\"\n\
+                     egress_allow = [\"127.0.0.0/8\"]\n",
+                    d.display()
+                ),
+            )
+            .expect("cfg");
+            nodes.push(spawn_node(&d, &devnet.signer(i).expect("key").to_bytes().to_string(), &[]));
+        }
+        // The client reaches the chain only through the forwarder.
+        let anvil = SocketAddr::from(([127, 0, 0, 1], devnet.port()));
+        let (fwd, pause) = pausable_forwarder(anvil).await;
+        let cdir = dir.join("client");
+        std::fs::create_dir_all(&cdir).expect("dir");
+        std::fs::write(
+            cdir.join("client.toml"),
+            format!(
+                "rpc_url = \"http://{fwd}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 deposit = \"5\"\nsla_window_secs = 3\nstall_secs = 2\n",
+                cdir.display()
+            ),
+        )
+        .expect("cfg");
+        let ready = cdir.join("ready.json");
+        let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["connect", "--exit-with-stdin", "--config"])
+            .arg(cdir.join("client.toml"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("WIREPACT_PRIVATE_KEY", devnet.signer(4).expect("key").to_bytes().to_string())
+            .env("WIREPACT_LOG", "wirepact_client=info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn client");
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        {
+            let (log, err) = (log.clone(), client.stderr.take().expect("stderr"));
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let plain: String = line.chars().filter(|c| !c.is_control()).collect();
+                    if let Ok(mut l) = log.lock() {
+                        l.push(plain);
+                    }
+                }
+            });
+        }
+        let seen = |needle: &'static str, also: &'static str| {
+            let log = log.clone();
+            move || log.lock().is_ok_and(|l| l.iter().any(|x| x.contains(needle) && x.contains(also)))
+        };
+        wait_for("the client's ready file", &log, || ready.exists()).await;
+        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).expect("ready")).expect("json");
+        assert_eq!(c["provider_id"], 1);
+        let proxy: SocketAddr = c["proxy"].as_str().expect("proxy").parse().expect("addr");
+        let o = origin().await;
+        wait_for("a warm standby", &log, seen("warm standby ready", "provider=2")).await;
+
+        // The RPC endpoint stalls; provider 1 hangs: the client moves to provider 2 and starts
+        // closing provider 1's session on chain, which cannot complete.
+        pause.send(true).expect("pause");
+        let pids: Vec<String> = nodes.iter().map(|n| n.id().to_string()).collect();
+        assert!(Command::new("kill").args(["-STOP", &pids[0]]).status().expect("kill").success());
+        wait_for("failing over to provider 2", &log, seen("failing over", "to=2")).await;
+        assert!(request(proxy, o).await, "new connections flow through provider 2 during the stall");
+        // Still stalled: provider 2 hangs too. The watch must still see it.
+        assert!(Command::new("kill").args(["-STOP", &pids[1]]).status().expect("kill").success());
+        wait_for("leaving the second hung provider during the stall", &log, seen("leaving the provider", "provider=2"))
+            .await;
+        // Closing provider 1's session waits on the stalled endpoint until the RPC deadline; the
+        // watch saw provider 2 before that (a loop shared with chain work saw it only after).
+        {
+            let l = log.lock().expect("log");
+            let left = l.iter().position(|x| x.contains("leaving the provider") && x.contains("provider=2"));
+            let close_gave_up = l.iter().position(|x| x.contains("closing failed"));
+            assert!(
+                close_gave_up.is_none_or(|c| left.is_some_and(|l| l < c)),
+                "provider 2 was judged only after the chain call gave up: {l:?}"
+            );
+        }
+
+        // The endpoint answers again: a session with provider 3 opens and requests flow.
+        pause.send(false).expect("resume");
+        for p in &pids[..2] {
+            assert!(Command::new("kill").args(["-CONT", p]).status().expect("kill").success());
+        }
+        wait_for("a new session after the stall", &log, seen("ready", "provider=3")).await;
+        let t = Instant::now();
+        while !request(proxy, o).await {
+            assert!(t.elapsed() < Duration::from_secs(20), "no request went through after the stall");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        drop(client.stdin.take());
+        assert!(client.wait().expect("wait").success(), "clean stop exits 0");
+        for mut n in nodes {
+            drop(n.stdin.take());
+            let _ = n.wait();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// `wirepact connect --tun --tun-netns NS`: a plain curl inside a network namespace made by

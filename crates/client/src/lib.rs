@@ -282,10 +282,27 @@ impl ClientConfig {
 /// # Errors
 /// RPC or state-file failures (the files stay for the next try).
 pub async fn tidy_leftovers(market: &AlloyMarket, store: &SessionStore) -> Result<usize, ClientError> {
+    tidy_sessions(market, store, &[]).await
+}
+
+/// As [`tidy_leftovers`], leaving the sessions in `live` (the ones serving now) alone: sessions
+/// left after a failover are closed (if their close failed) and settled once their claim grace
+/// is over, while the client runs, not at its next start.
+///
+/// # Errors
+/// RPC or state-file failures (the files stay for the next try).
+pub async fn tidy_sessions(
+    market: &AlloyMarket,
+    store: &SessionStore,
+    live: &[alloy::primitives::B256],
+) -> Result<usize, ClientError> {
     let grace = market.params().await?.claimGrace;
     let mut done = 0;
     for s in store.load_all()? {
         let id = s.terms.session_id();
+        if live.contains(&id.0) {
+            continue;
+        }
         let st = market.session(id).await?;
         if st.status == session_status::OPEN {
             tracing::info!(session = %id.0, "closing a session left open by a previous run");
@@ -455,6 +472,11 @@ impl Opener<'_> {
 /// being left for a broken SLA (which may not answer at all).
 const FINAL_RECEIPT_WAIT: Duration = Duration::from_secs(10);
 const LEAVING_RECEIPT_WAIT: Duration = Duration::from_secs(2);
+/// A missing standby is looked for again after this, doubling up to [`STANDBY_RETRY_MAX`].
+const STANDBY_RETRY_MIN: Duration = Duration::from_secs(2);
+const STANDBY_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often sessions left behind (after a failover) are checked for settling.
+const TIDY_EVERY: Duration = Duration::from_secs(30);
 
 /// Signs a final receipt on a live link and closes its session on chain.
 async fn close_link(market: &AlloyMarket, link: &Link, final_receipt: Option<Duration>) -> bool {
@@ -538,9 +560,11 @@ pub async fn run_connect(
     };
     tokio::pin!(device_run);
 
-    // Keeps a warm standby, promotes it when the active link dies, closes dead links.
-    let manage = async {
-        let mut next_try = Instant::now();
+    // Two loops in one task. `watch` judges the links every 100 ms and fails over at once; it
+    // never waits on the chain. `chain` does all that waits on it (closing dead links, opening a standby
+    // or a new active link, settling sessions left behind), so a stalled RPC endpoint delays
+    // only that work, never the watch.
+    let watch = async {
         loop {
             // The client's own measurements: a provider that stalls or stays over its
             // latency promise is left like a dead one (its session gets a final receipt).
@@ -559,38 +583,69 @@ pub async fn run_connect(
                     route.breached(&link, breach);
                 }
             }
-            let need_standby = route.check();
+            let _ = route.check();
+            route.promote_standby();
+            route.changed(Duration::from_millis(100)).await;
+        }
+    };
+    let chain = async {
+        let mut next_open = Instant::now();
+        let mut standby_backoff = STANDBY_RETRY_MIN;
+        let mut last_miss: Option<String> = None;
+        let mut next_tidy = Instant::now() + TIDY_EVERY;
+        loop {
             for dead in route.take_dead() {
                 close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
             }
-            if route.active().is_none() {
-                // Both links died: open a new active one as soon as a provider is left.
-                if Instant::now() >= next_try {
-                    match opener.pick(&req, &route.avoid()).await {
-                        Ok(c) => match opener.open(&c).await {
-                            Ok(l) => route.set_standby(l),
-                            Err(e) => tracing::warn!(error = %e, "no session could be opened; retrying"),
-                        },
-                        Err(e) => tracing::warn!(error = %e, "no provider left; retrying"),
+            let need_active = route.active().is_none();
+            let need_standby = need_active || (cfg.standby && route.standby().is_none());
+            if need_standby && Instant::now() >= next_open {
+                let opened = match opener.pick(&req, &route.avoid()).await {
+                    Ok(c) => opener.open(&c).await,
+                    Err(e) => Err(e),
+                };
+                match opened {
+                    Ok(l) => {
+                        tracing::info!(
+                            provider = l.provider_id,
+                            "{}",
+                            if need_active { "new session ready" } else { "warm standby ready" }
+                        );
+                        route.set_standby(l);
+                        route.promote_standby();
+                        standby_backoff = STANDBY_RETRY_MIN;
+                        last_miss = None;
                     }
-                    next_try = Instant::now() + Duration::from_secs(2);
-                }
-                route.promote_standby();
-            } else if need_standby && cfg.standby && Instant::now() >= next_try {
-                match opener.pick(&req, &route.avoid()).await {
-                    Ok(c) => match opener.open(&c).await {
-                        Ok(l) => {
-                            tracing::info!(provider = l.provider_id, "warm standby ready");
-                            route.set_standby(l);
+                    Err(e) => {
+                        // Said once at INFO (and again when the reason changes); repeats are DEBUG.
+                        let why = e.to_string();
+                        if need_active {
+                            tracing::warn!(error = %why, "no session could be opened; retrying");
+                        } else if last_miss.as_deref() != Some(why.as_str()) {
+                            tracing::info!(reason = %why, "no standby provider available; retrying with backoff");
+                        } else {
+                            tracing::debug!(reason = %why, "still no standby provider");
                         }
-                        Err(e) => tracing::warn!(error = %e, "standby session failed; retrying"),
-                    },
-                    Err(e) => tracing::info!(reason = %e, "no standby provider available; retrying"),
+                        last_miss = Some(why);
+                        standby_backoff = (standby_backoff * 2).min(STANDBY_RETRY_MAX);
+                    }
                 }
-                next_try = Instant::now() + Duration::from_secs(2);
+                // Without any link, try again soon; a missing standby backs off.
+                next_open = Instant::now() + if route.active().is_none() { STANDBY_RETRY_MIN } else { standby_backoff };
             }
-            route.changed(Duration::from_millis(100)).await;
+            if Instant::now() >= next_tidy {
+                let live: Vec<_> =
+                    route.active().into_iter().chain(route.standby()).map(|l| l.terms.session_id().0).collect();
+                if let Err(e) = tidy_sessions(&market, &store, &live).await {
+                    tracing::debug!(error = %e, "settling sessions left behind failed; retried later");
+                }
+                next_tidy = Instant::now() + TIDY_EVERY;
+            }
+            route.changed(Duration::from_millis(250)).await;
         }
+    };
+    let manage = async {
+        tokio::join!(watch, chain);
     };
     tokio::select! {
         () = shutdown => {}

@@ -169,6 +169,9 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// How soon a bonus claim that could not reach the chain is tried again.
+const BONUS_RETRY: Duration = Duration::from_secs(5);
+
 /// How long a connection has for its TLS handshake, and then for its first message: about
 /// what a web server gives a visitor, and short enough that idle sockets do not pile up.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -283,12 +286,19 @@ async fn bonus_loop(market: Arc<AlloyMarket>, id: ProviderId) {
         let into = since - period * per * len;
         if period >= 1 && into >= len + 3 && done != Some(period - 1) {
             let claim = period - 1;
-            done = Some(claim);
             match claim_bonus_for(&market, id, claim, per).await {
                 Ok(Some(n)) => tracing::info!(period = claim, epochs = n, "reliability bonus claimed"),
                 Ok(None) => tracing::info!(period = claim, "no audited epoch to prove; no bonus"),
+                // The chain could not be reached (an RPC stall): the claim stays open for the
+                // whole of period p+1, so try again shortly rather than give the bonus up.
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(period = claim, error = %e, "bonus claim failed for now; retrying");
+                    tokio::time::sleep(BONUS_RETRY).await;
+                    continue;
+                }
                 Err(e) => tracing::info!(period = claim, error = %e, "no bonus for this period"),
             }
+            done = Some(claim);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

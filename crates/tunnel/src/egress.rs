@@ -59,16 +59,38 @@ fn v4_is_internal(a: Ipv4Addr) -> bool {
         || o[0] == 0
 }
 
+/// The IPv4 address in the last 32 bits of `s`.
+fn low_v4(s: [u16; 8]) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]))
+}
+
 fn v6_is_internal(a: Ipv6Addr) -> bool {
     let s = a.segments();
     if let Some(v4) = a.to_ipv4_mapped() {
         return v4_is_internal(v4);
+    }
+    // IPv4-compatible ::a.b.c.d (deprecated; a stack may still carry it to the IPv4 address).
+    if s[..6].iter().all(|&x| x == 0) {
+        return true;
+    }
+    // NAT64: the well-known prefix 64:ff9b::/96 reaches its embedded IPv4 address, so it is
+    // judged by that; the local-use prefix 64:ff9b:1::/48 can map to anything: refused.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return v4_is_internal(low_v4(s));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        return true;
+    }
+    // 6to4 (2002::/16) carries an IPv4 address in bits 16..48.
+    if s[0] == 0x2002 {
+        return v4_is_internal(Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2])));
     }
     a.is_loopback()
         || a.is_unspecified()
         || a.is_multicast()
         || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
         || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
 }
 
 /// The provider's egress rule.
@@ -114,10 +136,20 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            // Reported: IPv4-compatible and NAT64 forms of internal addresses reached a dial.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "fec0::1",
         ] {
             assert!(!p.permits(ip.parse().expect("ip")), "{ip} should be refused");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "64:ff9b::1.1.1.1", "2002:101:101::1"] {
             assert!(p.permits(ip.parse().expect("ip")), "{ip} should be allowed");
         }
     }

@@ -1012,10 +1012,21 @@ async fn proxy_one<R: Route>(mut app: TcpStream, route: R) -> Result<(), Session
     if !read_more(&mut app, &mut buf, 8192).await? {
         return Ok(());
     }
-    if buf[0] == 5 {
-        socks_one(app, buf, route).await
-    } else {
-        http_connect_one(app, buf, route).await
+    match buf[0] {
+        5 => socks_one(app, buf, route).await,
+        // SOCKS4/4a: refused at once in its own reply format ("request rejected"), so the app
+        // can say why instead of waiting.
+        4 => {
+            app.write_all(&[0, 0x5b, 0, 0, 0, 0, 0, 0]).await?;
+            Ok(())
+        }
+        // An HTTP method starts with a letter.
+        b if b.is_ascii_uppercase() => http_connect_one(app, buf, route).await,
+        // Anything else (version 0, binary noise) is answered at once, not after a timeout.
+        _ => {
+            app.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await?;
+            Ok(())
+        }
     }
 }
 
@@ -1029,9 +1040,15 @@ async fn http_connect_one<R: Route>(mut app: TcpStream, mut buf: Vec<u8>, route:
                     return Ok(());
                 }
             }
-            Err(_) => {
+            // Another method: this proxy only tunnels.
+            Err(SocksError::Command(_)) => {
                 app.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nAllow: CONNECT\r\nContent-Length: 0\r\n\r\n")
                     .await?;
+                return Ok(());
+            }
+            // A CONNECT whose host, port or version is malformed: the request is bad.
+            Err(_) => {
+                app.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await?;
                 return Ok(());
             }
         }

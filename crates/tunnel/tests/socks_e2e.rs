@@ -578,3 +578,35 @@ async fn fifty_parallel_uploads_and_downloads_at_a_small_window_complete_intact(
     assert_eq!(receipts.last().map(|r| r.0), Some(total), "the provider can claim exactly what was moved");
     assert!(receipts.len() as u64 >= total / SMALL, "the small window really gated the transfer");
 }
+
+/// What the local proxy answers to `bytes` (read until it closes; bounded).
+async fn proxy_answer(proxy: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(proxy).await.expect("proxy");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut out)).await;
+    out
+}
+
+/// The finding: SOCKS4 and version-0 greetings got no reply at all (the proxy waited for an
+/// HTTP request that never came and closed after 10 s), and a CONNECT with a bad host or port
+/// was told 405 (method not allowed) instead of 400 (bad request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_an_answer_that_says_what_is_wrong() {
+    let s = setup(EgressPolicy::default()).await;
+    // SOCKS4 CONNECT to 1.2.3.4:80: "request rejected" in SOCKS4's own format.
+    let v4 = proxy_answer(s.proxy, &[4, 1, 0, 80, 1, 2, 3, 4, 0]).await;
+    assert_eq!(v4, [0, 0x5b, 0, 0, 0, 0, 0, 0]);
+    let v0 = proxy_answer(s.proxy, &[0, 1, 0]).await;
+    assert!(v0.starts_with(b"HTTP/1.1 400 "), "{:?}", String::from_utf8_lossy(&v0));
+    for bad in [
+        "CONNECT example.org:http HTTP/1.1\r\n\r\n",
+        "CONNECT example.org HTTP/1.1\r\n\r\n",
+        "CONNECT :443 HTTP/1.1\r\n\r\n",
+    ] {
+        let a = proxy_answer(s.proxy, bad.as_bytes()).await;
+        assert!(a.starts_with(b"HTTP/1.1 400 "), "{bad:?}: {:?}", String::from_utf8_lossy(&a));
+    }
+    let get = proxy_answer(s.proxy, b"GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n\r\n").await;
+    assert!(get.starts_with(b"HTTP/1.1 405 "), "{:?}", String::from_utf8_lossy(&get));
+}
