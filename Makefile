@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: bench-mux sim sim-scale bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: soak bench-abuse bench-mux sim sim-scale bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
 	@echo "make bench-mux  yamux vs HTTP/2 (h2) as the tunnel's multiplexer, on the tunnel's TLS"
 	@echo "make bench-failover gap until requests flow again after kill -9 of the provider (median)"
+	@echo "make soak       devnet daemons under mixed load for SOAK_MINUTES (20): file/RSS growth, stalls, unpaid wei"
+	@echo "make bench-abuse a connection flood against a provider at a 1,024-file limit, beside a paying client"
 	@echo "make bench-probe oracle probe accuracy (shaped 10/50/200 Mbit/s, +40 ms) and cost"
 	@echo "make sim        the simulator's reference market (10k providers, 31 oracles, a day); report in target/sim"
 	@echo "make sim-scale  the same at 1k / 10k / 100k providers (run time growth)"
@@ -76,6 +78,20 @@ bench-mux:
 # Failover gap after kill -9 of the client's provider under load, median of 10 runs.
 bench-failover: tools
 	bench/failover.sh
+
+# Long run of the real daemons (node, client, three oracles) under mixed parallel load: open
+# files and RSS of each, stalled streams, receipted-but-unpaid wei (bench/abuse example).
+SOAK_MINUTES ?= 20
+soak: tools
+	cargo build --release --locked -q -p wirepact-cli --bin wirepact --example bench_abuse
+	target/release/examples/bench_abuse --wirepact target/release/wirepact --soak $(SOAK_MINUTES)
+
+# 2,000 idle TCP + 2,000 half TLS handshakes from 100 addresses against a provider limited to
+# 1,024 files, while a client downloads and uploads through it and oracles probe it.
+ABUSE_SECONDS ?= 180
+bench-abuse: tools
+	cargo build --release --locked -q -p wirepact-cli --bin wirepact --example bench_abuse
+	target/release/examples/bench_abuse --wirepact target/release/wirepact --abuse $(ABUSE_SECONDS)
 
 # Accuracy and cost of the oracle's probe against shaped providers (no chain needed).
 bench-probe:

@@ -25,7 +25,7 @@ use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::lane::{read_opening, Opening, ProviderLanes, LANE_IDLE};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{serve_provider, ProviderSession, ReceiptStore};
-use wirepact_tunnel::{accept, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
+use wirepact_tunnel::{accept_observed, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
 
 use crate::claimer::{ClaimError, Claimer};
 use crate::db::{DbError, ReceiptDb};
@@ -168,6 +168,9 @@ fn paid_bytes(t: &wirepact_proto::SessionTerms) -> u64 {
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+/// How often the connection budget's evictions and refusals are logged (when there were any).
+const BUDGET_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// How soon a bonus claim that could not reach the chain is tried again.
 const BONUS_RETRY: Duration = Duration::from_secs(5);
@@ -410,7 +413,16 @@ pub async fn run_node(
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
                 let lanes = lanes.clone();
                 tokio::spawn(async move {
-                    let acc = accept(&acceptor, tcp, &checker, &*sessions, unix_now(), HANDSHAKE_DEADLINE, window);
+                    let acc = accept_observed(
+                        &acceptor,
+                        tcp,
+                        &checker,
+                        &*sessions,
+                        unix_now(),
+                        HANDSHAKE_DEADLINE,
+                        window,
+                        || slot.handshaken(),
+                    );
                     let acc = tokio::select! {
                         r = acc => r,
                         () = slot.evicted() => return tracing::debug!(%peer, "unauthenticated connection closed to make room"),
@@ -497,12 +509,31 @@ pub async fn run_node(
     };
 
     let bonus = bonus_loop(market.clone(), id);
+    // What the connection budget did, when it had to act: a flood shows here.
+    let budget_log = async {
+        let mut seen = (0, 0);
+        loop {
+            tokio::time::sleep(BUDGET_LOG_EVERY).await;
+            let st = admission.stats();
+            if (st.evicted, st.refused) != seen {
+                tracing::info!(
+                    pending = st.pending,
+                    established = st.established,
+                    evicted = st.evicted - seen.0,
+                    refused = st.refused - seen.1,
+                    "connection budget: unauthenticated connections closed to make room (evicted), authenticated ones refused for lack of slots (refused)"
+                );
+                seen = (st.evicted, st.refused);
+            }
+        }
+    };
 
     tokio::select! {
         () = shutdown => {}
         () = serve => {}
         () = claims => {}
         () = bonus => {}
+        () = budget_log => {}
     }
     tracing::info!("shutting down: claiming everything receipted");
     let out = Claimer { db: &db, market: &*market, threshold }.run(true).await?;

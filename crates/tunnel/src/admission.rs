@@ -9,10 +9,13 @@
 //! - connections not yet authenticated hold a *pending* slot; there are few of them
 //!   ([`Limits::pending`]) and each source address (an IPv4 address, an IPv6 /64) holds at
 //!   most [`Limits::per_source`];
-//! - when the pending slots are full, the *oldest* pending connection is closed to make room
-//!   (the oldest of the same source, if that source is at its share). A real client completes
-//!   its handshake in a round trip or two; an idle socket is the oldest thing around, so a
-//!   flood of idle or stalled connections evicts itself, never a client that is talking;
+//! - when the pending slots are full, a pending connection is closed to make room: the oldest
+//!   of the same source if that source is at its share, else — among connections that have
+//!   not completed a TLS handshake, if there are any — the oldest of the source holding the
+//!   most. A flood from many addresses then churns among its own connections; a client or an
+//!   oracle with one handshake in flight keeps it unless every source is down to one, and once
+//!   its handshake is done (while the session is looked up on chain) it outlasts every idle or
+//!   stalled connection;
 //! - authenticated connections (sessions and their lanes) hold an *established* slot; the
 //!   rest of the file limit is left to the origin side, the receipt store and the RPC.
 //!
@@ -62,8 +65,8 @@ fn source_of(ip: IpAddr) -> u128 {
 #[derive(Debug, Default)]
 struct Book {
     next_id: u64,
-    /// Pending connections, oldest first: (id, source, how to close it).
-    pending: VecDeque<(u64, u128, CancellationToken)>,
+    /// Pending connections, oldest first: (id, source, how to close it, TLS handshake done).
+    pending: VecDeque<(u64, u128, CancellationToken, bool)>,
     per_source: HashMap<u128, usize>,
     established: usize,
     /// Pending connections closed to make room, since start.
@@ -73,9 +76,29 @@ struct Book {
 }
 
 impl Book {
+    /// Which pending connection to close for room: among those that have not completed a TLS
+    /// handshake (if any; a completed one cost its peer a full handshake), the oldest of the
+    /// source holding the most. A flood from many addresses then churns among its own
+    /// connections; a source with one handshake in flight (a client, an oracle's probe) loses
+    /// it only when no source holds more.
+    fn victim(&self) -> usize {
+        let fresh = self.pending.iter().any(|e| !e.3);
+        let mut counts: HashMap<u128, usize> = HashMap::new();
+        for (_, s, _, done) in &self.pending {
+            if !fresh || !done {
+                *counts.entry(*s).or_insert(0) += 1;
+            }
+        }
+        let most = counts.values().copied().max().unwrap_or(0);
+        self.pending
+            .iter()
+            .position(|(_, s, _, done)| (!fresh || !done) && counts.get(s).copied() == Some(most))
+            .unwrap_or(0)
+    }
+
     fn remove_pending(&mut self, id: u64) -> bool {
-        let Some(pos) = self.pending.iter().position(|(i, _, _)| *i == id) else { return false };
-        if let Some((_, src, _)) = self.pending.remove(pos) {
+        let Some(pos) = self.pending.iter().position(|(i, _, _, _)| *i == id) else { return false };
+        if let Some((_, src, _, _)) = self.pending.remove(pos) {
             if let Some(n) = self.per_source.get_mut(&src) {
                 *n -= 1;
                 if *n == 0 {
@@ -87,7 +110,7 @@ impl Book {
     }
 
     fn evict_at(&mut self, pos: usize) {
-        if let Some((id, _, token)) = self.pending.get(pos).cloned() {
+        if let Some((id, _, token, _)) = self.pending.get(pos).cloned() {
             token.cancel();
             self.remove_pending(id);
             self.evicted += 1;
@@ -130,16 +153,23 @@ impl Admission {
         let token = CancellationToken::new();
         let mut b = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if b.per_source.get(&src).copied().unwrap_or(0) >= self.limits.per_source {
-            if let Some(pos) = b.pending.iter().position(|(_, s, _)| *s == src) {
+            // Its oldest that has not finished a TLS handshake, else its oldest.
+            let pos = b
+                .pending
+                .iter()
+                .position(|(_, s, _, done)| *s == src && !done)
+                .or_else(|| b.pending.iter().position(|(_, s, _, _)| *s == src));
+            if let Some(pos) = pos {
                 b.evict_at(pos);
             }
         }
         while b.pending.len() >= self.limits.pending.max(1) {
-            b.evict_at(0);
+            let pos = b.victim();
+            b.evict_at(pos);
         }
         let id = b.next_id;
         b.next_id += 1;
-        b.pending.push_back((id, src, token.clone()));
+        b.pending.push_back((id, src, token.clone(), false));
         *b.per_source.entry(src).or_insert(0) += 1;
         drop(b);
         Pending { admission: self.clone(), id, token, done: false }
@@ -173,16 +203,24 @@ impl Pending {
         self.token.is_cancelled()
     }
 
+    /// The TLS handshake completed: this connection is closed for room only after every one
+    /// that has not got that far.
+    pub fn handshaken(&self) {
+        let mut b = self.admission.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = b.pending.iter_mut().find(|e| e.0 == self.id) {
+            e.3 = true;
+        }
+    }
+
     /// The connection authenticated: trades the pending slot for an established one, or
     /// `None` if every established slot is taken (close it; the client tries another
-    /// provider) or it was evicted meanwhile.
+    /// provider). One evicted in the instant its authentication completed is kept all the
+    /// same: it has done its work, and its pending slot is already free.
     #[must_use]
     pub fn establish(mut self) -> Option<Established> {
         self.done = true;
         let mut b = self.admission.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !b.remove_pending(self.id) {
-            return None;
-        }
+        b.remove_pending(self.id);
         if b.established >= self.admission.limits.established {
             b.refused += 1;
             return None;
@@ -251,8 +289,38 @@ mod tests {
         assert!(old[1..].iter().all(|p| !p.is_evicted()));
         assert!(!fresh.is_evicted());
         assert_eq!(a.stats().pending, 4);
+    }
+
+    /// The attack seen in `make bench-abuse`: 100 addresses reopen every connection closed on
+    /// them, thousands a second; with oldest-first eviction alone an oracle's handshake (tens of
+    /// milliseconds, with the session looked up on chain) was closed before it could finish and
+    /// the probe failed. A source holding one pending connection keeps it while any source
+    /// holds more.
+    #[test]
+    fn a_many_source_flood_churns_its_own_connections_not_a_lone_clients() {
+        let a = Admission::new(Limits { pending: 8, per_source: 4, established: 4 });
+        let flood_src = |i: u32| ip(&format!("203.0.113.{}", i % 5));
+        let mut flood: Vec<Pending> =
+            (0..8).map(flood_src).collect::<Vec<_>>().into_iter().map(|s| a.admit(s)).collect();
+        let oracle = a.admit(ip("198.51.100.7"));
+        for i in 0..10_000u32 {
+            flood.push(a.admit(flood_src(i)));
+            flood.retain(|p| !p.is_evicted());
+        }
+        assert!(!oracle.is_evicted(), "the lone handshake survives 10,000 flood connections");
+        // Past its TLS handshake it outlasts them all, even from a source that holds the most.
+        oracle.handshaken();
+        let more: Vec<Pending> = (0..100).map(|_| a.admit(ip("198.51.100.7"))).collect();
+        assert!(!oracle.is_evicted());
+        drop(more);
+        let quiet = Admission::new(Limits { pending: 8, per_source: 2, established: 4 });
+        let first = quiet.admit(ip("198.51.100.9"));
+        first.handshaken();
+        let same: Vec<Pending> = (0..10).map(|_| quiet.admit(ip("198.51.100.9"))).collect();
+        assert!(!first.is_evicted(), "at its share, a source loses its idle connections first");
+        assert_eq!(same.iter().filter(|p| !p.is_evicted()).count(), 1);
+        let s = oracle.establish().expect("an established slot");
         // Established sessions are never evicted by new arrivals.
-        let s = fresh.establish().expect("an established slot");
         let _more: Vec<Pending> = (0..10).map(|i| a.admit(ip(&format!("192.0.2.{i}")))).collect();
         assert_eq!(a.stats().established, 1);
         drop(s);
@@ -272,13 +340,15 @@ mod tests {
     }
 
     #[test]
-    fn an_evicted_connection_cannot_establish() {
+    fn a_connection_evicted_as_it_authenticates_is_kept_and_counted_once() {
         let a = Admission::new(Limits { pending: 1, per_source: 1, established: 4 });
         let first = a.admit(ip("198.51.100.1"));
-        let _second = a.admit(ip("198.51.100.2"));
+        let second = a.admit(ip("198.51.100.2"));
         assert!(first.is_evicted());
-        assert!(first.establish().is_none());
-        assert_eq!(a.stats().established, 0);
+        let e = first.establish().expect("authenticated: kept");
+        assert_eq!(a.stats(), AdmissionStats { pending: 1, established: 1, evicted: 1, refused: 0 });
+        drop((e, second));
+        assert_eq!(a.stats(), AdmissionStats { pending: 0, established: 0, evicted: 1, refused: 0 });
     }
 
     #[test]

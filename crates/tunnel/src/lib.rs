@@ -14,5 +14,6 @@ pub mod transport;
 pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
 pub use meter::{ClientMeter, MeterError, ProviderMeter, ReceiptDue, DEFAULT_WINDOW};
 pub use transport::{
-    accept, client_config, connect, handshake_time, spki_hash, Accepted, ClientTunnel, TransportError, TunnelIdentity,
+    accept, accept_observed, client_config, connect, handshake_time, spki_hash, Accepted, ClientTunnel, TransportError,
+    TunnelIdentity,
 };

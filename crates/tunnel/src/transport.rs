@@ -238,10 +238,27 @@ pub async fn accept(
     deadline: Duration,
     credit_until: u64,
 ) -> Result<Accepted, TransportError> {
+    accept_observed(acceptor, tcp, checker, lookup, now, deadline, credit_until, || {}).await
+}
+
+/// [`accept`], calling `handshaken` once the TLS handshake has completed (the provider's
+/// connection budget then keeps this connection over idle and stalled ones).
+#[allow(clippy::too_many_arguments)]
+pub async fn accept_observed(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    checker: &Mutex<AuthChecker>,
+    lookup: &impl SessionLookup,
+    now: u64,
+    deadline: Duration,
+    credit_until: u64,
+    handshaken: impl FnOnce(),
+) -> Result<Accepted, TransportError> {
     let first_message_deadline = deadline;
     let mut tls = tokio::time::timeout(deadline, acceptor.accept(wire(tcp)))
         .await
         .map_err(|_| TransportError::Timeout(deadline))??;
+    handshaken();
     let mut buf = Vec::with_capacity(256);
     let frame = tokio::time::timeout(first_message_deadline, read_first_frame(&mut tls, &mut buf)).await;
     let verdict = match frame {
