@@ -515,7 +515,9 @@ async fn main() {
     let mut unclaimed = U256::ZERO;
     for (id, rec, done) in db.unclaimed().expect("unclaimed") {
         let price = db.terms(id).expect("terms").map_or(U256::ZERO, |t| U256::from(t.pricePerGiB));
-        unclaimed += (U256::from(rec.cumulative_bytes - done) * price) >> 30;
+        let wei = (U256::from(rec.cumulative_bytes - done) * price) >> 30;
+        println!("unclaimed: session {id}: receipted {} bytes, claimed {done}, {wei} wei", rec.cumulative_bytes);
+        unclaimed += wei;
     }
     let p = m.provider(pid).await.expect("provider");
 
