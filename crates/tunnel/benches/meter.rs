@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
                 cl.on_requested(k);
                 if let Some(due) = cl.receipt_due(now, false) {
                     cl.on_signed(due).expect("signed");
-                    let grant = p.on_receipt(due.cumulative, due.timestamp).expect("receipt");
+                    let grant = p.on_receipt(due.cumulative, due.timestamp, due.timestamp).expect("receipt");
                     cl.on_grant(grant).expect("grant");
                     now += 1;
                 }

@@ -98,11 +98,12 @@ async fn setup(egress: EgressPolicy) -> Setup {
 
 /// A provider serving SESSION (and lanes, with `lanes`) and a client with a SOCKS5 port.
 async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Setup {
-    setup_window(egress, impair, lanes, WINDOW).await
+    setup_window(egress, impair, lanes, WINDOW, 1_800_000_000).await
 }
 
-/// As [`setup_with`], with a credit window of `window` bytes at both ends.
-async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, window: u64) -> Setup {
+/// As [`setup_with`], with a credit window of `window` bytes at both ends and the client's
+/// receipt clock starting at `client_clock` (the provider's reads 1_800_000_000 + a day).
+async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, window: u64, client_clock: u64) -> Setup {
     let key = PrivateKeySigner::random();
     let dom = domain(31337, Address::repeat_byte(3));
     let id = TunnelIdentity::generate(SNI).expect("identity");
@@ -154,7 +155,7 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
     });
     let auth = session_auth_frame(&key, &dom, SESSION, tunnel_key, 1_800_000_000, [7; 16]).expect("auth");
     let t = connect(paddr, SNI, tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
-    let clock = Arc::new(std::sync::atomic::AtomicU64::new(1_800_000_000));
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(client_clock));
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let dialer = LaneDialer {
         addr: paddr,
@@ -530,8 +531,14 @@ async fn fifty_parallel_uploads_and_downloads_at_a_small_window_complete_intact(
     const SMALL: u64 = 256 * 1024;
     let o = mixed_origin(STREAMS).await;
     let s =
-        setup_window(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]), Impairment::default(), true, SMALL)
-            .await;
+        setup_window(
+            EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+            Impairment::default(),
+            true,
+            SMALL,
+            1_800_000_000,
+        )
+        .await;
     let mut tasks = Vec::new();
     for i in 0..STREAMS {
         let proxy = s.proxy;
@@ -609,4 +616,36 @@ async fn malformed_requests_get_an_answer_that_says_what_is_wrong() {
     }
     let get = proxy_answer(s.proxy, b"GET http://example.org/ HTTP/1.1\r\nHost: example.org\r\n\r\n").await;
     assert!(get.starts_with(b"HTTP/1.1 405 "), "{:?}", String::from_utf8_lossy(&get));
+}
+
+/// The finding: a client whose clock ran a day ahead signed receipts the chain refuses (more
+/// than 5 minutes ahead of the block), the provider took them, the claimer deferred them for
+/// good, and the client was served 1.14 GB for 2 % of its deposit. Now such a receipt is
+/// refused and no credit is granted on it: the provider stops at one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dating_receipts_ahead_of_the_chain_gets_one_window_and_no_more() {
+    let o = origin().await;
+    // The provider's clock reads 1_800_000_000 + a day; this client's runs two days ahead.
+    let s = setup_window(
+        EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        Impairment::default(),
+        false,
+        WINDOW,
+        1_800_000_000 + 3 * 86_400,
+    )
+    .await;
+    let mut app = socks_connect(s.proxy, o).await.expect("socks connect");
+    app.write_all(b"GIMME!!\n").await.expect("request");
+    // Read until nothing more comes for two seconds (bounded).
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), app.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < PAYLOAD, "the transfer stopped short of the payload");
+    assert!(got as u64 + 8 <= WINDOW, "{got} bytes served on no valid receipt, beyond one {WINDOW}-byte window");
+    assert!(s.store.0.lock().expect("store").is_empty(), "no future-dated receipt was persisted");
 }
