@@ -530,15 +530,14 @@ async fn fifty_parallel_uploads_and_downloads_at_a_small_window_complete_intact(
     const EACH: u64 = 512 * 1024;
     const SMALL: u64 = 256 * 1024;
     let o = mixed_origin(STREAMS).await;
-    let s =
-        setup_window(
-            EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
-            Impairment::default(),
-            true,
-            SMALL,
-            1_800_000_000,
-        )
-        .await;
+    let s = setup_window(
+        EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        Impairment::default(),
+        true,
+        SMALL,
+        1_800_000_000,
+    )
+    .await;
     let mut tasks = Vec::new();
     for i in 0..STREAMS {
         let proxy = s.proxy;
