@@ -422,73 +422,14 @@ mod sla_watch {
         let dir = std::env::temp_dir().join(format!("wirepact-sla-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let devnet = Devnet::start().expect("anvil (make tools)");
-        let rpc = devnet.endpoint();
-        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
-        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
-            .await
-            .expect("deploy");
-        for i in 1..=4 {
-            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
-        }
-        let market = m.address().to_string();
         // Provider 1 is the cheapest but holds every answer back 300 ms (promise: 80 ms + 20).
         // Prices 0.1, 0.2, 0.3: the ranking weighs each 100 ms of measured handshake as one more
         // price, so providers priced 10 % apart could swap places on a few ms of handshake
         // jitter on a loaded machine (CI saw 3 picked before 1); 2x and 3x apart they cannot.
-        let mut nodes = Vec::new();
-        for i in 1..=3usize {
-            let d = dir.join(format!("node{i}"));
-            std::fs::create_dir_all(&d).expect("dir");
-            std::fs::write(
-                d.join("node.toml"),
-                format!(
-                    "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.{i}\"\n\
-                     egress_allow = [\"127.0.0.0/8\"]\n",
-                    d.display()
-                ),
-            )
-            .expect("cfg");
-            let extra: &[&str] = if i == 1 { &["--extra-latency-ms", "300"] } else { &[] };
-            nodes.push(spawn_node(&d, &devnet.signer(i).expect("key").to_bytes().to_string(), extra));
-        }
-        let cdir = dir.join("client");
-        std::fs::create_dir_all(&cdir).expect("dir");
-        std::fs::write(
-            cdir.join("client.toml"),
-            format!(
-                "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                 deposit = \"5\"\nsla_window_secs = 3\nstall_secs = 2\n",
-                cdir.display()
-            ),
-        )
-        .expect("cfg");
-        let ready = cdir.join("ready.json");
-        let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
-            .args(["connect", "--exit-with-stdin", "--config"])
-            .arg(cdir.join("client.toml"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("WIREPACT_PRIVATE_KEY", devnet.signer(4).expect("key").to_bytes().to_string())
-            .env("WIREPACT_LOG", "wirepact_client=info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn client");
-        let log = Arc::new(Mutex::new(Vec::<String>::new()));
-        {
-            let (log, err) = (log.clone(), client.stderr.take().expect("stderr"));
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let plain: String = line.chars().filter(|c| !c.is_control()).collect();
-                    if let Ok(mut l) = log.lock() {
-                        l.push(plain);
-                    }
-                }
-            });
-        }
+        let Three { devnet, market: m, nodes } =
+            three_providers(&dir, |i| if i == 1 { &["--extra-latency-ms", "300"] } else { &[] }).await;
+        let key = devnet.signer(4).expect("key").to_bytes().to_string();
+        let (mut client, log, ready) = spawn_client(&dir, &devnet.endpoint(), &m, &key);
         let standbys =
             || log.lock().map(|l| l.iter().filter(|x| x.contains("warm standby ready")).count()).unwrap_or(0);
         wait_for("the client's ready file", &log, || ready.exists()).await;
@@ -551,6 +492,92 @@ mod sla_watch {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+    /// Three providers on a fresh market (prices 0.1, 0.2, 0.3; `extra(i)` adds node flags),
+    /// and a funded client account (dev key 4).
+    struct Three {
+        devnet: Devnet,
+        market: AlloyMarket,
+        nodes: Vec<Child>,
+    }
+
+    async fn three_providers(dir: &Path, extra: impl Fn(usize) -> &'static [&'static str]) -> Three {
+        let devnet = Devnet::start().expect("anvil (make tools)");
+        let rpc = devnet.endpoint();
+        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
+        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
+            .await
+            .expect("deploy");
+        for i in 1..=4 {
+            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
+        }
+        let market = m.address().to_string();
+        let mut nodes = Vec::new();
+        for i in 1..=3usize {
+            let d = dir.join(format!("node{i}"));
+            std::fs::create_dir_all(&d).expect("dir");
+            std::fs::write(
+                d.join("node.toml"),
+                format!(
+                    "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.{i}\"\n\
+                     egress_allow = [\"127.0.0.0/8\"]\n",
+                    d.display()
+                ),
+            )
+            .expect("cfg");
+            nodes.push(spawn_node(&d, &devnet.signer(i).expect("key").to_bytes().to_string(), extra(i)));
+        }
+        Three { devnet, market: m, nodes }
+    }
+
+    /// `wirepact connect` (dev key 4) against `rpc`, leaving providers after a 3 s SLA window
+    /// or a 2 s stall; returns it, its log lines as they come, and its ready file.
+    fn spawn_client(
+        dir: &Path,
+        rpc: &str,
+        market: &AlloyMarket,
+        key: &str,
+    ) -> (Child, Arc<Mutex<Vec<String>>>, PathBuf) {
+        let cdir = dir.join("client");
+        std::fs::create_dir_all(&cdir).expect("dir");
+        std::fs::write(
+            cdir.join("client.toml"),
+            format!(
+                "rpc_url = \"{rpc}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 deposit = \"5\"\nsla_window_secs = 3\nstall_secs = 2\n",
+                market.address(),
+                cdir.display()
+            ),
+        )
+        .expect("cfg");
+        let ready = cdir.join("ready.json");
+        let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["connect", "--exit-with-stdin", "--config"])
+            .arg(cdir.join("client.toml"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("WIREPACT_PRIVATE_KEY", key)
+            .env("WIREPACT_LOG", "wirepact_client=info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn client");
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        {
+            let (log, err) = (log.clone(), client.stderr.take().expect("stderr"));
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let plain: String = line.chars().filter(|c| !c.is_control()).collect();
+                    if let Ok(mut l) = log.lock() {
+                        l.push(plain);
+                    }
+                }
+            });
+        }
+        (client, log, ready)
+    }
+
     /// A TCP forwarder to `upstream` that can be paused: while paused nothing it holds moves
     /// (a stalled RPC endpoint, as anvil stopped for a minute looked to the client).
     async fn pausable_forwarder(upstream: SocketAddr) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
@@ -598,71 +625,12 @@ mod sla_watch {
         let dir = std::env::temp_dir().join(format!("wirepact-rpc-stall-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let devnet = Devnet::start().expect("anvil (make tools)");
-        let rpc = devnet.endpoint();
-        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
-        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
-            .await
-            .expect("deploy");
-        for i in 1..=4 {
-            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
-        }
-        let market = m.address().to_string();
-        let mut nodes = Vec::new();
-        for i in 1..=3usize {
-            let d = dir.join(format!("node{i}"));
-            std::fs::create_dir_all(&d).expect("dir");
-            std::fs::write(
-                d.join("node.toml"),
-                format!(
-                    "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.{i}\"\n\
-                     egress_allow = [\"127.0.0.0/8\"]\n",
-                    d.display()
-                ),
-            )
-            .expect("cfg");
-            nodes.push(spawn_node(&d, &devnet.signer(i).expect("key").to_bytes().to_string(), &[]));
-        }
+        let Three { devnet, market: m, nodes } = three_providers(&dir, |_| &[]).await;
         // The client reaches the chain only through the forwarder.
         let anvil = SocketAddr::from(([127, 0, 0, 1], devnet.port()));
         let (fwd, pause) = pausable_forwarder(anvil).await;
-        let cdir = dir.join("client");
-        std::fs::create_dir_all(&cdir).expect("dir");
-        std::fs::write(
-            cdir.join("client.toml"),
-            format!(
-                "rpc_url = \"http://{fwd}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                 deposit = \"5\"\nsla_window_secs = 3\nstall_secs = 2\n",
-                cdir.display()
-            ),
-        )
-        .expect("cfg");
-        let ready = cdir.join("ready.json");
-        let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
-            .args(["connect", "--exit-with-stdin", "--config"])
-            .arg(cdir.join("client.toml"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("WIREPACT_PRIVATE_KEY", devnet.signer(4).expect("key").to_bytes().to_string())
-            .env("WIREPACT_LOG", "wirepact_client=info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn client");
-        let log = Arc::new(Mutex::new(Vec::<String>::new()));
-        {
-            let (log, err) = (log.clone(), client.stderr.take().expect("stderr"));
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let plain: String = line.chars().filter(|c| !c.is_control()).collect();
-                    if let Ok(mut l) = log.lock() {
-                        l.push(plain);
-                    }
-                }
-            });
-        }
+        let key = devnet.signer(4).expect("key").to_bytes().to_string();
+        let (mut client, log, ready) = spawn_client(&dir, &format!("http://{fwd}"), &m, &key);
         let seen = |needle: &'static str, also: &'static str| {
             let log = log.clone();
             move || log.lock().is_ok_and(|l| l.iter().any(|x| x.contains(needle) && x.contains(also)))

@@ -179,6 +179,23 @@ const BONUS_RETRY: Duration = Duration::from_secs(5);
 /// what a web server gives a visitor, and short enough that idle sockets do not pile up.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Receipts are refused when dated more than a minute past this machine's clock: a clock
+/// running behind the chain's would refuse honest clients. The latest block can only be older
+/// than now, so a block dated ahead of this clock means this clock is behind.
+async fn warn_if_clock_behind(market: &AlloyMarket) {
+    use alloy::providers::Provider;
+    let Ok(Some(block)) = market.rpc().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await else {
+        return;
+    };
+    let ahead = block.header.timestamp.saturating_sub(unix_now());
+    if ahead > 30 {
+        tracing::warn!(
+            seconds = ahead,
+            "this machine's clock is behind the chain's; clients' receipts may be refused as future-dated: fix the clock (NTP)"
+        );
+    }
+}
+
 /// Raises the soft open-file limit to the hard one (a provider's sockets are its capacity)
 /// and returns the limit in force.
 fn raise_file_limit() -> u64 {
@@ -361,6 +378,7 @@ pub async fn run_node(
     let local = listener.local_addr().map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
     let endpoint = cfg.endpoint.clone().unwrap_or_else(|| local.to_string());
     let id = ensure_registered(&market, &cfg, identity.tunnel_key(), &endpoint).await?;
+    warn_if_clock_behind(&market).await;
     let dom = domain(market.chain_id(), market.address());
     let sessions = Arc::new(ChainSessions::new(market.clone(), id, db.clone()));
     let checker =
