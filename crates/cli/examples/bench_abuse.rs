@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
 use wirepact_proto::ProviderId;
+
+mod support;
 
 const EPOCH: u64 = 12;
 const SLA_MBPS: u64 = 20;
@@ -110,18 +112,7 @@ async fn stream(proxy: SocketAddr, origin: SocketAddr, up: u64, down: u64, load:
     let born = Instant::now();
     let stamp = |l: &AtomicU64| l.store(u64::try_from(born.elapsed().as_millis()).unwrap_or(0), Ordering::Relaxed);
     let work = async {
-        let mut s = TcpStream::connect(proxy).await.ok()?;
-        let IpAddr::V4(ip) = origin.ip() else { return None };
-        s.write_all(&[5, 1, 0]).await.ok()?;
-        let mut r = [0u8; 2];
-        s.read_exact(&mut r).await.ok()?;
-        let mut req = vec![5, 1, 0, 1];
-        req.extend_from_slice(&ip.octets());
-        req.extend_from_slice(&origin.port().to_be_bytes());
-        s.write_all(&req).await.ok()?;
-        let mut rep = [0u8; 10];
-        s.read_exact(&mut rep).await.ok()?;
-        (rep[1] == 0).then_some(())?;
+        let s = support::socks_connect(proxy, origin).await?;
         let (mut rd, mut wr) = s.into_split();
         let l2 = last.clone();
         let writer = async move {

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
+
+mod support;
 
 fn tokens(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18))
@@ -43,20 +45,7 @@ async fn origin() -> SocketAddr {
 
 async fn request(proxy: SocketAddr, origin: SocketAddr) -> bool {
     let work = async {
-        let mut s = TcpStream::connect(proxy).await.ok()?;
-        let std::net::IpAddr::V4(ip) = origin.ip() else { return None };
-        s.write_all(&[5, 1, 0]).await.ok()?;
-        let mut r = [0u8; 2];
-        s.read_exact(&mut r).await.ok()?;
-        let mut req = vec![5, 1, 0, 1];
-        req.extend_from_slice(&ip.octets());
-        req.extend_from_slice(&origin.port().to_be_bytes());
-        s.write_all(&req).await.ok()?;
-        let mut rep = [0u8; 10];
-        s.read_exact(&mut rep).await.ok()?;
-        if rep[1] != 0 {
-            return None;
-        }
+        let mut s = support::socks_connect(proxy, origin).await?;
         s.write_all(&[1]).await.ok()?;
         let mut body = [0u8; 4096];
         s.read_exact(&mut body).await.ok()?;
