@@ -36,6 +36,11 @@ pub struct Claimer<'a, M: Market> {
     pub market: &'a M,
     /// Claim a session once its unclaimed value reaches this many token units.
     pub threshold: U256,
+    /// Sessions being served right now. Their receipts keep coming, many within one second,
+    /// and the market pays a receipt only if it is dated after the last one claimed: a live
+    /// session is claimed up to its newest receipt of an earlier second (`ReceiptDb::prior`),
+    /// so the receipts still to come stay claimable; an ended one up to its latest.
+    pub live: std::collections::HashSet<B256>,
 }
 
 impl<M: Market> Claimer<'_, M> {
@@ -50,7 +55,18 @@ impl<M: Market> Claimer<'_, M> {
         let mut out = ClaimOutcome::default();
         let todo = self.db.unclaimed()?;
         let total = todo.len();
-        for (i, (id, rec, done)) in todo.into_iter().enumerate() {
+        for (i, (id, latest, done)) in todo.into_iter().enumerate() {
+            let rec = if self.live.contains(&id) {
+                match self.db.prior(id)? {
+                    Some(p) if p.cumulative_bytes > done => p,
+                    _ => {
+                        out.deferred += 1;
+                        continue;
+                    }
+                }
+            } else {
+                latest
+            };
             let Some(terms) = self.db.terms(id)? else {
                 tracing::error!(session = %id, bytes = rec.cumulative_bytes, "no terms stored for this session; it cannot be claimed");
                 out.retry += 1;

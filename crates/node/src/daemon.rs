@@ -396,6 +396,8 @@ pub async fn run_node(
     // A session is served over one tunnel: counters start at zero, so a second connection
     // for the same session would bill from zero again. Clients open a new session instead.
     let used: Arc<Mutex<HashSet<B256>>> = Arc::new(Mutex::new(HashSet::new()));
+    // Sessions whose tunnel is up now (the claimer leaves their latest second alone).
+    let live: Arc<Mutex<HashSet<B256>>> = Arc::new(Mutex::new(HashSet::new()));
     let impair = Impairment::new(cfg.test_knobs.shape_mbps, Duration::from_millis(cfg.test_knobs.extra_latency_ms));
     let fail_probability = cfg.test_knobs.fail_probability;
     if !impair.is_off() || fail_probability > 0.0 {
@@ -406,6 +408,7 @@ pub async fn run_node(
         let window = cfg.window_bytes;
         let lanes = ProviderLanes::default();
         let admission = admission.clone();
+        let live = live.clone();
         async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {
@@ -429,7 +432,7 @@ pub async fn run_node(
                 let (acceptor, checker, sessions, dom, egress, impair) =
                     (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone(), impair.clone());
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
-                let lanes = lanes.clone();
+                let (lanes, live) = (lanes.clone(), live.clone());
                 tokio::spawn(async move {
                     let acc = accept_observed(
                         &acceptor,
@@ -486,7 +489,13 @@ pub async fn run_node(
                         opened_at: terms.openedAt.to::<u64>(),
                         clock_offset_secs: 0,
                     };
+                    if let Ok(mut l) = live.lock() {
+                        l.insert(session_id);
+                    }
                     let res = serve_provider(io, cfg, store).await;
+                    if let Ok(mut l) = live.lock() {
+                        l.remove(&session_id);
+                    }
                     match res {
                         Ok(stats) => {
                             tracing::info!(session = %session_id, forwarded = stats.forwarded, receipted = stats.receipted, "session tunnel ended");
@@ -506,6 +515,7 @@ pub async fn run_node(
 
     let claims = {
         let (db, market, report, claim_now) = (db.clone(), market.clone(), report.clone(), claim_now.clone());
+        let live = live.clone();
         let every = Duration::from_secs(cfg.claim_interval_secs);
         async move {
             loop {
@@ -513,7 +523,8 @@ pub async fn run_node(
                     () = tokio::time::sleep(every) => false,
                     () = claim_now.notified() => true,
                 };
-                let claimer = Claimer { db: &db, market: &*market, threshold };
+                let live = live.lock().map(|l| l.clone()).unwrap_or_default();
+                let claimer = Claimer { db: &db, market: &*market, threshold, live };
                 match claimer.run(forced).await {
                     Ok(out) => {
                         if let Ok(mut r) = report.lock() {
@@ -554,7 +565,8 @@ pub async fn run_node(
         () = budget_log => {}
     }
     tracing::info!("shutting down: claiming everything receipted");
-    let out = Claimer { db: &db, market: &*market, threshold }.run(true).await?;
+    // Every tunnel ends with the node: no receipt can follow the latest now.
+    let out = Claimer { db: &db, market: &*market, threshold, live: HashSet::new() }.run(true).await?;
     let mut r = report.lock().map(|r| r.clone()).unwrap_or_default();
     r.claims += out.claimed.len() as u64;
     Ok(r)

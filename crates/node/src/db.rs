@@ -13,6 +13,11 @@ const CLAIMED: TableDefinition<&[u8], u64> = TableDefinition::new("claimed");
 /// Sessions whose claim the market refuses for good (settled before the provider claimed,
 /// say): the receipted bytes the provider gave up on, kept as a record, never retried.
 const LOST: TableDefinition<&[u8], u64> = TableDefinition::new("lost");
+/// Per session, the newest receipt dated before the latest one's second. The market takes a
+/// claim only if its timestamp is after the last claimed one, and clients sign many receipts
+/// within one second: claiming the latest receipt of a live session could leave every later
+/// receipt of that second unclaimable. A live session is claimed up to this one instead.
+const PRIOR: TableDefinition<&[u8], &[u8]> = TableDefinition::new("prior");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -72,6 +77,7 @@ impl ReceiptDb {
         w.open_table(TERMS).map_err(e)?;
         w.open_table(CLAIMED).map_err(e)?;
         w.open_table(LOST).map_err(e)?;
+        w.open_table(PRIOR).map_err(e)?;
         w.commit().map_err(e)?;
         Ok(Self { db })
     }
@@ -91,12 +97,15 @@ impl ReceiptDb {
         let w = self.db.begin_write().map_err(e)?;
         let stored = {
             let mut t = w.open_table(RECEIPTS).map_err(e)?;
-            let newer = match t.get(session.as_slice()).map_err(e)? {
-                Some(old) => StoredReceipt::decode(old.value(), session)?.cumulative_bytes < r.cumulative_bytes,
-                None => true,
-            };
+            let old =
+                t.get(session.as_slice()).map_err(e)?.map(|v| StoredReceipt::decode(v.value(), session)).transpose()?;
+            let newer = old.is_none_or(|o| o.cumulative_bytes < r.cumulative_bytes);
             if newer {
                 t.insert(session.as_slice(), r.encode().as_slice()).map_err(e)?;
+                // The old latest becomes the prior one when this one opens a new second.
+                if let Some(o) = old.filter(|o| o.timestamp < r.timestamp) {
+                    w.open_table(PRIOR).map_err(e)?.insert(session.as_slice(), o.encode().as_slice()).map_err(e)?;
+                }
             }
             newer
         };
@@ -107,6 +116,13 @@ impl ReceiptDb {
     pub fn receipt(&self, session: B256) -> Result<Option<StoredReceipt>, DbError> {
         let r = self.db.begin_read().map_err(e)?;
         let t = r.open_table(RECEIPTS).map_err(e)?;
+        t.get(session.as_slice()).map_err(e)?.map(|v| StoredReceipt::decode(v.value(), session)).transpose()
+    }
+
+    /// The newest receipt of `session` dated before its latest receipt's timestamp, if any.
+    pub fn prior(&self, session: B256) -> Result<Option<StoredReceipt>, DbError> {
+        let r = self.db.begin_read().map_err(e)?;
+        let t = r.open_table(PRIOR).map_err(e)?;
         t.get(session.as_slice()).map_err(e)?.map(|v| StoredReceipt::decode(v.value(), session)).transpose()
     }
 
@@ -203,6 +219,12 @@ mod tests {
         assert_eq!(db.unclaimed().expect("unclaimed").len(), 1);
         db.set_claimed(id, 20).expect("claimed");
         assert!(db.unclaimed().expect("unclaimed").is_empty());
+        // Receipts in one second leave the prior alone; the first of a later second moves it.
+        let at = |c, ts| StoredReceipt { cumulative_bytes: c, timestamp: ts, signature: [7; 65] };
+        assert!(db.store(id, at(30, 20)).expect("store"));
+        assert_eq!(db.prior(id).expect("prior").map(|r| r.cumulative_bytes), Some(10), "20 and 30 share second 20");
+        assert!(db.store(id, at(40, 21)).expect("store"));
+        assert_eq!(db.prior(id).expect("prior"), Some(at(30, 20)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

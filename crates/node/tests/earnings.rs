@@ -156,7 +156,7 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
     assert_eq!(total, BYTES as u64 + 4);
 
     // Claim what redb holds: exactly bytes x price (minus the protocol fee), to the wei.
-    let claimer = Claimer { db: &db, market: &prov, threshold: U256::ZERO };
+    let claimer = Claimer { db: &db, market: &prov, threshold: U256::ZERO, live: Default::default() };
     let outcome = claimer.run(true).await.expect("claim");
     assert_eq!(outcome.claimed, vec![(opened.id.0, total)]);
     let gross = (U256::from(total) * U256::from(opened.terms.pricePerGiB)) >> 30;
@@ -338,7 +338,10 @@ async fn provider_killed_mid_transfer_claims_every_acknowledged_byte_after_resta
     db.add_session(&opened.terms).expect("terms");
     let stored = db.receipt(opened.id.0).expect("read").expect("receipt survived").cumulative_bytes;
     assert!(stored >= acked, "acknowledged {acked} but only {stored} survived");
-    let outcome = Claimer { db: &db, market: &prov, threshold: U256::ZERO }.run(true).await.expect("claim");
+    let outcome = Claimer { db: &db, market: &prov, threshold: U256::ZERO, live: Default::default() }
+        .run(true)
+        .await
+        .expect("claim");
     assert_eq!(outcome.claimed, vec![(opened.id.0, stored)]);
     let gross = (U256::from(stored) * U256::from(opened.terms.pricePerGiB)) >> 30;
     let fee = gross * U256::from(200) / U256::from(10_000);
@@ -354,7 +357,19 @@ fn store_signed(
     opened: &wirepact_chain::OpenedSession,
     bytes: u64,
 ) {
-    let ts = opened.terms.openedAt.to::<u64>() + 1;
+    store_signed_at(db, dom, key, opened, bytes, 1);
+}
+
+/// As [`store_signed`], dated `after` seconds after the session opened.
+fn store_signed_at(
+    db: &ReceiptDb,
+    dom: &alloy::sol_types::Eip712Domain,
+    key: &PrivateKeySigner,
+    opened: &wirepact_chain::OpenedSession,
+    bytes: u64,
+    after: u64,
+) {
+    let ts = opened.terms.openedAt.to::<u64>() + after;
     let r = wirepact_proto::Receipt { sessionId: opened.id.0, cumulativeBytes: bytes, timestamp: ts };
     let sig = wirepact_proto::sign_receipt(key, dom, &r).expect("sign");
     let mut signature = [0u8; 65];
@@ -402,7 +417,7 @@ async fn the_claimer_pays_the_sessions_after_one_that_is_gone() {
     let _: serde_json::Value = deployer.rpc().raw_request("evm_mine".into(), ()).await.expect("mine");
     client.settle(&gone.terms).await.expect("settle");
 
-    let claimer = Claimer { db: &db, market: &prov, threshold: U256::ZERO };
+    let claimer = Claimer { db: &db, market: &prov, threshold: U256::ZERO, live: Default::default() };
     let out = claimer.run(true).await.expect("one gone session does not fail the pass");
     let mut claimed = out.claimed.clone();
     claimed.sort();
@@ -422,5 +437,42 @@ async fn the_claimer_pays_the_sessions_after_one_that_is_gone() {
     let again = claimer.run(true).await.expect("claim");
     assert!(again.claimed.is_empty() && again.lost.is_empty() && again.retry == 0, "{again:?}");
     assert_eq!(db.lost(gone.id.0).expect("lost"), 300 * mib);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Found by `make bench-abuse`: a client signs many receipts within one second, and the market
+/// pays a receipt only if it is dated after the last one claimed. Claiming a live session's
+/// latest receipt mid-session left the receipts signed later in that same second unclaimable
+/// for good (half a window of an oracle's probe session, unpaid). A live session is now claimed
+/// up to its newest receipt of an earlier second; once it ends, up to its latest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_signed_in_the_second_of_a_claim_are_still_paid() {
+    let key = PrivateKeySigner::random();
+    let Chain { devnet, deployer, prov, opened } = chain_with_session(B256::repeat_byte(6), &key).await;
+    let dir = std::env::temp_dir().join(format!("wirepact-claim-second-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = ReceiptDb::open(&dir.join("receipts.redb")).expect("db");
+    let dom = domain(devnet.chain_id(), deployer.address());
+    let mib = 1u64 << 20;
+    let live: std::collections::HashSet<B256> = [opened.id.0].into();
+    let claim = |live: std::collections::HashSet<B256>| {
+        let db = &db;
+        let prov = &prov;
+        async move { Claimer { db, market: prov, threshold: U256::ZERO, live }.run(true).await.expect("claim") }
+    };
+    // Two receipts in second 1: nothing of second 1 is claimed while it may still grow.
+    store_signed_at(&db, &dom, &key, &opened, mib, 1);
+    store_signed_at(&db, &dom, &key, &opened, 2 * mib, 1);
+    assert!(claim(live.clone()).await.claimed.is_empty());
+    // Second 2 begins: second 1's newest receipt is claimed.
+    store_signed_at(&db, &dom, &key, &opened, 3 * mib, 2);
+    assert_eq!(claim(live.clone()).await.claimed, vec![(opened.id.0, 2 * mib)]);
+    // More in second 2, then the tunnel ends: the latest is claimable and paid.
+    store_signed_at(&db, &dom, &key, &opened, 4 * mib, 2);
+    let end = claim(Default::default()).await;
+    assert_eq!(end.claimed, vec![(opened.id.0, 4 * mib)], "{end:?}");
+    let gross = (U256::from(4 * mib) * U256::from(opened.terms.pricePerGiB)) >> 30;
+    assert_eq!(U256::from(prov.session(opened.id).await.expect("session").paid), gross, "every receipted byte paid");
     let _ = std::fs::remove_dir_all(&dir);
 }
