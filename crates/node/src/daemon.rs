@@ -425,7 +425,10 @@ pub async fn run_node(
                 }
                 // Until it authenticates, a connection holds one of few pending slots, and is
                 // closed when it is the oldest and room is needed (see `admission`).
-                let slot = admission.admit(peer.ip());
+                let Some(slot) = admission.admit(peer.ip(), std::time::Instant::now()) else {
+                    // Its address opens connections faster than any client does: closed now.
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 // A client that vanishes silently is dropped in seconds, its receipts claimed.
                 let _ = wirepact_tunnel::transport::detect_dead_peer(&tcp);
@@ -540,19 +543,20 @@ pub async fn run_node(
     let bonus = bonus_loop(market.clone(), id);
     // What the connection budget did, when it had to act: a flood shows here.
     let budget_log = async {
-        let mut seen = (0, 0);
+        let mut seen = (0, 0, 0);
         loop {
             tokio::time::sleep(BUDGET_LOG_EVERY).await;
             let st = admission.stats();
-            if (st.evicted, st.refused) != seen {
+            if (st.evicted, st.refused, st.throttled) != seen {
                 tracing::info!(
                     pending = st.pending,
                     established = st.established,
                     evicted = st.evicted - seen.0,
                     refused = st.refused - seen.1,
-                    "connection budget: unauthenticated connections closed to make room (evicted), authenticated ones refused for lack of slots (refused)"
+                    throttled = st.throttled - seen.2,
+                    "connection budget: unauthenticated connections closed to make room (evicted), authenticated ones refused for lack of slots (refused), new ones from addresses opening too many too fast (throttled)"
                 );
-                seen = (st.evicted, st.refused);
+                seen = (st.evicted, st.refused, st.throttled);
             }
         }
     };

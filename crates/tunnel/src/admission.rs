@@ -16,6 +16,9 @@
 //!   oracle with one handshake in flight keeps it unless every source is down to one, and once
 //!   its handshake is done (while the session is looked up on chain) it outlasts every idle or
 //!   stalled connection;
+//! - a source opens at most [`Limits::per_source_rate`] new connections a second beyond a
+//!   burst; the rest are closed on arrival, before any work, so a flood cannot churn the
+//!   pending slots faster than its addresses' rates allow;
 //! - authenticated connections (sessions and their lanes) hold an *established* slot; the
 //!   rest of the file limit is left to the origin side, the receipt store and the RPC.
 //!
@@ -24,6 +27,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +40,10 @@ pub struct Limits {
     pub per_source: usize,
     /// Authenticated connections (sessions and lanes).
     pub established: usize,
+    /// New connections one source may open per second, sustained ...
+    pub per_source_rate: u32,
+    /// ... and at once (a browser's or a lane pool's burst).
+    pub per_source_burst: u32,
 }
 
 impl Limits {
@@ -46,7 +54,13 @@ impl Limits {
     pub fn for_file_limit(nofile: u64) -> Self {
         let n = usize::try_from(nofile).unwrap_or(usize::MAX).max(64);
         let pending = (n / 8).clamp(8, 4096);
-        Self { pending, per_source: (pending / 8).clamp(2, 64), established: (n / 4).clamp(8, 16_384) }
+        Self {
+            pending,
+            per_source: (pending / 8).clamp(2, 64),
+            established: (n / 4).clamp(8, 16_384),
+            per_source_rate: 20,
+            per_source_burst: 40,
+        }
     }
 }
 
@@ -73,6 +87,36 @@ struct Book {
     evicted: u64,
     /// Authenticated connections refused because the established slots were full.
     refused: u64,
+    /// New connections refused because their source opened too many too fast.
+    throttled: u64,
+    /// Per source: tokens left (thousandths of a connection) and when they were counted.
+    buckets: HashMap<u128, (u64, Instant)>,
+}
+
+/// Sources remembered for their rate before idle ones (with full buckets) are forgotten.
+const MAX_BUCKETS: usize = 65_536;
+
+impl Book {
+    /// Takes one new-connection token of `src` at `now`; false when it has none left.
+    fn take_token(&mut self, src: u128, now: Instant, rate: u32, burst: u32) -> bool {
+        let full = u64::from(burst.max(1)) * 1000;
+        if self.buckets.len() >= MAX_BUCKETS {
+            let refill = u128::from(rate.max(1));
+            self.buckets.retain(|_, (t, at)| {
+                let gained = now.saturating_duration_since(*at).as_millis() * refill;
+                u128::from(*t) + gained < u128::from(full)
+            });
+        }
+        let (tokens, at) = self.buckets.entry(src).or_insert((full, now));
+        let gained = now.saturating_duration_since(*at).as_millis().saturating_mul(u128::from(rate));
+        *tokens = u64::try_from((u128::from(*tokens) + gained).min(u128::from(full))).unwrap_or(full);
+        *at = now;
+        if *tokens < 1000 {
+            return false;
+        }
+        *tokens -= 1000;
+        true
+    }
 }
 
 impl Book {
@@ -132,6 +176,7 @@ pub struct AdmissionStats {
     pub established: usize,
     pub evicted: u64,
     pub refused: u64,
+    pub throttled: u64,
 }
 
 impl Admission {
@@ -145,13 +190,20 @@ impl Admission {
         self.limits
     }
 
-    /// Admits a new connection from `peer` as pending, closing the oldest pending one of the
-    /// same source (if it is at its share) or of all (if the budget is full) to make room.
+    /// Admits a new connection from `peer` at `now` as pending, closing a pending one of the
+    /// same source (if it is at its share) or of all (if the budget is full) to make room; or
+    /// `None` (close it at once, before any work) if its source opens connections faster than
+    /// [`Limits::per_source_rate`] beyond its burst — so no flood churns the budget faster than
+    /// its sources' rates allow.
     #[must_use]
-    pub fn admit(&self, peer: IpAddr) -> Pending {
+    pub fn admit(&self, peer: IpAddr, now: Instant) -> Option<Pending> {
         let src = source_of(peer);
         let token = CancellationToken::new();
         let mut b = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !b.take_token(src, now, self.limits.per_source_rate, self.limits.per_source_burst) {
+            b.throttled += 1;
+            return None;
+        }
         if b.per_source.get(&src).copied().unwrap_or(0) >= self.limits.per_source {
             // Its oldest that has not finished a TLS handshake, else its oldest.
             let pos = b
@@ -172,14 +224,20 @@ impl Admission {
         b.pending.push_back((id, src, token.clone(), false));
         *b.per_source.entry(src).or_insert(0) += 1;
         drop(b);
-        Pending { admission: self.clone(), id, token, done: false }
+        Some(Pending { admission: self.clone(), id, token, done: false })
     }
 
     /// Counts of what is held now.
     #[must_use]
     pub fn stats(&self) -> AdmissionStats {
         let b = self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        AdmissionStats { pending: b.pending.len(), established: b.established, evicted: b.evicted, refused: b.refused }
+        AdmissionStats {
+            pending: b.pending.len(),
+            established: b.established,
+            evicted: b.evicted,
+            refused: b.refused,
+            throttled: b.throttled,
+        }
     }
 }
 
@@ -256,13 +314,24 @@ impl Drop for Established {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")
     }
 
     fn limits() -> Limits {
-        Limits { pending: 4, per_source: 2, established: 2 }
+        Limits { pending: 4, per_source: 2, established: 2, per_source_rate: 1_000_000, per_source_burst: 1_000_000 }
+    }
+
+    /// Admission where rates do not matter to the test.
+    trait AdmitNow {
+        fn admit_now(&self, peer: IpAddr) -> Pending;
+    }
+    impl AdmitNow for Admission {
+        fn admit_now(&self, peer: IpAddr) -> Pending {
+            self.admit(peer, Instant::now()).expect("within the rate")
+        }
     }
 
     /// The attack: one address opens idle connections without end. It only ever holds its
@@ -270,8 +339,8 @@ mod tests {
     #[test]
     fn one_source_cannot_take_the_pending_budget() {
         let a = Admission::new(limits());
-        let client = a.admit(ip("198.51.100.7"));
-        let flood: Vec<Pending> = (0..100).map(|_| a.admit(ip("203.0.113.9"))).collect();
+        let client = a.admit_now(ip("198.51.100.7"));
+        let flood: Vec<Pending> = (0..100).map(|_| a.admit_now(ip("203.0.113.9"))).collect();
         assert!(!client.is_evicted(), "the client's handshake survives the flood");
         assert_eq!(flood.iter().filter(|p| !p.is_evicted()).count(), 2, "the flooder holds its share");
         assert_eq!(a.stats().pending, 3);
@@ -283,8 +352,8 @@ mod tests {
     #[test]
     fn a_full_budget_evicts_the_oldest_pending_connection() {
         let a = Admission::new(limits());
-        let old: Vec<Pending> = (1..=4).map(|i| a.admit(ip(&format!("203.0.113.{i}")))).collect();
-        let fresh = a.admit(ip("198.51.100.7"));
+        let old: Vec<Pending> = (1..=4).map(|i| a.admit_now(ip(&format!("203.0.113.{i}")))).collect();
+        let fresh = a.admit_now(ip("198.51.100.7"));
         assert!(old[0].is_evicted());
         assert!(old[1..].iter().all(|p| !p.is_evicted()));
         assert!(!fresh.is_evicted());
@@ -298,57 +367,76 @@ mod tests {
     /// holds more.
     #[test]
     fn a_many_source_flood_churns_its_own_connections_not_a_lone_clients() {
-        let a = Admission::new(Limits { pending: 8, per_source: 4, established: 4 });
+        let a = Admission::new(Limits { pending: 8, per_source: 4, established: 4, ..limits() });
         let flood_src = |i: u32| ip(&format!("203.0.113.{}", i % 5));
         let mut flood: Vec<Pending> =
-            (0..8).map(flood_src).collect::<Vec<_>>().into_iter().map(|s| a.admit(s)).collect();
-        let oracle = a.admit(ip("198.51.100.7"));
+            (0..8).map(flood_src).collect::<Vec<_>>().into_iter().map(|s| a.admit_now(s)).collect();
+        let oracle = a.admit_now(ip("198.51.100.7"));
         for i in 0..10_000u32 {
-            flood.push(a.admit(flood_src(i)));
+            flood.push(a.admit_now(flood_src(i)));
             flood.retain(|p| !p.is_evicted());
         }
         assert!(!oracle.is_evicted(), "the lone handshake survives 10,000 flood connections");
         // Past its TLS handshake it outlasts them all, even from a source that holds the most.
         oracle.handshaken();
-        let more: Vec<Pending> = (0..100).map(|_| a.admit(ip("198.51.100.7"))).collect();
+        let more: Vec<Pending> = (0..100).map(|_| a.admit_now(ip("198.51.100.7"))).collect();
         assert!(!oracle.is_evicted());
         drop(more);
-        let quiet = Admission::new(Limits { pending: 8, per_source: 2, established: 4 });
-        let first = quiet.admit(ip("198.51.100.9"));
+        let quiet = Admission::new(Limits { pending: 8, per_source: 2, established: 4, ..limits() });
+        let first = quiet.admit_now(ip("198.51.100.9"));
         first.handshaken();
-        let same: Vec<Pending> = (0..10).map(|_| quiet.admit(ip("198.51.100.9"))).collect();
+        let same: Vec<Pending> = (0..10).map(|_| quiet.admit_now(ip("198.51.100.9"))).collect();
         assert!(!first.is_evicted(), "at its share, a source loses its idle connections first");
         assert_eq!(same.iter().filter(|p| !p.is_evicted()).count(), 1);
         let s = oracle.establish().expect("an established slot");
         // Established sessions are never evicted by new arrivals.
-        let _more: Vec<Pending> = (0..10).map(|i| a.admit(ip(&format!("192.0.2.{i}")))).collect();
+        let _more: Vec<Pending> = (0..10).map(|i| a.admit_now(ip(&format!("192.0.2.{i}")))).collect();
         assert_eq!(a.stats().established, 1);
         drop(s);
         assert_eq!(a.stats().established, 0);
     }
 
+    /// A source past its burst is refused until its rate refills; other sources are not.
+    #[test]
+    fn a_source_opening_connections_too_fast_is_refused_at_once() {
+        let a = Admission::new(Limits {
+            pending: 64,
+            per_source: 64,
+            established: 4,
+            per_source_rate: 10,
+            per_source_burst: 5,
+        });
+        let t0 = Instant::now();
+        let burst: Vec<Option<Pending>> = (0..8).map(|_| a.admit(ip("203.0.113.9"), t0)).collect();
+        assert_eq!(burst.iter().filter(|p| p.is_some()).count(), 5, "the burst, then refused");
+        assert!(a.admit(ip("198.51.100.7"), t0).is_some(), "another source is not held back");
+        assert!(a.admit(ip("203.0.113.9"), t0 + Duration::from_millis(50)).is_none(), "half a token is not one");
+        assert!(a.admit(ip("203.0.113.9"), t0 + Duration::from_millis(100)).is_some(), "10/s: one more after 100 ms");
+        assert_eq!(a.stats().throttled, 4);
+    }
+
     #[test]
     fn established_slots_are_capped_and_freed() {
         let a = Admission::new(limits());
-        let one = a.admit(ip("198.51.100.1")).establish().expect("slot");
-        let _two = a.admit(ip("198.51.100.2")).establish().expect("slot");
-        assert!(a.admit(ip("198.51.100.3")).establish().is_none(), "full: refused");
+        let one = a.admit_now(ip("198.51.100.1")).establish().expect("slot");
+        let _two = a.admit_now(ip("198.51.100.2")).establish().expect("slot");
+        assert!(a.admit_now(ip("198.51.100.3")).establish().is_none(), "full: refused");
         assert_eq!(a.stats().refused, 1);
         drop(one);
-        assert!(a.admit(ip("198.51.100.3")).establish().is_some());
+        assert!(a.admit_now(ip("198.51.100.3")).establish().is_some());
         assert_eq!(a.stats().pending, 0, "establishing or dropping frees the pending slot");
     }
 
     #[test]
     fn a_connection_evicted_as_it_authenticates_is_kept_and_counted_once() {
-        let a = Admission::new(Limits { pending: 1, per_source: 1, established: 4 });
-        let first = a.admit(ip("198.51.100.1"));
-        let second = a.admit(ip("198.51.100.2"));
+        let a = Admission::new(Limits { pending: 1, per_source: 1, established: 4, ..limits() });
+        let first = a.admit_now(ip("198.51.100.1"));
+        let second = a.admit_now(ip("198.51.100.2"));
         assert!(first.is_evicted());
         let e = first.establish().expect("authenticated: kept");
-        assert_eq!(a.stats(), AdmissionStats { pending: 1, established: 1, evicted: 1, refused: 0 });
+        assert_eq!(a.stats(), AdmissionStats { pending: 1, established: 1, evicted: 1, refused: 0, throttled: 0 });
         drop((e, second));
-        assert_eq!(a.stats(), AdmissionStats { pending: 0, established: 0, evicted: 1, refused: 0 });
+        assert_eq!(a.stats(), AdmissionStats { pending: 0, established: 0, evicted: 1, refused: 0, throttled: 0 });
     }
 
     #[test]
@@ -361,7 +449,7 @@ mod tests {
     #[test]
     fn limits_leave_half_the_files_free() {
         let l = Limits::for_file_limit(1024);
-        assert_eq!(l, Limits { pending: 128, per_source: 16, established: 256 });
+        assert_eq!((l.pending, l.per_source, l.established), (128, 16, 256));
         assert!(l.pending + l.established <= 1024 / 2);
     }
 }
