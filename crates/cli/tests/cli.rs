@@ -665,12 +665,13 @@ mod sla_watch {
             );
         }
 
-        // The endpoint answers again: a session with provider 3 opens and requests flow.
+        // The endpoint answers again: a new session opens and requests flow.
         pause.send(false).expect("resume");
         for p in &pids[..2] {
             assert!(Command::new("kill").args(["-CONT", p]).status().expect("kill").success());
         }
-        wait_for("a new session after the stall", &log, seen("ready", "provider=3")).await;
+        // Any provider will do (1 and 2 answer again, and may be out of their avoid window).
+        wait_for("a new session after the stall", &log, seen("new session ready", "provider=")).await;
         let t = Instant::now();
         while !request(proxy, o).await {
             assert!(t.elapsed() < Duration::from_secs(20), "no request went through after the stall");
