@@ -17,8 +17,9 @@
 //!   its handshake is done (while the session is looked up on chain) it outlasts every idle or
 //!   stalled connection;
 //! - a source opens at most [`Limits::per_source_rate`] new connections a second beyond a
-//!   burst; the rest are closed on arrival, before any work, so a flood cannot churn the
-//!   pending slots faster than its addresses' rates allow;
+//!   burst, not counting those that authenticate (their token is given back); the rest are
+//!   closed on arrival, before any work, so a flood cannot churn the pending slots faster than
+//!   its addresses' rates allow, while a client opening many lanes is never held back;
 //! - authenticated connections (sessions and their lanes) hold an *established* slot; the
 //!   rest of the file limit is left to the origin side, the receipt store and the RPC.
 //!
@@ -224,7 +225,7 @@ impl Admission {
         b.pending.push_back((id, src, token.clone(), false));
         *b.per_source.entry(src).or_insert(0) += 1;
         drop(b);
-        Some(Pending { admission: self.clone(), id, token, done: false })
+        Some(Pending { admission: self.clone(), id, source: src, token, done: false })
     }
 
     /// Counts of what is held now.
@@ -246,6 +247,7 @@ impl Admission {
 pub struct Pending {
     admission: Admission,
     id: u64,
+    source: u128,
     token: CancellationToken,
     done: bool,
 }
@@ -278,6 +280,13 @@ impl Pending {
     pub fn establish(mut self) -> Option<Established> {
         self.done = true;
         let mut b = self.admission.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A connection that authenticates gives its source's token back: the rate holds back
+        // addresses whose connections never authenticate (a flood), not a busy client opening
+        // lanes or an oracle probing.
+        let full = u64::from(self.admission.limits.per_source_burst.max(1)) * 1000;
+        if let Some((t, _)) = b.buckets.get_mut(&self.source) {
+            *t = (*t + 1000).min(full);
+        }
         b.remove_pending(self.id);
         if b.established >= self.admission.limits.established {
             b.refused += 1;
@@ -413,6 +422,30 @@ mod tests {
         assert!(a.admit(ip("203.0.113.9"), t0 + Duration::from_millis(50)).is_none(), "half a token is not one");
         assert!(a.admit(ip("203.0.113.9"), t0 + Duration::from_millis(100)).is_some(), "10/s: one more after 100 ms");
         assert_eq!(a.stats().throttled, 4);
+    }
+
+    /// Found by `make soak`: a busy client opens a lane per short stream (hundreds a second)
+    /// and, on loopback, the oracles dial from the same address; a plain rate refused their
+    /// probes. Connections that authenticate give their token back.
+    #[test]
+    fn connections_that_authenticate_do_not_count_against_the_rate() {
+        let a = Admission::new(Limits {
+            pending: 64,
+            per_source: 64,
+            established: 10_000,
+            per_source_rate: 10,
+            per_source_burst: 5,
+        });
+        let t0 = Instant::now();
+        let mut kept = Vec::new();
+        for i in 0..1_000u64 {
+            let p = a.admit(ip("198.51.100.7"), t0 + Duration::from_micros(i)).expect("never throttled");
+            kept.push(p.establish().expect("slot"));
+        }
+        assert_eq!(a.stats().throttled, 0);
+        // A flood from the same address that never authenticates is still held to the rate.
+        let flood: Vec<Option<Pending>> = (0..20).map(|_| a.admit(ip("198.51.100.7"), t0)).collect();
+        assert_eq!(flood.iter().filter(|p| p.is_some()).count(), 5);
     }
 
     #[test]
