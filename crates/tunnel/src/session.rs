@@ -747,6 +747,23 @@ impl ClientSession {
     /// Waits until some of `n` upload bytes fit in the credit granted; counts and returns how
     /// many may be sent now (0: the session is over).
     async fn take_upload(&self, n: u64) -> u64 {
+        let try_take = || {
+            let (k, ready) = self.meter.lock().map_or((0, false), |mut m| {
+                let k = m.take_upload(n);
+                (k, m.receipt_ready())
+            });
+            if k > 0 {
+                self.counted_at(ready);
+            }
+            k
+        };
+        // Fast path, the usual case in the copy loop: credit is there; no waiter is registered.
+        if !self.ended.load(Ordering::Acquire) {
+            let k = try_take();
+            if k > 0 {
+                return k;
+            }
+        }
         loop {
             let notified = self.granted.notified();
             tokio::pin!(notified);
@@ -754,12 +771,8 @@ impl ClientSession {
             if self.ended.load(Ordering::Acquire) {
                 return 0;
             }
-            let (k, ready) = self.meter.lock().map_or((0, false), |mut m| {
-                let k = m.take_upload(n);
-                (k, m.receipt_ready())
-            });
+            let k = try_take();
             if k > 0 {
-                self.counted_at(ready);
                 return k;
             }
             // Out of credit: whatever is unsigned must be receipted for more to come.
