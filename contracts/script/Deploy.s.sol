@@ -51,7 +51,8 @@ contract Deploy is Script {
         IWirepactMarket.Params memory p = defaults(token);
         p.epochLength = uint64(vm.envOr("WIREPACT_EPOCH_SECONDS", uint256(p.epochLength)));
         p.auditProbabilityBps = uint16(vm.envOr("WIREPACT_AUDIT_BPS", uint256(p.auditProbabilityBps)));
-        market = deployCode("WirepactMarket.sol:WirepactMarket", abi.encode(p));
+        address module = deployCode("AuditModule.sol:AuditModule", abi.encode(p));
+        market = deployCode("WirepactMarket.sol:WirepactMarket", abi.encode(p, module));
         vm.stopBroadcast();
         console.log("WirepactMarket:", market);
     }

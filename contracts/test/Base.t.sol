@@ -81,7 +81,8 @@ abstract contract BaseTest is Test {
 
     /// The market is compiled via IR on its own; tests deploy its artifact.
     function _deployMarket(IWirepactMarket.Params memory p) internal returns (IWirepactMarket) {
-        return IWirepactMarket(deployCode("WirepactMarket.sol:WirepactMarket", abi.encode(p)));
+        address module = deployCode("AuditModule.sol:AuditModule", abi.encode(p));
+        return IWirepactMarket(deployCode("WirepactMarket.sol:WirepactMarket", abi.encode(p, module)));
     }
 
     function _fund(address who, uint256 amount) internal {

@@ -8,7 +8,7 @@ const path = require('path');
 const root = path.join(__dirname, '..');
 const outDir = path.join(root, '..', 'crates', 'chain', 'abi');
 fs.mkdirSync(outDir, { recursive: true });
-for (const [file, name] of [['WirepactMarket.sol', 'WirepactMarket'], ['TestToken.sol', 'TestToken']]) {
+for (const [file, name] of [['WirepactMarket.sol', 'WirepactMarket'], ['AuditModule.sol', 'AuditModule'], ['TestToken.sol', 'TestToken']]) {
   const art = JSON.parse(fs.readFileSync(path.join(root, 'out', file, name + '.json'), 'utf8'));
   const slim = {
     abi: art.abi,

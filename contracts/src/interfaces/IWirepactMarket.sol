@@ -251,6 +251,10 @@ interface IWirepactMarket {
     error Market_BonusWindowClosed(uint32 period);
     error Market_BadAuditProof(uint64 epoch);
     error Market_NonceExhausted(uint32 providerId);
+    /// The audit module was built with other parameters than the market.
+    error Market_ModuleMismatch();
+    /// A module function was called directly instead of through the market.
+    error Market_NotDelegated();
 
     // -------------------------------------------------------------- functions
 

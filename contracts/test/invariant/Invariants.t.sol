@@ -96,7 +96,7 @@ contract InvariantsTest is BaseTest {
         handler.deposit(0, 1e21);
         handler.open(0, 1, 1e20);
         handler.claim(0, 1 << 30);
-        for (uint256 i; i < 12 && handler.ghostSlashed() == 0; ++i) {
+        for (uint256 i; i < 40 && handler.ghostSlashed() == 0; ++i) {
             handler.warp(600);
             handler.report(i, 4);
         }

@@ -8,6 +8,28 @@ alloy::sol!(
     "abi/WirepactMarket.json"
 );
 
+/// The market's audit module (oracles, reports, bonus), deployed before the market. Its ABI
+/// repeats the market's types, so it lives in its own namespace; deploy it with
+/// [`audit_module_deploy_code`].
+pub mod audit_module {
+    #![allow(missing_docs, missing_debug_implementations, clippy::too_many_arguments)]
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        AuditModule,
+        "abi/AuditModule.json"
+    );
+}
+
+/// The module's creation code with its constructor argument (the market's parameters).
+#[must_use]
+pub fn audit_module_deploy_code(params: &IWirepactMarket::Params) -> alloy::primitives::Bytes {
+    use alloy::sol_types::SolValue;
+    let mut code = audit_module::AuditModule::BYTECODE.to_vec();
+    code.extend_from_slice(&(params.clone(),).abi_encode_params());
+    code.into()
+}
+
 alloy::sol!(
     #[sol(rpc)]
     #[derive(Debug, PartialEq, Eq)]

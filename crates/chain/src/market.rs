@@ -1,5 +1,6 @@
 //! The market as node, client and oracle see it.
 
+use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{Filter, TransactionReceipt};
@@ -7,7 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolEventInterface, SolValue};
 use wirepact_proto::{ProviderId, SessionId, SessionTerms};
 
-use crate::bindings::{IWirepactMarket, TestToken, WirepactMarket};
+use crate::bindings::{audit_module_deploy_code, IWirepactMarket, TestToken, WirepactMarket};
 use crate::error::ChainError;
 use crate::sender::{SendPolicy, TxSender};
 
@@ -258,7 +259,12 @@ impl AlloyMarket {
             }
         };
         params.token = token;
-        let tx = WirepactMarket::deploy_builder(&provider, params).into_transaction_request();
+        // The market runs its oracle, report and bonus rules in a module built from the same
+        // parameters (it checks so at construction): the module first, then the market.
+        let tx = alloy::rpc::types::TransactionRequest::default().with_deploy_code(audit_module_deploy_code(&params));
+        let r = sender.send(tx, "deploying the market's audit module").await?;
+        let module = r.contract_address.ok_or(ChainError::Unexpected("audit module deployment without address"))?;
+        let tx = WirepactMarket::deploy_builder(&provider, params, module).into_transaction_request();
         let r = sender.send(tx, "deploying the market").await?;
         let address = r.contract_address.ok_or(ChainError::Unexpected("market deployment without address"))?;
         Ok(Self { address, token, chain_id, sender })

@@ -60,8 +60,12 @@ impl Chain {
         chain.set_block(1, start, B256::repeat_byte(1));
         chain.token = chain.create(TestToken::BYTECODE.to_vec(), "deploying the test token")?;
         params.token = chain.token;
+        let module = chain.create(
+            wirepact_chain::bindings::audit_module_deploy_code(&params).to_vec(),
+            "deploying the market's audit module",
+        )?;
         let mut code = WirepactMarket::BYTECODE.to_vec();
-        code.extend_from_slice(&WirepactMarket::constructorCall { p: params }.abi_encode());
+        code.extend_from_slice(&WirepactMarket::constructorCall { p: params, module }.abi_encode());
         chain.market = chain.create(code, "deploying the market")?;
         Ok(chain)
     }

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+
+import {IWirepactMarket as M} from "./interfaces/IWirepactMarket.sol";
+import {MarketBase} from "./MarketBase.sol";
+import {AuditSet} from "./libraries/AuditSet.sol";
+import {Median} from "./libraries/Median.sol";
+
+/// @title AuditModule
+/// @notice The market's oracle set, epochs, reports, verdicts, slashing and reliability bonus.
+/// It holds no state and no tokens of its own: `WirepactMarket` forwards these calls to it by
+/// DELEGATECALL, so it runs on the market's storage and balance (see `MarketBase`). Called
+/// directly it refuses everything (`Market_NotDelegated`), so nobody can lose tokens to it.
+/// The rules it enforces are documented in `WirepactMarket.sol`.
+contract AuditModule is MarketBase {
+    using SafeERC20 for IERC20;
+
+    address internal immutable _self;
+
+    constructor(M.Params memory p) MarketBase(p, block.timestamp) {
+        _self = address(this);
+    }
+
+    /// Only through the market: a direct call would act on this contract's empty storage.
+    modifier onlyDelegated() {
+        if (address(this) == _self) revert M.Market_NotDelegated();
+        _;
+    }
+
+    /// @notice Hash of the parameters this module was built with (the market checks it).
+    function paramsHash() external view returns (bytes32) {
+        return _paramsHash();
+    }
+
+    /// @notice The genesis the market adopts (this module's deployment time).
+    function genesis() external view returns (uint256) {
+        return _genesis;
+    }
+
+    // ================================================================= oracles
+
+    /// @notice Registers the caller as an oracle reachable at `endpoint`, pulling `stake`.
+    function registerOracle(string calldata endpoint, uint256 stake) external nonReentrant onlyDelegated {
+        Oracle storage o = _oracles[msg.sender];
+        if (o.status != M.OracleStatus.None || o.stake != 0) revert M.Market_OracleAlreadyRegistered();
+        if (stake < _minOracleStake) revert M.Market_StakeBelowMinimum(stake, _minOracleStake);
+        if (stake > type(uint96).max) revert M.Market_AmountTooLarge();
+        if (bytes(endpoint).length == 0 || bytes(endpoint).length > 256) revert M.Market_InvalidTerms();
+        if (_activeOracles >= MAX_ORACLES) revert M.Market_TooManyOracles();
+        _token.safeTransferFrom(msg.sender, address(this), stake);
+        o.status = M.OracleStatus.Active;
+        o.stake = uint96(stake);
+        o.endpoint = endpoint;
+        if (o.unbondingReadyAt == 0) _oracleList.push(msg.sender);
+        _activeOracles += 1;
+        emit M.OracleRegistered(msg.sender, stake, endpoint);
+    }
+
+    /// @notice Stops signing; the stake can be withdrawn after the unbonding delay.
+    function requestOracleLeave() external onlyDelegated {
+        Oracle storage o = _oracles[msg.sender];
+        if (o.status != M.OracleStatus.Active) revert M.Market_NotOracle(msg.sender);
+        o.status = M.OracleStatus.Leaving;
+        o.unbondingReadyAt = uint64(block.timestamp + _unbondingDelay);
+        _activeOracles -= 1;
+        emit M.OracleLeaveRequested(msg.sender, o.unbondingReadyAt);
+    }
+
+    /// @notice Credits a leaving oracle's stake to its balance after the unbonding delay.
+    function withdrawOracleStake() external onlyDelegated {
+        Oracle storage o = _oracles[msg.sender];
+        if (o.status != M.OracleStatus.Leaving) revert M.Market_NotOracle(msg.sender);
+        if (block.timestamp < o.unbondingReadyAt) revert M.Market_UnbondingNotReady(o.unbondingReadyAt);
+        uint256 stake = o.stake;
+        o.stake = 0;
+        o.status = M.OracleStatus.None;
+        _balances[msg.sender] += stake;
+        emit M.OracleLeft(msg.sender, stake);
+    }
+
+    /// @notice Fixes the current epoch's audit seed (first call wins). Returns the seed.
+    function beginEpoch() external onlyDelegated returns (bytes32 seed) {
+        uint64 epoch = _epochNow();
+        seed = _seeds[epoch];
+        if (seed != bytes32(0)) return seed;
+        seed = keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), epoch, address(this)));
+        _seeds[epoch] = seed;
+        emit M.EpochSeeded(epoch, seed);
+    }
+
+    /// @notice Records the epoch's verdicts from a quorum of oracle-signed observations.
+    /// @param providerIds audited provider ids, uint32 big-endian each, strictly ascending.
+    /// @param measurements the signers' rows concatenated: row `i` is 8 bytes per provider (see
+    /// contract doc), `providers * 8` bytes long, and is what signer `i` signed.
+    /// @param signatures per signer, over `Observations(epoch, providerIds, row i)`;
+    /// signers must be distinct active oracles in strictly ascending address order.
+    function submitReport(
+        uint64 epoch,
+        bytes calldata providerIds,
+        bytes calldata measurements,
+        bytes[] calldata signatures
+    ) external onlyDelegated {
+        bytes32 seed = _markReported(epoch);
+        uint256 m = signatures.length;
+        {
+            uint256 n = _activeOracles;
+            if (n < MIN_ORACLES) revert M.Market_TooFewOracles(n);
+            uint256 q = _quorum();
+            if (m < q) revert M.Market_QuorumNotReached(m, q);
+        }
+        if (providerIds.length % 4 != 0 || measurements.length != m * (providerIds.length * 2)) {
+            revert M.Market_MalformedReport();
+        }
+        address[] memory signers = _verifySigners(epoch, providerIds, measurements, signatures);
+        uint32 period = uint32(epoch / _rewardPeriodEpochs);
+        (uint256 available, uint256[] memory verdicts) =
+            _recordVerdicts(epoch, seed, period, providerIds, measurements, signers);
+        if (available != 0) _periodAvailable[period] += available;
+        _rewardOracles(signers);
+        emit M.ReportAccepted(epoch, msg.sender, providerIds, verdicts);
+    }
+
+    // ================================================================== bonus
+
+    /// @notice Pays the provider's reliability bonus for a finished reward period.
+    /// @param epochs epochs of `period` (strictly ascending) in which the provider was audited
+    /// and the epoch was reported, after any jail; the provider proves at least `bonusMinAudits`.
+    /// Its available audits are taken as `epochs.length - unavailable verdicts recorded in the
+    /// period` (listing fewer epochs only lowers its own share).
+    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs) external onlyDelegated {
+        Provider storage p = _ownedProvider(providerId);
+        uint32 nowPeriod = _periodNow();
+        if (period >= nowPeriod) revert M.Market_PeriodNotOver(period);
+        if (uint256(period) + 1 < nowPeriod) revert M.Market_BonusWindowClosed(period);
+        if (p.core.status != M.ProviderStatus.Active) revert M.Market_ProviderNotActive(providerId);
+        ProviderAudit memory a = p.audit;
+        if (a.claimedPeriodPlusOne > period) revert M.Market_BonusAlreadyClaimed(period);
+        if (a.slashedPeriodPlusOne == period + 1) revert M.Market_NotEligibleForBonus(uint32(epochs.length), 0);
+
+        uint256 audits = _countAudits(providerId, period, p.own.jailedUntilEpoch, epochs);
+        uint256 unavailable = a.unavailablePeriod == period ? a.unavailable : 0;
+        uint256 available = audits > unavailable ? audits - unavailable : 0;
+        if (audits < _bonusMinAudits || audits == 0 || available * BPS < audits * _bonusAvailabilityBps) {
+            revert M.Market_NotEligibleForBonus(uint32(audits), uint32(available));
+        }
+        M.BonusPot storage pot = _bonusPots[period];
+        if (!pot.finalized) {
+            uint256 amount = (_rewardPool * _bonusPoolShareBps) / BPS;
+            _rewardPool -= amount;
+            pot.pot = uint128(amount);
+            pot.remaining = uint128(amount);
+            pot.totalAvailable = uint128(_periodAvailable[period]);
+            pot.finalized = true;
+            emit M.BonusPotFinalized(period, amount, pot.totalAvailable);
+        }
+        // Every proven epoch carried an available verdict counted in totalAvailable, unless it
+        // was one of the `unavailable` ones subtracted above: available <= totalAvailable.
+        uint256 share = (uint256(pot.pot) * available) / pot.totalAvailable;
+        pot.remaining -= uint128(share);
+        p.audit.claimedPeriodPlusOne = period + 1;
+        _balances[p.own.owner] += share;
+        emit M.BonusClaimed(providerId, period, share);
+    }
+
+    /// Checks each epoch is in `period`, after `jailedUntil`, reported, and audited `id`.
+    function _countAudits(uint32 id, uint32 period, uint32 jailedUntil, uint64[] calldata epochs)
+        internal
+        view
+        returns (uint256)
+    {
+        uint256 first = uint256(period) * _rewardPeriodEpochs;
+        uint256 last = first + _rewardPeriodEpochs;
+        uint64 prev;
+        for (uint256 i; i < epochs.length; ++i) {
+            uint64 e = epochs[i];
+            if ((i != 0 && e <= prev) || e < first || e >= last || e < jailedUntil) revert M.Market_BadAuditProof(e);
+            if (_reportedBitmap[e >> 8] & (1 << (e & 0xff)) == 0) revert M.Market_BadAuditProof(e);
+            if (!AuditSet.isAudited(_seeds[e], id, _auditProbabilityBps)) revert M.Market_BadAuditProof(e);
+            prev = e;
+        }
+        return epochs.length;
+    }
+
+    /// @notice Returns a period's unclaimed bonus to the reward pool once its claim window closed.
+    function sweepBonus(uint32 period) external onlyDelegated {
+        if (uint256(period) + 2 > _periodNow()) revert M.Market_SweepTooEarly(period);
+        M.BonusPot storage pot = _bonusPots[period];
+        uint256 amount = pot.remaining;
+        pot.remaining = 0;
+        pot.finalized = true;
+        _rewardPool += amount;
+        emit M.BonusSwept(period, amount);
+    }
+
+
+    // =============================================================== internal
+
+    /// Checks the report window and seed and marks the epoch reported (reverts undo the mark).
+    function _markReported(uint64 epoch) internal returns (bytes32 seed) {
+        uint64 nowEpoch = _epochNow();
+        if (epoch > nowEpoch) revert M.Market_EpochNotStarted(epoch);
+        if (epoch + 1 < nowEpoch) revert M.Market_ReportWindowClosed(epoch);
+        seed = _seeds[epoch];
+        if (seed == bytes32(0)) revert M.Market_EpochNotSeeded(epoch);
+        uint256 word = epoch >> 8;
+        uint256 bit = 1 << (epoch & 0xff);
+        uint256 reportedWord = _reportedBitmap[word];
+        if (reportedWord & bit != 0) revert M.Market_AlreadyReported(epoch);
+        _reportedBitmap[word] = reportedWord | bit;
+    }
+
+    function _verifySigners(
+        uint64 epoch,
+        bytes calldata providerIds,
+        bytes calldata measurements,
+        bytes[] calldata signatures
+    ) internal view returns (address[] memory signers) {
+        uint256 m = signatures.length;
+        uint256 count = providerIds.length / 4;
+        signers = new address[](m);
+        address last;
+        for (uint256 i; i < m; ++i) {
+            bytes calldata row = measurements[i * count * 8:(i + 1) * count * 8];
+            bytes32 digest = _hashTypedDataV4(_observationsStructHash(epoch, providerIds, row));
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signatures[i]);
+            if (err != ECDSA.RecoverError.NoError) revert M.Market_NotOracle(address(0));
+            if (signer <= last) revert M.Market_SignersNotSorted();
+            if (_oracles[signer].status != M.OracleStatus.Active) revert M.Market_NotOracle(signer);
+            signers[i] = signer;
+            last = signer;
+        }
+    }
+
+    /// Per-report context, kept in memory to keep the stack shallow.
+    struct ReportCtx {
+        uint64 epoch;
+        uint32 period;
+        address[] signers;
+        uint32[] thr;
+        uint32[] lat;
+        uint256[] verdicts;
+    }
+
+    function _recordVerdicts(
+        uint64 epoch,
+        bytes32 seed,
+        uint32 period,
+        bytes calldata providerIds,
+        bytes calldata measurements,
+        address[] memory signers
+    ) internal returns (uint256 availableCount, uint256[] memory verdicts) {
+        uint256 count = providerIds.length / 4;
+        ReportCtx memory ctx = ReportCtx({
+            epoch: epoch,
+            period: period,
+            signers: signers,
+            thr: new uint32[](signers.length),
+            lat: new uint32[](signers.length),
+            verdicts: new uint256[](count)
+        });
+        uint32 lastId;
+        for (uint256 j; j < count; ++j) {
+            uint256 at;
+            unchecked {
+                at = j * 4; // j < providerIds.length / 4
+            }
+            uint32 id = uint32(bytes4(providerIds[at:at + 4]));
+            if (id <= lastId) revert M.Market_ProvidersNotSorted();
+            lastId = id;
+            if (!AuditSet.isAudited(seed, id, _auditProbabilityBps)) revert M.Market_ProviderNotAudited(epoch, id);
+            if (_judge(ctx, measurements, j, id)) ++availableCount;
+        }
+        verdicts = ctx.verdicts;
+    }
+
+    /// Aggregates provider `id`'s observations, records the verdict; returns whether it was reachable.
+    /// A healthy provider with a clean history costs one storage read and no write.
+    function _judge(ReportCtx memory ctx, bytes calldata measurements, uint256 j, uint32 id)
+        internal
+        returns (bool reachable)
+    {
+        Provider storage p = _providers[id];
+        // Only the fields needed to judge (one cold slot); the full struct only if something changes.
+        ProviderCore storage core = p.core;
+        // Providers that left or were jailed since the audit set was drawn are skipped.
+        if (core.status != M.ProviderStatus.Active) return false;
+        uint32 medThr;
+        uint32 medLat;
+        (medThr, medLat, reachable) = _aggregate(measurements, ctx.verdicts.length * 8, j, ctx.thr, ctx.lat);
+        bool violation = !reachable
+            || uint256(medThr) * BPS < uint256(core.sessionMbps) * 1000 * (BPS - _throughputToleranceBps)
+            || uint256(medLat) > uint256(core.maxLatencyMs) + _latencyToleranceMs;
+        if (medLat > 0xffffff) medLat = 0xffffff;
+        ctx.verdicts[j] = (uint256(medThr) << 32) | (uint256(medLat) << 8) | (reachable ? 1 : 0) | (violation ? 2 : 0);
+        if (violation || core.flags & FLAG_HISTORY != 0) {
+            _recordAudit(p, p.core, id, ctx, reachable, violation);
+        }
+    }
+
+    /// Lower medians of throughput and latency and the majority of `reachable` for provider `j`.
+    function _aggregate(
+        bytes calldata measurements,
+        uint256 rowLen,
+        uint256 j,
+        uint32[] memory thr,
+        uint32[] memory lat
+    ) internal pure returns (uint32 medThr, uint32 medLat, bool reachable) {
+        uint256 m = thr.length;
+        uint256 reachableVotes;
+        // unchecked: j < providers, i < signers, off < measurements.length (all bounded by the
+        // calldata size, far below 2^256); the slice below is still bounds-checked.
+        unchecked {
+            uint256 off = j * 8;
+            for (uint256 i; i < m; ++i) {
+                uint64 rec = uint64(bytes8(measurements[off:off + 8]));
+                off += rowLen;
+                thr[i] = uint32(rec >> 32);
+                lat[i] = uint32(rec >> 8) & 0xffffff;
+                if (rec & 1 == 1) ++reachableVotes;
+            }
+        }
+        medThr = Median.lowerMedian(thr);
+        medLat = Median.lowerMedian(lat);
+        reachable = reachableVotes * 2 > m;
+    }
+
+    /// Shifts the verdict into the audit history, counts violations and unavailability, slashes
+    /// on `k` violations within the last `w` audits.
+    function _recordAudit(
+        Provider storage p,
+        ProviderCore memory c,
+        uint32 id,
+        ReportCtx memory ctx,
+        bool reachable,
+        bool violation
+    ) internal {
+        ProviderAudit memory a = p.audit;
+        if (!reachable) {
+            if (a.unavailablePeriod != ctx.period) {
+                a.unavailablePeriod = ctx.period;
+                a.unavailable = 0;
+            }
+            if (a.unavailable < type(uint16).max) a.unavailable += 1;
+        }
+        uint64 mask = _violationWindow == 64 ? type(uint64).max : (uint64(1) << _violationWindow) - 1;
+        a.history = ((a.history << 1) | (violation ? 1 : 0)) & mask;
+        if (violation) {
+            if (c.violationCount < type(uint16).max) c.violationCount += 1;
+            emit M.ProviderViolated(ctx.epoch, id, reachable);
+            if (_popcount(a.history) >= _violationsToSlash) {
+                a.history = 0;
+                a.slashedPeriodPlusOne = ctx.period + 1;
+                c.status = M.ProviderStatus.Jailed;
+                _slash(p, id, ctx.epoch, ctx.signers);
+            }
+        }
+        c.flags = a.history == 0 ? c.flags & ~FLAG_HISTORY : c.flags | FLAG_HISTORY;
+        p.core = c;
+        p.audit = a;
+    }
+
+    function _slash(Provider storage p, uint32 id, uint64 epoch, address[] memory signers) internal {
+        ProviderStake memory s = p.stk;
+        uint256 amount = ((uint256(s.stake) + s.unbonding) * _slashBps) / BPS;
+        if (amount <= s.stake) {
+            s.stake -= uint96(amount);
+        } else {
+            s.unbonding -= uint96(amount - s.stake);
+            s.stake = 0;
+        }
+        p.stk = s;
+        uint256 toOracles = (amount * _slashOracleShareBps) / BPS;
+        uint256 each = toOracles / signers.length;
+        for (uint256 i; i < signers.length; ++i) {
+            _balances[signers[i]] += each;
+        }
+        _rewardPool += amount - each * signers.length;
+        uint32 until = uint32(epoch) + 1 + _jailEpochs;
+        p.own.jailedUntilEpoch = until;
+        emit M.ProviderSlashed(id, epoch, amount, each * signers.length, until);
+    }
+
+    function _rewardOracles(address[] memory signers) internal {
+        uint256 m = signers.length;
+        uint256 each = _oracleRewardPerReport;
+        uint256 pool = _rewardPool;
+        if (each * m > pool) each = pool / m;
+        if (each == 0) return;
+        _rewardPool = pool - each * m;
+        for (uint256 i; i < m; ++i) {
+            _balances[signers[i]] += each;
+            emit M.OracleRewarded(signers[i], each);
+        }
+    }
+
+    function _popcount(uint64 x) internal pure returns (uint256 n) {
+        while (x != 0) {
+            x &= x - 1;
+            ++n;
+        }
+    }
+
+}

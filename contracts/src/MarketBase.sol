@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IWirepactMarket as M} from "./interfaces/IWirepactMarket.sol";
+
+/// @title MarketBase
+/// @notice The market's storage, parameters and shared helpers. The entry point
+/// (`WirepactMarket`) and its modules (`AuditModule`) both inherit exactly this and nothing
+/// else with storage, so the module, running by DELEGATECALL in the market's context, sees the
+/// same layout. Parameters are immutables built from the same `Params` in each contract; the
+/// market checks at construction that its module was built from identical ones.
+abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
+    // ------------------------------------------------------------- constants
+
+    uint256 internal constant BPS = 10_000;
+    /// @notice Receipts dated further in the future than this are refused.
+    uint256 public constant MAX_RECEIPT_DRIFT = 5 minutes;
+    uint256 public constant MIN_ORACLES = 4;
+    uint256 public constant MAX_ORACLES = 128;
+
+    bytes32 public constant RECEIPT_TYPEHASH =
+        keccak256("Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)");
+    bytes32 public constant OBSERVATIONS_TYPEHASH =
+        keccak256("Observations(uint64 epoch,bytes providers,bytes measurements)");
+
+    // ------------------------------------------------------------ immutables
+
+    IERC20 internal immutable _token;
+    uint256 internal immutable _genesis;
+    bytes32 private immutable _paramsHashAtDeploy;
+    uint64 internal immutable _epochLength;
+    uint16 internal immutable _auditProbabilityBps;
+    uint128 internal immutable _minStakePerMbps;
+    uint128 internal immutable _minOracleStake;
+    uint64 internal immutable _unbondingDelay;
+    uint64 internal immutable _claimGrace;
+    uint32 internal immutable _alphaBps;
+    uint16 internal immutable _protocolFeeBps;
+    uint128 internal immutable _oracleRewardPerReport;
+    uint16 internal immutable _throughputToleranceBps;
+    uint32 internal immutable _latencyToleranceMs;
+    uint8 internal immutable _violationsToSlash;
+    uint8 internal immutable _violationWindow;
+    uint16 internal immutable _slashBps;
+    uint16 internal immutable _slashOracleShareBps;
+    uint32 internal immutable _jailEpochs;
+    uint16 internal immutable _sessionPenaltyBps;
+    uint32 internal immutable _rewardPeriodEpochs;
+    uint16 internal immutable _bonusMinAudits;
+    uint16 internal immutable _bonusAvailabilityBps;
+    uint16 internal immutable _bonusPoolShareBps;
+
+    // ---------------------------------------------------------------- storage
+
+    /// Hot slot: everything openSession needs and everything a report needs to judge a
+    /// provider, so each touches one provider slot. Prices are stored in 88 bits, latency in 16
+    /// (registration refuses larger values); the violation count saturates at 2^16 - 1.
+    struct ProviderCore {
+        uint32 capacityMbps;
+        uint32 committedMbps;
+        uint32 sessionMbps;
+        uint24 sessionNonce;
+        uint16 violationCount;
+        M.ProviderStatus status;
+        /// bit 0: the audit history holds a recent violation (the audit slot must be read).
+        uint8 flags;
+        uint16 maxLatencyMs;
+        uint88 basePricePerGiB;
+    }
+
+    struct ProviderOwner {
+        address owner;
+        uint32 jailedUntilEpoch;
+    }
+
+    struct ProviderStake {
+        uint96 stake;
+        uint96 unbonding;
+        uint64 unbondingReadyAt;
+    }
+
+    /// Audit history (bit 0 = latest audit, 1 = violation) and the bonus bookkeeping. Only
+    /// touched by a report when something is wrong (a violation, an unavailable verdict, or a
+    /// violation still inside the window), so auditing a healthy provider writes nothing.
+    struct ProviderAudit {
+        uint64 history;
+        uint32 unavailablePeriod;
+        uint16 unavailable;
+        uint32 slashedPeriodPlusOne;
+        uint32 claimedPeriodPlusOne;
+    }
+
+    struct Provider {
+        ProviderCore core;
+        ProviderOwner own;
+        ProviderStake stk;
+        ProviderAudit audit;
+        bytes32 tunnelKey;
+        string endpoint;
+        string region;
+    }
+
+    struct Oracle {
+        M.OracleStatus status;
+        uint96 stake;
+        uint64 unbondingReadyAt;
+        string endpoint;
+    }
+
+    mapping(address account => uint256) internal _balances;
+    uint256 internal _rewardPool;
+
+    uint32 internal _providerCount;
+    mapping(uint32 id => Provider) internal _providers;
+    mapping(address owner => uint32 id) internal _providerIdOf;
+
+    mapping(bytes32 sessionId => M.SessionState) internal _sessions;
+
+    mapping(address oracle => Oracle) internal _oracles;
+    address[] internal _oracleList;
+    uint256 internal _activeOracles;
+
+    mapping(uint64 epoch => bytes32) internal _seeds;
+    mapping(uint256 word => uint256) internal _reportedBitmap;
+    mapping(uint32 period => uint256) internal _periodAvailable;
+    uint8 internal constant FLAG_HISTORY = 1;
+    mapping(uint32 period => M.BonusPot) internal _bonusPots;
+
+    // ------------------------------------------------------------ constructor
+
+    constructor(M.Params memory p, uint256 genesis_) EIP712("wirepact", "1") {
+        if (
+            p.token == address(0) || p.epochLength == 0 || p.auditProbabilityBps == 0 || p.auditProbabilityBps > BPS
+                || p.minOracleStake == 0 || p.protocolFeeBps > BPS || p.throughputToleranceBps > BPS
+                || p.violationsToSlash == 0 || p.violationWindow == 0 || p.violationWindow > 64
+                || p.violationsToSlash > p.violationWindow || p.slashBps > BPS || p.slashOracleShareBps > BPS
+                || p.sessionPenaltyBps > BPS || p.rewardPeriodEpochs == 0 || p.bonusAvailabilityBps > BPS
+                || p.bonusPoolShareBps > BPS
+        ) revert M.Market_InvalidParams();
+        _token = IERC20(p.token);
+        _genesis = genesis_;
+        _paramsHashAtDeploy = keccak256(abi.encode(p));
+        _epochLength = p.epochLength;
+        _auditProbabilityBps = p.auditProbabilityBps;
+        _minStakePerMbps = p.minStakePerMbps;
+        _minOracleStake = p.minOracleStake;
+        _unbondingDelay = p.unbondingDelay;
+        _claimGrace = p.claimGrace;
+        _alphaBps = p.alphaBps;
+        _protocolFeeBps = p.protocolFeeBps;
+        _oracleRewardPerReport = p.oracleRewardPerReport;
+        _throughputToleranceBps = p.throughputToleranceBps;
+        _latencyToleranceMs = p.latencyToleranceMs;
+        _violationsToSlash = p.violationsToSlash;
+        _violationWindow = p.violationWindow;
+        _slashBps = p.slashBps;
+        _slashOracleShareBps = p.slashOracleShareBps;
+        _jailEpochs = p.jailEpochs;
+        _sessionPenaltyBps = p.sessionPenaltyBps;
+        _rewardPeriodEpochs = p.rewardPeriodEpochs;
+        _bonusMinAudits = p.bonusMinAudits;
+        _bonusAvailabilityBps = p.bonusAvailabilityBps;
+        _bonusPoolShareBps = p.bonusPoolShareBps;
+    }
+
+
+    // ================================================================ shared
+
+    function _epochNow() internal view returns (uint64) {
+        return uint64((block.timestamp - _genesis) / _epochLength);
+    }
+
+    function _periodNow() internal view returns (uint32) {
+        return uint32(_epochNow() / _rewardPeriodEpochs);
+    }
+
+    function _minProviderStake(uint32 capacityMbps) internal view returns (uint256) {
+        return uint256(_minStakePerMbps) * capacityMbps;
+    }
+
+    function _ownedProvider(uint32 providerId) internal view returns (Provider storage p) {
+        p = _providers[providerId];
+        if (p.core.status == M.ProviderStatus.None) revert M.Market_UnknownProvider(providerId);
+        if (p.own.owner != msg.sender) revert M.Market_NotProviderOwner(providerId);
+    }
+
+    function _startUnbonding(Provider storage p, uint256 amount) internal {
+        p.stk.stake -= uint96(amount);
+        p.stk.unbonding += uint96(amount);
+        p.stk.unbondingReadyAt = uint64(block.timestamp + _unbondingDelay);
+    }
+
+    function _observationsStructHash(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(OBSERVATIONS_TYPEHASH, epoch, keccak256(providerIds), keccak256(measurements)));
+    }
+
+    /// Signatures needed for a report: 2f+1 with f = (n-1)/3 active oracles.
+    function _quorum() internal view returns (uint256) {
+        uint256 n = _activeOracles;
+        if (n == 0) return 1;
+        return 2 * ((n - 1) / 3) + 1;
+    }
+
+    function _paramsHash() internal view returns (bytes32) {
+        return _paramsHashAtDeploy;
+    }
+}
