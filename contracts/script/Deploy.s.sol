@@ -37,7 +37,8 @@ contract Deploy is Script {
             rewardPeriodEpochs: 4_320, // 30 days
             bonusMinAudits: 10,
             bonusAvailabilityBps: 9_990, // 99.9 %
-            bonusPoolShareBps: 5_000
+            bonusPoolShareBps: 5_000,
+            minDepositSeconds: 60
         });
     }
 

@@ -51,7 +51,7 @@ contract AuditModule is MarketBase {
         if (stake > type(uint96).max) revert M.Market_AmountTooLarge();
         if (bytes(endpoint).length == 0 || bytes(endpoint).length > 256) revert M.Market_InvalidTerms();
         if (_activeOracles >= MAX_ORACLES) revert M.Market_TooManyOracles();
-        _token.safeTransferFrom(msg.sender, address(this), stake);
+        _pull(msg.sender, stake);
         o.status = M.OracleStatus.Active;
         o.stake = uint96(stake);
         o.endpoint = endpoint;
@@ -128,24 +128,26 @@ contract AuditModule is MarketBase {
 
     /// @notice Pays the provider's reliability bonus for a finished reward period.
     /// @param epochs epochs of `period` (strictly ascending) in which the provider was audited
-    /// and the epoch was reported, after any jail; the provider proves at least `bonusMinAudits`.
-    /// Its available audits are taken as `epochs.length - unavailable verdicts recorded in the
-    /// period` (listing fewer epochs only lowers its own share).
+    /// and the epoch was reported, after its registration epoch and any jail; the provider
+    /// proves at least `bonusMinAudits` judged audits. Judged = listed - "not measured" verdicts
+    /// of the period; available = judged - unavailable verdicts of the period (both recorded
+    /// per period, whether listed or not, so listing fewer epochs only lowers its own share).
+    /// Claims open once the report window of the period's last epoch has closed (the second
+    /// epoch of `period + 1`), so the pot's denominator is final, and close with `period + 1`.
     function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs) external onlyDelegated {
         Provider storage p = _ownedProvider(providerId);
-        uint32 nowPeriod = _periodNow();
-        if (period >= nowPeriod) revert M.Market_PeriodNotOver(period);
-        if (uint256(period) + 1 < nowPeriod) revert M.Market_BonusWindowClosed(period);
+        if (_epochNow() < (uint256(period) + 1) * _rewardPeriodEpochs + 1) revert M.Market_PeriodNotOver(period);
+        if (uint256(period) + 1 < _periodNow()) revert M.Market_BonusWindowClosed(period);
         if (p.core.status != M.ProviderStatus.Active) revert M.Market_ProviderNotActive(providerId);
-        ProviderAudit memory a = p.audit;
-        if (a.claimedPeriodPlusOne > period) revert M.Market_BonusAlreadyClaimed(period);
-        if (a.slashedPeriodPlusOne == period + 1) revert M.Market_NotEligibleForBonus(uint32(epochs.length), 0);
+        if (p.audit.claimedPeriodPlusOne > period) revert M.Market_BonusAlreadyClaimed(period);
+        PeriodRecord memory r = _periodRecords[providerId][period];
+        if (r.slashed) revert M.Market_NotEligibleForBonus(uint32(epochs.length), 0);
 
-        uint256 audits = _countAudits(providerId, period, p.own.jailedUntilEpoch, epochs);
-        uint256 unavailable = a.unavailablePeriod == period ? a.unavailable : 0;
-        uint256 available = audits > unavailable ? audits - unavailable : 0;
-        if (audits < _bonusMinAudits || audits == 0 || available * BPS < audits * _bonusAvailabilityBps) {
-            revert M.Market_NotEligibleForBonus(uint32(audits), uint32(available));
+        uint256 listed = _countAudits(providerId, period, p.own, epochs);
+        uint256 judged = listed > r.notMeasured ? listed - r.notMeasured : 0;
+        uint256 available = judged > r.unavailable ? judged - r.unavailable : 0;
+        if (judged < _bonusMinAudits || judged == 0 || available * BPS < judged * _bonusAvailabilityBps) {
+            revert M.Market_NotEligibleForBonus(uint32(judged), uint32(available));
         }
         M.BonusPot storage pot = _bonusPots[period];
         if (!pot.finalized) {
@@ -157,27 +159,35 @@ contract AuditModule is MarketBase {
             pot.finalized = true;
             emit M.BonusPotFinalized(period, amount, pot.totalAvailable);
         }
-        // Every proven epoch carried an available verdict counted in totalAvailable, unless it
-        // was one of the `unavailable` ones subtracted above: available <= totalAvailable.
+        // Every listed epoch carried an available verdict counted in totalAvailable, unless it
+        // was one of the unavailable or unmeasured ones subtracted above: available <=
+        // totalAvailable. The cap keeps the pot whole even if a report omitted an audited
+        // provider (then the verdict-root reports of the next step make it exact).
         uint256 share = (uint256(pot.pot) * available) / pot.totalAvailable;
+        if (share > pot.remaining) share = pot.remaining;
         pot.remaining -= uint128(share);
         p.audit.claimedPeriodPlusOne = period + 1;
         _balances[p.own.owner] += share;
         emit M.BonusClaimed(providerId, period, share);
     }
 
-    /// Checks each epoch is in `period`, after `jailedUntil`, reported, and audited `id`.
-    function _countAudits(uint32 id, uint32 period, uint32 jailedUntil, uint64[] calldata epochs)
+    /// Checks each epoch is in `period`, after the registration epoch and `jailedUntil`,
+    /// reported, and audited `id`.
+    function _countAudits(uint32 id, uint32 period, ProviderOwner memory own, uint64[] calldata epochs)
         internal
         view
         returns (uint256)
     {
+        uint32 jailedUntil = own.jailedUntilEpoch;
+        uint32 registered = own.registeredEpoch;
         uint256 first = uint256(period) * _rewardPeriodEpochs;
         uint256 last = first + _rewardPeriodEpochs;
         uint64 prev;
         for (uint256 i; i < epochs.length; ++i) {
             uint64 e = epochs[i];
-            if ((i != 0 && e <= prev) || e < first || e >= last || e < jailedUntil) revert M.Market_BadAuditProof(e);
+            if ((i != 0 && e <= prev) || e < first || e >= last || e < jailedUntil || e <= registered) {
+                revert M.Market_BadAuditProof(e);
+            }
             if (_reportedBitmap[e >> 8] & (1 << (e & 0xff)) == 0) revert M.Market_BadAuditProof(e);
             if (!AuditSet.isAudited(_seeds[e], id, _auditProbabilityBps)) revert M.Market_BadAuditProof(e);
             prev = e;
@@ -286,11 +296,25 @@ contract AuditModule is MarketBase {
         Provider storage p = _providers[id];
         // Only the fields needed to judge (one cold slot); the full struct only if something changes.
         ProviderCore storage core = p.core;
-        // Providers that left or were jailed since the audit set was drawn are skipped.
-        if (core.status != M.ProviderStatus.Active) return false;
+        // Active and jailed providers are judged; one that left is judged for the epochs up to
+        // the one it left in (it stays slashable while its stake unbonds); ids nobody
+        // registered are skipped.
+        M.ProviderStatus status = core.status;
+        if (status == M.ProviderStatus.None) return false;
+        if (status == M.ProviderStatus.Left && p.own.leftEpoch < ctx.epoch) return false;
         uint32 medThr;
         uint32 medLat;
-        (medThr, medLat, reachable) = _aggregate(measurements, ctx.verdicts.length * 8, j, ctx.thr, ctx.lat);
+        bool measured;
+        (medThr, medLat, reachable, measured) =
+            _aggregate(measurements, ctx.verdicts.length * 8, j, ctx.thr, ctx.lat);
+        if (!measured) {
+            // Most signers could not measure (the provider was full, or their own side failed):
+            // no verdict, and no bonus credit for this audit.
+            ctx.verdicts[j] = 4;
+            PeriodRecord storage r = _periodRecords[id][ctx.period];
+            if (r.notMeasured < type(uint16).max) r.notMeasured += 1;
+            return false;
+        }
         bool violation = !reachable
             || uint256(medThr) * BPS < uint256(core.sessionMbps) * 1000 * (BPS - _throughputToleranceBps)
             || uint256(medLat) > uint256(core.maxLatencyMs) + _latencyToleranceMs;
@@ -301,15 +325,19 @@ contract AuditModule is MarketBase {
         }
     }
 
-    /// Lower medians of throughput and latency and the majority of `reachable` for provider `j`.
+    /// Lower medians of throughput and latency and the majority of `reachable` over the rows
+    /// that measured provider `j` (flags bit 1 = "not measured"); `measured` is false unless a
+    /// strict majority of the signers measured it, so a minority cannot shield a provider by
+    /// saying "not measured".
     function _aggregate(
         bytes calldata measurements,
         uint256 rowLen,
         uint256 j,
         uint32[] memory thr,
         uint32[] memory lat
-    ) internal pure returns (uint32 medThr, uint32 medLat, bool reachable) {
+    ) internal pure returns (uint32 medThr, uint32 medLat, bool reachable, bool measured) {
         uint256 m = thr.length;
+        uint256 k;
         uint256 reachableVotes;
         // unchecked: j < providers, i < signers, off < measurements.length (all bounded by the
         // calldata size, far below 2^256); the slice below is still bounds-checked.
@@ -318,14 +346,28 @@ contract AuditModule is MarketBase {
             for (uint256 i; i < m; ++i) {
                 uint64 rec = uint64(bytes8(measurements[off:off + 8]));
                 off += rowLen;
-                thr[i] = uint32(rec >> 32);
-                lat[i] = uint32(rec >> 8) & 0xffffff;
+                if (rec & 2 != 0) continue;
+                thr[k] = uint32(rec >> 32);
+                lat[k] = uint32(rec >> 8) & 0xffffff;
+                ++k;
                 if (rec & 1 == 1) ++reachableVotes;
             }
         }
+        measured = k * 2 > m;
+        if (!measured) return (0, 0, false, false);
+        // The medians are taken over the first k entries; the arrays (reused for every
+        // provider of the report) get their length back afterwards.
+        assembly ("memory-safe") {
+            mstore(thr, k)
+            mstore(lat, k)
+        }
         medThr = Median.lowerMedian(thr);
         medLat = Median.lowerMedian(lat);
-        reachable = reachableVotes * 2 > m;
+        assembly ("memory-safe") {
+            mstore(thr, m)
+            mstore(lat, m)
+        }
+        reachable = reachableVotes * 2 > k;
     }
 
     /// Shifts the verdict into the audit history, counts violations and unavailability, slashes
@@ -340,11 +382,8 @@ contract AuditModule is MarketBase {
     ) internal {
         ProviderAudit memory a = p.audit;
         if (!reachable) {
-            if (a.unavailablePeriod != ctx.period) {
-                a.unavailablePeriod = ctx.period;
-                a.unavailable = 0;
-            }
-            if (a.unavailable < type(uint16).max) a.unavailable += 1;
+            PeriodRecord storage r = _periodRecords[id][ctx.period];
+            if (r.unavailable < type(uint16).max) r.unavailable += 1;
         }
         uint64 mask = _violationWindow == 64 ? type(uint64).max : (uint64(1) << _violationWindow) - 1;
         a.history = ((a.history << 1) | (violation ? 1 : 0)) & mask;
@@ -353,8 +392,9 @@ contract AuditModule is MarketBase {
             emit M.ProviderViolated(ctx.epoch, id, reachable);
             if (_popcount(a.history) >= _violationsToSlash) {
                 a.history = 0;
-                a.slashedPeriodPlusOne = ctx.period + 1;
-                c.status = M.ProviderStatus.Jailed;
+                _periodRecords[id][ctx.period].slashed = true;
+                // A provider that left stays Left (its stake is unbonding); others are jailed.
+                if (c.status != M.ProviderStatus.Left) c.status = M.ProviderStatus.Jailed;
                 _slash(p, id, ctx.epoch, ctx.signers);
             }
         }

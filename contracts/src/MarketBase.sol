@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -53,6 +54,7 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     uint16 internal immutable _bonusMinAudits;
     uint16 internal immutable _bonusAvailabilityBps;
     uint16 internal immutable _bonusPoolShareBps;
+    uint32 internal immutable _minDepositSeconds;
 
     // ---------------------------------------------------------------- storage
 
@@ -66,15 +68,21 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         uint24 sessionNonce;
         uint16 violationCount;
         M.ProviderStatus status;
-        /// bit 0: the audit history holds a recent violation (the audit slot must be read).
+        /// bit 0: the audit history holds a recent violation (the audit slot must be read);
+        /// bit 1: paused (no new client sessions; oracles still probe).
         uint8 flags;
         uint16 maxLatencyMs;
         uint88 basePricePerGiB;
     }
 
+    /// `leftEpoch`: the epoch `leave` was called in (reports still judge the provider for
+    /// epochs up to it); `registeredEpoch`: the epoch of registration (no bonus credit for it
+    /// or before).
     struct ProviderOwner {
         address owner;
         uint32 jailedUntilEpoch;
+        uint32 leftEpoch;
+        uint32 registeredEpoch;
     }
 
     struct ProviderStake {
@@ -83,15 +91,21 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         uint64 unbondingReadyAt;
     }
 
-    /// Audit history (bit 0 = latest audit, 1 = violation) and the bonus bookkeeping. Only
-    /// touched by a report when something is wrong (a violation, an unavailable verdict, or a
-    /// violation still inside the window), so auditing a healthy provider writes nothing.
+    /// Audit history (bit 0 = latest audit, 1 = violation) and the last bonus claim. Only
+    /// touched by a report when something is wrong (a violation, or a violation still inside
+    /// the window), so auditing a healthy provider writes nothing.
     struct ProviderAudit {
         uint64 history;
-        uint32 unavailablePeriod;
-        uint16 unavailable;
-        uint32 slashedPeriodPlusOne;
         uint32 claimedPeriodPlusOne;
+    }
+
+    /// What a reward period recorded against a provider, kept per period so that nothing in
+    /// period p+1 can erase period p's record before p's bonus is claimed. Written only when
+    /// something is wrong.
+    struct PeriodRecord {
+        uint16 unavailable;
+        uint16 notMeasured;
+        bool slashed;
     }
 
     struct Provider {
@@ -128,6 +142,11 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     mapping(uint256 word => uint256) internal _reportedBitmap;
     mapping(uint32 period => uint256) internal _periodAvailable;
     uint8 internal constant FLAG_HISTORY = 1;
+    uint8 internal constant FLAG_PAUSED = 2;
+    /// Longest jail a deployment may set (about 19 years of 10-minute epochs): the jail's end
+    /// must fit the uint32 epoch field for any epoch the market will see.
+    uint256 internal constant MAX_JAIL_EPOCHS = 1_000_000;
+    mapping(uint32 id => mapping(uint32 period => PeriodRecord)) internal _periodRecords;
     mapping(uint32 period => M.BonusPot) internal _bonusPots;
 
     // ------------------------------------------------------------ constructor
@@ -138,8 +157,11 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
                 || p.minOracleStake == 0 || p.protocolFeeBps > BPS || p.throughputToleranceBps > BPS
                 || p.violationsToSlash == 0 || p.violationWindow == 0 || p.violationWindow > 64
                 || p.violationsToSlash > p.violationWindow || p.slashBps > BPS || p.slashOracleShareBps > BPS
-                || p.sessionPenaltyBps > BPS || p.rewardPeriodEpochs == 0 || p.bonusAvailabilityBps > BPS
-                || p.bonusPoolShareBps > BPS
+                || p.sessionPenaltyBps > BPS || p.rewardPeriodEpochs < 2 || p.bonusAvailabilityBps > BPS
+                || p.bonusPoolShareBps > BPS || p.jailEpochs > MAX_JAIL_EPOCHS
+                // a leaver must stay slashable until its last epoch's report window (that epoch and
+                // the next) has closed
+                || p.unbondingDelay < 2 * uint256(p.epochLength)
         ) revert M.Market_InvalidParams();
         _token = IERC20(p.token);
         _genesis = genesis_;
@@ -165,6 +187,7 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         _bonusMinAudits = p.bonusMinAudits;
         _bonusAvailabilityBps = p.bonusAvailabilityBps;
         _bonusPoolShareBps = p.bonusPoolShareBps;
+        _minDepositSeconds = p.minDepositSeconds;
     }
 
 
@@ -211,5 +234,14 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
 
     function _paramsHash() internal view returns (bytes32) {
         return _paramsHashAtDeploy;
+    }
+
+    /// Pulls exactly `amount` tokens from `from`; a token that delivers less (a fee on
+    /// transfer) is refused, so the books never exceed the tokens held.
+    function _pull(address from, uint256 amount) internal {
+        uint256 before = _token.balanceOf(address(this));
+        SafeERC20.safeTransferFrom(_token, from, address(this), amount);
+        uint256 received = _token.balanceOf(address(this)) - before;
+        if (received != amount) revert M.Market_TokenTransferShort(amount, received);
     }
 }

@@ -110,7 +110,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
     /// @notice Pulls `amount` tokens from the caller into its internal balance.
     function deposit(uint256 amount) external nonReentrant {
         if (amount == 0) revert Market_ZeroAmount();
-        _token.safeTransferFrom(msg.sender, address(this), amount);
+        _pull(msg.sender, amount);
         _balances[msg.sender] += amount;
         emit Deposited(msg.sender, amount);
     }
@@ -147,7 +147,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         if (stake < minimum) revert Market_StakeBelowMinimum(stake, minimum);
         if (stake > type(uint96).max) revert Market_AmountTooLarge();
 
-        _token.safeTransferFrom(msg.sender, address(this), stake);
+        _pull(msg.sender, stake);
 
         providerId = ++_providerCount;
         _providerIdOf[msg.sender] = providerId;
@@ -164,6 +164,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
             basePricePerGiB: uint88(terms.basePricePerGiB)
         });
         p.own.owner = msg.sender;
+        p.own.registeredEpoch = uint32(_epochNow());
         p.stk.stake = uint96(stake);
         p.tunnelKey = tunnelKey;
         p.endpoint = endpoint;
@@ -194,7 +195,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         if (amount == 0) revert Market_ZeroAmount();
         uint256 newStake = uint256(p.stk.stake) + amount;
         if (newStake > type(uint96).max) revert Market_AmountTooLarge();
-        _token.safeTransferFrom(msg.sender, address(this), amount);
+        _pull(msg.sender, amount);
         p.stk.stake = uint96(newStake);
         emit ProviderStaked(providerId, amount);
     }
@@ -231,6 +232,9 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         if (c.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
         if (c.committedMbps != 0) revert Market_ProviderHasSessions(providerId, c.committedMbps);
         p.core.status = ProviderStatus.Left;
+        // Reports still judge (and slash) it for this epoch and every earlier one; the
+        // unbonding delay outlasts their report window (checked at construction).
+        p.own.leftEpoch = uint32(_epochNow());
         _startUnbonding(p, p.stk.stake);
         emit ProviderLeft(providerId);
     }
@@ -246,6 +250,16 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         if (p.stk.stake < minimum) revert Market_StakeBelowMinimum(p.stk.stake, minimum);
         p.core.status = ProviderStatus.Active;
         emit ProviderUnjailed(providerId);
+    }
+
+    /// @notice Stops (or resumes) taking new client sessions. Open sessions carry on; oracles
+    /// can still open probe sessions, so a paused provider is audited as usual.
+    function setPaused(uint32 providerId, bool paused) external {
+        Provider storage p = _ownedProvider(providerId);
+        if (p.core.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
+        uint8 flags = p.core.flags;
+        p.core.flags = paused ? flags | FLAG_PAUSED : flags & ~FLAG_PAUSED;
+        emit ProviderPaused(providerId, paused);
     }
 
     // ================================================================ sessions
@@ -264,7 +278,10 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
             revert Market_ProviderNotActive(providerId);
         }
         if (sessionKey == address(0)) revert Market_InvalidSessionKey();
-        if (depositAmount == 0) revert Market_DepositTooSmall();
+        // A paused provider takes no client sessions; an oracle's probe still opens.
+        if (c.flags & FLAG_PAUSED != 0 && _oracles[msg.sender].status != OracleStatus.Active) {
+            revert Market_ProviderPaused(providerId);
+        }
         if (depositAmount > type(uint96).max) revert Market_AmountTooLarge();
         if (c.sessionNonce == type(uint24).max) revert Market_NonceExhausted(providerId);
         uint32 committedAfter = c.committedMbps + c.sessionMbps;
@@ -275,6 +292,8 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         if (price > maxPricePerGiB) revert Market_PriceAboveMax(price, maxPricePerGiB);
         // A price above 2^96 can only come from a huge alpha; refuse rather than truncate.
         if (price > type(uint96).max) revert Market_AmountTooLarge();
+        uint256 floor = _depositFloor(price, c.sessionMbps);
+        if (depositAmount < floor) revert Market_DepositTooSmall(depositAmount, floor);
 
         uint256 bal = _balances[msg.sender];
         if (bal < depositAmount) revert Market_InsufficientBalance(bal, depositAmount);
@@ -451,7 +470,8 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
             rewardPeriodEpochs: _rewardPeriodEpochs,
             bonusMinAudits: _bonusMinAudits,
             bonusAvailabilityBps: _bonusAvailabilityBps,
-            bonusPoolShareBps: _bonusPoolShareBps
+            bonusPoolShareBps: _bonusPoolShareBps,
+            minDepositSeconds: _minDepositSeconds
         });
     }
 
@@ -523,25 +543,40 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         v.tunnelKey = p.tunnelKey;
         v.endpoint = p.endpoint;
         v.region = p.region;
+        v.paused = c.flags & FLAG_PAUSED != 0;
+        v.registeredEpoch = p.own.registeredEpoch;
+        v.leftEpoch = p.own.leftEpoch;
     }
 
-    function bonusRecord(uint32 providerId) external view returns (BonusRecord memory) {
-        ProviderAudit memory a = _providers[providerId].audit;
+    function bonusRecord(uint32 providerId, uint32 period) external view returns (BonusRecord memory) {
+        PeriodRecord memory r = _periodRecords[providerId][period];
         return BonusRecord({
-            unavailablePeriod: a.unavailablePeriod,
-            unavailable: a.unavailable,
-            slashedPeriodPlusOne: a.slashedPeriodPlusOne,
-            claimedPeriodPlusOne: a.claimedPeriodPlusOne
+            unavailable: r.unavailable,
+            notMeasured: r.notMeasured,
+            slashed: r.slashed,
+            claimedPeriodPlusOne: _providers[providerId].audit.claimedPeriodPlusOne
         });
     }
 
     /// @notice Price per GiB a session opened now would get (0 if it could not open).
     function quote(uint32 providerId) external view returns (uint256) {
+        return _quote(providerId);
+    }
+
+    function _quote(uint32 providerId) private view returns (uint256) {
         Provider storage p = _providers[providerId];
         ProviderCore memory c = p.core;
         uint256 committedAfter = uint256(c.committedMbps) + c.sessionMbps;
-        if (c.status != ProviderStatus.Active || committedAfter > c.capacityMbps) return 0;
+        if (c.status != ProviderStatus.Active || c.flags & FLAG_PAUSED != 0 || committedAfter > c.capacityMbps) {
+            return 0;
+        }
         return Pricing.quote(c.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
+    }
+
+    /// @notice The smallest deposit a session opened now would take (0 if it could not open).
+    function minDeposit(uint32 providerId) external view returns (uint256) {
+        uint256 price = _quote(providerId);
+        return price == 0 ? 0 : _depositFloor(price, _providers[providerId].core.sessionMbps);
     }
 
     function session(bytes32 sessionId) external view returns (SessionState memory) {
@@ -626,5 +661,12 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         returns (bytes32)
     {
         return keccak256(abi.encode(RECEIPT_TYPEHASH, sessionId, cumulativeBytes, timestamp));
+    }
+
+    /// The deposit that pays `minDepositSeconds` at `sessionMbps` and `price` per GiB, rounded
+    /// up, and at least 1 (Mbit/s -> bytes/s: x 125,000).
+    function _depositFloor(uint256 price, uint32 sessionMbps) private view returns (uint256) {
+        uint256 floor = (price * sessionMbps * 125_000 * _minDepositSeconds + (1 << 30) - 1) >> 30;
+        return floor == 0 ? 1 : floor;
     }
 }

@@ -47,7 +47,8 @@ abstract contract BaseTest is Test {
             rewardPeriodEpochs: 10,
             bonusMinAudits: 3,
             bonusAvailabilityBps: 9_990,
-            bonusPoolShareBps: 5_000
+            bonusPoolShareBps: 5_000,
+            minDepositSeconds: 60
         });
     }
 

@@ -15,7 +15,7 @@ contract ClaimFuzzTest is BaseTest {
     /// Any sequence of increasing receipts pays exactly min(bytes*price/2^30, deposit) in
     /// total, split fee/provider to the wei, and the client gets exactly the rest back.
     function testFuzz_ClaimArithmeticExact(uint96 dep, uint64[4] memory steps) external {
-        dep = uint96(bound(dep, 1, 500 * ONE));
+        dep = uint96(bound(dep, market.minDeposit(id), 500 * ONE));
         (IWirepactMarket.SessionTerms memory t, bytes32 sid) = _open(id, dep);
         uint64 b;
         uint256 provExpected;

@@ -258,17 +258,18 @@ contract BonusTest is BaseTest {
         market.submitReport(e, ids, m, s);
     }
 
+    /// Epochs 1..n (the providers registered in epoch 0, which earns no credit).
     function _epochs(uint64 n) internal pure returns (uint64[] memory es) {
         es = new uint64[](n);
         for (uint64 i; i < n; ++i) {
-            es[i] = i;
+            es[i] = i + 1;
         }
     }
 
+    /// Reports epochs 1..n; provider 1 is down in the `downAt`-th of them (0-based).
     function _run(uint256 n, uint256 downAt) internal {
-        market.beginEpoch();
         for (uint256 i; i < n; ++i) {
-            _reportBoth(i == 0 ? market.currentEpoch() : _nextEpoch(), i != downAt);
+            _reportBoth(_nextEpoch(), i != downAt);
         }
     }
 
@@ -277,7 +278,7 @@ contract BonusTest is BaseTest {
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_PeriodNotOver.selector, 0));
         market.claimBonus(id, 0, _epochs(5));
-        vm.warp(market.epochStart(10));
+        vm.warp(market.epochStart(11));
         uint256 pool = market.rewardPool();
         assertEq(market.periodAvailable(0), 10);
         vm.prank(prov);
@@ -296,7 +297,7 @@ contract BonusTest is BaseTest {
 
     function test_When_FewerEpochsListed_SmallerShare() external {
         _run(5, type(uint256).max);
-        vm.warp(market.epochStart(10));
+        vm.warp(market.epochStart(11));
         uint256 pot = market.rewardPool() / 2;
         vm.prank(prov2);
         market.claimBonus(id2, 0, _epochs(3));
@@ -305,8 +306,8 @@ contract BonusTest is BaseTest {
 
     function test_RevertWhen_BelowAvailability() external {
         _run(5, 2);
-        assertEq(market.bonusRecord(id).unavailable, 1);
-        vm.warp(market.epochStart(10));
+        assertEq(market.bonusRecord(id, 0).unavailable, 1);
+        vm.warp(market.epochStart(11));
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 5, 4));
         market.claimBonus(id, 0, _epochs(5));
@@ -314,7 +315,7 @@ contract BonusTest is BaseTest {
 
     function test_RevertWhen_TooFewAudits() external {
         _run(1, type(uint256).max);
-        vm.warp(market.epochStart(10));
+        vm.warp(market.epochStart(11));
         vm.prank(prov2);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 1, 1));
         market.claimBonus(id2, 0, _epochs(1));
@@ -322,10 +323,10 @@ contract BonusTest is BaseTest {
 
     function test_RevertWhen_ProofListsUnreportedOrRepeatedEpoch() external {
         _run(4, type(uint256).max);
-        vm.warp(market.epochStart(10));
-        uint64[] memory es = _epochs(5); // epoch 4 was never reported
+        vm.warp(market.epochStart(11));
+        uint64[] memory es = _epochs(5); // epoch 5 was never reported
         vm.prank(prov);
-        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 4));
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 5));
         market.claimBonus(id, 0, es);
         es = _epochs(4);
         es[3] = 2;
@@ -336,11 +337,10 @@ contract BonusTest is BaseTest {
 
     function test_RevertWhen_SlashedInPeriod() external {
         // two unreachable verdicts in a row: slashed (k = 2); jail ends after the period
-        market.beginEpoch();
-        _reportBoth(market.currentEpoch(), false);
+        _reportBoth(_nextEpoch(), false);
         _reportBoth(_nextEpoch(), false);
         assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Jailed));
-        vm.warp(market.epochStart(10));
+        vm.warp(market.epochStart(11));
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotActive.selector, id));
         market.claimBonus(id, 0, _epochs(2));
@@ -348,7 +348,7 @@ contract BonusTest is BaseTest {
 
     function test_When_WindowOver_SweepReturnsRemainder() external {
         _run(4, type(uint256).max);
-        vm.warp(market.epochStart(10));
+        vm.warp(market.epochStart(11));
         vm.prank(prov2);
         market.claimBonus(id2, 0, _epochs(4));
         uint256 remaining = market.bonusPot(0).remaining;

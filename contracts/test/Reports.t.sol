@@ -245,12 +245,12 @@ contract SubmitReportTest is BaseTest {
         assertEq(uint8(market.provider(cheat).status), uint8(IWirepactMarket.ProviderStatus.Jailed));
     }
 
-    function test_When_JailedProviderListed_Skipped() external {
+    function test_When_JailedProviderListed_StillJudged() external {
         _reportOne(e, id, 5_000, 20, true);
         _reportOne(_nextEpoch(), id, 5_000, 20, true);
         uint32 before = market.provider(id).violationCount;
         _reportOne(_nextEpoch(), id, 5_000, 20, true);
-        assertEq(market.provider(id).violationCount, before);
+        assertEq(market.provider(id).violationCount, before + 1);
     }
 
     function testFuzz_QuorumIs2fPlus1(uint8 extra) external {

@@ -35,7 +35,9 @@ contract OpenSessionTest is BaseTest {
 
     function test_RevertWhen_DepositZero() external {
         vm.prank(client);
-        vm.expectRevert(IWirepactMarket.Market_DepositTooSmall.selector);
+        vm.expectRevert(
+            abi.encodeWithSelector(IWirepactMarket.Market_DepositTooSmall.selector, 0, market.minDeposit(id))
+        );
         market.openSession(id, 0, type(uint256).max, sessionKey);
     }
 

@@ -9,7 +9,8 @@ interface IWirepactMarket {
 
     /// @notice Deployment parameters. Fixed at construction; readable through `params()`.
     struct Params {
-        /// Settlement token (any ERC20; fee-on-transfer tokens are not supported).
+        /// Settlement token (any ERC20; a transfer that delivers less than asked, as
+        /// fee-on-transfer tokens do, is refused).
         address token;
         /// Epoch length in seconds. Epoch `e` covers `[genesis + e*len, genesis + (e+1)*len)`.
         uint64 epochLength;
@@ -53,6 +54,9 @@ interface IWirepactMarket {
         uint16 bonusAvailabilityBps;
         /// Share of the reward pool set aside as a period's bonus pot, in basis points.
         uint16 bonusPoolShareBps;
+        /// A session's deposit must pay for at least this many seconds at its SLA rate and
+        /// price: holding capacity costs in proportion to what it blocks.
+        uint32 minDepositSeconds;
     }
 
     /// @notice Fields a provider declares at registration.
@@ -93,6 +97,12 @@ interface IWirepactMarket {
         bytes32 tunnelKey;
         string endpoint;
         string region;
+        /// Takes no new client sessions (oracles still probe it).
+        bool paused;
+        /// Epoch of registration (bonus credit starts after it).
+        uint32 registeredEpoch;
+        /// Epoch it left in, if it left (reports judge it up to that epoch).
+        uint32 leftEpoch;
     }
 
     /// @notice Immutable terms of a session. `sessionId = keccak256(abi.encode(terms))`; the
@@ -146,12 +156,13 @@ interface IWirepactMarket {
         string endpoint;
     }
 
-    /// @notice A provider's bonus bookkeeping: unavailable verdicts in its latest period with
-    /// one, and the last period it was slashed in / claimed for (plus one; 0 = never).
+    /// @notice What a reward period recorded against a provider (unavailable and "not
+    /// measured" verdicts, a slash), and the last period it claimed a bonus for (plus one; 0 =
+    /// never).
     struct BonusRecord {
-        uint32 unavailablePeriod;
         uint16 unavailable;
-        uint32 slashedPeriodPlusOne;
+        uint16 notMeasured;
+        bool slashed;
         uint32 claimedPeriodPlusOne;
     }
 
@@ -175,6 +186,7 @@ interface IWirepactMarket {
     event ProviderUnbonded(uint32 indexed providerId, uint256 amount);
     event ProviderLeft(uint32 indexed providerId);
     event ProviderUnjailed(uint32 indexed providerId);
+    event ProviderPaused(uint32 indexed providerId, bool paused);
 
     event SessionOpened(bytes32 indexed sessionId, uint32 indexed providerId, address indexed client, SessionTerms terms);
     event SessionClaimed(bytes32 indexed sessionId, uint64 cumulativeBytes, uint256 providerAmount, uint256 fee);
@@ -218,7 +230,10 @@ interface IWirepactMarket {
     error Market_WouldOversell(uint32 committedMbps, uint32 sessionMbps, uint32 capacityMbps);
     error Market_PriceAboveMax(uint256 price, uint256 maxPrice);
     error Market_InvalidSessionKey();
-    error Market_DepositTooSmall();
+    error Market_DepositTooSmall(uint256 deposit, uint256 minimum);
+    error Market_ProviderPaused(uint32 providerId);
+    /// The token delivered less than was transferred (fee-on-transfer tokens are refused).
+    error Market_TokenTransferShort(uint256 expected, uint256 received);
     error Market_UnknownSession(bytes32 sessionId);
     error Market_NotSessionParty(bytes32 sessionId);
     error Market_SessionNotOpen(bytes32 sessionId);
@@ -275,6 +290,7 @@ interface IWirepactMarket {
     function withdrawUnbonded(uint32 providerId) external;
     function leave(uint32 providerId) external;
     function unjail(uint32 providerId) external;
+    function setPaused(uint32 providerId, bool paused) external;
 
     function openSession(uint32 providerId, uint256 depositAmount, uint256 maxPricePerGiB, address sessionKey)
         external
@@ -312,8 +328,9 @@ interface IWirepactMarket {
     function providerCount() external view returns (uint32);
     function providerIdOf(address owner) external view returns (uint32);
     function provider(uint32 providerId) external view returns (ProviderView memory);
-    function bonusRecord(uint32 providerId) external view returns (BonusRecord memory);
+    function bonusRecord(uint32 providerId, uint32 period) external view returns (BonusRecord memory);
     function quote(uint32 providerId) external view returns (uint256);
+    function minDeposit(uint32 providerId) external view returns (uint256);
     function session(bytes32 sessionId) external view returns (SessionState memory);
     function sessionIdOf(SessionTerms calldata t) external pure returns (bytes32);
     function payoutFor(SessionTerms calldata t, uint64 cumulativeBytes, uint256 violations)

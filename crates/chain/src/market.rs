@@ -145,7 +145,8 @@ pub fn devnet_params() -> IWirepactMarket::Params {
         auditProbabilityBps: 10_000,
         minStakePerMbps: ONE,
         minOracleStake: 10 * ONE,
-        unbondingDelay: 3600,
+        // at least two epochs: a provider that leaves stays slashable through its last report window
+        unbondingDelay: 7200,
         claimGrace: 600,
         alphaBps: 10_000,
         protocolFeeBps: 200,
@@ -162,6 +163,7 @@ pub fn devnet_params() -> IWirepactMarket::Params {
         bonusMinAudits: 1,
         bonusAvailabilityBps: 9_990,
         bonusPoolShareBps: 5_000,
+        minDepositSeconds: 60,
     }
 }
 
@@ -198,6 +200,7 @@ pub fn default_params() -> IWirepactMarket::Params {
         bonusMinAudits: 5,
         bonusAvailabilityBps: 9_990,
         bonusPoolShareBps: 5_000,
+        minDepositSeconds: 60,
     }
 }
 

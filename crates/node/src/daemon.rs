@@ -290,8 +290,8 @@ async fn ensure_registered(
 }
 
 /// Claims the reliability bonus of each finished reward period, once, one epoch into the next
-/// period (when the last epoch's report has had its window), proving every audited and
-/// reported epoch of the period after any jail.
+/// period (when the last epoch's report window has closed; the market refuses earlier claims),
+/// proving every audited and reported epoch of the period after registration and any jail.
 async fn bonus_loop(market: Arc<AlloyMarket>, id: ProviderId) {
     let (params, genesis) = match (market.params().await, market.genesis().await) {
         (Ok(p), Ok(g)) => (p, g),
@@ -333,7 +333,12 @@ async fn claim_bonus_for(
     let p = market.provider(id).await?;
     let mut epochs = Vec::new();
     for e in period * per..(period + 1) * per {
-        if e >= u64::from(p.jailedUntilEpoch) && market.is_reported(e).await? && market.is_audited(e, id).await? {
+        // No credit for the registration epoch (the audit set may have been drawn before it).
+        if e > u64::from(p.registeredEpoch)
+            && e >= u64::from(p.jailedUntilEpoch)
+            && market.is_reported(e).await?
+            && market.is_audited(e, id).await?
+        {
             epochs.push(e);
         }
     }

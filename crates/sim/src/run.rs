@@ -60,6 +60,9 @@ struct Prov {
     /// Audited, reported epochs of the current reward period (the bonus claim's proof).
     period_epochs: Vec<u64>,
     period: u64,
+    /// The same for the period before `period` (claimed once its last report window closed).
+    last_period_epochs: Vec<u64>,
+    last_period: Option<u64>,
     base_price: u128,
 }
 
@@ -244,6 +247,8 @@ impl<'a> Sim<'a> {
                     first_slash_audit: None,
                     period_epochs: Vec::new(),
                     period: 0,
+                    last_period_epochs: Vec::new(),
+                    last_period: None,
                     base_price: price.to::<u128>(),
                 });
             }
@@ -358,9 +363,10 @@ impl<'a> Sim<'a> {
         self.next_block(t0 + 10);
         self.open_sessions(e, activity)?;
 
-        // Bonus: at the first epoch of a period, claims for the one that ended; sweep the one before.
+        // Bonus: at the second epoch of a period (the last report window of the one that ended
+        // has closed), claims for the one that ended; sweep the one before.
         let r = u64::from(self.params.rewardPeriodEpochs);
-        if e > 0 && e % r == 0 {
+        if e > r && e % r == 1 {
             self.next_block(t0 + 20);
             self.claim_bonuses(e / r - 1)?;
             if e / r >= 2 {
@@ -614,10 +620,14 @@ impl<'a> Sim<'a> {
                         p.violations += 1;
                     }
                     if p.period != e / r {
+                        p.last_period_epochs = std::mem::take(&mut p.period_epochs);
+                        p.last_period = Some(p.period);
                         p.period = e / r;
-                        p.period_epochs.clear();
                     }
-                    p.period_epochs.push(e);
+                    // Every provider registered in epoch 0, which earns no bonus credit.
+                    if e > 0 {
+                        p.period_epochs.push(e);
+                    }
                     if p.behaviour == Behaviour::Honest {
                         let thr: u64 = (v >> 32usize).as_limbs()[0] & 0xffff_ffff;
                         let lat: u64 = (v >> 8usize).as_limbs()[0] & 0xff_ff_ff;
@@ -659,10 +669,17 @@ impl<'a> Sim<'a> {
         let period32 = u32::try_from(period).unwrap_or(u32::MAX);
         for i in 0..self.provs.len() {
             let p = &self.provs[i];
-            if p.status != Status::Active || p.period != period || p.period_epochs.is_empty() {
+            let epochs = if p.period == period {
+                &p.period_epochs
+            } else if p.last_period == Some(period) {
+                &p.last_period_epochs
+            } else {
+                continue;
+            };
+            if p.status != Status::Active || epochs.is_empty() {
                 continue;
             }
-            let call = M::claimBonusCall { providerId: p.id, period: period32, epochs: p.period_epochs.clone() };
+            let call = M::claimBonusCall { providerId: p.id, period: period32, epochs: epochs.clone() };
             let owner = p.owner;
             let data = alloy::sol_types::SolCall::abi_encode(&call);
             if self.chain.dry_run(owner, self.chain.market, data.clone()).is_err() {
