@@ -567,9 +567,8 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         Provider storage p = _providers[providerId];
         ProviderCore memory c = p.core;
         uint256 committedAfter = uint256(c.committedMbps) + c.sessionMbps;
-        if (c.status != ProviderStatus.Active || c.flags & FLAG_PAUSED != 0 || committedAfter > c.capacityMbps) {
-            return 0;
-        }
+        // (A paused provider still quotes: oracles can open probes with it; clients see `paused`.)
+        if (c.status != ProviderStatus.Active || committedAfter > c.capacityMbps) return 0;
         return Pricing.quote(c.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
     }
 

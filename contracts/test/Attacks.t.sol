@@ -144,7 +144,7 @@ contract AttacksTest is BaseTest {
     function test_When_Paused_ClientsRefusedOraclesProbe() external {
         vm.prank(prov);
         market.setPaused(id, true);
-        assertEq(market.quote(id), 0);
+        assertTrue(market.provider(id).paused);
         vm.prank(client);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderPaused.selector, id));
         market.openSession(id, 10 * ONE, type(uint256).max, sessionKey);

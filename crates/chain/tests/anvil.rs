@@ -137,6 +137,7 @@ async fn eip712_hashes_match_the_contract_for_random_messages() {
                     throughput: Kbps(rng.random()),
                     latency: Millis(rng.random_range(0..1 << 24)),
                     reachable: rng.random(),
+                    measured: true,
                 }
             })
             .collect();
@@ -168,7 +169,8 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     assert_eq!(w.deployer.quorum().await.expect("quorum"), 3);
 
     let d = domain(w.devnet.chain_id(), w.deployer.address());
-    let obs = [Observation { provider: pid, throughput: Kbps(30_000), latency: Millis(20), reachable: true }];
+    let obs =
+        [Observation { provider: pid, throughput: Kbps(30_000), latency: Millis(20), reachable: true, measured: true }];
     let (p, m) = encode_observations(&obs).expect("encode");
     let build = |n: usize| {
         let mut rows = Vec::new();

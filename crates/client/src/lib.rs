@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, session_status};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
-use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
+use wirepact_proto::{domain, format_tokens, parse_tokens, price_ceiling, ParseTokenError, ProviderId};
 use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{chain_clock, serve_proxy, ClientSession, SessionError};
@@ -51,6 +51,11 @@ pub struct ClientConfig {
     /// Refuse providers quoting more than this per GiB, in tokens.
     #[serde(default)]
     pub max_price_per_gib: Option<String>,
+    /// Open a session only at up to this much (percent) above the quote seen when choosing the
+    /// provider: a provider that raises its price in front of the open makes it fail (and the
+    /// client moves on) instead of taking the deposit at any price.
+    #[serde(default = "default_price_tolerance_pct")]
+    pub price_tolerance_pct: u32,
     /// Only providers promising at least this rate per session, Mbit/s.
     #[serde(default)]
     pub min_mbps: u32,
@@ -90,6 +95,10 @@ pub struct ClientConfig {
     /// With `tun`: the device's name.
     #[serde(default = "default_tun_name")]
     pub tun_name: String,
+}
+
+fn default_price_tolerance_pct() -> u32 {
+    5
 }
 
 fn default_tun_name() -> String {
@@ -186,7 +195,8 @@ pub async fn candidates(market: &impl Market) -> Result<Vec<Candidate>, ChainErr
             id,
             endpoint: p.endpoint.clone(),
             region: p.region.clone(),
-            active: p.status == provider_status::ACTIVE,
+            // a paused provider takes no new client sessions
+            active: p.status == provider_status::ACTIVE && !p.paused,
             session_mbps: p.sessionMbps,
             max_latency_ms: p.maxLatencyMs,
             headroom_mbps: p.capacityMbps.saturating_sub(p.committedMbps),
@@ -355,8 +365,9 @@ impl Opener<'_> {
             market.deposit(self.deposit - have).await?;
         }
         let session_key = PrivateKeySigner::random();
-        let opened =
-            market.open_session(ProviderId(choice.id), self.deposit, self.max_price, session_key.address()).await?;
+        let max_price =
+            self.max_price.min(price_ceiling(choice.quote, self.cfg.price_tolerance_pct.saturating_mul(100)));
+        let opened = market.open_session(ProviderId(choice.id), self.deposit, max_price, session_key.address()).await?;
         let saved = SavedSession { terms: opened.terms.clone(), session_key: session_key.clone() };
         if let Err(e) = self.store.save(&saved) {
             // Without the file a crash would strand the deposit: close at once instead.

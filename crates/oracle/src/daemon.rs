@@ -15,12 +15,13 @@ use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, WirepactMarket};
 use wirepact_chain::{AlloyMarket, ChainError, Market, ReportSubmission, SendPolicy};
 use wirepact_proto::{
-    domain, encode_observations, parse_tokens, sign_observations, Kbps, Millis, Observation, Observations,
-    ParseTokenError, ProviderId,
+    domain, encode_observations, parse_tokens, price_ceiling, sign_observations, Kbps, Millis, Observation,
+    Observations, ParseTokenError, ProviderId,
 };
 
 use crate::exchange::{fetch, verify, Collected, Published, SignedObservations};
-use crate::probe::{probe_through_tunnel, Measurement, ProbePlan, ProbeTarget, Sink};
+use crate::probe::{probe_through_tunnel, Measurement, ProbeError, ProbePlan, ProbeTarget, Sink};
+use crate::settle::ProbeSessions;
 use wirepact_proto::observations::MAX_LATENCY_MS;
 
 /// The oracle's configuration (`oracle.toml`; see `examples/oracle.toml`).
@@ -41,9 +42,16 @@ pub struct OracleConfig {
     /// Stake locked at registration, in tokens (default: the market's minimum).
     #[serde(default)]
     pub stake: Option<String>,
-    /// Tokens deposited into each probe session.
+    /// Tokens deposited into each probe session (raised to the market's minimum deposit for
+    /// the provider when that is higher). Each deposit comes back, less what the probe used,
+    /// once the market's claim grace after the probe has passed.
     #[serde(default = "default_probe_deposit")]
     pub probe_deposit: String,
+    /// How far above the quote read just before a probe the oracle still opens the probe
+    /// session, in percent; a provider raising its price in front of the probe makes the open
+    /// fail (the probe is then "not measured") instead of taking the whole deposit.
+    #[serde(default = "default_price_tolerance_pct")]
+    pub price_tolerance_pct: u32,
     /// Probes start at a random moment within this share of the epoch (0-100).
     #[serde(default = "default_probe_window_pct")]
     pub probe_window_pct: u64,
@@ -68,6 +76,9 @@ fn default_true() -> bool {
 }
 fn default_probe_deposit() -> String {
     "1".into()
+}
+fn default_price_tolerance_pct() -> u32 {
+    5
 }
 fn default_probe_window_pct() -> u64 {
     40
@@ -129,6 +140,18 @@ struct Ctx {
     /// Held from the balance check to the session's opening: the probes of two epochs may
     /// overlap, and both must not count the same deposited tokens.
     funding: tokio::sync::Mutex<()>,
+    /// Probe sessions to settle once their claim grace is over.
+    unsettled: ProbeSessions,
+}
+
+/// What one probe of one provider came to.
+#[derive(Debug, Clone)]
+enum Probed {
+    /// The probe ran (or the provider's endpoint or tunnel failed: then unreachable).
+    Measured(Measurement),
+    /// The probe could not run for a reason that is not the provider's fault: it was full, or
+    /// this oracle's funds, RPC or sink failed. Signed as "not measured", never a violation.
+    NotMeasured(String),
 }
 
 impl Ctx {
@@ -175,37 +198,62 @@ impl Ctx {
         Ok(out)
     }
 
-    /// Opens a paid session with `t`, probes it, closes the session.
-    async fn probe_one(&self, t: &Target) -> Measurement {
+    /// Opens a paid session with `t`, probes it, closes the session (settled later).
+    async fn probe_one(&self, t: &Target) -> Probed {
         match self.try_probe(t).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::info!(provider = t.id, error = %e, "provider unreachable");
-                Measurement::unreachable()
+            Ok(m) => Probed::Measured(m),
+            Err(reason) => {
+                tracing::warn!(provider = t.id, %reason, "provider not measured (not its fault); signed as such");
+                Probed::NotMeasured(reason)
             }
         }
     }
 
+    /// `Err` only for what is not the provider's fault; a provider whose endpoint or tunnel
+    /// fails is `Ok(unreachable)`.
     async fn try_probe(&self, t: &Target) -> Result<Measurement, String> {
-        let deposit = parse_tokens(&self.cfg.probe_deposit).map_err(|e| e.to_string())?;
+        // Our own sink first: if it does not answer, no probe can measure anything.
+        match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(self.sink.addr)).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(format!("this oracle's probe sink {} does not answer", self.sink.addr)),
+        }
+        let configured = parse_tokens(&self.cfg.probe_deposit).map_err(|e| e.to_string())?;
+        let quote = self.market.quote(ProviderId(t.id)).await.map_err(|e| format!("reading the quote: {e}"))?;
+        if quote.is_zero() {
+            return Err("the provider is full (or not open): no capacity for a probe session".into());
+        }
+        let floor = self
+            .view()
+            .minDeposit(t.id)
+            .call()
+            .await
+            .map_err(|e| format!("reading the minimum deposit: {}", ChainError::from_contract("minDeposit", e)))?;
+        let deposit = configured.max(floor);
+        let max_price = price_ceiling(quote, self.cfg.price_tolerance_pct.saturating_mul(100));
         let key = PrivateKeySigner::random();
         let opened = {
             let _funding = self.funding.lock().await;
-            let have = self.market.balance_of(self.market.account()).await.map_err(|e| e.to_string())?;
+            let have = self
+                .market
+                .balance_of(self.market.account())
+                .await
+                .map_err(|e| format!("reading this oracle's market balance: {e}"))?;
             if have < deposit {
-                self.market.deposit(deposit - have).await.map_err(|e| e.to_string())?;
+                self.market
+                    .deposit(deposit - have)
+                    .await
+                    .map_err(|e| format!("funding the probe from this oracle's wallet: {e}"))?;
             }
             self.market
-                .open_session(ProviderId(t.id), deposit, U256::MAX, key.address())
+                .open_session(ProviderId(t.id), deposit, max_price, key.address())
                 .await
                 .map_err(|e| format!("opening a probe session: {e}"))?
         };
         let result = async {
-            let addr = tokio::net::lookup_host(&t.endpoint)
-                .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| format!("endpoint {} does not resolve", t.endpoint))?;
+            let Some(addr) = tokio::net::lookup_host(&t.endpoint).await.ok().and_then(|mut a| a.next()) else {
+                tracing::info!(provider = t.id, endpoint = %t.endpoint, "provider unreachable: its endpoint does not resolve");
+                return Ok(Measurement::unreachable());
+            };
             let dom = domain(self.market.chain_id(), self.market.address());
             let target = ProbeTarget {
                 addr,
@@ -214,17 +262,33 @@ impl Ctx {
                 opened_at: opened.terms.openedAt.to::<u64>(),
                 sla_kbps: t.sla_kbps,
             };
-            probe_through_tunnel(&target, &key, &dom, self.sink, &self.plan).await.map_err(|e| e.to_string())
+            match probe_through_tunnel(&target, &key, &dom, self.sink, &self.plan).await {
+                Ok(m) => Ok(m),
+                Err(ProbeError::Sign(e)) => Err(format!("this oracle cannot sign: {e}")),
+                Err(e) => {
+                    tracing::info!(provider = t.id, error = %e, "provider unreachable");
+                    Ok(Measurement::unreachable())
+                }
+            }
         }
         .await;
-        if let Err(e) = self.market.close(&opened.terms).await {
-            tracing::warn!(error = %e, "closing the probe session failed");
-        }
+        let closed = match self.market.close(&opened.terms).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "closing the probe session failed; will retry");
+                false
+            }
+        };
+        self.unsettled.add(&opened.terms, closed, unix_now());
         result
     }
 
-    fn persist(&self, o: &SignedObservations, measured: &[(u32, Measurement)]) {
-        let line = serde_json::json!({ "signed": o, "measured": measured.iter().map(|(id, m)| serde_json::json!({"provider": id, "m": m})).collect::<Vec<_>>() });
+    fn persist(&self, o: &SignedObservations, measured: &[(u32, Measurement)], unmeasured: &[(u32, String)]) {
+        let line = serde_json::json!({
+            "signed": o,
+            "measured": measured.iter().map(|(id, m)| serde_json::json!({"provider": id, "m": m})).collect::<Vec<_>>(),
+            "not_measured": unmeasured.iter().map(|(id, why)| serde_json::json!({"provider": id, "why": why})).collect::<Vec<_>>(),
+        });
         let path = self.cfg.data_dir.join("observations.jsonl");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
@@ -240,8 +304,12 @@ impl Ctx {
         self.view().epochSeed(epoch).call().await.is_ok_and(|s| s != alloy::primitives::B256::ZERO)
     }
 
-    /// One epoch: probe, sign, publish; then lead or stand by.
+    /// One epoch: settle due probe sessions, probe, sign, publish; then lead or stand by.
     async fn run_epoch(self: Arc<Self>, epoch: u64) {
+        let pass = self.unsettled.pass(&self.market, unix_now()).await;
+        if pass.settled > 0 || pass.waiting > 0 {
+            tracing::info!(epoch, settled = pass.settled, waiting = pass.waiting, "probe sessions settled");
+        }
         // Seed the audit draw unless another oracle already has (first call wins on chain).
         // `beginEpoch` seeds the epoch of the block's timestamp: right at the boundary the
         // chain's clock may still be in the previous epoch, which leaves this one unseeded and
@@ -275,16 +343,26 @@ impl Ctx {
         tokio::time::sleep(Duration::from_millis(delay)).await;
 
         let mut measured = Vec::new();
+        let mut unmeasured = Vec::new();
         let mut obs = Vec::new();
         for t in &targets {
-            let mut m = self.probe_one(t).await;
+            let mut m = match self.probe_one(t).await {
+                Probed::Measured(m) => m,
+                Probed::NotMeasured(reason) => {
+                    obs.push(Observation::not_measured(ProviderId(t.id)));
+                    unmeasured.push((t.id, reason));
+                    continue;
+                }
+            };
             if self.cfg.confirm_suspects && m.looks_like_violation(t.sla_kbps) {
                 tracing::info!(
                     epoch,
                     provider = t.id,
                     "the probe looks like a violation; confirming with a second one"
                 );
-                m = m.better(self.probe_one(t).await);
+                if let Probed::Measured(again) = self.probe_one(t).await {
+                    m = m.better(again);
+                }
             }
             let (mut thr, lat) = (m.throughput_kbps, m.latency_us.div_ceil(1000));
             if self.cfg.lie {
@@ -303,6 +381,7 @@ impl Ctx {
                 throughput: Kbps(u32::try_from(thr).unwrap_or(u32::MAX)),
                 latency: Millis(u32::try_from(lat).unwrap_or(MAX_LATENCY_MS).min(MAX_LATENCY_MS)),
                 reachable: m.reachable,
+                measured: true,
             });
             measured.push((t.id, m));
         }
@@ -321,7 +400,7 @@ impl Ctx {
             row: row.into(),
             signature,
         };
-        self.persist(&mine, &measured);
+        self.persist(&mine, &measured, &unmeasured);
         self.published.put(mine.clone());
 
         let oracles = match self.oracles().await {
@@ -442,7 +521,9 @@ pub async fn run_oracle(
         tracing::info!(%stake, endpoint, "registering the oracle");
         market.register_oracle(&endpoint, stake).await?;
     }
-    let epoch_len = market.params().await?.epochLength;
+    let params = market.params().await?;
+    let epoch_len = params.epochLength;
+    let unsettled = ProbeSessions::load(&cfg.data_dir, params.claimGrace);
     let genesis = view.genesis().call().await.map_err(|e| ChainError::from_contract("reading genesis", e))?.to::<u64>();
     let published = Published::default();
     let router = published.router();
@@ -471,6 +552,7 @@ pub async fn run_oracle(
         epoch_len,
         genesis,
         funding: Default::default(),
+        unsettled,
     });
 
     let follow = async {

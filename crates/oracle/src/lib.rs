@@ -3,6 +3,7 @@
 pub mod daemon;
 pub mod exchange;
 pub mod probe;
+pub mod settle;
 
 pub use daemon::{run_oracle, OracleConfig, OracleError, OracleInfo};
 pub use exchange::{verify, Published, Rejected, SignedObservations};

@@ -105,6 +105,7 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
             sink_listen: "127.0.0.1:0".parse().expect("addr"),
             stake: None,
             probe_deposit: "1".into(),
+            price_tolerance_pct: 5,
             probe_window_pct: 20,
             fallback_pct: 30,
             // 12-second epochs leave no room for second probes; this test pins detection.

@@ -12,6 +12,7 @@ pub use eip712::{
 };
 pub use frames::{Frame, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use observations::{decode_observations, encode_observations, Observation, ObservationError};
+pub use units::price_ceiling;
 pub use units::{
     format_tokens, parse_tokens, ByteCount, Kbps, Mbps, Millis, ParseTokenError, ProviderId, SessionId, SessionTerms,
     SlaTerms, TokenAmount, TOKEN_DECIMALS,

@@ -2,7 +2,11 @@
 //!
 //! `providers`: 4 bytes per provider id, big-endian, strictly ascending.
 //! `measurements`: 8 bytes per provider, in the same order: throughput kbit/s (u32 BE),
-//! latency ms (u24 BE, at most 16,777,215), flags (bit 0 = reachable).
+//! latency ms (u24 BE, at most 16,777,215), flags (bit 0 = reachable, bit 1 = not measured).
+//!
+//! "Not measured" is what an oracle signs when it could not run the probe for a reason that
+//! is not the provider's fault (the provider was full, or the oracle's own funds, RPC or sink
+//! failed): the market gives no verdict unless a strict majority of the signers measured.
 
 use crate::units::{Kbps, Millis, ProviderId};
 
@@ -13,7 +17,21 @@ pub struct Observation {
     pub throughput: Kbps,
     pub latency: Millis,
     pub reachable: bool,
+    /// False: the oracle could not probe, for a reason that is not the provider's fault.
+    pub measured: bool,
 }
+
+impl Observation {
+    /// "Not measured" for `provider` (no throughput, latency or reachability claimed).
+    #[must_use]
+    pub fn not_measured(provider: ProviderId) -> Self {
+        Self { provider, throughput: Kbps(0), latency: Millis(0), reachable: false, measured: false }
+    }
+}
+
+/// Flag bits of a measurement.
+pub const FLAG_REACHABLE: u8 = 1;
+pub const FLAG_NOT_MEASURED: u8 = 2;
 
 /// Largest latency the encoding carries (u24).
 pub const MAX_LATENCY_MS: u32 = (1 << 24) - 1;
@@ -46,7 +64,16 @@ pub fn encode_observations(obs: &[Observation]) -> Result<(Vec<u8>, Vec<u8>), Ob
         providers.extend_from_slice(&o.provider.0.to_be_bytes());
         measurements.extend_from_slice(&o.throughput.0.to_be_bytes());
         measurements.extend_from_slice(&o.latency.0.to_be_bytes()[1..]);
-        measurements.push(u8::from(o.reachable));
+        let flags = if o.measured {
+            if o.reachable {
+                FLAG_REACHABLE
+            } else {
+                0
+            }
+        } else {
+            FLAG_NOT_MEASURED
+        };
+        measurements.push(flags);
     }
     Ok((providers, measurements))
 }
@@ -70,7 +97,8 @@ pub fn decode_observations(providers: &[u8], measurements: &[u8]) -> Result<Vec<
             provider: ProviderId(id),
             throughput: Kbps(u32::from_be_bytes([m[0], m[1], m[2], m[3]])),
             latency: Millis(u32::from_be_bytes([0, m[4], m[5], m[6]])),
-            reachable: m[7] & 1 == 1,
+            reachable: m[7] & FLAG_REACHABLE != 0 && m[7] & FLAG_NOT_MEASURED == 0,
+            measured: m[7] & FLAG_NOT_MEASURED == 0,
         });
     }
     Ok(out)
@@ -82,18 +110,24 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_obs() -> impl Strategy<Value = Vec<Observation>> {
-        proptest::collection::btree_map(1u32.., (any::<u32>(), 0..=MAX_LATENCY_MS, any::<bool>()), 0..40).prop_map(
-            |m| {
+        proptest::collection::btree_map(1u32.., (any::<u32>(), 0..=MAX_LATENCY_MS, any::<bool>(), any::<bool>()), 0..40)
+            .prop_map(|m| {
                 m.into_iter()
-                    .map(|(id, (t, l, r))| Observation {
-                        provider: ProviderId(id),
-                        throughput: Kbps(t),
-                        latency: Millis(l),
-                        reachable: r,
+                    .map(|(id, (t, l, r, measured))| {
+                        if measured {
+                            Observation {
+                                provider: ProviderId(id),
+                                throughput: Kbps(t),
+                                latency: Millis(l),
+                                reachable: r,
+                                measured,
+                            }
+                        } else {
+                            Observation::not_measured(ProviderId(id))
+                        }
                     })
                     .collect()
-            },
-        )
+            })
     }
 
     proptest! {
@@ -116,6 +150,7 @@ mod tests {
             throughput: Kbps(1),
             latency: Millis(lat),
             reachable: true,
+            measured: true,
         };
         assert_eq!(encode_observations(&[o(2, 1), o(2, 1)]), Err(ObservationError::NotAscending { prev: 2, next: 2 }));
         assert_eq!(
@@ -125,5 +160,9 @@ mod tests {
         let layout = encode_observations(&[o(7, 300)]).expect("encode");
         assert_eq!(layout.0, vec![0, 0, 0, 7]);
         assert_eq!(layout.1, vec![0, 0, 0, 1, 0, 1, 44, 1]);
+        // "not measured" is flag bit 1 and claims nothing else (the market's test
+        // `test_Attack_FullProviderNotMeasured_NoViolation` signs the same byte)
+        let layout = encode_observations(&[Observation::not_measured(ProviderId(7))]).expect("encode");
+        assert_eq!(layout.1, vec![0, 0, 0, 0, 0, 0, 0, 2]);
     }
 }

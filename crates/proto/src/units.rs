@@ -146,3 +146,26 @@ mod tests {
         }
     }
 }
+
+/// The most a caller accepts to pay per GiB when it saw `quote`: `quote` raised by
+/// `tolerance_bps` (rounded down). Passed as `maxPricePerGiB`, so a provider that raises its
+/// price in front of the caller's `openSession` makes the open fail instead of taking the
+/// whole deposit at any price.
+#[must_use]
+pub fn price_ceiling(quote: U256, tolerance_bps: u32) -> U256 {
+    quote.saturating_add(quote.saturating_mul(U256::from(tolerance_bps)) / U256::from(10_000u64))
+}
+
+#[cfg(test)]
+mod price_tests {
+    use super::*;
+
+    #[test]
+    fn the_ceiling_is_the_quote_plus_the_tolerance() {
+        assert_eq!(price_ceiling(U256::from(1_000u64), 500), U256::from(1_050u64));
+        assert_eq!(price_ceiling(U256::from(999u64), 0), U256::from(999u64));
+        assert_eq!(price_ceiling(U256::ZERO, 500), U256::ZERO);
+        // never wraps, never below the quote
+        assert_eq!(price_ceiling(U256::MAX, 500), U256::MAX);
+    }
+}

@@ -575,6 +575,7 @@ impl<'a> Sim<'a> {
                     throughput: Kbps(r.throughput_kbps),
                     latency: Millis(r.latency_ms.min(wirepact_proto::observations::MAX_LATENCY_MS)),
                     reachable: r.reachable,
+                    measured: true,
                 });
             }
             let (pb, mb) =
