@@ -43,28 +43,36 @@ contract AuditModule is MarketBase {
 
     // ================================================================= oracles
 
-    /// @notice Registers the caller as an oracle reachable at `endpoint`, pulling `stake`.
+    /// @notice Registers the caller as an oracle reachable at `endpoint`, pulling `stake`. It
+    /// signs from the next epoch on (an epoch's oracle set is fixed when the epoch starts). There
+    /// is no cap on the number of oracles: reports count stake, so sybils buy nothing but weight.
     function registerOracle(string calldata endpoint, uint256 stake) external nonReentrant onlyDelegated {
         Oracle storage o = _oracles[msg.sender];
         if (o.status != M.OracleStatus.None || o.stake != 0) revert M.Market_OracleAlreadyRegistered();
         if (stake < _minOracleStake) revert M.Market_StakeBelowMinimum(stake, _minOracleStake);
         if (stake > type(uint96).max) revert M.Market_AmountTooLarge();
         if (bytes(endpoint).length == 0 || bytes(endpoint).length > 256) revert M.Market_InvalidTerms();
-        if (_activeOracles >= MAX_ORACLES) revert M.Market_TooManyOracles();
         _pull(msg.sender, stake);
         o.status = M.OracleStatus.Active;
         o.stake = uint96(stake);
+        o.fromEpoch = uint32(_epochNow() + 1);
+        o.untilEpoch = 0;
         o.endpoint = endpoint;
+        _shiftOracleStake(int256(stake));
         if (o.unbondingReadyAt == 0) _oracleList.push(msg.sender);
         _activeOracles += 1;
         emit M.OracleRegistered(msg.sender, stake, endpoint);
     }
 
-    /// @notice Stops signing; the stake can be withdrawn after the unbonding delay.
+    /// @notice Stops signing after this epoch (its signatures for this and earlier epochs still
+    /// count); the stake can be withdrawn after the unbonding delay, which outlasts their report
+    /// window, and stays slashable for equivocation until then.
     function requestOracleLeave() external onlyDelegated {
         Oracle storage o = _oracles[msg.sender];
         if (o.status != M.OracleStatus.Active) revert M.Market_NotOracle(msg.sender);
         o.status = M.OracleStatus.Leaving;
+        o.untilEpoch = uint32(_epochNow() + 1);
+        _shiftOracleStake(-int256(uint256(o.stake)));
         o.unbondingReadyAt = uint64(block.timestamp + _unbondingDelay);
         _activeOracles -= 1;
         emit M.OracleLeaveRequested(msg.sender, o.unbondingReadyAt);
@@ -80,6 +88,42 @@ contract AuditModule is MarketBase {
         o.status = M.OracleStatus.None;
         _balances[msg.sender] += stake;
         emit M.OracleLeft(msg.sender, stake);
+    }
+
+    /// @notice Slashes an oracle that signed two different observations for one epoch: its
+    /// whole stake, half to the caller (who proved it), half to the reward pool. Honest oracles
+    /// sign one observation per epoch (the daemon keeps what it signed across restarts).
+    function proveEquivocation(
+        uint64 epoch,
+        bytes calldata providersA,
+        bytes calldata rowA,
+        bytes calldata sigA,
+        bytes calldata providersB,
+        bytes calldata rowB,
+        bytes calldata sigB
+    ) external onlyDelegated {
+        bytes32 a = _hashTypedDataV4(_observationsStructHash(epoch, providersA, rowA));
+        bytes32 b = _hashTypedDataV4(_observationsStructHash(epoch, providersB, rowB));
+        if (a == b) revert M.Market_NotEquivocation();
+        (address sa, ECDSA.RecoverError ea,) = ECDSA.tryRecover(a, sigA);
+        (address sb, ECDSA.RecoverError eb,) = ECDSA.tryRecover(b, sigB);
+        if (ea != ECDSA.RecoverError.NoError || eb != ECDSA.RecoverError.NoError || sa != sb) {
+            revert M.Market_NotEquivocation();
+        }
+        Oracle storage o = _oracles[sa];
+        uint256 stake = o.stake;
+        if (stake == 0) revert M.Market_NotOracle(sa);
+        M.OracleStatus status = o.status;
+        if (status == M.OracleStatus.Active) {
+            _activeOracles -= 1;
+            _shiftOracleStake(-int256(stake));
+        }
+        o.status = M.OracleStatus.Slashed;
+        o.stake = 0;
+        uint256 toProver = stake / 2;
+        _balances[msg.sender] += toProver;
+        _rewardPool += stake - toProver;
+        emit M.OracleSlashed(sa, epoch, stake, msg.sender);
     }
 
     /// @notice Fixes the current epoch's audit seed (first call wins). Returns the seed.
@@ -106,19 +150,19 @@ contract AuditModule is MarketBase {
     ) external onlyDelegated {
         bytes32 seed = _markReported(epoch);
         uint256 m = signatures.length;
-        {
-            uint256 n = _activeOracles;
-            if (n < MIN_ORACLES) revert M.Market_TooFewOracles(n);
-            uint256 q = _quorum();
-            if (m < q) revert M.Market_QuorumNotReached(m, q);
-        }
-        if (providerIds.length % 4 != 0 || measurements.length != m * (providerIds.length * 2)) {
+        if (m < MIN_SIGNERS) revert M.Market_TooFewOracles(m);
+        // An empty report judges nobody and would only pay its signers.
+        if (
+            providerIds.length == 0 || providerIds.length % 4 != 0
+                || measurements.length != m * (providerIds.length * 2)
+        ) {
             revert M.Market_MalformedReport();
         }
-        address[] memory signers = _verifySigners(epoch, providerIds, measurements, signatures);
+        (address[] memory signers, uint256[] memory weights) =
+            _verifySigners(epoch, providerIds, measurements, signatures);
         uint32 period = uint32(epoch / _rewardPeriodEpochs);
         (uint256 available, uint256[] memory verdicts) =
-            _recordVerdicts(epoch, seed, period, providerIds, measurements, signers);
+            _recordVerdicts(epoch, seed, period, providerIds, measurements, signers, weights);
         if (available != 0) _periodAvailable[period] += available;
         _rewardOracles(signers);
         emit M.ReportAccepted(epoch, msg.sender, providerIds, verdicts);
@@ -228,21 +272,30 @@ contract AuditModule is MarketBase {
         bytes calldata providerIds,
         bytes calldata measurements,
         bytes[] calldata signatures
-    ) internal view returns (address[] memory signers) {
+    ) internal view returns (address[] memory signers, uint256[] memory weights) {
         uint256 m = signatures.length;
         uint256 count = providerIds.length / 4;
         signers = new address[](m);
+        weights = new uint256[](m);
         address last;
+        uint256 signing;
         for (uint256 i; i < m; ++i) {
             bytes calldata row = measurements[i * count * 8:(i + 1) * count * 8];
             bytes32 digest = _hashTypedDataV4(_observationsStructHash(epoch, providerIds, row));
             (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signatures[i]);
             if (err != ECDSA.RecoverError.NoError) revert M.Market_NotOracle(address(0));
             if (signer <= last) revert M.Market_SignersNotSorted();
-            if (_oracles[signer].status != M.OracleStatus.Active) revert M.Market_NotOracle(signer);
+            // Eligibility is by epoch, not by current status: a signer that asked to leave
+            // after signing still counts, one that joined during the epoch does not.
+            uint256 w = _signerWeight(signer, epoch);
+            if (w == 0) revert M.Market_NotOracle(signer);
             signers[i] = signer;
+            weights[i] = w;
+            signing += w;
             last = signer;
         }
+        uint256 eligible = _eligibleStake(epoch);
+        if (signing * 3 <= eligible * 2) revert M.Market_QuorumNotReached(signing, eligible);
     }
 
     /// Per-report context, kept in memory to keep the stack shallow.
@@ -250,8 +303,12 @@ contract AuditModule is MarketBase {
         uint64 epoch;
         uint32 period;
         address[] signers;
+        /// each signer's stake for the epoch, and scratch arrays for the weighted medians
+        uint256[] weights;
         uint32[] thr;
         uint32[] lat;
+        uint256[] wThr;
+        uint256[] wLat;
         uint256[] verdicts;
     }
 
@@ -261,15 +318,20 @@ contract AuditModule is MarketBase {
         uint32 period,
         bytes calldata providerIds,
         bytes calldata measurements,
-        address[] memory signers
+        address[] memory signers,
+        uint256[] memory weights
     ) internal returns (uint256 availableCount, uint256[] memory verdicts) {
         uint256 count = providerIds.length / 4;
+        uint256 m = signers.length;
         ReportCtx memory ctx = ReportCtx({
             epoch: epoch,
             period: period,
             signers: signers,
-            thr: new uint32[](signers.length),
-            lat: new uint32[](signers.length),
+            weights: weights,
+            thr: new uint32[](m),
+            lat: new uint32[](m),
+            wThr: new uint256[](m),
+            wLat: new uint256[](m),
             verdicts: new uint256[](count)
         });
         uint32 lastId;
@@ -305,8 +367,7 @@ contract AuditModule is MarketBase {
         uint32 medThr;
         uint32 medLat;
         bool measured;
-        (medThr, medLat, reachable, measured) =
-            _aggregate(measurements, ctx.verdicts.length * 8, j, ctx.thr, ctx.lat);
+        (medThr, medLat, reachable, measured) = _aggregate(measurements, ctx.verdicts.length * 8, j, ctx);
         if (!measured) {
             // Most signers could not measure (the provider was full, or their own side failed):
             // no verdict, and no bonus credit for this audit.
@@ -325,49 +386,46 @@ contract AuditModule is MarketBase {
         }
     }
 
-    /// Lower medians of throughput and latency and the majority of `reachable` over the rows
-    /// that measured provider `j` (flags bit 1 = "not measured"); `measured` is false unless a
-    /// strict majority of the signers measured it, so a minority cannot shield a provider by
-    /// saying "not measured".
-    function _aggregate(
-        bytes calldata measurements,
-        uint256 rowLen,
-        uint256 j,
-        uint32[] memory thr,
-        uint32[] memory lat
-    ) internal pure returns (uint32 medThr, uint32 medLat, bool reachable, bool measured) {
-        uint256 m = thr.length;
+    /// Stake-weighted lower medians of throughput and latency and the stake majority of
+    /// `reachable` over the rows that measured provider `j` (flags bit 1 = "not measured");
+    /// `measured` is false unless signers holding more than half the signing stake measured it,
+    /// so a minority cannot shield a provider by saying "not measured". Weighting by stake (not
+    /// by head count) means oracles holding less than half the signing stake cannot move a
+    /// median outside the range of the others' values, however many addresses they use.
+    function _aggregate(bytes calldata measurements, uint256 rowLen, uint256 j, ReportCtx memory ctx)
+        internal
+        pure
+        returns (uint32 medThr, uint32 medLat, bool reachable, bool measured)
+    {
+        uint256 m = ctx.weights.length;
         uint256 k;
-        uint256 reachableVotes;
+        uint256 total;
+        uint256 measuredStake;
+        uint256 reachableStake;
         // unchecked: j < providers, i < signers, off < measurements.length (all bounded by the
-        // calldata size, far below 2^256); the slice below is still bounds-checked.
+        // calldata size, far below 2^256); stakes are uint96, their sum fits easily.
         unchecked {
             uint256 off = j * 8;
             for (uint256 i; i < m; ++i) {
                 uint64 rec = uint64(bytes8(measurements[off:off + 8]));
                 off += rowLen;
+                uint256 w = ctx.weights[i];
+                total += w;
                 if (rec & 2 != 0) continue;
-                thr[k] = uint32(rec >> 32);
-                lat[k] = uint32(rec >> 8) & 0xffffff;
+                ctx.thr[k] = uint32(rec >> 32);
+                ctx.lat[k] = uint32(rec >> 8) & 0xffffff;
+                ctx.wThr[k] = w;
+                ctx.wLat[k] = w;
                 ++k;
-                if (rec & 1 == 1) ++reachableVotes;
+                measuredStake += w;
+                if (rec & 1 == 1) reachableStake += w;
             }
         }
-        measured = k * 2 > m;
+        measured = measuredStake * 2 > total;
         if (!measured) return (0, 0, false, false);
-        // The medians are taken over the first k entries; the arrays (reused for every
-        // provider of the report) get their length back afterwards.
-        assembly ("memory-safe") {
-            mstore(thr, k)
-            mstore(lat, k)
-        }
-        medThr = Median.lowerMedian(thr);
-        medLat = Median.lowerMedian(lat);
-        assembly ("memory-safe") {
-            mstore(thr, m)
-            mstore(lat, m)
-        }
-        reachable = reachableVotes * 2 > k;
+        medThr = Median.weightedLowerMedian(ctx.thr, ctx.wThr, k, measuredStake);
+        medLat = Median.weightedLowerMedian(ctx.lat, ctx.wLat, k, measuredStake);
+        reachable = reachableStake * 2 > measuredStake;
     }
 
     /// Shifts the verdict into the audit history, counts violations and unavailability, slashes

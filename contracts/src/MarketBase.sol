@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -20,8 +21,9 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     uint256 internal constant BPS = 10_000;
     /// @notice Receipts dated further in the future than this are refused.
     uint256 public constant MAX_RECEIPT_DRIFT = 5 minutes;
-    uint256 public constant MIN_ORACLES = 4;
-    uint256 public constant MAX_ORACLES = 128;
+    /// A report needs signatures from at least this many distinct oracles (and more than two
+    /// thirds of the epoch's oracle stake).
+    uint256 public constant MIN_SIGNERS = 3;
 
     bytes32 public constant RECEIPT_TYPEHASH =
         keccak256("Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)");
@@ -118,10 +120,13 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         string region;
     }
 
+    /// Signs for epochs `[fromEpoch, untilEpoch)` (`untilEpoch` 0: until it leaves).
     struct Oracle {
         M.OracleStatus status;
         uint96 stake;
         uint64 unbondingReadyAt;
+        uint32 fromEpoch;
+        uint32 untilEpoch;
         string endpoint;
     }
 
@@ -143,6 +148,8 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     mapping(uint32 period => uint256) internal _periodAvailable;
     uint8 internal constant FLAG_HISTORY = 1;
     uint8 internal constant FLAG_PAUSED = 2;
+    /// Total stake of the oracles eligible for each epoch (key: first epoch a value holds for).
+    Checkpoints.Trace208 internal _oracleStakeAt;
     /// Longest jail a deployment may set (about 19 years of 10-minute epochs): the jail's end
     /// must fit the uint32 epoch field for any epoch the market will see.
     uint256 internal constant MAX_JAIL_EPOCHS = 1_000_000;
@@ -225,11 +232,27 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         return keccak256(abi.encode(OBSERVATIONS_TYPEHASH, epoch, keccak256(providerIds), keccak256(measurements)));
     }
 
-    /// Signatures needed for a report: 2f+1 with f = (n-1)/3 active oracles.
-    function _quorum() internal view returns (uint256) {
-        uint256 n = _activeOracles;
-        if (n == 0) return 1;
-        return 2 * ((n - 1) / 3) + 1;
+    /// Total stake of the oracles that sign for `epoch`.
+    function _eligibleStake(uint64 epoch) internal view returns (uint256) {
+        return Checkpoints.upperLookup(_oracleStakeAt, uint48(epoch));
+    }
+
+    /// `a`'s stake if it signs for `epoch` (joined before the epoch, not gone by then, not
+    /// slashed), else 0.
+    function _signerWeight(address a, uint64 epoch) internal view returns (uint256) {
+        Oracle storage o = _oracles[a];
+        uint256 stake = o.stake;
+        uint32 until = o.untilEpoch;
+        if (stake == 0 || epoch < o.fromEpoch || (until != 0 && epoch >= until)) return 0;
+        return stake;
+    }
+
+    /// Moves the eligible total by `delta` from the next epoch on (the current epoch's set is
+    /// fixed).
+    function _shiftOracleStake(int256 delta) internal {
+        uint256 latest = Checkpoints.latest(_oracleStakeAt);
+        uint256 next = delta >= 0 ? latest + uint256(delta) : latest - uint256(-delta);
+        Checkpoints.push(_oracleStakeAt, uint48(_epochNow() + 1), uint208(next));
     }
 
     function _paramsHash() internal view returns (bytes32) {

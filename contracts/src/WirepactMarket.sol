@@ -411,6 +411,18 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         _delegate();
     }
 
+    function proveEquivocation(
+        uint64 epoch,
+        bytes calldata providersA,
+        bytes calldata rowA,
+        bytes calldata sigA,
+        bytes calldata providersB,
+        bytes calldata rowB,
+        bytes calldata sigB
+    ) external {
+        _delegate();
+    }
+
     function beginEpoch() external returns (bytes32 seed) {
         _delegate();
     }
@@ -601,7 +613,14 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
 
     function oracle(address account) external view returns (OracleView memory) {
         Oracle storage o = _oracles[account];
-        return OracleView({status: o.status, stake: o.stake, unbondingReadyAt: o.unbondingReadyAt, endpoint: o.endpoint});
+        return OracleView({
+            status: o.status,
+            stake: o.stake,
+            unbondingReadyAt: o.unbondingReadyAt,
+            endpoint: o.endpoint,
+            fromEpoch: o.fromEpoch,
+            untilEpoch: o.untilEpoch
+        });
     }
 
     function oracleCount() external view returns (uint256) {
@@ -616,9 +635,23 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         return _activeOracles;
     }
 
-    /// @notice Signatures needed for a report: 2f+1 with f = (n-1)/3 active oracles.
-    function quorum() public view returns (uint256) {
-        return _quorum();
+    /// @notice Total stake of the oracles that sign for `epoch` (a report needs signers holding
+    /// more than two thirds of it).
+    function oracleStakeAt(uint64 epoch) external view returns (uint256) {
+        return _eligibleStake(epoch);
+    }
+
+    /// @notice The stake `signers` hold for `epoch` (ineligible ones count 0) and the epoch's
+    /// eligible total: a report with these signers is accepted iff `3 * signing > 2 * eligible`.
+    function signingStake(uint64 epoch, address[] calldata signers)
+        external
+        view
+        returns (uint256 signing, uint256 eligible)
+    {
+        for (uint256 i; i < signers.length; ++i) {
+            signing += _signerWeight(signers[i], epoch);
+        }
+        eligible = _eligibleStake(epoch);
     }
 
     function epochSeed(uint64 epoch) external view returns (bytes32) {

@@ -59,7 +59,8 @@ contract SubmitReportTest is BaseTest {
 
     function test_RevertWhen_TwoSignatures() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 2);
-        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_QuorumNotReached.selector, 2, 3));
+        // (below MIN_SIGNERS; the stake quorum is played in OracleAttacks.t.sol)
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 2));
         market.submitReport(e, _ids1(id), m, s);
     }
 
@@ -102,12 +103,20 @@ contract SubmitReportTest is BaseTest {
         market.submitReport(e, _ids1(id), bytes.concat(m, hex"00"), s);
     }
 
-    function test_RevertWhen_TooFewOracles() external {
-        vm.prank(oracles[3]);
-        market.requestOracleLeave();
-        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
-        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 3));
-        market.submitReport(e, _ids1(id), m, s);
+    /// A report needs at least MIN_SIGNERS distinct signers, even when one oracle holds more
+    /// than two thirds of the stake.
+    function test_RevertWhen_TooFewSigners() external {
+        (address whale, uint256 key) = makeAddrAndKey("whale");
+        _fund(whale, 10_000 * ONE);
+        vm.prank(whale);
+        market.registerOracle("https://whale.example", 10_000 * ONE);
+        uint64 e2 = _nextEpoch();
+        bytes memory row = _measurement(30_000, 20, true);
+        (uint8 v, bytes32 r, bytes32 s_) = vm.sign(key, market.observationsDigest(e2, _ids1(id), row));
+        bytes[] memory s = new bytes[](1);
+        s[0] = abi.encodePacked(r, s_, v);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 1));
+        market.submitReport(e2, _ids1(id), row, s);
     }
 
     function test_RevertWhen_ProviderNotAudited() external {
@@ -125,8 +134,7 @@ contract SubmitReportTest is BaseTest {
         token.approve(address(market), type(uint256).max);
         uint32 pid = market.registerProvider(_terms(), bytes32(uint256(1)), "x:1", "", 1_000 * ONE);
         vm.stopPrank();
-        market.beginEpoch();
-        uint64 e0 = market.currentEpoch();
+        uint64 e0 = _nextEpoch(); // the oracles sign from the epoch after they joined
         vm.assume(!market.isAudited(e0, pid));
         (bytes memory m, bytes[] memory s) = _report(e0, _ids1(pid), _same(30_000, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotAudited.selector, e0, pid));
@@ -253,18 +261,30 @@ contract SubmitReportTest is BaseTest {
         assertEq(market.provider(id).violationCount, before + 1);
     }
 
-    function testFuzz_QuorumIs2fPlus1(uint8 extra) external {
+    /// The quorum is more than two thirds of the stake eligible for the epoch; oracles that
+    /// join count from the next epoch on.
+    function testFuzz_QuorumIsTwoThirdsOfTheEpochsStake(uint8 extra, uint96 stake) external {
         uint256 add = bound(extra, 0, 20);
+        uint256 st = bound(stake, 100 * ONE, 10_000 * ONE);
+        address[] memory signers = new address[](3);
+        for (uint256 i; i < 3; ++i) {
+            signers[i] = oracles[i];
+        }
         for (uint256 i; i < add; ++i) {
             address o = address(uint160(0x10000 + i));
-            _fund(o, 100 * ONE);
+            _fund(o, st);
             vm.prank(o);
-            market.registerOracle("https://o", 100 * ONE);
+            market.registerOracle("https://o", st);
         }
-        uint256 n = 4 + add;
-        uint256 f = (n - 1) / 3;
-        assertEq(market.quorum(), 2 * f + 1);
-        assertGe(n, 3 * f + 1);
+        uint64 now_ = market.currentEpoch();
+        (uint256 signing, uint256 eligible) = market.signingStake(now_, signers);
+        assertEq(eligible, 400 * ONE, "joiners do not count in the epoch they join");
+        assertEq(signing, 300 * ONE);
+        (signing, eligible) = market.signingStake(now_ + 1, signers);
+        assertEq(eligible, 400 * ONE + add * st);
+        assertEq(market.oracleStakeAt(now_ + 5), eligible);
+        bool enough = signing * 3 > eligible * 2;
+        assertEq(enough, add == 0);
     }
 }
 

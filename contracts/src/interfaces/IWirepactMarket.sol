@@ -146,14 +146,20 @@ interface IWirepactMarket {
     enum OracleStatus {
         None,
         Active,
-        Leaving
+        Leaving,
+        /// Proven to have signed two different observations for one epoch; its stake is gone.
+        Slashed
     }
 
+    /// @notice An oracle signs for epochs `[fromEpoch, untilEpoch)` (`untilEpoch` 0: no end yet):
+    /// the set of an epoch is fixed when the epoch starts.
     struct OracleView {
         OracleStatus status;
         uint128 stake;
         uint64 unbondingReadyAt;
         string endpoint;
+        uint32 fromEpoch;
+        uint32 untilEpoch;
     }
 
     /// @notice What a reward period recorded against a provider (unavailable and "not
@@ -196,6 +202,7 @@ interface IWirepactMarket {
     event OracleRegistered(address indexed oracle, uint256 stake, string endpoint);
     event OracleLeaveRequested(address indexed oracle, uint64 readyAt);
     event OracleLeft(address indexed oracle, uint256 stake);
+    event OracleSlashed(address indexed oracle, uint64 indexed epoch, uint256 amount, address prover);
 
     event EpochSeeded(uint64 indexed epoch, bytes32 seed);
     /// @notice `verdicts[j]` is the verdict on provider `j` of `providers` (4-byte ids):
@@ -246,13 +253,16 @@ interface IWirepactMarket {
 
     error Market_OracleAlreadyRegistered();
     error Market_NotOracle(address account);
-    error Market_TooManyOracles();
+    /// The two signed observations are not a conflicting pair of one oracle for one epoch.
+    error Market_NotEquivocation();
     error Market_EpochNotStarted(uint64 epoch);
     error Market_EpochNotSeeded(uint64 epoch);
     error Market_ReportWindowClosed(uint64 epoch);
     error Market_AlreadyReported(uint64 epoch);
-    error Market_TooFewOracles(uint256 active);
-    error Market_QuorumNotReached(uint256 signers, uint256 quorum);
+    /// Fewer than MIN_SIGNERS distinct oracles signed the report.
+    error Market_TooFewOracles(uint256 signers);
+    /// The signers' stake is not more than two thirds of the stake eligible for the epoch.
+    error Market_QuorumNotReached(uint256 signingStake, uint256 eligibleStake);
     error Market_SignersNotSorted();
     error Market_MalformedReport();
     error Market_ProvidersNotSorted();
@@ -303,6 +313,15 @@ interface IWirepactMarket {
     function registerOracle(string calldata endpoint, uint256 stake) external;
     function requestOracleLeave() external;
     function withdrawOracleStake() external;
+    function proveEquivocation(
+        uint64 epoch,
+        bytes calldata providersA,
+        bytes calldata rowA,
+        bytes calldata sigA,
+        bytes calldata providersB,
+        bytes calldata rowB,
+        bytes calldata sigB
+    ) external;
     function beginEpoch() external returns (bytes32 seed);
     function submitReport(
         uint64 epoch,
@@ -341,7 +360,11 @@ interface IWirepactMarket {
     function oracleCount() external view returns (uint256);
     function oracleAt(uint256 index) external view returns (address);
     function activeOracles() external view returns (uint256);
-    function quorum() external view returns (uint256);
+    function oracleStakeAt(uint64 epoch) external view returns (uint256);
+    function signingStake(uint64 epoch, address[] calldata signers)
+        external
+        view
+        returns (uint256 signing, uint256 eligible);
     function epochSeed(uint64 epoch) external view returns (bytes32);
     function isReported(uint64 epoch) external view returns (bool);
     function isAudited(uint64 epoch, uint32 providerId) external view returns (bool);

@@ -29,4 +29,33 @@ library Median {
         }
         return values[(n - 1) / 2];
     }
+
+    /// Stake-weighted lower median of the first `k` values: the smallest value `v` such that
+    /// the values <= `v` carry at least half of `total` (the sum of the first `k` weights).
+    /// Sorts the first `k` (value, weight) pairs in place. With equal weights it is
+    /// `lowerMedian`. Values held by less than half the weight cannot move it outside the
+    /// range of the others' values.
+    function weightedLowerMedian(uint32[] memory values, uint256[] memory weights, uint256 k, uint256 total)
+        internal
+        pure
+        returns (uint32)
+    {
+        for (uint256 i = 1; i < k; ++i) {
+            (uint32 v, uint256 w) = (values[i], weights[i]);
+            uint256 j = i;
+            while (j > 0 && values[j - 1] > v) {
+                values[j] = values[j - 1];
+                weights[j] = weights[j - 1];
+                --j;
+            }
+            values[j] = v;
+            weights[j] = w;
+        }
+        uint256 cum;
+        for (uint256 i; i < k; ++i) {
+            cum += weights[i];
+            if (cum * 2 >= total) return values[i];
+        }
+        return values[k - 1];
+    }
 }

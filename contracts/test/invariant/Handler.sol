@@ -241,7 +241,12 @@ contract Handler is CommonBase, StdCheats, StdUtils {
         uint256 stakeBefore = _totalProviderStake();
         try market.submitReport(e, ids, ms, sigs) {
             ++ghostReportsAccepted;
-            if (m < market.quorum()) ++ghostReportsBelowQuorum;
+            address[] memory who = new address[](m);
+            for (uint256 i; i < m; ++i) {
+                who[i] = oracles[i];
+            }
+            (uint256 signing, uint256 eligible) = market.signingStake(e, who);
+            if (signing * 3 <= eligible * 2) ++ghostReportsBelowQuorum;
             ghostSlashed += stakeBefore - _totalProviderStake();
         } catch {}
     }
