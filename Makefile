@@ -120,10 +120,12 @@ bench-meter:
 	cargo bench -p wirepact-tunnel --bench meter
 
 # Each market call in GasTest is its own transaction (--isolate): cold storage, base and calldata
-# included. Writes contracts/snapshots/GasTest.json; prints the breakdown, then the two headline lines.
+# included. Writes contracts/snapshots/GasTest.json; prints the breakdown, then the headline lines
+# and the deployed contracts' sizes (each must keep >= 20 % headroom under 24,576 B).
 gas: tools
 	@cd $(CONTRACTS) && $(FORGE) test --isolate --match-contract GasTest -vv | tee /tmp/wirepact-gas.log | grep -E '^ +[a-z]' | grep -vE '^ +(session_lifecycle_gas|report_gas_per_provider):' | sed -E 's/^ +//'
 	@grep -E '^ +(session_lifecycle_gas|report_gas_per_provider):' /tmp/wirepact-gas.log | sed -E 's/^ +//; s/: +/: /'
+	@cd $(CONTRACTS) && $(FORGE) build --sizes --json 2>/dev/null | node -e 'const s=JSON.parse(require("fs").readFileSync(0,"utf8")); const l=24576; let min=100; for (const n of ["WirepactMarket","AuditModule"]) { const pct=100*(l-s[n].runtime_size)/l; console.log("size_" + n + ": " + s[n].runtime_size + " B (" + pct.toFixed(1) + " % headroom)"); min=Math.min(min,pct); } console.log("min_size_headroom_pct: " + min.toFixed(1));'
 
 # Fails when the committed gas snapshot differs from a fresh run.
 gas-check: gas

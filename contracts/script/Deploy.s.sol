@@ -14,31 +14,35 @@ import {TestToken} from "../src/devnet/TestToken.sol";
 /// most between a devnet and a production chain. All other parameters are the defaults below;
 /// they are immutable once deployed and readable through `params()`.
 contract Deploy is Script {
+    /// The deploy defaults. They are `wirepact_chain::default_params()` (tuned with the
+    /// simulator), value for value: the Rust test `deploy_script_defaults_match_default_params`
+    /// reads this function and fails on any difference, so write each value as a plain integer
+    /// (`_` separators and an `eN` exponent allowed).
     function defaults(address token) public pure returns (IWirepactMarket.Params memory p) {
         p = IWirepactMarket.Params({
             token: token,
             epochLength: 600, // 10 minutes
-            auditProbabilityBps: 2_500, // each provider audited in ~1 of 4 epochs
+            auditProbabilityBps: 1_000, // each provider audited in ~1 of 10 epochs (~14 a day)
             minStakePerMbps: 1e18, // 1 token per declared Mbit/s
             minOracleStake: 1_000e18,
-            unbondingDelay: 7 days,
-            claimGrace: 1 hours,
+            unbondingDelay: 604_800, // 7 days
+            claimGrace: 3_600, // 1 hour
             alphaBps: 10_000, // price doubles at full utilisation
             protocolFeeBps: 200, // 2 %
             oracleRewardPerReport: 1e16,
             throughputToleranceBps: 1_000, // 10 % below the SLA rate is tolerated
             latencyToleranceMs: 20,
-            violationsToSlash: 2, // k
-            violationWindow: 4, // w
+            violationsToSlash: 3, // k
+            violationWindow: 6, // w
             slashBps: 1_000, // 10 % of stake
             slashOracleShareBps: 2_000, // 20 % of a slash to the signers
             jailEpochs: 144, // one day
             sessionPenaltyBps: 2_500, // each violation during a session: -25 % payout
-            rewardPeriodEpochs: 4_320, // 30 days
-            bonusMinAudits: 10,
+            rewardPeriodEpochs: 144, // one day
+            bonusMinAudits: 5,
             bonusAvailabilityBps: 9_990, // 99.9 %
             bonusPoolShareBps: 5_000,
-            minDepositSeconds: 60
+            minDepositSeconds: 60 // a session's deposit pays at least a minute at its rate
         });
     }
 

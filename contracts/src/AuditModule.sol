@@ -158,11 +158,11 @@ contract AuditModule is MarketBase {
         ) {
             revert M.Market_MalformedReport();
         }
-        (address[] memory signers, uint256[] memory weights) =
+        (address[] memory signers, uint256[] memory weights, uint256 eligible) =
             _verifySigners(epoch, providerIds, measurements, signatures);
         uint32 period = uint32(epoch / _rewardPeriodEpochs);
         (uint256 available, uint256[] memory verdicts) =
-            _recordVerdicts(epoch, seed, period, providerIds, measurements, signers, weights);
+            _recordVerdicts(epoch, seed, period, providerIds, measurements, signers, weights, eligible);
         if (available != 0) _periodAvailable[period] += available;
         _rewardOracles(signers);
         emit M.ReportAccepted(epoch, msg.sender, providerIds, verdicts);
@@ -272,7 +272,7 @@ contract AuditModule is MarketBase {
         bytes calldata providerIds,
         bytes calldata measurements,
         bytes[] calldata signatures
-    ) internal view returns (address[] memory signers, uint256[] memory weights) {
+    ) internal view returns (address[] memory signers, uint256[] memory weights, uint256 eligible) {
         uint256 m = signatures.length;
         uint256 count = providerIds.length / 4;
         signers = new address[](m);
@@ -294,7 +294,7 @@ contract AuditModule is MarketBase {
             signing += w;
             last = signer;
         }
-        uint256 eligible = _eligibleStake(epoch);
+        eligible = _eligibleStake(epoch);
         if (signing * 3 <= eligible * 2) revert M.Market_QuorumNotReached(signing, eligible);
     }
 
@@ -305,6 +305,8 @@ contract AuditModule is MarketBase {
         address[] signers;
         /// each signer's stake for the epoch, and scratch arrays for the weighted medians
         uint256[] weights;
+        /// the epoch's eligible oracle stake
+        uint256 eligible;
         uint32[] thr;
         uint32[] lat;
         uint256[] wThr;
@@ -319,7 +321,8 @@ contract AuditModule is MarketBase {
         bytes calldata providerIds,
         bytes calldata measurements,
         address[] memory signers,
-        uint256[] memory weights
+        uint256[] memory weights,
+        uint256 eligible
     ) internal returns (uint256 availableCount, uint256[] memory verdicts) {
         uint256 count = providerIds.length / 4;
         uint256 m = signers.length;
@@ -328,6 +331,7 @@ contract AuditModule is MarketBase {
             period: period,
             signers: signers,
             weights: weights,
+            eligible: eligible,
             thr: new uint32[](m),
             lat: new uint32[](m),
             wThr: new uint256[](m),
@@ -388,10 +392,10 @@ contract AuditModule is MarketBase {
 
     /// Stake-weighted lower medians of throughput and latency and the stake majority of
     /// `reachable` over the rows that measured provider `j` (flags bit 1 = "not measured");
-    /// `measured` is false unless signers holding more than half the signing stake measured it,
-    /// so a minority cannot shield a provider by saying "not measured". Weighting by stake (not
-    /// by head count) means oracles holding less than half the signing stake cannot move a
-    /// median outside the range of the others' values, however many addresses they use.
+    /// `measured` is false unless oracles holding more than two thirds of the epoch's stake
+    /// measured it. Weighting by stake (not by head count) means oracles holding less than
+    /// half the measured stake cannot move a median outside the range of the others' values,
+    /// however many addresses they use.
     function _aggregate(bytes calldata measurements, uint256 rowLen, uint256 j, ReportCtx memory ctx)
         internal
         pure
@@ -399,9 +403,9 @@ contract AuditModule is MarketBase {
     {
         uint256 m = ctx.weights.length;
         uint256 k;
-        uint256 total;
         uint256 measuredStake;
         uint256 reachableStake;
+        bool equalStakes = true;
         // unchecked: j < providers, i < signers, off < measurements.length (all bounded by the
         // calldata size, far below 2^256); stakes are uint96, their sum fits easily.
         unchecked {
@@ -410,7 +414,7 @@ contract AuditModule is MarketBase {
                 uint64 rec = uint64(bytes8(measurements[off:off + 8]));
                 off += rowLen;
                 uint256 w = ctx.weights[i];
-                total += w;
+                if (w != ctx.weights[0]) equalStakes = false;
                 if (rec & 2 != 0) continue;
                 ctx.thr[k] = uint32(rec >> 32);
                 ctx.lat[k] = uint32(rec >> 8) & 0xffffff;
@@ -421,11 +425,31 @@ contract AuditModule is MarketBase {
                 if (rec & 1 == 1) reachableStake += w;
             }
         }
-        measured = measuredStake * 2 > total;
+        // Oracles lying together hold less than a third of the epoch's stake: with more than
+        // two thirds measuring, they hold less than half of the measured stake, so neither
+        // weighted median nor the reachable majority can leave the honest values.
+        measured = measuredStake * 3 > ctx.eligible * 2;
         if (!measured) return (0, 0, false, false);
-        medThr = Median.weightedLowerMedian(ctx.thr, ctx.wThr, k, measuredStake);
-        medLat = Median.weightedLowerMedian(ctx.lat, ctx.wLat, k, measuredStake);
         reachable = reachableStake * 2 > measuredStake;
+        if (equalStakes) {
+            // Equal stakes (the common case): the weighted median is the plain lower median,
+            // taken over the first k entries without the weights.
+            uint32[] memory thr = ctx.thr;
+            uint32[] memory lat = ctx.lat;
+            assembly ("memory-safe") {
+                mstore(thr, k)
+                mstore(lat, k)
+            }
+            medThr = Median.lowerMedian(thr);
+            medLat = Median.lowerMedian(lat);
+            assembly ("memory-safe") {
+                mstore(thr, m)
+                mstore(lat, m)
+            }
+        } else {
+            medThr = Median.weightedLowerMedian(ctx.thr, ctx.wThr, k, measuredStake);
+            medLat = Median.weightedLowerMedian(ctx.lat, ctx.wLat, k, measuredStake);
+        }
     }
 
     /// Shifts the verdict into the audit history, counts violations and unavailability, slashes
@@ -502,4 +526,112 @@ contract AuditModule is MarketBase {
         }
     }
 
+
+    // ================================================================== views
+    // (reached through the market's fallback; they read the market's storage)
+
+
+
+    function currentPeriod() external view returns (uint32) {
+        return uint32(_epochNow() / _rewardPeriodEpochs);
+    }
+
+
+    function epochStart(uint64 epoch) external view returns (uint256) {
+        return _genesis + uint256(epoch) * _epochLength;
+    }
+
+
+    function bonusPot(uint32 period) external view returns (M.BonusPot memory) {
+        return _bonusPots[period];
+    }
+
+
+    function periodAvailable(uint32 period) external view returns (uint256) {
+        return _periodAvailable[period];
+    }
+
+
+    function bonusRecord(uint32 providerId, uint32 period) external view returns (M.BonusRecord memory) {
+        PeriodRecord memory r = _periodRecords[providerId][period];
+        return M.BonusRecord({
+            unavailable: r.unavailable,
+            notMeasured: r.notMeasured,
+            slashed: r.slashed,
+            claimedPeriodPlusOne: _providers[providerId].audit.claimedPeriodPlusOne
+        });
+    }
+
+
+    function oracle(address account) external view returns (M.OracleView memory) {
+        Oracle storage o = _oracles[account];
+        return M.OracleView({
+            status: o.status,
+            stake: o.stake,
+            unbondingReadyAt: o.unbondingReadyAt,
+            endpoint: o.endpoint,
+            fromEpoch: o.fromEpoch,
+            untilEpoch: o.untilEpoch
+        });
+    }
+
+
+    function oracleCount() external view returns (uint256) {
+        return _oracleList.length;
+    }
+
+
+    function oracleAt(uint256 index) external view returns (address) {
+        return _oracleList[index];
+    }
+
+
+    function activeOracles() external view returns (uint256) {
+        return _activeOracles;
+    }
+
+
+    /// @notice Total stake of the oracles that sign for `epoch` (a report needs signers holding
+    /// more than two thirds of it).
+    function oracleStakeAt(uint64 epoch) external view returns (uint256) {
+        return _eligibleStake(epoch);
+    }
+
+
+    /// @notice The stake `signers` hold for `epoch` (ineligible ones count 0) and the epoch's
+    /// eligible total: a report with these signers is accepted iff `3 * signing > 2 * eligible`.
+    function signingStake(uint64 epoch, address[] calldata signers)
+        external
+        view
+        returns (uint256 signing, uint256 eligible)
+    {
+        for (uint256 i; i < signers.length; ++i) {
+            signing += _signerWeight(signers[i], epoch);
+        }
+        eligible = _eligibleStake(epoch);
+    }
+
+
+    function epochSeed(uint64 epoch) external view returns (bytes32) {
+        return _seeds[epoch];
+    }
+
+
+    function isReported(uint64 epoch) external view returns (bool) {
+        return _reportedBitmap[epoch >> 8] & (1 << (epoch & 0xff)) != 0;
+    }
+
+
+    function isAudited(uint64 epoch, uint32 providerId) external view returns (bool) {
+        return AuditSet.isAudited(_seeds[epoch], providerId, _auditProbabilityBps);
+    }
+
+
+    function observationsDigest(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
+        external
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(_observationsStructHash(epoch, providerIds, measurements));
+    }
 }

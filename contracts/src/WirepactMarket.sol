@@ -5,7 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 
-import {IWirepactMarket} from "./interfaces/IWirepactMarket.sol";
+import {IWirepactMarket as M} from "./interfaces/IWirepactMarket.sol";
 import {Pricing} from "./libraries/Pricing.sol";
 import {AuditSet} from "./libraries/AuditSet.sol";
 import {MarketBase} from "./MarketBase.sol";
@@ -15,10 +15,23 @@ import {AuditModule} from "./AuditModule.sol";
 /// @notice Bandwidth sold under a service-level agreement, paid from escrow against
 /// client-signed receipts, audited by staked oracles, enforced by slashing.
 ///
+/// ## Layout
+/// Two deployed contracts behind one address. `WirepactMarket` (this entry point) holds every
+/// token and all state, and runs the hot paths itself: accounts, providers, sessions. Every
+/// other function of `IWirepactMarket` (the oracle set, epochs, reports, equivocation proofs,
+/// the bonus, and their views) reaches `AuditModule` through the fallback, by DELEGATECALL, on
+/// this contract's storage. Both inherit one storage layout (`MarketBase`) and nothing else
+/// with storage; the module is immutable, built from the same parameters (checked here at
+/// construction) and refuses direct calls. Why not linked libraries: a deploy would then need
+/// link-time address patching in every deployer (forge, `wirepact deploy`, the simulator);
+/// a module address passed to the constructor keeps one plain deploy path, and a session's
+/// lifecycle pays no extra call. Both contracts keep >= 20 % headroom under 24,576 B.
+///
 /// ## Accounts
 /// Every party has an internal balance (`balanceOf`). `deposit` pulls tokens in, `withdraw`
 /// sends them out; sessions, earnings, refunds, rewards and unbonded stake move between
 /// internal balances, so a session's lifecycle costs no token transfer (gas is O(1) and small).
+/// A token transfer that delivers less than asked (fee-on-transfer tokens) is refused.
 /// Invariant: `token.balanceOf(market) == sum(balances) + sum(provider stake + unbonding)
 ///   + sum(oracle stake) + sum(open sessions' deposit - paid) + rewardPool + sum(bonus pots left)`.
 /// There is no admin: parameters are immutable and nothing can move user funds except the rules.
@@ -27,7 +40,10 @@ import {AuditModule} from "./AuditModule.sol";
 ///     None --register--> Active --slash--> Jailed --unjail (after jail, stake >= min)--> Active
 ///     Active/Jailed --leave (no committed sessions)--> Left
 /// Minimum stake = `minStakePerMbps * capacityMbps`. Unstaked tokens wait `unbondingDelay`
-/// and stay slashable meanwhile.
+/// (at least two epochs, checked at deployment) and stay slashable meanwhile. Reports judge
+/// Active and Jailed providers, and a provider that left for every epoch up to the one it left
+/// in: leaving does not dodge a verdict whose observations are already signed. `setPaused`
+/// stops new client sessions; oracles can still open probe sessions with a paused provider.
 ///
 /// ## Sessions
 ///     (none) --openSession--> Open --close by client--> Closing --settle after claimGrace--> (deleted)
@@ -35,9 +51,13 @@ import {AuditModule} from "./AuditModule.sol";
 ///                              \--claim (provider, any number of times; also while Closing)
 /// `openSession` reserves `sessionMbps` of the provider's capacity and refuses to oversell;
 /// it fixes the price (`Pricing.quote` at the utilisation after the session) and checks the
-/// client's `maxPricePerGiB`. The session id is `keccak256(abi.encode(terms))`: the terms are
-/// emitted in `SessionOpened` and passed back by callers, so a session costs one storage slot.
-/// A provider closing a session gives up further claims, so its close settles at once.
+/// client's `maxPricePerGiB` (clients and oracles pass the quote they saw plus a tolerance).
+/// The deposit must pay for `minDepositSeconds` at the session's rate and price
+/// (`minDeposit(id)`): holding capacity costs in proportion to what it blocks, and the provider
+/// may close a session that does not use it. The session id is `keccak256(abi.encode(terms))`:
+/// the terms are emitted in `SessionOpened` and passed back by callers, so a session costs one
+/// storage slot. A provider closing a session gives up further claims, so its close settles at
+/// once.
 ///
 /// ## Payout rule
 ///     gross    = min(floor(cumulativeBytes * pricePerGiB / 2^30), deposit)
@@ -49,6 +69,14 @@ import {AuditModule} from "./AuditModule.sol";
 ///     deposit - paid back. Paid amounts are never clawed back: a violation recorded after a
 ///     claim only reduces what is still unpaid.
 ///
+/// ## Oracle set
+/// An oracle signs for epochs `[fromEpoch, untilEpoch)`: from the epoch after it registers
+/// until the epoch after it asks to leave, so each epoch's set (and its total stake,
+/// `oracleStakeAt`) is fixed when the epoch starts, and a signer that leaves after signing
+/// still counts. There is no cap on the number of oracles: everything counts stake. An oracle
+/// proven to have signed two different observations for one epoch (`proveEquivocation`) loses
+/// its whole stake, half to the prover.
+///
 /// ## Epochs, audits, reports
 /// `epoch = (block.timestamp - genesis) / epochLength`. Anyone (oracles do) calls
 /// `beginEpoch` during an epoch; the first call fixes
@@ -56,47 +84,55 @@ import {AuditModule} from "./AuditModule.sol";
 /// and `AuditSet.isAudited(seed_e, id, auditProbabilityBps)` selects the providers.
 /// Bias: the proposer of the block with the first `beginEpoch` call knows `prevrandao` and the
 /// previous block hash, and a caller can choose in which block of the epoch to make the first
-/// call; a colluding proposer/caller can thus choose among the seeds of the blocks it controls
-/// (a few bits of bias, and only by withholding or timing, at the cost of its own block reward
-/// or of racing every oracle). Slashing needs `k` violations over `w` audits, so skipping one
-/// audit does not save a cheater; a VRF or commit-reveal beacon would remove the bias.
+/// call; a colluding proposer/caller can thus choose among the seeds of the blocks it controls,
+/// and the audit set is known from the epoch's start. Slashing needs `k` violations over `w`
+/// audits, so skipping one audit does not save a cheater; a commit-reveal of the oracles'
+/// secrets (the next step) removes both.
 ///
 /// `submitReport(epoch, ...)` carries, for each signing oracle, its EIP-712 signed
 /// `Observations(uint64 epoch,bytes providers,bytes measurements)`: `providers` is the list of
-/// audited provider ids (uint32 big-endian, strictly ascending) shared by all signers, and
-/// `measurements` holds 8 bytes per provider: throughput kbit/s (uint32 BE), latency ms
-/// (uint24 BE), flags (bit 0 = reachable). With `n >= 4` active oracles and `f = (n-1)/3`,
-/// at least `2f+1` distinct active signers (addresses strictly ascending) are required; the
-/// market takes the lower median of each metric, the majority of `reachable`, and records one
-/// verdict per provider, once per epoch. Reports are accepted during the epoch and the next.
+/// audited provider ids (uint32 big-endian, strictly ascending, not empty) shared by all
+/// signers, and `measurements` holds 8 bytes per provider: throughput kbit/s (uint32 BE),
+/// latency ms (uint24 BE), flags (bit 0 = reachable, bit 1 = not measured). The signers
+/// (addresses strictly ascending, at least `MIN_SIGNERS`) must be eligible for the epoch and
+/// hold more than two thirds of its oracle stake. Per provider the market takes, over the rows
+/// that measured it, the stake-weighted lower median of each metric and the stake majority of
+/// `reachable`; unless oracles holding more than two thirds of the epoch's stake measured it
+/// (the others said "not measured": the provider was full, or their own side failed), there is
+/// no verdict. (Liars hold less than a third, so less than half of what was measured.) One verdict per
+/// provider, once per epoch; reports are accepted during the epoch and the next.
 ///
 /// Violation: unreachable, or median throughput < sessionMbps * 1000 * (1 - tol), or median
 /// latency > maxLatencyMs + latencyToleranceMs. `k` violations among the last `w` audits slash
 /// `slashBps` of (stake + unbonding), pay `slashOracleShareBps` of it to the signers, put the
-/// rest in the reward pool, jail the provider for `jailEpochs` and reset its history.
+/// rest in the reward pool, jail the provider for `jailEpochs` (at most 1,000,000) and reset
+/// its history.
 ///
 /// ## Reward pool and bonus
 /// Fees and slashes feed `rewardPool`. Each signer of an accepted report earns
 /// `oracleRewardPerReport` (less if the pool is short). Reward period `p` spans
-/// `rewardPeriodEpochs` epochs. A report writes nothing for a healthy provider with a clean
-/// history (gas per audited provider stays small); unavailable verdicts are counted per
-/// provider. After `p` ends, a provider claims its bonus by listing the epochs of `p` in which
-/// it was audited (the contract re-derives each from the epoch seed and checks the epoch was
-/// reported): with `audits` listed, `available = audits - unavailable_p`, it qualifies if
-/// `audits >= bonusMinAudits`, `available / audits >= bonusAvailabilityBps` and it was not
-/// slashed in `p`. The first claim sets the period's pot to `bonusPoolShareBps` of the pool;
-/// each share is `floor(pot * available / totalAvailable_p)`, where `totalAvailable_p`
-/// counts every available verdict of every provider in `p` (so shares never exceed the pot).
-/// Claims are open during period `p+1`; from `p+2` on, `sweepBonus` returns the rest.
-contract WirepactMarket is IWirepactMarket, MarketBase {
+/// `rewardPeriodEpochs` (>= 2) epochs. A report writes nothing for a healthy provider with a
+/// clean history; unavailable and "not measured" verdicts and slashes are recorded per
+/// provider and per period (so nothing in `p+1` erases `p`'s record). Claims for `p` open once
+/// the report window of `p`'s last epoch has closed (the second epoch of `p+1`) and close with
+/// `p+1`. A provider lists the epochs of `p` after its registration epoch (and any jail) in
+/// which it was audited and the epoch was reported; judged = listed - not measured,
+/// available = judged - unavailable; it qualifies if judged >= `bonusMinAudits`,
+/// available / judged >= `bonusAvailabilityBps` and it was not slashed in `p`. The first claim
+/// sets the pot to `bonusPoolShareBps` of the pool; each share is
+/// `floor(pot * available / totalAvailable_p)` (capped at what is left), `totalAvailable_p`
+/// counting every available verdict of `p`. From `p+2` on, `sweepBonus` returns the rest.
+/// Known limit until reports commit to a verdict root: a report that omits an audited
+/// provider lets it list that epoch; the cap keeps the pot whole.
+contract WirepactMarket is MarketBase {
     using SafeERC20 for IERC20;
 
     /// The module oracles, reports and the bonus run in (see `AuditModule`).
     address private immutable _auditModule;
 
     /// @param p the market's parameters; `module` (an `AuditModule`) must have been deployed with the same.
-    constructor(Params memory p, address module) MarketBase(p, AuditModule(module).genesis()) {
-        if (AuditModule(module).paramsHash() != _paramsHash()) revert Market_ModuleMismatch();
+    constructor(M.Params memory p, address module) MarketBase(p, AuditModule(module).genesis()) {
+        if (AuditModule(module).paramsHash() != _paramsHash()) revert M.Market_ModuleMismatch();
         _auditModule = module;
     }
 
@@ -109,43 +145,43 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
 
     /// @notice Pulls `amount` tokens from the caller into its internal balance.
     function deposit(uint256 amount) external nonReentrant {
-        if (amount == 0) revert Market_ZeroAmount();
+        if (amount == 0) revert M.Market_ZeroAmount();
         _pull(msg.sender, amount);
         _balances[msg.sender] += amount;
-        emit Deposited(msg.sender, amount);
+        emit M.Deposited(msg.sender, amount);
     }
 
     /// @notice Sends `amount` of the caller's internal balance to the caller.
     function withdraw(uint256 amount) external nonReentrant {
-        if (amount == 0) revert Market_ZeroAmount();
+        if (amount == 0) revert M.Market_ZeroAmount();
         uint256 bal = _balances[msg.sender];
-        if (bal < amount) revert Market_InsufficientBalance(bal, amount);
+        if (bal < amount) revert M.Market_InsufficientBalance(bal, amount);
         _balances[msg.sender] = bal - amount;
         _token.safeTransfer(msg.sender, amount);
-        emit Withdrawn(msg.sender, amount);
+        emit M.Withdrawn(msg.sender, amount);
     }
 
     // =============================================================== providers
 
     /// @notice Registers the caller as a provider, pulling `stake` tokens from it.
     function registerProvider(
-        ProviderTerms calldata terms,
+        M.ProviderTerms calldata terms,
         bytes32 tunnelKey,
         string calldata endpoint,
         string calldata region,
         uint256 stake
     ) external nonReentrant returns (uint32 providerId) {
-        if (_providerIdOf[msg.sender] != 0) revert Market_AlreadyRegistered();
+        if (_providerIdOf[msg.sender] != 0) revert M.Market_AlreadyRegistered();
         if (
             terms.capacityMbps == 0 || terms.sessionMbps == 0 || terms.sessionMbps > terms.capacityMbps
                 || terms.maxLatencyMs == 0 || terms.maxLatencyMs > type(uint16).max || terms.basePricePerGiB == 0
                 || terms.basePricePerGiB > type(uint88).max
                 || tunnelKey == bytes32(0)
                 || bytes(endpoint).length == 0 || bytes(endpoint).length > 256 || bytes(region).length > 64
-        ) revert Market_InvalidTerms();
+        ) revert M.Market_InvalidTerms();
         uint256 minimum = minProviderStake(terms.capacityMbps);
-        if (stake < minimum) revert Market_StakeBelowMinimum(stake, minimum);
-        if (stake > type(uint96).max) revert Market_AmountTooLarge();
+        if (stake < minimum) revert M.Market_StakeBelowMinimum(stake, minimum);
+        if (stake > type(uint96).max) revert M.Market_AmountTooLarge();
 
         _pull(msg.sender, stake);
 
@@ -158,7 +194,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
             sessionMbps: terms.sessionMbps,
             sessionNonce: 0,
             violationCount: 0,
-            status: ProviderStatus.Active,
+            status: M.ProviderStatus.Active,
             flags: 0,
             maxLatencyMs: uint16(terms.maxLatencyMs),
             basePricePerGiB: uint88(terms.basePricePerGiB)
@@ -169,7 +205,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         p.tunnelKey = tunnelKey;
         p.endpoint = endpoint;
         p.region = region;
-        emit ProviderRegistered(providerId, msg.sender, terms, stake);
+        emit M.ProviderRegistered(providerId, msg.sender, terms, stake);
     }
 
     /// @notice Changes price, tunnel key and endpoint. Open sessions keep their price.
@@ -177,89 +213,89 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         external
     {
         Provider storage p = _ownedProvider(providerId);
-        if (p.core.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
+        if (p.core.status == M.ProviderStatus.Left) revert M.Market_ProviderNotActive(providerId);
         if (
             basePricePerGiB == 0 || basePricePerGiB > type(uint88).max || tunnelKey == bytes32(0)
                 || bytes(endpoint).length == 0 || bytes(endpoint).length > 256
-        ) revert Market_InvalidTerms();
+        ) revert M.Market_InvalidTerms();
         p.core.basePricePerGiB = uint88(basePricePerGiB);
         p.tunnelKey = tunnelKey;
         p.endpoint = endpoint;
-        emit ProviderUpdated(providerId, basePricePerGiB, endpoint, tunnelKey);
+        emit M.ProviderUpdated(providerId, basePricePerGiB, endpoint, tunnelKey);
     }
 
     /// @notice Adds `amount` tokens (pulled from the caller) to the provider's stake.
     function addStake(uint32 providerId, uint256 amount) external nonReentrant {
         Provider storage p = _ownedProvider(providerId);
-        if (p.core.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
-        if (amount == 0) revert Market_ZeroAmount();
+        if (p.core.status == M.ProviderStatus.Left) revert M.Market_ProviderNotActive(providerId);
+        if (amount == 0) revert M.Market_ZeroAmount();
         uint256 newStake = uint256(p.stk.stake) + amount;
-        if (newStake > type(uint96).max) revert Market_AmountTooLarge();
+        if (newStake > type(uint96).max) revert M.Market_AmountTooLarge();
         _pull(msg.sender, amount);
         p.stk.stake = uint96(newStake);
-        emit ProviderStaked(providerId, amount);
+        emit M.ProviderStaked(providerId, amount);
     }
 
     /// @notice Moves `amount` of stake to unbonding; the remaining stake must cover the minimum.
     /// A new request restarts the unbonding delay for everything unbonding.
     function requestUnstake(uint32 providerId, uint256 amount) external {
         Provider storage p = _ownedProvider(providerId);
-        if (p.core.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
-        if (amount == 0) revert Market_ZeroAmount();
+        if (p.core.status == M.ProviderStatus.Left) revert M.Market_ProviderNotActive(providerId);
+        if (amount == 0) revert M.Market_ZeroAmount();
         uint256 stake = p.stk.stake;
-        if (amount > stake) revert Market_InsufficientBalance(stake, amount);
+        if (amount > stake) revert M.Market_InsufficientBalance(stake, amount);
         uint256 minimum = minProviderStake(p.core.capacityMbps);
-        if (stake - amount < minimum) revert Market_StakeBelowMinimum(stake - amount, minimum);
+        if (stake - amount < minimum) revert M.Market_StakeBelowMinimum(stake - amount, minimum);
         _startUnbonding(p, amount);
-        emit ProviderUnstakeRequested(providerId, amount, p.stk.unbondingReadyAt);
+        emit M.ProviderUnstakeRequested(providerId, amount, p.stk.unbondingReadyAt);
     }
 
     /// @notice Credits unbonded stake to the owner's balance once the delay has passed.
     function withdrawUnbonded(uint32 providerId) external {
         Provider storage p = _ownedProvider(providerId);
         uint256 amount = p.stk.unbonding;
-        if (amount == 0) revert Market_NothingUnbonding();
-        if (block.timestamp < p.stk.unbondingReadyAt) revert Market_UnbondingNotReady(p.stk.unbondingReadyAt);
+        if (amount == 0) revert M.Market_NothingUnbonding();
+        if (block.timestamp < p.stk.unbondingReadyAt) revert M.Market_UnbondingNotReady(p.stk.unbondingReadyAt);
         p.stk.unbonding = 0;
         _balances[msg.sender] += amount;
-        emit ProviderUnbonded(providerId, amount);
+        emit M.ProviderUnbonded(providerId, amount);
     }
 
     /// @notice Leaves the market: no committed sessions allowed; all stake starts unbonding.
     function leave(uint32 providerId) external {
         Provider storage p = _ownedProvider(providerId);
         ProviderCore memory c = p.core;
-        if (c.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
-        if (c.committedMbps != 0) revert Market_ProviderHasSessions(providerId, c.committedMbps);
-        p.core.status = ProviderStatus.Left;
+        if (c.status == M.ProviderStatus.Left) revert M.Market_ProviderNotActive(providerId);
+        if (c.committedMbps != 0) revert M.Market_ProviderHasSessions(providerId, c.committedMbps);
+        p.core.status = M.ProviderStatus.Left;
         // Reports still judge (and slash) it for this epoch and every earlier one; the
         // unbonding delay outlasts their report window (checked at construction).
         p.own.leftEpoch = uint32(_epochNow());
         _startUnbonding(p, p.stk.stake);
-        emit ProviderLeft(providerId);
+        emit M.ProviderLeft(providerId);
     }
 
     /// @notice Ends a jail once its epochs have passed and the stake covers the minimum again.
     function unjail(uint32 providerId) external {
         Provider storage p = _ownedProvider(providerId);
         ProviderCore memory c = p.core;
-        if (c.status != ProviderStatus.Jailed) revert Market_ProviderNotActive(providerId);
+        if (c.status != M.ProviderStatus.Jailed) revert M.Market_ProviderNotActive(providerId);
         uint32 until = p.own.jailedUntilEpoch;
-        if (currentEpoch() < until) revert Market_StillJailed(until);
+        if (currentEpoch() < until) revert M.Market_StillJailed(until);
         uint256 minimum = minProviderStake(c.capacityMbps);
-        if (p.stk.stake < minimum) revert Market_StakeBelowMinimum(p.stk.stake, minimum);
-        p.core.status = ProviderStatus.Active;
-        emit ProviderUnjailed(providerId);
+        if (p.stk.stake < minimum) revert M.Market_StakeBelowMinimum(p.stk.stake, minimum);
+        p.core.status = M.ProviderStatus.Active;
+        emit M.ProviderUnjailed(providerId);
     }
 
     /// @notice Stops (or resumes) taking new client sessions. Open sessions carry on; oracles
     /// can still open probe sessions, so a paused provider is audited as usual.
     function setPaused(uint32 providerId, bool paused) external {
         Provider storage p = _ownedProvider(providerId);
-        if (p.core.status == ProviderStatus.Left) revert Market_ProviderNotActive(providerId);
+        if (p.core.status == M.ProviderStatus.Left) revert M.Market_ProviderNotActive(providerId);
         uint8 flags = p.core.flags;
         p.core.flags = paused ? flags | FLAG_PAUSED : flags & ~FLAG_PAUSED;
-        emit ProviderPaused(providerId, paused);
+        emit M.ProviderPaused(providerId, paused);
     }
 
     // ================================================================ sessions
@@ -273,33 +309,32 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
     {
         Provider storage p = _providers[providerId];
         ProviderCore memory c = p.core;
-        if (c.status != ProviderStatus.Active) {
-            if (c.status == ProviderStatus.None) revert Market_UnknownProvider(providerId);
-            revert Market_ProviderNotActive(providerId);
+        if (c.status != M.ProviderStatus.Active) {
+            if (c.status == M.ProviderStatus.None) revert M.Market_UnknownProvider(providerId);
+            revert M.Market_ProviderNotActive(providerId);
         }
-        if (sessionKey == address(0)) revert Market_InvalidSessionKey();
+        if (sessionKey == address(0)) revert M.Market_InvalidSessionKey();
         // A paused provider takes no client sessions; an oracle's probe still opens.
-        if (c.flags & FLAG_PAUSED != 0 && _oracles[msg.sender].status != OracleStatus.Active) {
-            revert Market_ProviderPaused(providerId);
+        if (c.flags & FLAG_PAUSED != 0 && _oracles[msg.sender].status != M.OracleStatus.Active) {
+            revert M.Market_ProviderPaused(providerId);
         }
-        if (depositAmount > type(uint96).max) revert Market_AmountTooLarge();
-        if (c.sessionNonce == type(uint24).max) revert Market_NonceExhausted(providerId);
+        if (depositAmount > type(uint96).max) revert M.Market_AmountTooLarge();
         uint32 committedAfter = c.committedMbps + c.sessionMbps;
         if (committedAfter > c.capacityMbps) {
-            revert Market_WouldOversell(c.committedMbps, c.sessionMbps, c.capacityMbps);
+            revert M.Market_WouldOversell(c.committedMbps, c.sessionMbps, c.capacityMbps);
         }
         uint256 price = Pricing.quote(c.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
-        if (price > maxPricePerGiB) revert Market_PriceAboveMax(price, maxPricePerGiB);
+        if (price > maxPricePerGiB) revert M.Market_PriceAboveMax(price, maxPricePerGiB);
         // A price above 2^96 can only come from a huge alpha; refuse rather than truncate.
-        if (price > type(uint96).max) revert Market_AmountTooLarge();
+        if (price > type(uint96).max) revert M.Market_AmountTooLarge();
         uint256 floor = _depositFloor(price, c.sessionMbps);
-        if (depositAmount < floor) revert Market_DepositTooSmall(depositAmount, floor);
+        if (depositAmount < floor) revert M.Market_DepositTooSmall(depositAmount, floor);
 
         uint256 bal = _balances[msg.sender];
-        if (bal < depositAmount) revert Market_InsufficientBalance(bal, depositAmount);
+        if (bal < depositAmount) revert M.Market_InsufficientBalance(bal, depositAmount);
         _balances[msg.sender] = bal - depositAmount;
 
-        SessionTerms memory t = SessionTerms({
+        M.SessionTerms memory t = M.SessionTerms({
             client: msg.sender,
             sessionKey: sessionKey,
             providerId: providerId,
@@ -311,33 +346,38 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
             pricePerGiB: uint96(price)
         });
         p.core.committedMbps = committedAfter;
-        p.core.sessionNonce = c.sessionNonce + 1;
+        // The nonce wraps (it only keeps ids apart; the terms hash the open time and the
+        // client's key too); an id that is taken is refused below.
+        unchecked {
+            p.core.sessionNonce = c.sessionNonce + 1;
+        }
 
         sessionId = keccak256(abi.encode(t));
-        _sessions[sessionId].status = SessionStatus.Open;
-        emit SessionOpened(sessionId, providerId, msg.sender, t);
+        if (_sessions[sessionId].status != M.SessionStatus.None) revert M.Market_SessionExists(sessionId);
+        _sessions[sessionId].status = M.SessionStatus.Open;
+        emit M.SessionOpened(sessionId, providerId, msg.sender, t);
     }
 
     /// @notice Pays the provider for the bytes of a newer receipt signed by the session key.
-    function claim(SessionTerms calldata t, uint64 cumulativeBytes, uint64 timestamp, bytes calldata signature)
+    function claim(M.SessionTerms calldata t, uint64 cumulativeBytes, uint64 timestamp, bytes calldata signature)
         external
     {
         bytes32 sessionId = keccak256(abi.encode(t));
-        SessionState memory s = _sessions[sessionId];
-        if (s.status == SessionStatus.None) revert Market_UnknownSession(sessionId);
+        M.SessionState memory s = _sessions[sessionId];
+        if (s.status == M.SessionStatus.None) revert M.Market_UnknownSession(sessionId);
         Provider storage p = _providers[t.providerId];
         address owner = p.own.owner;
-        if (msg.sender != owner) revert Market_NotProviderOwner(t.providerId);
+        if (msg.sender != owner) revert M.Market_NotProviderOwner(t.providerId);
 
-        if (cumulativeBytes <= s.claimedBytes) revert Market_ReceiptNotNewer(cumulativeBytes, s.claimedBytes);
-        if (timestamp <= s.lastReceiptAt) revert Market_ReceiptStale(timestamp, s.lastReceiptAt);
-        if (timestamp < t.openedAt) revert Market_ReceiptBeforeOpen(timestamp, t.openedAt);
-        if (timestamp > block.timestamp + MAX_RECEIPT_DRIFT) revert Market_ReceiptFromFuture(timestamp);
+        if (cumulativeBytes <= s.claimedBytes) revert M.Market_ReceiptNotNewer(cumulativeBytes, s.claimedBytes);
+        if (timestamp <= s.lastReceiptAt) revert M.Market_ReceiptStale(timestamp, s.lastReceiptAt);
+        if (timestamp < t.openedAt) revert M.Market_ReceiptBeforeOpen(timestamp, t.openedAt);
+        if (timestamp > block.timestamp + MAX_RECEIPT_DRIFT) revert M.Market_ReceiptFromFuture(timestamp);
         (address signer, ECDSA.RecoverError err,) =
             ECDSA.tryRecover(_hashTypedDataV4(_receiptStructHash(sessionId, cumulativeBytes, timestamp)), signature);
-        if (err != ECDSA.RecoverError.NoError || signer != t.sessionKey) revert Market_BadReceiptSignature();
+        if (err != ECDSA.RecoverError.NoError || signer != t.sessionKey) revert M.Market_BadReceiptSignature();
 
-        uint256 violations = s.status == SessionStatus.Open ? p.core.violationCount - t.violationsAtOpen : s.violations;
+        uint256 violations = s.status == M.SessionStatus.Open ? p.core.violationCount - t.violationsAtOpen : s.violations;
         uint256 entitled = payoutFor(t, cumulativeBytes, violations);
         uint256 delta;
         uint256 fee;
@@ -351,96 +391,57 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         s.claimedBytes = cumulativeBytes;
         s.lastReceiptAt = uint32(timestamp); // timestamp <= block.timestamp + drift < 2^32 until 2106
         _sessions[sessionId] = s;
-        emit SessionClaimed(sessionId, cumulativeBytes, delta - fee, fee);
+        emit M.SessionClaimed(sessionId, cumulativeBytes, delta - fee, fee);
     }
 
     /// @notice Closes a session. The client's close starts the claim grace; the provider's
     /// close (which gives up further claims) settles at once.
-    function close(SessionTerms calldata t) external {
+    function close(M.SessionTerms calldata t) external {
         bytes32 sessionId = keccak256(abi.encode(t));
-        SessionState memory s = _sessions[sessionId];
-        if (s.status == SessionStatus.None) revert Market_UnknownSession(sessionId);
+        M.SessionState memory s = _sessions[sessionId];
+        if (s.status == M.SessionStatus.None) revert M.Market_UnknownSession(sessionId);
         Provider storage p = _providers[t.providerId];
         bool byProvider = msg.sender != t.client;
-        if (byProvider && msg.sender != p.own.owner) revert Market_NotSessionParty(sessionId);
+        if (byProvider && msg.sender != p.own.owner) revert M.Market_NotSessionParty(sessionId);
 
-        if (s.status == SessionStatus.Open) {
+        if (s.status == M.SessionStatus.Open) {
             ProviderCore memory c = p.core;
             p.core.committedMbps = c.committedMbps - t.sessionMbps;
             uint256 v = c.violationCount - t.violationsAtOpen;
             s.violations = v > type(uint16).max ? type(uint16).max : uint16(v);
-            if (!byProvider) emit SessionClosed(sessionId, msg.sender, s.violations);
+            if (!byProvider) emit M.SessionClosed(sessionId, msg.sender, s.violations);
         } else if (!byProvider) {
-            revert Market_SessionNotOpen(sessionId);
+            revert M.Market_SessionNotOpen(sessionId);
         }
 
         if (byProvider) {
             _settle(sessionId, t, s.paid);
         } else {
-            s.status = SessionStatus.Closing;
+            s.status = M.SessionStatus.Closing;
             s.closedAt = uint32(block.timestamp);
             _sessions[sessionId] = s;
         }
     }
 
     /// @notice Refunds a client-closed session once the claim grace is over. Anyone may call.
-    function settle(SessionTerms calldata t) external {
+    function settle(M.SessionTerms calldata t) external {
         bytes32 sessionId = keccak256(abi.encode(t));
-        SessionState memory s = _sessions[sessionId];
-        if (s.status == SessionStatus.None) revert Market_UnknownSession(sessionId);
-        if (s.status != SessionStatus.Closing) revert Market_SessionNotOpen(sessionId);
+        M.SessionState memory s = _sessions[sessionId];
+        if (s.status == M.SessionStatus.None) revert M.Market_UnknownSession(sessionId);
+        if (s.status != M.SessionStatus.Closing) revert M.Market_SessionNotOpen(sessionId);
         uint256 settleableAt = uint256(s.closedAt) + _claimGrace;
-        if (block.timestamp < settleableAt) revert Market_GraceNotOver(settleableAt);
+        if (block.timestamp < settleableAt) revert M.Market_GraceNotOver(settleableAt);
         _settle(sessionId, t, s.paid);
     }
 
 
     // ============================================ oracles, reports, bonus (AuditModule)
-    // These forward their calldata unchanged to the module; the parameters are named only so the
-    // ABI carries their names.
 
-    function registerOracle(string calldata endpoint, uint256 stake) external {
-        _delegate();
-    }
-
-    function requestOracleLeave() external {
-        _delegate();
-    }
-
-    function withdrawOracleStake() external {
-        _delegate();
-    }
-
-    function proveEquivocation(
-        uint64 epoch,
-        bytes calldata providersA,
-        bytes calldata rowA,
-        bytes calldata sigA,
-        bytes calldata providersB,
-        bytes calldata rowB,
-        bytes calldata sigB
-    ) external {
-        _delegate();
-    }
-
-    function beginEpoch() external returns (bytes32 seed) {
-        _delegate();
-    }
-
-    function submitReport(
-        uint64 epoch,
-        bytes calldata providerIds,
-        bytes calldata measurements,
-        bytes[] calldata signatures
-    ) external {
-        _delegate();
-    }
-
-    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs) external {
-        _delegate();
-    }
-
-    function sweepBonus(uint32 period) external {
+    /// Every function this contract does not define (oracles, epochs, reports, equivocation,
+    /// the bonus and their views) runs in `AuditModule` on this contract's storage; the full
+    /// API is `IWirepactMarket`. The module refuses direct calls and sends no ether: this entry
+    /// point has no payable path.
+    fallback() external {
         _delegate();
     }
 
@@ -458,9 +459,10 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
     }
 
     // ================================================================== views
+    // (the views of oracles, epochs, reports and the bonus live in AuditModule)
 
-    function params() external view returns (Params memory) {
-        return Params({
+    function params() external view returns (M.Params memory) {
+        return M.Params({
             token: address(_token),
             epochLength: _epochLength,
             auditProbabilityBps: _auditProbabilityBps,
@@ -495,16 +497,8 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         return _genesis;
     }
 
-    function currentEpoch() public view override returns (uint64) {
+    function currentEpoch() public view returns (uint64) {
         return _epochNow();
-    }
-
-    function currentPeriod() public view returns (uint32) {
-        return uint32(currentEpoch() / _rewardPeriodEpochs);
-    }
-
-    function epochStart(uint64 epoch) external view returns (uint256) {
-        return _genesis + uint256(epoch) * _epochLength;
     }
 
     function balanceOf(address account) external view returns (uint256) {
@@ -513,14 +507,6 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
 
     function rewardPool() external view returns (uint256) {
         return _rewardPool;
-    }
-
-    function bonusPot(uint32 period) external view returns (BonusPot memory) {
-        return _bonusPots[period];
-    }
-
-    function periodAvailable(uint32 period) external view returns (uint256) {
-        return _periodAvailable[period];
     }
 
     function minProviderStake(uint32 capacityMbps) public view returns (uint256) {
@@ -535,7 +521,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         return _providerIdOf[owner];
     }
 
-    function provider(uint32 providerId) external view returns (ProviderView memory v) {
+    function provider(uint32 providerId) external view returns (M.ProviderView memory v) {
         Provider storage p = _providers[providerId];
         ProviderCore memory c = p.core;
         v.owner = p.own.owner;
@@ -560,16 +546,6 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         v.leftEpoch = p.own.leftEpoch;
     }
 
-    function bonusRecord(uint32 providerId, uint32 period) external view returns (BonusRecord memory) {
-        PeriodRecord memory r = _periodRecords[providerId][period];
-        return BonusRecord({
-            unavailable: r.unavailable,
-            notMeasured: r.notMeasured,
-            slashed: r.slashed,
-            claimedPeriodPlusOne: _providers[providerId].audit.claimedPeriodPlusOne
-        });
-    }
-
     /// @notice Price per GiB a session opened now would get (0 if it could not open).
     function quote(uint32 providerId) external view returns (uint256) {
         return _quote(providerId);
@@ -580,7 +556,7 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         ProviderCore memory c = p.core;
         uint256 committedAfter = uint256(c.committedMbps) + c.sessionMbps;
         // (A paused provider still quotes: oracles can open probes with it; clients see `paused`.)
-        if (c.status != ProviderStatus.Active || committedAfter > c.capacityMbps) return 0;
+        if (c.status != M.ProviderStatus.Active || committedAfter > c.capacityMbps) return 0;
         return Pricing.quote(c.basePricePerGiB, committedAfter, c.capacityMbps, _alphaBps);
     }
 
@@ -590,16 +566,16 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         return price == 0 ? 0 : _depositFloor(price, _providers[providerId].core.sessionMbps);
     }
 
-    function session(bytes32 sessionId) external view returns (SessionState memory) {
+    function session(bytes32 sessionId) external view returns (M.SessionState memory) {
         return _sessions[sessionId];
     }
 
-    function sessionIdOf(SessionTerms calldata t) external pure returns (bytes32) {
+    function sessionIdOf(M.SessionTerms calldata t) external pure returns (bytes32) {
         return keccak256(abi.encode(t));
     }
 
     /// @notice What the provider is entitled to in total for `cumulativeBytes` with `violations`.
-    function payoutFor(SessionTerms calldata t, uint64 cumulativeBytes, uint256 violations)
+    function payoutFor(M.SessionTerms calldata t, uint64 cumulativeBytes, uint256 violations)
         public
         view
         returns (uint256)
@@ -611,80 +587,17 @@ contract WirepactMarket is IWirepactMarket, MarketBase {
         return (gross * (BPS - penalty)) / BPS;
     }
 
-    function oracle(address account) external view returns (OracleView memory) {
-        Oracle storage o = _oracles[account];
-        return OracleView({
-            status: o.status,
-            stake: o.stake,
-            unbondingReadyAt: o.unbondingReadyAt,
-            endpoint: o.endpoint,
-            fromEpoch: o.fromEpoch,
-            untilEpoch: o.untilEpoch
-        });
-    }
-
-    function oracleCount() external view returns (uint256) {
-        return _oracleList.length;
-    }
-
-    function oracleAt(uint256 index) external view returns (address) {
-        return _oracleList[index];
-    }
-
-    function activeOracles() external view returns (uint256) {
-        return _activeOracles;
-    }
-
-    /// @notice Total stake of the oracles that sign for `epoch` (a report needs signers holding
-    /// more than two thirds of it).
-    function oracleStakeAt(uint64 epoch) external view returns (uint256) {
-        return _eligibleStake(epoch);
-    }
-
-    /// @notice The stake `signers` hold for `epoch` (ineligible ones count 0) and the epoch's
-    /// eligible total: a report with these signers is accepted iff `3 * signing > 2 * eligible`.
-    function signingStake(uint64 epoch, address[] calldata signers)
-        external
-        view
-        returns (uint256 signing, uint256 eligible)
-    {
-        for (uint256 i; i < signers.length; ++i) {
-            signing += _signerWeight(signers[i], epoch);
-        }
-        eligible = _eligibleStake(epoch);
-    }
-
-    function epochSeed(uint64 epoch) external view returns (bytes32) {
-        return _seeds[epoch];
-    }
-
-    function isReported(uint64 epoch) external view returns (bool) {
-        return _reportedBitmap[epoch >> 8] & (1 << (epoch & 0xff)) != 0;
-    }
-
-    function isAudited(uint64 epoch, uint32 providerId) external view returns (bool) {
-        return AuditSet.isAudited(_seeds[epoch], providerId, _auditProbabilityBps);
-    }
-
     function receiptDigest(bytes32 sessionId, uint64 cumulativeBytes, uint64 timestamp) external view returns (bytes32) {
         return _hashTypedDataV4(_receiptStructHash(sessionId, cumulativeBytes, timestamp));
     }
 
-    function observationsDigest(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
-        external
-        view
-        returns (bytes32)
-    {
-        return _hashTypedDataV4(_observationsStructHash(epoch, providerIds, measurements));
-    }
-
     // =============================================================== internal
 
-    function _settle(bytes32 sessionId, SessionTerms calldata t, uint256 paid) private {
+    function _settle(bytes32 sessionId, M.SessionTerms calldata t, uint256 paid) private {
         uint256 refund = uint256(t.deposit) - paid;
         delete _sessions[sessionId];
         if (refund != 0) _balances[t.client] += refund;
-        emit SessionSettled(sessionId, paid, refund);
+        emit M.SessionSettled(sessionId, paid, refund);
     }
 
     function _receiptStructHash(bytes32 sessionId, uint64 cumulativeBytes, uint64 timestamp)

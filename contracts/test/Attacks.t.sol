@@ -132,11 +132,25 @@ contract AttacksTest is BaseTest {
         assertEq(market.provider(id).auditHistory, 0);
     }
 
-    /// One oracle's "not measured" cannot shield a provider the others saw down.
+    /// One oracle's "not measured" cannot shield a provider the three others saw down.
     function test_When_OneOracleSaysNotMeasured_TheOthersDecide() external {
         uint64 e = _nextEpoch();
-        _reportFlags(e, id, [uint8(2), 0, 0]);
+        _reportFlags4(e, id, [uint8(2), 0, 0, 0]);
         assertEq(market.provider(id).violationCount, 1);
+    }
+
+    /// With a liar among only two oracles that measured, the lower median would be the liar's:
+    /// a verdict needs more than two thirds of the epoch's stake to have measured.
+    function test_When_TooFewMeasured_NoVerdict() external {
+        uint64 e = _nextEpoch();
+        bytes[] memory ms = new bytes[](4);
+        ms[0] = abi.encodePacked(uint32(0), uint24(0), uint8(2)); // not measured
+        ms[1] = _measurement(0, 20, true); // the liar
+        ms[2] = _measurement(30_000, 20, true);
+        ms[3] = _measurement(30_000, 20, true);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), ms, 3);
+        market.submitReport(e, _ids1(id), m, s);
+        assertEq(market.provider(id).violationCount, 0);
     }
 
     /// A paused provider takes no new client sessions, but oracles still probe it: pausing is
@@ -158,6 +172,24 @@ contract AttacksTest is BaseTest {
         vm.prank(prov2);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotProviderOwner.selector, id));
         market.setPaused(id, true);
+    }
+
+    /// The 24-bit session nonce used to run out and brick the provider (every later open
+    /// reverted). It wraps now; the session id still differs (it hashes the open time and
+    /// the client's key too), and an id that is taken is refused.
+    function test_Attack_NonceExhausted_ProviderStillSells() external {
+        // _providers is slot 5 of the market's layout; the nonce sits at bits 96..119 of the
+        // provider's first slot.
+        bytes32 slot = keccak256(abi.encode(uint256(id), uint256(5)));
+        uint256 word = uint256(vm.load(address(market), slot));
+        word |= uint256(type(uint24).max) << 96;
+        vm.store(address(market), slot, bytes32(word));
+        assertEq(market.provider(id).sessionNonce, type(uint24).max);
+        (IWirepactMarket.SessionTerms memory t,) = _open(id, 10 * ONE);
+        assertEq(t.nonce, type(uint24).max);
+        assertEq(market.provider(id).sessionNonce, 0);
+        (t,) = _open(id, 10 * ONE);
+        assertEq(t.nonce, 0);
     }
 
     // ------------------------------------------------------------- bonus theft
@@ -231,6 +263,16 @@ contract AttacksTest is BaseTest {
             a := create(0, add(code, 0x20), mload(code))
         }
         return a != address(0);
+    }
+
+    /// All 4 oracles sign flags `f[i]` (bit 0 reachable, bit 1 not measured) at full speed.
+    function _reportFlags4(uint64 e, uint32 pid, uint8[4] memory f) internal {
+        bytes[] memory ms = new bytes[](4);
+        for (uint256 i; i < 4; ++i) {
+            ms[i] = abi.encodePacked(uint32(f[i] & 2 != 0 ? 0 : 30_000), uint24(20), f[i]);
+        }
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(pid), ms, 4);
+        market.submitReport(e, _ids1(pid), m, s);
     }
 
     /// Oracles 0..2 sign flags `f[i]` (bit 0 reachable, bit 1 not measured) at full speed.

@@ -52,4 +52,53 @@ contract PricingTest is Test {
         assertGe(m, lo);
         assertLe(m, hi);
     }
+
+    /// Liars holding less than half of the weight cannot move the weighted median outside the
+    /// honest values, however many of them there are.
+    function testFuzz_WeightedMedianBetweenHonestValues(
+        uint32[4] memory honest,
+        uint64[4] memory honestStake,
+        uint32[8] memory liars,
+        uint64[8] memory liarStake
+    ) external pure {
+        uint32[] memory v = new uint32[](12);
+        uint256[] memory w = new uint256[](12);
+        uint256 hw;
+        uint32 lo = type(uint32).max;
+        uint32 hi;
+        for (uint256 i; i < 4; ++i) {
+            v[i] = honest[i];
+            w[i] = bound(honestStake[i], 1, type(uint64).max);
+            hw += w[i];
+            if (honest[i] < lo) lo = honest[i];
+            if (honest[i] > hi) hi = honest[i];
+        }
+        uint256 lw;
+        for (uint256 i; i < 8; ++i) {
+            v[4 + i] = liars[i];
+            // the liars together hold strictly less than the honest weight
+            w[4 + i] = bound(liarStake[i], 1, (hw - 1) / 8 + 1);
+            lw += w[4 + i];
+        }
+        if (lw >= hw) return;
+        uint32 m = Median.weightedLowerMedian(v, w, 12, hw + lw);
+        assertGe(m, lo);
+        assertLe(m, hi);
+    }
+
+    /// With equal weights the weighted median is the plain lower median.
+    function testFuzz_WeightedMedianWithEqualWeightsIsTheLowerMedian(uint32[9] memory vals, uint8 n, uint64 weight)
+        external
+        pure
+    {
+        uint256 k = bound(n, 1, 9);
+        uint256 wt = bound(weight, 1, type(uint64).max);
+        uint32[] memory a = new uint32[](k);
+        uint32[] memory b = new uint32[](k);
+        uint256[] memory w = new uint256[](k);
+        for (uint256 i; i < k; ++i) {
+            (a[i], b[i], w[i]) = (vals[i], vals[i], wt);
+        }
+        assertEq(Median.weightedLowerMedian(a, w, k, wt * k), Median.lowerMedian(b));
+    }
 }

@@ -275,7 +275,8 @@ interface IWirepactMarket {
     error Market_SweepTooEarly(uint32 period);
     error Market_BonusWindowClosed(uint32 period);
     error Market_BadAuditProof(uint64 epoch);
-    error Market_NonceExhausted(uint32 providerId);
+    /// A session with these exact terms is already open (only after the nonce wrapped).
+    error Market_SessionExists(bytes32 sessionId);
     /// The audit module was built with other parameters than the market.
     error Market_ModuleMismatch();
     /// A module function was called directly instead of through the market.

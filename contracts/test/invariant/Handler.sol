@@ -36,6 +36,13 @@ contract Handler is CommonBase, StdCheats, StdUtils {
     uint256 public ghostReportsAccepted;
     uint256 public ghostOverpaid;
     mapping(bytes32 => bool) public everSettled;
+    /// bonus paid per period, claims that failed on arithmetic (an eligible provider locked
+    /// out), slashes that took anything but exactly slashBps of stake + unbonding
+    mapping(uint32 => uint256) public ghostBonusPaid;
+    uint256 public ghostBonusPanics;
+    uint256 public ghostWrongSlashes;
+    uint256 public ghostEquivocationsProven;
+    uint256 internal extraOracles;
 
     constructor(IWirepactMarket m, TestToken tk, address[] memory os, uint256[] memory keys) {
         market = m;
@@ -114,13 +121,17 @@ contract Handler is CommonBase, StdCheats, StdUtils {
         if (n == 0) return;
         uint32 id = uint32(bound(prov, 1, n));
         IWirepactMarket.ProviderView memory v = market.provider(id);
-        if (v.status != IWirepactMarket.ProviderStatus.Active || v.committedMbps + v.sessionMbps > v.capacityMbps) {
+        if (
+            v.status != IWirepactMarket.ProviderStatus.Active || v.paused
+                || v.committedMbps + v.sessionMbps > v.capacityMbps
+        ) {
             return;
         }
         address c = clients[who % clients.length];
         uint256 bal = market.balanceOf(c);
-        if (bal == 0) return;
-        dep = bound(dep, 1, bal < 1e22 ? bal : 1e22);
+        uint256 floor = market.minDeposit(id);
+        if (bal < floor || floor == 0) return;
+        dep = bound(dep, floor, bal < 1e22 ? bal : 1e22);
         uint256 pk = ++keyCounter;
         vm.recordLogs();
         vm.prank(c);
@@ -239,7 +250,10 @@ contract Handler is CommonBase, StdCheats, StdUtils {
             sigs[i] = abi.encodePacked(rr, ss, v);
         }
         uint256 stakeBefore = _totalProviderStake();
+        uint256[] memory before = _stakes();
+        vm.recordLogs();
         try market.submitReport(e, ids, ms, sigs) {
+            _checkSlashes(before);
             ++ghostReportsAccepted;
             address[] memory who = new address[](m);
             for (uint256 i; i < m; ++i) {
@@ -252,6 +266,148 @@ contract Handler is CommonBase, StdCheats, StdUtils {
     }
 
     // ---------------------------------------------------------------- helpers
+
+    // ------------------------------------------------ lifecycle, bonus, oracle set
+
+    /// A provider claims the bonus of the period that ended, proving every epoch it may.
+    function claimBonus(uint256 who) external {
+        address p = providers[who % providers.length];
+        uint32 id = market.providerIdOf(p);
+        uint32 nowPeriod = market.currentPeriod();
+        if (id == 0 || nowPeriod == 0) return;
+        uint32 period = nowPeriod - 1;
+        IWirepactMarket.ProviderView memory v = market.provider(id);
+        uint64 len = market.params().rewardPeriodEpochs;
+        uint64[] memory es = new uint64[](len);
+        uint256 n;
+        for (uint64 e = uint64(period) * len; e < uint64(period + 1) * len; ++e) {
+            if (
+                e > v.registeredEpoch && e >= v.jailedUntilEpoch && market.isReported(e)
+                    && market.isAudited(e, id)
+            ) es[n++] = e;
+        }
+        assembly {
+            mstore(es, n)
+        }
+        uint256 bal = market.balanceOf(p);
+        vm.prank(p);
+        try market.claimBonus(id, period, es) {
+            ghostBonusPaid[period] += market.balanceOf(p) - bal;
+        } catch (bytes memory err) {
+            // a Panic (arithmetic) would lock an eligible provider out of its share
+            if (err.length >= 4 && bytes4(err) == bytes4(0x4e487b71)) ++ghostBonusPanics;
+        }
+    }
+
+    function sweepBonus() external {
+        uint32 nowPeriod = market.currentPeriod();
+        if (nowPeriod < 2) return;
+        market.sweepBonus(nowPeriod - 2);
+    }
+
+    function leave(uint256 who) external {
+        address p = providers[who % providers.length];
+        uint32 id = market.providerIdOf(p);
+        if (id == 0) return;
+        vm.prank(p);
+        market.leave(id);
+    }
+
+    function unjail(uint256 who) external {
+        address p = providers[who % providers.length];
+        uint32 id = market.providerIdOf(p);
+        if (id == 0) return;
+        vm.prank(p);
+        market.unjail(id);
+    }
+
+    function setPrice(uint256 who, uint96 price) external {
+        address p = providers[who % providers.length];
+        uint32 id = market.providerIdOf(p);
+        if (id == 0) return;
+        price = uint96(bound(price, 1, 1e20));
+        vm.prank(p);
+        market.updateProvider(id, price, bytes32(uint256(uint160(p))), "h:2");
+    }
+
+    function setPaused(uint256 who, bool paused) external {
+        address p = providers[who % providers.length];
+        uint32 id = market.providerIdOf(p);
+        if (id == 0) return;
+        vm.prank(p);
+        market.setPaused(id, paused);
+    }
+
+    /// A new oracle joins (it signs from the next epoch; the report action signs with the
+    /// first four only).
+    function oracleJoin(uint256 stake) external {
+        if (extraOracles >= 6) return;
+        uint256 pk = 0xABC000 + ++extraOracles;
+        address o = vm.addr(pk);
+        stake = bound(stake, market.params().minOracleStake, 1e24);
+        token.mint(o, stake);
+        vm.prank(o);
+        token.approve(address(market), type(uint256).max);
+        vm.prank(o);
+        market.registerOracle("https://o", stake);
+        oracles.push(o);
+        oracleKeys.push(pk);
+    }
+
+    function oracleLeave(uint256 i) external {
+        if (oracles.length <= 4) return;
+        address o = oracles[4 + i % (oracles.length - 4)];
+        vm.prank(o);
+        market.requestOracleLeave();
+    }
+
+    function oracleWithdraw(uint256 i) external {
+        if (oracles.length <= 4) return;
+        address o = oracles[4 + i % (oracles.length - 4)];
+        IWirepactMarket.OracleView memory v = market.oracle(o);
+        if (v.status != IWirepactMarket.OracleStatus.Leaving) return;
+        if (vm.getBlockTimestamp() < v.unbondingReadyAt) vm.warp(v.unbondingReadyAt);
+        vm.prank(o);
+        market.withdrawOracleStake();
+    }
+
+    /// One of the extra oracles signs two different observations for the epoch; a client
+    /// proves it.
+    function equivocate(uint256 i, uint256 who) external {
+        if (oracles.length <= 4) return;
+        uint256 k = 4 + i % (oracles.length - 4);
+        uint64 e = market.currentEpoch();
+        bytes memory ids = abi.encodePacked(uint32(1));
+        bytes memory a = abi.encodePacked(uint32(1), uint24(1), uint8(1));
+        bytes memory b = abi.encodePacked(uint32(2), uint24(1), uint8(1));
+        (uint8 v1, bytes32 r1, bytes32 s1) = vm.sign(oracleKeys[k], market.observationsDigest(e, ids, a));
+        (uint8 v2, bytes32 r2, bytes32 s2) = vm.sign(oracleKeys[k], market.observationsDigest(e, ids, b));
+        vm.prank(clients[who % clients.length]);
+        market.proveEquivocation(e, ids, a, abi.encodePacked(r1, s1, v1), ids, b, abi.encodePacked(r2, s2, v2));
+        ++ghostEquivocationsProven;
+    }
+
+    function _stakes() internal view returns (uint256[] memory s) {
+        uint32 n = market.providerCount();
+        s = new uint256[](n + 1);
+        for (uint32 id = 1; id <= n; ++id) {
+            IWirepactMarket.ProviderView memory v = market.provider(id);
+            s[id] = uint256(v.stake) + v.unbonding;
+        }
+    }
+
+    /// Every slash of the last report took exactly slashBps of stake + unbonding, whatever the
+    /// provider's status.
+    function _checkSlashes(uint256[] memory before) internal {
+        VmSafe.Log[] memory logs = vm.getRecordedLogs();
+        uint256 bps = market.params().slashBps;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] != IWirepactMarket.ProviderSlashed.selector) continue;
+            uint32 id = uint32(uint256(logs[i].topics[1]));
+            (uint256 amount,,) = abi.decode(logs[i].data, (uint256, uint256, uint32));
+            if (amount != before[id] * bps / 10_000) ++ghostWrongSlashes;
+        }
+    }
 
     function _totalProviderStake() internal view returns (uint256 s) {
         uint32 n = market.providerCount();

@@ -90,6 +90,22 @@ contract InvariantsTest is BaseTest {
         assertEq(handler.ghostReportsBelowQuorum(), 0);
     }
 
+    /// The bonus never pays beyond a period's pot, and no eligible claim fails on arithmetic.
+    function invariant_BonusWithinItsPot() external view {
+        uint32 period = market.currentPeriod();
+        for (uint32 q; q <= period; ++q) {
+            IWirepactMarket.BonusPot memory pot = market.bonusPot(q);
+            assertLe(handler.ghostBonusPaid(q), pot.pot);
+            assertLe(handler.ghostBonusPaid(q) + pot.remaining, pot.pot);
+        }
+        assertEq(handler.ghostBonusPanics(), 0);
+    }
+
+    /// k violations in w audits cost exactly slashBps of stake + unbonding, whatever the status.
+    function invariant_SlashesAreExact() external view {
+        assertEq(handler.ghostWrongSlashes(), 0);
+    }
+
     /// The handler reaches the paths the invariants are about (slashing, claims, settlement).
     function test_HandlerReachesSlashClaimAndSettle() external {
         handler.register(0, 100, 10);

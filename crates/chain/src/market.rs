@@ -61,7 +61,9 @@ pub trait Market {
     /// The terms a session was opened with (from its `SessionOpened` event), if it exists.
     async fn session_terms(&self, id: SessionId) -> Result<Option<SessionTerms>, ChainError>;
     async fn is_audited(&self, epoch: u64, id: ProviderId) -> Result<bool, ChainError>;
-    async fn quorum(&self) -> Result<u64, ChainError>;
+    /// The stake `signers` hold for `epoch` and the epoch's eligible total: a report they
+    /// sign is accepted iff `3 * signing > 2 * eligible` (and at least 3 sign).
+    async fn signing_stake(&self, epoch: u64, signers: &[Address]) -> Result<(U256, U256), ChainError>;
 
     /// Pulls `amount` tokens into the account's market balance (approving first if needed).
     async fn deposit(&self, amount: U256) -> Result<TransactionReceipt, ChainError>;
@@ -478,10 +480,14 @@ impl Market for AlloyMarket {
             .map_err(|e| ChainError::from_contract("reading the audit set", e))
     }
 
-    async fn quorum(&self) -> Result<u64, ChainError> {
-        let q =
-            self.contract().quorum().call().await.map_err(|e| ChainError::from_contract("reading the quorum", e))?;
-        u64::try_from(q).map_err(|_| ChainError::Unexpected("quorum out of range"))
+    async fn signing_stake(&self, epoch: u64, signers: &[Address]) -> Result<(U256, U256), ChainError> {
+        let r = self
+            .contract()
+            .signingStake(epoch, signers.to_vec())
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading the signing stake", e))?;
+        Ok((r.signing, r.eligible))
     }
 
     async fn deposit(&self, amount: U256) -> Result<TransactionReceipt, ChainError> {

@@ -306,6 +306,12 @@ struct Summary {
     token_total_supply: String,
     token_accounted: String,
     token_conserved: bool,
+    /// The market's own books: the tokens it holds and everything it owes (internal balances,
+    /// provider stake and unbonding, oracle stake, open sessions' unpaid deposits, the reward
+    /// pool, bonus pots left). Equal to the wei when nothing was lost or created.
+    market_holds: String,
+    market_owes: String,
+    books_balanced: bool,
 }
 
 fn selector_name(input: &[u8]) -> &'static str {
@@ -814,8 +820,34 @@ async fn summarize(
             stake: U256::from(o.stake).to_string(),
         });
     }
-    // Every token is in someone's wallet or held by the market: nothing minted or burned on the way.
+    // The market's books: what it holds against everything it owes, to the wei.
     let token = TestToken::new(m.token(), m.rpc());
+    let holds = token.balanceOf(m.address()).call().await?;
+    let mut owes = view.rewardPool().call().await?;
+    for a in &accounts {
+        if *a != m.address() {
+            owes += m.balance_of(*a).await?;
+        }
+    }
+    for p in 1..=PROVIDERS.len() {
+        let v = m.provider(ProviderId(u32::try_from(p)?)).await?;
+        owes += U256::from(v.stake) + U256::from(v.unbonding);
+    }
+    for o in &oracles {
+        owes += o.stake.parse::<U256>()?;
+    }
+    for s in &sessions {
+        let st = m.session(wirepact_proto::SessionId(*s.0)).await?;
+        if st.status != wirepact_chain::bindings::session_status::NONE {
+            owes += s.1.deposit.parse::<U256>()? - U256::from(st.paid);
+        }
+    }
+    let params = m.params().await?;
+    let periods = m.current_epoch().await? / u64::from(params.rewardPeriodEpochs.max(1)) + 1;
+    for period in 0..periods {
+        owes += U256::from(view.bonusPot(u32::try_from(period)?).call().await?.remaining);
+    }
+    // Every token is in someone's wallet or held by the market: nothing minted or burned on the way.
     let supply = token.totalSupply().call().await?;
     let mut accounted = U256::ZERO;
     for a in &accounts {
@@ -840,6 +872,9 @@ async fn summarize(
         token_total_supply: supply.to_string(),
         token_accounted: accounted.to_string(),
         token_conserved: supply == accounted,
+        market_holds: holds.to_string(),
+        market_owes: owes.to_string(),
+        books_balanced: holds == owes,
     })
 }
 
@@ -899,7 +934,13 @@ fn print_summary(s: &Summary) {
         println!("{k:<18} {:>6} {:>12} {:>10}", g.count, g.total, g.average);
     }
     println!(
-        "\ntoken conservation: supply {} = accounted {}: {}",
+        "\nmarket books: holds {} = owes {}: {}",
+        t(&s.market_holds),
+        t(&s.market_owes),
+        if s.books_balanced { "exact, to the wei" } else { "MISMATCH" }
+    );
+    println!(
+        "token conservation: supply {} = wallets + market {}: {}",
         t(&s.token_total_supply),
         t(&s.token_accounted),
         if s.token_conserved { "exact" } else { "MISMATCH" }

@@ -102,6 +102,8 @@ fn devnet_slashes_the_oversold_pays_the_honest_exactly_and_conserves_tokens() {
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).expect("summary")).expect("json");
 
     assert_eq!(s["token_conserved"], true, "tokens: {} vs {}", s["token_total_supply"], s["token_accounted"]);
+    assert_eq!(s["books_balanced"], true, "the market holds {} and owes {}", s["market_holds"], s["market_owes"]);
+    assert_eq!(s["market_holds"], s["market_owes"]);
     assert_eq!(s["client_fetch_errors"], 0);
     let fetched = s["client_bytes_fetched"].as_u64().expect("fetched");
     assert!(fetched >= 1 << 20, "the client fetched {fetched} bytes");

@@ -47,9 +47,10 @@ pub struct OracleConfig {
     /// once the market's claim grace after the probe has passed.
     #[serde(default = "default_probe_deposit")]
     pub probe_deposit: String,
-    /// How far above the quote read just before a probe the oracle still opens the probe
-    /// session, in percent; a provider raising its price in front of the probe makes the open
-    /// fail (the probe is then "not measured") instead of taking the whole deposit.
+    /// How far above the provider's price at full utilisation (its base price times the
+    /// market's congestion factor, read just before the probe) the oracle still opens the probe
+    /// session, in percent; a provider raising its base price in front of the probe makes the
+    /// open fail (the probe is then "not measured") instead of taking the whole deposit.
     #[serde(default = "default_price_tolerance_pct")]
     pub price_tolerance_pct: u32,
     /// Probes start at a random moment within this share of the epoch (0-100).
@@ -142,6 +143,8 @@ struct Ctx {
     funding: tokio::sync::Mutex<()>,
     /// Probe sessions to settle once their claim grace is over.
     unsettled: ProbeSessions,
+    /// The market's congestion factor (price at full utilisation = base * (1 + alpha)).
+    alpha_bps: u32,
 }
 
 /// What one probe of one provider came to.
@@ -165,7 +168,9 @@ impl Ctx {
         WirepactMarket::new(self.market.address(), self.market.rpc())
     }
 
-    async fn oracles(&self) -> Result<Vec<(Address, String)>, ChainError> {
+    /// The oracles that sign for `epoch` (joined before it, not gone by then, staked), by
+    /// address: the set the market counts stake over for that epoch.
+    async fn oracles(&self, epoch: u64) -> Result<Vec<(Address, String)>, ChainError> {
         let v = self.view();
         let n = v.oracleCount().call().await.map_err(|e| ChainError::from_contract("reading oracles", e))?;
         let mut out = Vec::new();
@@ -173,7 +178,8 @@ impl Ctx {
             let a =
                 v.oracleAt(U256::from(i)).call().await.map_err(|e| ChainError::from_contract("reading oracles", e))?;
             let o = v.oracle(a).call().await.map_err(|e| ChainError::from_contract("reading an oracle", e))?;
-            if o.status == ORACLE_ACTIVE {
+            let until = u64::from(o.untilEpoch);
+            if o.stake != 0 && u64::from(o.fromEpoch) <= epoch && (until == 0 || epoch < until) {
                 out.push((a, o.endpoint));
             }
         }
@@ -229,7 +235,17 @@ impl Ctx {
             .await
             .map_err(|e| format!("reading the minimum deposit: {}", ChainError::from_contract("minDeposit", e)))?;
         let deposit = configured.max(floor);
-        let max_price = price_ceiling(quote, self.cfg.price_tolerance_pct.saturating_mul(100));
+        // The ceiling is the provider's price at full utilisation (other oracles' probes and
+        // clients may fill it in the meantime: congestion is not front-running), plus the
+        // tolerance: only a raise of the base price in front of the probe is refused.
+        let base = self
+            .market
+            .provider(ProviderId(t.id))
+            .await
+            .map_err(|e| format!("reading the provider: {e}"))?
+            .basePricePerGiB;
+        let full = U256::from(base) * U256::from(10_000u64 + u64::from(self.alpha_bps)) / U256::from(10_000u64);
+        let max_price = price_ceiling(full.max(quote), self.cfg.price_tolerance_pct.saturating_mul(100));
         let key = PrivateKeySigner::random();
         let opened = {
             let _funding = self.funding.lock().await;
@@ -309,6 +325,13 @@ impl Ctx {
         let pass = self.unsettled.pass(&self.market, unix_now()).await;
         if pass.settled > 0 || pass.waiting > 0 {
             tracing::info!(epoch, settled = pass.settled, waiting = pass.waiting, "probe sessions settled");
+        }
+        // Signing a second, different observation for an epoch is equivocation, and the market
+        // slashes the whole stake for it: after a restart, what was signed is reused.
+        if let Some(mine) = self.published.get(epoch) {
+            tracing::info!(epoch, "this epoch's observations were signed before a restart; not probing again");
+            let providers = mine.providers.to_vec();
+            return self.lead_or_stand_by(epoch, &providers, mine).await;
         }
         // Seed the audit draw unless another oracle already has (first call wins on chain).
         // `beginEpoch` seeds the epoch of the block's timestamp: right at the boundary the
@@ -402,8 +425,12 @@ impl Ctx {
         };
         self.persist(&mine, &measured, &unmeasured);
         self.published.put(mine.clone());
+        self.lead_or_stand_by(epoch, &providers, mine).await;
+    }
 
-        let oracles = match self.oracles().await {
+    /// Submits the epoch's report as its leader, or as a fallback once the leader is late.
+    async fn lead_or_stand_by(&self, epoch: u64, providers: &[u8], mine: SignedObservations) {
+        let oracles = match self.oracles(epoch).await {
             Ok(o) if !o.is_empty() => o,
             _ => return tracing::warn!(epoch, "cannot read the oracle set; epoch missed"),
         };
@@ -419,7 +446,7 @@ impl Ctx {
                 Err(e) => return tracing::warn!(epoch, error = %e, "cannot read report state"),
             }
         }
-        self.collect_and_submit(epoch, &providers, &oracles, mine, report_deadline).await;
+        self.collect_and_submit(epoch, providers, &oracles, mine, report_deadline).await;
     }
 
     async fn collect_and_submit(
@@ -432,7 +459,7 @@ impl Ctx {
     ) {
         let dom = domain(self.market.chain_id(), self.market.address());
         let addrs: Vec<Address> = oracles.iter().map(|(a, _)| *a).collect();
-        let quorum = self.market.quorum().await.unwrap_or(u64::MAX);
+
         let mut got = Collected::default();
         got.by_oracle.insert(mine.oracle, mine);
         let mut logged = std::collections::HashSet::new();
@@ -455,9 +482,18 @@ impl Ctx {
                     }
                 }
             }
-            // Submit with everyone who answered once the quorum is there and all answered, or
-            // with a bare quorum once the epoch is over (stragglers do not hold the report up).
-            let enough = got.by_oracle.len() as u64 >= quorum;
+            // Submit with everyone who answered once the quorum (more than two thirds of the
+            // epoch's oracle stake, at least 3 signers) is there and all answered, or with a
+            // bare quorum once the epoch is over (stragglers do not hold the report up).
+            let signers: Vec<Address> = got.by_oracle.keys().copied().collect();
+            let enough = signers.len() >= 3
+                && match self.market.signing_stake(epoch, &signers).await {
+                    Ok((signing, eligible)) => signing * U256::from(3) > eligible * U256::from(2),
+                    Err(e) => {
+                        tracing::warn!(epoch, error = %e, "cannot read the signing stake");
+                        false
+                    }
+                };
             let epoch_over = self.epoch_at(unix_now()) > epoch;
             if enough && (got.by_oracle.len() == oracles.len() || epoch_over) {
                 let ordered = got.ordered();
@@ -477,13 +513,24 @@ impl Ctx {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tracing::warn!(
-            epoch,
-            have = got.by_oracle.len(),
-            quorum,
-            "no quorum before the report window closed; epoch missed"
-        );
+        tracing::warn!(epoch, have = got.by_oracle.len(), "no quorum before the report window closed; epoch missed");
     }
+}
+
+/// Loads the observations this oracle signed (the last line per epoch) into `published`;
+/// returns how many epochs it found. Unreadable lines are skipped.
+fn reload_signed(path: &std::path::Path, published: &Published, me: Address) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
+    let mut n = 0;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(o) = serde_json::from_value::<SignedObservations>(v["signed"].clone()) else { continue };
+        if o.oracle == me {
+            published.put(o);
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Runs the oracle until `shutdown`.
@@ -526,6 +573,12 @@ pub async fn run_oracle(
     let unsettled = ProbeSessions::load(&cfg.data_dir, params.claimGrace);
     let genesis = view.genesis().call().await.map_err(|e| ChainError::from_contract("reading genesis", e))?.to::<u64>();
     let published = Published::default();
+    // What this oracle signed before a restart is served again and never signed anew (a second,
+    // different signature for an epoch is equivocation, slashed on chain).
+    let reloaded = reload_signed(&cfg.data_dir.join("observations.jsonl"), &published, signer.address());
+    if reloaded > 0 {
+        tracing::info!(epochs = reloaded, "observations signed before a restart reloaded");
+    }
     let router = published.router();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http_l, router).await {
@@ -553,6 +606,7 @@ pub async fn run_oracle(
         genesis,
         funding: Default::default(),
         unsettled,
+        alpha_bps: params.alphaBps,
     });
 
     let follow = async {

@@ -515,9 +515,16 @@ impl<'a> Sim<'a> {
 
     fn report(&mut self, e: u64, seed: B256, aggregator: usize) -> Result<(), SimError> {
         let o = &self.sc.oracles;
-        // Quorum as the market computes it, over every registered (active) oracle.
+        // The oracles registered in epoch 0 sign from epoch 1 on (an epoch's set is fixed
+        // when it starts).
+        if e == 0 {
+            self.unreported_epochs += 1;
+            return Ok(());
+        }
+        // Quorum as the market computes it: more than two thirds of the stake, and every
+        // oracle stakes the same, so the smallest m with 3m > 2n.
         let n = self.oracles.len();
-        let quorum = 2 * ((n - 1) / 3) + 1;
+        let quorum = (2 * n / 3 + 1).max(3);
         let honest: Vec<usize> = (0..n).filter(|&i| self.oracles[i].kind == OracleKind::Honest).collect();
         let liars: Vec<usize> = (0..n).filter(|&i| self.oracles[i].kind == OracleKind::Liar).collect();
         if honest.len() + liars.len() < quorum {
