@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, session_status};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
-use wirepact_proto::{domain, format_tokens, parse_tokens, price_ceiling, ParseTokenError, ProviderId};
+use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{chain_clock, serve_proxy, ClientSession, SessionError};
@@ -365,8 +365,8 @@ impl Opener<'_> {
             market.deposit(self.deposit - have).await?;
         }
         let session_key = PrivateKeySigner::random();
-        let max_price =
-            self.max_price.min(price_ceiling(choice.quote, self.cfg.price_tolerance_pct.saturating_mul(100)));
+        let max_price = select::open_price_cap(self.max_price, choice.quote, self.cfg.price_tolerance_pct)
+            .ok_or(ClientError::ProviderUnavailable(choice.id))?;
         let opened = market.open_session(ProviderId(choice.id), self.deposit, max_price, session_key.address()).await?;
         let saved = SavedSession { terms: opened.terms.clone(), session_key: session_key.clone() };
         if let Err(e) = self.store.save(&saved) {

@@ -122,9 +122,33 @@ pub fn rank(candidates: &[Candidate], req: &Requirements) -> Vec<Candidate> {
     scored.into_iter().map(|(_, c)| c).collect()
 }
 
+/// The most the client agrees to pay per GiB when it opens a session with a provider it saw
+/// quoting `quote`: the quote plus `tolerance_pct`, and never above the configured maximum.
+/// `None` when the quote is unknown (it could not be read): the client does not open blind,
+/// since a provider raising its price in front of the open would take the whole deposit.
+#[must_use]
+pub fn open_price_cap(configured_max: U256, quote: U256, tolerance_pct: u32) -> Option<U256> {
+    if quote == U256::MAX || quote.is_zero() {
+        return None;
+    }
+    Some(configured_max.min(wirepact_proto::price_ceiling(quote, tolerance_pct.saturating_mul(100))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_opens_at_most_at_the_seen_quote_plus_the_tolerance() {
+        let q = U256::from(1_000_000u64);
+        // a provider raising its price by more than 5 % in front of the open makes it fail
+        assert_eq!(open_price_cap(U256::MAX, q, 5), Some(U256::from(1_050_000u64)));
+        assert_eq!(open_price_cap(U256::from(1_020_000u64), q, 5), Some(U256::from(1_020_000u64)));
+        assert_eq!(open_price_cap(U256::MAX, q, 0), Some(q));
+        // an unknown quote (read failed) or a full provider: no blind open
+        assert_eq!(open_price_cap(U256::MAX, U256::MAX, 5), None);
+        assert_eq!(open_price_cap(U256::MAX, U256::ZERO, 5), None);
+    }
 
     fn c(id: u32, quote: u64, violations: u32) -> Candidate {
         Candidate {
