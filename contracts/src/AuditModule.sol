@@ -250,7 +250,6 @@ contract AuditModule is MarketBase {
         emit M.BonusSwept(period, amount);
     }
 
-
     // =============================================================== internal
 
     /// Checks the report window and seed and marks the epoch reported (reverts undo the mark).
@@ -526,31 +525,24 @@ contract AuditModule is MarketBase {
         }
     }
 
-
     // ================================================================== views
     // (reached through the market's fallback; they read the market's storage)
-
-
 
     function currentPeriod() external view returns (uint32) {
         return uint32(_epochNow() / _rewardPeriodEpochs);
     }
 
-
     function epochStart(uint64 epoch) external view returns (uint256) {
         return _genesis + uint256(epoch) * _epochLength;
     }
-
 
     function bonusPot(uint32 period) external view returns (M.BonusPot memory) {
         return _bonusPots[period];
     }
 
-
     function periodAvailable(uint32 period) external view returns (uint256) {
         return _periodAvailable[period];
     }
-
 
     function bonusRecord(uint32 providerId, uint32 period) external view returns (M.BonusRecord memory) {
         PeriodRecord memory r = _periodRecords[providerId][period];
@@ -561,7 +553,6 @@ contract AuditModule is MarketBase {
             claimedPeriodPlusOne: _providers[providerId].audit.claimedPeriodPlusOne
         });
     }
-
 
     function oracle(address account) external view returns (M.OracleView memory) {
         Oracle storage o = _oracles[account];
@@ -575,28 +566,23 @@ contract AuditModule is MarketBase {
         });
     }
 
-
     function oracleCount() external view returns (uint256) {
         return _oracleList.length;
     }
-
 
     function oracleAt(uint256 index) external view returns (address) {
         return _oracleList[index];
     }
 
-
     function activeOracles() external view returns (uint256) {
         return _activeOracles;
     }
-
 
     /// @notice Total stake of the oracles that sign for `epoch` (a report needs signers holding
     /// more than two thirds of it).
     function oracleStakeAt(uint64 epoch) external view returns (uint256) {
         return _eligibleStake(epoch);
     }
-
 
     /// @notice The stake `signers` hold for `epoch` (ineligible ones count 0) and the epoch's
     /// eligible total: a report with these signers is accepted iff `3 * signing > 2 * eligible`.
@@ -611,21 +597,17 @@ contract AuditModule is MarketBase {
         eligible = _eligibleStake(epoch);
     }
 
-
     function epochSeed(uint64 epoch) external view returns (bytes32) {
         return _seeds[epoch];
     }
-
 
     function isReported(uint64 epoch) external view returns (bool) {
         return _reportedBitmap[epoch >> 8] & (1 << (epoch & 0xff)) != 0;
     }
 
-
     function isAudited(uint64 epoch, uint32 providerId) external view returns (bool) {
         return AuditSet.isAudited(_seeds[epoch], providerId, _auditProbabilityBps);
     }
-
 
     function observationsDigest(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
         external

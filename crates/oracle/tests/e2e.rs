@@ -9,43 +9,15 @@ use std::time::{Duration, Instant};
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use wirepact_chain::bindings::{provider_status, IWirepactMarket, WirepactMarket};
-use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
-use wirepact_node::{NodeConfig, TestKnobs};
+use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market};
+use wirepact_node::TestKnobs;
 use wirepact_oracle::OracleConfig;
 use wirepact_proto::ProviderId;
 
+mod support;
+use support::{node_cfg, policy, tokens};
+
 const EPOCH: u64 = 12;
-
-fn tokens(n: u64) -> U256 {
-    U256::from(n) * U256::from(10u64).pow(U256::from(18))
-}
-
-fn policy() -> SendPolicy {
-    SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() }
-}
-
-fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, knobs: TestKnobs) -> NodeConfig {
-    NodeConfig {
-        rpc_url: rpc.into(),
-        market: m.address(),
-        data_dir: dir.into(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        endpoint: None,
-        server_name: "cdn.example.org".into(),
-        region: String::new(),
-        capacity_mbps: 100,
-        session_mbps: 20,
-        max_latency_ms: 80,
-        price_per_gib: "0.1".into(),
-        stake: None,
-        window_bytes: 1 << 20,
-        claim_threshold: "1".into(),
-        claim_interval_secs: 60,
-        egress_allow: vec!["127.0.0.0/8".into()],
-        auth_max_skew_secs: 120,
-        test_knobs: knobs,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar() {
@@ -74,7 +46,7 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
         TestKnobs { fail_probability: 0.5, ..TestKnobs::default() },
     ];
     for (i, k) in knobs.into_iter().enumerate() {
-        let cfg = node_cfg(&rpc, &m, &dir.join(format!("node{i}")), k);
+        let cfg = node_cfg(&rpc, &m, &dir.join(format!("node{i}")), 100, k);
         let key = devnet.signer(i + 1).expect("key");
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {

@@ -11,43 +11,15 @@ use std::time::{Duration, Instant};
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use wirepact_chain::bindings::{provider_status, WirepactMarket};
-use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
-use wirepact_node::{NodeConfig, TestKnobs};
+use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market};
+use wirepact_node::TestKnobs;
 use wirepact_oracle::OracleConfig;
 use wirepact_proto::ProviderId;
 
+mod support;
+use support::{node_cfg, policy, tokens};
+
 const EPOCH: u64 = 12;
-
-fn tokens(n: u64) -> U256 {
-    U256::from(n) * U256::from(10u64).pow(U256::from(18))
-}
-
-fn policy() -> SendPolicy {
-    SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() }
-}
-
-fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, capacity_mbps: u32) -> NodeConfig {
-    NodeConfig {
-        rpc_url: rpc.into(),
-        market: m.address(),
-        data_dir: dir.into(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        endpoint: None,
-        server_name: "cdn.example.org".into(),
-        region: String::new(),
-        capacity_mbps,
-        session_mbps: 20,
-        max_latency_ms: 80,
-        price_per_gib: "0.1".into(),
-        stake: None,
-        window_bytes: 1 << 20,
-        claim_threshold: "1".into(),
-        claim_interval_secs: 60,
-        egress_allow: vec!["127.0.0.0/8".into()],
-        auth_max_skew_secs: 120,
-        test_knobs: TestKnobs::default(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_provider_and_a_broke_oracle_are_not_measured_and_probe_deposits_come_back() {
@@ -74,7 +46,7 @@ async fn a_full_provider_and_a_broke_oracle_are_not_measured_and_probe_deposits_
 
     // Provider 1 has room; provider 2 sells one 20 Mbit/s session and a client holds it.
     for (i, capacity) in [(1usize, 100u32), (2, 20)] {
-        let cfg = node_cfg(&rpc, &m, &dir.join(format!("node{i}")), capacity);
+        let cfg = node_cfg(&rpc, &m, &dir.join(format!("node{i}")), capacity, TestKnobs::default());
         let key = devnet.signer(i).expect("key");
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
