@@ -306,6 +306,8 @@ contract AuditModule is MarketBase {
         uint256[] weights;
         /// the epoch's eligible oracle stake
         uint256 eligible;
+        /// every signer holds the same stake (the plain lower median is the weighted one)
+        bool equalStakes;
         uint32[] thr;
         uint32[] lat;
         uint256[] wThr;
@@ -331,12 +333,14 @@ contract AuditModule is MarketBase {
             signers: signers,
             weights: weights,
             eligible: eligible,
+            equalStakes: false,
             thr: new uint32[](m),
             lat: new uint32[](m),
             wThr: new uint256[](m),
             wLat: new uint256[](m),
             verdicts: new uint256[](count)
         });
+        ctx.equalStakes = _allEqual(weights);
         uint32 lastId;
         for (uint256 j; j < count; ++j) {
             uint256 at;
@@ -404,7 +408,7 @@ contract AuditModule is MarketBase {
         uint256 k;
         uint256 measuredStake;
         uint256 reachableStake;
-        bool equalStakes = true;
+        bool equalStakes = ctx.equalStakes;
         // unchecked: j < providers, i < signers, off < measurements.length (all bounded by the
         // calldata size, far below 2^256); stakes are uint96, their sum fits easily.
         unchecked {
@@ -413,12 +417,13 @@ contract AuditModule is MarketBase {
                 uint64 rec = uint64(bytes8(measurements[off:off + 8]));
                 off += rowLen;
                 uint256 w = ctx.weights[i];
-                if (w != ctx.weights[0]) equalStakes = false;
                 if (rec & 2 != 0) continue;
                 ctx.thr[k] = uint32(rec >> 32);
                 ctx.lat[k] = uint32(rec >> 8) & 0xffffff;
-                ctx.wThr[k] = w;
-                ctx.wLat[k] = w;
+                if (!equalStakes) {
+                    ctx.wThr[k] = w;
+                    ctx.wLat[k] = w;
+                }
                 ++k;
                 measuredStake += w;
                 if (rec & 1 == 1) reachableStake += w;
@@ -449,6 +454,13 @@ contract AuditModule is MarketBase {
             medThr = Median.weightedLowerMedian(ctx.thr, ctx.wThr, k, measuredStake);
             medLat = Median.weightedLowerMedian(ctx.lat, ctx.wLat, k, measuredStake);
         }
+    }
+
+    function _allEqual(uint256[] memory w) internal pure returns (bool) {
+        for (uint256 i = 1; i < w.length; ++i) {
+            if (w[i] != w[0]) return false;
+        }
+        return true;
     }
 
     /// Shifts the verdict into the audit history, counts violations and unavailability, slashes
