@@ -227,6 +227,46 @@ pub fn connect(url: &str) -> Result<DynProvider, ChainError> {
 }
 
 impl AlloyMarket {
+    /// The latest block number.
+    ///
+    /// # Errors
+    /// RPC failures.
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        self.rpc().get_block_number().await.map_err(|e| ChainError::from_rpc("reading the block number", e))
+    }
+
+    /// The terms of the sessions opened with `provider` in blocks `[from_block, to_block]`
+    /// (from `SessionOpened`, filtered by the indexed provider id; terms that do not hash to
+    /// their id are dropped).
+    ///
+    /// # Errors
+    /// RPC failures.
+    pub async fn sessions_opened_with(
+        &self,
+        provider: ProviderId,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<SessionTerms>, ChainError> {
+        use alloy::sol_types::SolEvent;
+        let filter = Filter::new()
+            .address(self.address)
+            .event_signature(WirepactMarket::SessionOpened::SIGNATURE_HASH)
+            .topic2(B256::from(U256::from(provider.0)))
+            .from_block(from_block)
+            .to_block(to_block);
+        let logs = self.rpc().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading sessions", e))?;
+        let mut out = Vec::new();
+        for log in logs {
+            if let Ok(ev) = WirepactMarket::SessionOpened::decode_log(&log.inner) {
+                let terms = from_binding(&ev.data.terms);
+                if terms.session_id().0 == ev.data.sessionId {
+                    out.push(terms);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A handle on the market at `address`, sending from `signer`.
     pub async fn connect(
         url: &str,

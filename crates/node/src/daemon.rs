@@ -29,6 +29,7 @@ use wirepact_tunnel::{accept_observed, Accepted, AuthChecker, TransportError, Tu
 
 use crate::claimer::{ClaimError, Claimer};
 use crate::db::{DbError, ReceiptDb};
+use crate::idle::IdleCloser;
 use crate::sessions::ChainSessions;
 
 /// The provider's configuration (`node.toml`); every field is documented in
@@ -80,6 +81,11 @@ pub struct NodeConfig {
     /// Clock difference accepted in a session's auth, seconds.
     #[serde(default = "default_skew")]
     pub auth_max_skew_secs: u64,
+    /// A session that never carried a byte is closed this long after it opened, while the
+    /// provider is at least three quarters committed (the client gets its whole deposit back):
+    /// capacity held by unused sessions is freed. 0 turns it off.
+    #[serde(default = "default_idle_close")]
+    pub idle_close_secs: u64,
     /// Misbehaviour on purpose, for tests, benchmarks and the devnet only.
     #[serde(default)]
     pub test_knobs: TestKnobs,
@@ -115,6 +121,10 @@ fn default_claim_interval() -> u64 {
 }
 fn default_skew() -> u64 {
     120
+}
+
+fn default_idle_close() -> u64 {
+    600
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -546,6 +556,24 @@ pub async fn run_node(
     };
 
     let bonus = bonus_loop(market.clone(), id);
+    let idle = {
+        let (db, market, live) = (db.clone(), market.clone(), live.clone());
+        let idle_secs = cfg.idle_close_secs;
+        async move {
+            if idle_secs == 0 {
+                return std::future::pending().await;
+            }
+            let mut closer = IdleCloser::new(&market, id, &db, idle_secs);
+            let every = Duration::from_secs((idle_secs / 4).clamp(1, 60));
+            loop {
+                tokio::time::sleep(every).await;
+                let live = live.lock().map(|l| l.clone()).unwrap_or_default();
+                if let Err(e) = closer.pass(&live, unix_now()).await {
+                    tracing::warn!(error = %e, "checking for unused sessions failed; will retry");
+                }
+            }
+        }
+    };
     // What the connection budget did, when it had to act: a flood shows here.
     let budget_log = async {
         let mut seen = (0, 0, 0);
@@ -571,6 +599,7 @@ pub async fn run_node(
         () = serve => {}
         () = claims => {}
         () = bonus => {}
+        () = idle => {}
         () = budget_log => {}
     }
     tracing::info!("shutting down: claiming everything receipted");

@@ -3,9 +3,11 @@
 pub mod claimer;
 pub mod daemon;
 pub mod db;
+pub mod idle;
 pub mod sessions;
 
 pub use claimer::{ClaimOutcome, Claimer};
 pub use daemon::{run_node, NodeConfig, NodeError, NodeInfo, NodeReport, TestKnobs};
 pub use db::{DbError, ReceiptDb, StoredReceipt};
+pub use idle::IdleCloser;
 pub use sessions::ChainSessions;
