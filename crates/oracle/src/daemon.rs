@@ -300,11 +300,7 @@ impl Ctx {
     }
 
     fn persist(&self, o: &SignedObservations, measured: &[(u32, Measurement)], unmeasured: &[(u32, String)]) {
-        let line = serde_json::json!({
-            "signed": o,
-            "measured": measured.iter().map(|(id, m)| serde_json::json!({"provider": id, "m": m})).collect::<Vec<_>>(),
-            "not_measured": unmeasured.iter().map(|(id, why)| serde_json::json!({"provider": id, "why": why})).collect::<Vec<_>>(),
-        });
+        let line = observation_line(o, measured, unmeasured);
         let path = self.cfg.data_dir.join("observations.jsonl");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
@@ -517,6 +513,19 @@ impl Ctx {
     }
 }
 
+/// One line of `observations.jsonl`: what was signed, and what was (and was not) measured.
+fn observation_line(
+    o: &SignedObservations,
+    measured: &[(u32, Measurement)],
+    unmeasured: &[(u32, String)],
+) -> serde_json::Value {
+    serde_json::json!({
+        "signed": o,
+        "measured": measured.iter().map(|(id, m)| serde_json::json!({"provider": id, "m": m})).collect::<Vec<_>>(),
+        "not_measured": unmeasured.iter().map(|(id, why)| serde_json::json!({"provider": id, "why": why})).collect::<Vec<_>>(),
+    })
+}
+
 /// Loads the observations this oracle signed (the last line per epoch) into `published`;
 /// returns how many epochs it found. Unreadable lines are skipped.
 fn reload_signed(path: &std::path::Path, published: &Published, me: Address) -> usize {
@@ -625,4 +634,43 @@ pub async fn run_oracle(
         () = follow => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(oracle: Address, epoch: u64, row: u8) -> SignedObservations {
+        SignedObservations {
+            oracle,
+            epoch,
+            providers: vec![0, 0, 0, 1].into(),
+            row: vec![0, 0, 0, 1, 0, 0, 1, row].into(),
+            signature: vec![7; 65].into(),
+        }
+    }
+
+    /// A second, different signature for an epoch is equivocation (the whole stake is slashed):
+    /// after a restart the oracle serves what it signed before instead of signing again.
+    #[test]
+    fn what_was_signed_before_a_restart_is_reloaded_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("wirepact-oracle-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("observations.jsonl");
+        let (me, other) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let lines = [
+            observation_line(&signed(me, 5, 1), &[(1, Measurement::unreachable())], &[]).to_string(),
+            "{not json".to_string(),
+            observation_line(&signed(other, 6, 1), &[], &[]).to_string(),
+            observation_line(&signed(me, 7, 0), &[], &[(1, "the provider is full".into())]).to_string(),
+        ];
+        std::fs::write(&path, lines.join("\n")).expect("write");
+        let published = Published::default();
+        assert_eq!(reload_signed(&path, &published, me), 2);
+        assert_eq!(published.get(5), Some(signed(me, 5, 1)));
+        assert_eq!(published.get(7), Some(signed(me, 7, 0)));
+        assert_eq!(published.get(6), None, "another oracle's line is not ours to serve");
+        assert_eq!(reload_signed(&dir.join("missing.jsonl"), &Published::default(), me), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
