@@ -11,11 +11,10 @@ use alloy::signers::local::PrivateKeySigner;
 use wirepact_chain::bindings::{provider_status, IWirepactMarket, WirepactMarket};
 use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market};
 use wirepact_node::TestKnobs;
-use wirepact_oracle::OracleConfig;
 use wirepact_proto::ProviderId;
 
 mod support;
-use support::{node_cfg, policy, tokens};
+use support::{node_cfg, oracle_cfg, policy, start_node, start_oracle, tokens};
 
 const EPOCH: u64 = 12;
 
@@ -47,14 +46,7 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     ];
     for (i, k) in knobs.into_iter().enumerate() {
         let cfg = node_cfg(&rpc, &m, &dir.join(format!("node{i}")), 100, k);
-        let key = devnet.signer(i + 1).expect("key");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            if let Err(e) = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await {
-                panic!("node failed: {e}");
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(30), rx).await.expect("node ready in time").expect("node ready");
+        start_node(cfg, devnet.signer(i + 1).expect("key")).await;
     }
     let stake_before = U256::from(m.provider(ProviderId(2)).await.expect("p2").stake);
 
@@ -68,30 +60,8 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
 
     // Oracles 4..=7; the last one lies.
     for i in 4..=7usize {
-        let cfg = OracleConfig {
-            rpc_url: rpc.clone(),
-            market: m.address(),
-            data_dir: dir.join(format!("oracle{i}")),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            endpoint: None,
-            sink_listen: "127.0.0.1:0".parse().expect("addr"),
-            stake: None,
-            probe_deposit: "1".into(),
-            price_tolerance_pct: 5,
-            probe_window_pct: 20,
-            fallback_pct: 30,
-            // 12-second epochs leave no room for second probes; this test pins detection.
-            confirm_suspects: false,
-            lie: i == 7,
-        };
-        let key: PrivateKeySigner = devnet.signer(i).expect("key");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            if let Err(e) = wirepact_oracle::run_oracle(cfg, key, policy(), std::future::pending(), Some(tx)).await {
-                panic!("oracle failed: {e}");
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oracle ready in time").expect("oracle ready");
+        let cfg = oracle_cfg(&rpc, &m, &dir.join(format!("oracle{i}")), i == 7);
+        start_oracle(cfg, devnet.signer(i).expect("key")).await;
     }
 
     // Within w = 4 audited epochs (plus the report lag) the shaped provider must be slashed.

@@ -13,11 +13,10 @@ use alloy::signers::local::PrivateKeySigner;
 use wirepact_chain::bindings::{provider_status, WirepactMarket};
 use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market};
 use wirepact_node::TestKnobs;
-use wirepact_oracle::OracleConfig;
 use wirepact_proto::ProviderId;
 
 mod support;
-use support::{node_cfg, policy, tokens};
+use support::{node_cfg, oracle_cfg, policy, start_node, start_oracle, tokens};
 
 const EPOCH: u64 = 12;
 
@@ -47,14 +46,7 @@ async fn a_full_provider_and_a_broke_oracle_are_not_measured_and_probe_deposits_
     // Provider 1 has room; provider 2 sells one 20 Mbit/s session and a client holds it.
     for (i, capacity) in [(1usize, 100u32), (2, 20)] {
         let cfg = node_cfg(&rpc, &m, &dir.join(format!("node{i}")), capacity, TestKnobs::default());
-        let key = devnet.signer(i).expect("key");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            if let Err(e) = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await {
-                panic!("node failed: {e}");
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(30), rx).await.expect("node ready in time").expect("node ready");
+        start_node(cfg, devnet.signer(i).expect("key")).await;
     }
     let client = m.with_signer(devnet.signer(8).expect("key"), policy());
     m.mint_test_tokens(client.account(), tokens(10)).await.expect("mint");
@@ -66,29 +58,8 @@ async fn a_full_provider_and_a_broke_oracle_are_not_measured_and_probe_deposits_
     assert_eq!(m.quote(ProviderId(2)).await.expect("quote"), U256::ZERO, "provider 2 is full");
 
     for i in 4..=7usize {
-        let cfg = OracleConfig {
-            rpc_url: rpc.clone(),
-            market: m.address(),
-            data_dir: dir.join(format!("oracle{i}")),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            endpoint: None,
-            sink_listen: "127.0.0.1:0".parse().expect("addr"),
-            stake: None,
-            probe_deposit: "1".into(),
-            price_tolerance_pct: 5,
-            probe_window_pct: 20,
-            fallback_pct: 30,
-            confirm_suspects: false,
-            lie: false,
-        };
-        let key: PrivateKeySigner = devnet.signer(i).expect("key");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            if let Err(e) = wirepact_oracle::run_oracle(cfg, key, policy(), std::future::pending(), Some(tx)).await {
-                panic!("oracle failed: {e}");
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oracle ready in time").expect("oracle ready");
+        let cfg = oracle_cfg(&rpc, &m, &dir.join(format!("oracle{i}")), false);
+        start_oracle(cfg, devnet.signer(i).expect("key")).await;
     }
 
     // Run until 4 epochs are reported and some probe session was settled (bounded).

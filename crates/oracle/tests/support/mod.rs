@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use alloy::primitives::U256;
+use alloy::signers::local::PrivateKeySigner;
 use wirepact_chain::{AlloyMarket, Market, SendPolicy};
 use wirepact_node::{NodeConfig, TestKnobs};
+use wirepact_oracle::OracleConfig;
 
 pub fn tokens(n: u64) -> U256 {
     U256::from(n) * U256::from(10u64).pow(U256::from(18))
@@ -37,4 +39,46 @@ pub fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, capacity_mbps
         idle_close_secs: 600,
         test_knobs: knobs,
     }
+}
+
+/// Runs a provider with `cfg` in the background; returns once it accepts tunnels.
+pub async fn start_node(cfg: NodeConfig, key: PrivateKeySigner) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Err(e) = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await {
+            panic!("node failed: {e}");
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), rx).await.expect("node ready in time").expect("node ready");
+}
+
+/// An oracle on loopback probing early in each epoch, without second probes (seconds-long
+/// epochs leave no room for them), lying if `lie`.
+pub fn oracle_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, lie: bool) -> OracleConfig {
+    OracleConfig {
+        rpc_url: rpc.into(),
+        market: m.address(),
+        data_dir: dir.into(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        endpoint: None,
+        sink_listen: "127.0.0.1:0".parse().expect("addr"),
+        stake: None,
+        probe_deposit: "1".into(),
+        price_tolerance_pct: 5,
+        probe_window_pct: 20,
+        fallback_pct: 30,
+        confirm_suspects: false,
+        lie,
+    }
+}
+
+/// Runs an oracle with `cfg` in the background; returns once it is registered and serving.
+pub async fn start_oracle(cfg: OracleConfig, key: PrivateKeySigner) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Err(e) = wirepact_oracle::run_oracle(cfg, key, policy(), std::future::pending(), Some(tx)).await {
+            panic!("oracle failed: {e}");
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oracle ready in time").expect("oracle ready");
 }
