@@ -11,7 +11,7 @@ help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
 	@echo "make test       forge tests (CI seed), then Rust tests, clippy, fmt"
 	@echo "make test-deep  forge tests with >= 10,000 fuzz runs and deeper invariants"
-	@echo "make gas        gas snapshot of the market; ends with the two headline figures"
+	@echo "make gas        gas snapshot of the market; ends with the headline figures (issue 17)"
 	@echo "make abi        regenerate the committed ABIs/bytecode the Rust side binds to"
 	@echo "make bench-meter criterion benchmark of the tunnel's meter"
 	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
@@ -123,8 +123,8 @@ bench-meter:
 # included. Writes contracts/snapshots/GasTest.json; prints the breakdown, then the headline lines
 # and the deployed contracts' sizes (each must keep >= 20 % headroom under 24,576 B).
 gas: tools
-	@cd $(CONTRACTS) && $(FORGE) test --isolate --match-contract GasTest -vv | tee /tmp/wirepact-gas.log | grep -E '^ +[a-z]' | grep -vE '^ +(session_lifecycle_gas|report_gas_per_provider):' | sed -E 's/^ +//'
-	@grep -E '^ +(session_lifecycle_gas|report_gas_per_provider):' /tmp/wirepact-gas.log | sed -E 's/^ +//; s/: +/: /'
+	@cd $(CONTRACTS) && $(FORGE) test --isolate --match-contract GasTest -vv | tee /tmp/wirepact-gas.log | grep -E '^ +[a-z]' | grep -vE '^ +(session_lifecycle_gas|report_gas_10k_healthy|report_gas_per_violator|bonus_claim_gas):' | sed -E 's/^ +//'
+	@grep -E '^ +(report_gas_10k_healthy|report_gas_per_violator|bonus_claim_gas|session_lifecycle_gas):' /tmp/wirepact-gas.log | sed -E 's/^ +//; s/: +/: /'
 	@cd $(CONTRACTS) && $(FORGE) build --sizes --json 2>/dev/null | node -e 'const s=JSON.parse(require("fs").readFileSync(0,"utf8")); const l=24576; let min=100; for (const n of ["WirepactMarket","AuditModule"]) { const pct=100*(l-s[n].runtime_size)/l; console.log("size_" + n + ": " + s[n].runtime_size + " B (" + pct.toFixed(1) + " % headroom)"); min=Math.min(min,pct); } console.log("min_size_headroom_pct: " + min.toFixed(1));'
 
 # Fails when the committed gas snapshot differs from a fresh run.

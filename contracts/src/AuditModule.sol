@@ -8,7 +8,7 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {IWirepactMarket as M} from "./interfaces/IWirepactMarket.sol";
 import {MarketBase} from "./MarketBase.sol";
 import {AuditSet} from "./libraries/AuditSet.sol";
-import {Median} from "./libraries/Median.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 
 /// @title AuditModule
 /// @notice The market's oracle set, epochs, reports, verdicts, slashing and reliability bonus.
@@ -90,23 +90,21 @@ contract AuditModule is MarketBase {
         emit M.OracleLeft(msg.sender, stake);
     }
 
-    /// @notice Slashes an oracle that signed two different observations for one epoch: its
-    /// whole stake, half to the caller (who proved it), half to the reward pool. Honest oracles
-    /// sign one observation per epoch (the daemon keeps what it signed across restarts).
+    /// @notice Slashes an oracle that signed two different reports for one epoch: its whole
+    /// stake, half to the caller (who proved it), half to the reward pool. Honest oracles sign
+    /// one report per epoch (the daemon keeps what it signed across restarts).
     function proveEquivocation(
         uint64 epoch,
-        bytes calldata providersA,
-        bytes calldata rowA,
+        M.ReportHeader calldata a,
         bytes calldata sigA,
-        bytes calldata providersB,
-        bytes calldata rowB,
+        M.ReportHeader calldata b,
         bytes calldata sigB
     ) external onlyDelegated {
-        bytes32 a = _hashTypedDataV4(_observationsStructHash(epoch, providersA, rowA));
-        bytes32 b = _hashTypedDataV4(_observationsStructHash(epoch, providersB, rowB));
-        if (a == b) revert M.Market_NotEquivocation();
-        (address sa, ECDSA.RecoverError ea,) = ECDSA.tryRecover(a, sigA);
-        (address sb, ECDSA.RecoverError eb,) = ECDSA.tryRecover(b, sigB);
+        bytes32 da = _reportDigest(epoch, a);
+        bytes32 db = _reportDigest(epoch, b);
+        if (da == db) revert M.Market_NotEquivocation();
+        (address sa, ECDSA.RecoverError ea,) = ECDSA.tryRecover(da, sigA);
+        (address sb, ECDSA.RecoverError eb,) = ECDSA.tryRecover(db, sigB);
         if (ea != ECDSA.RecoverError.NoError || eb != ECDSA.RecoverError.NoError || sa != sb) {
             revert M.Market_NotEquivocation();
         }
@@ -136,60 +134,79 @@ contract AuditModule is MarketBase {
         emit M.EpochSeeded(epoch, seed);
     }
 
-    /// @notice Records the epoch's verdicts from a quorum of oracle-signed observations.
-    /// @param providerIds audited provider ids, uint32 big-endian each, strictly ascending.
-    /// @param measurements the signers' rows concatenated: row `i` is 8 bytes per provider (see
-    /// contract doc), `providers * 8` bytes long, and is what signer `i` signed.
-    /// @param signatures per signer, over `Observations(epoch, providerIds, row i)`;
-    /// signers must be distinct active oracles in strictly ascending address order.
+    /// @notice Records the epoch's aggregate, signed by a quorum over one digest.
+    /// @param root Merkle root (sorted-pair keccak, OpenZeppelin `MerkleProof`) over one leaf
+    /// per provider judged available: `keccak256(bytes.concat(keccak256(abi.encode(epoch, id))))`.
+    /// @param available the number of those leaves (it adds to the period's bonus denominator).
+    /// @param violations the violators, ids strictly ascending, 12 bytes each: id (uint32),
+    /// median throughput kbit/s (uint32), median latency ms (uint24), flags (bit 0 = reachable).
+    /// Each must be audited this epoch and must violate its SLA on these figures.
+    /// @param signatures EIP-712 `Report(epoch, root, available, violations)` by distinct
+    /// oracles eligible for the epoch, recovered addresses strictly ascending, at least
+    /// `MIN_SIGNERS`, holding more than two thirds of the epoch's oracle stake.
     function submitReport(
         uint64 epoch,
-        bytes calldata providerIds,
-        bytes calldata measurements,
+        bytes32 root,
+        uint32 available,
+        bytes calldata violations,
         bytes[] calldata signatures
     ) external onlyDelegated {
         bytes32 seed = _markReported(epoch);
         uint256 m = signatures.length;
         if (m < MIN_SIGNERS) revert M.Market_TooFewOracles(m);
-        // An empty report judges nobody and would only pay its signers.
-        if (
-            providerIds.length == 0 || providerIds.length % 4 != 0
-                || measurements.length != m * (providerIds.length * 2)
-        ) {
+        if (violations.length % VIOLATION_LEN != 0 || (root == bytes32(0)) != (available == 0)) {
             revert M.Market_MalformedReport();
         }
-        (address[] memory signers, uint256[] memory weights, uint256 eligible) =
-            _verifySigners(epoch, providerIds, measurements, signatures);
+        // A report that judges nobody would only pay its signers.
+        if (available == 0 && violations.length == 0) revert M.Market_EmptyReport();
+        bytes32 digest = _reportDigest(
+            epoch, M.ReportHeader({root: root, available: available, violationsHash: keccak256(violations)})
+        );
+        address[] memory signers = _verifySigners(epoch, digest, signatures);
+        if (root != bytes32(0)) _verdictRoots[epoch] = root;
         uint32 period = uint32(epoch / _rewardPeriodEpochs);
-        (uint256 available, uint256[] memory verdicts) =
-            _recordVerdicts(epoch, seed, period, providerIds, measurements, signers, weights, eligible);
         if (available != 0) _periodAvailable[period] += available;
+        uint256 count = violations.length / VIOLATION_LEN;
+        uint32 lastId;
+        for (uint256 j; j < count; ++j) {
+            bytes calldata v = violations[j * VIOLATION_LEN:(j + 1) * VIOLATION_LEN];
+            uint32 id = uint32(bytes4(v[0:4]));
+            if (id <= lastId) revert M.Market_ProvidersNotSorted();
+            lastId = id;
+            if (!AuditSet.isAudited(seed, id, _auditProbabilityBps)) revert M.Market_ProviderNotAudited(epoch, id);
+            _judgeViolator(epoch, period, id, v, signers);
+        }
         _rewardOracles(signers);
-        emit M.ReportAccepted(epoch, msg.sender, providerIds, verdicts);
+        emit M.ReportAccepted(epoch, msg.sender, root, available, count);
     }
 
     // ================================================================== bonus
 
     /// @notice Pays the provider's reliability bonus for a finished reward period.
-    /// @param epochs epochs of `period` (strictly ascending) in which the provider was audited
-    /// and the epoch was reported, after its registration epoch and any jail; the provider
-    /// proves at least `bonusMinAudits` judged audits. Judged = listed - "not measured" verdicts
-    /// of the period; available = judged - unavailable verdicts of the period (both recorded
-    /// per period, whether listed or not, so listing fewer epochs only lowers its own share).
+    /// @param epochs epochs of `period` (strictly ascending, after the registration epoch and
+    /// any jail) whose report judged the provider available; `proofs[i]` proves its leaf
+    /// under `verdictRoot(epochs[i])` (the oracles serve the leaves). available = the epochs
+    /// proven; judged = available + the unavailable verdicts recorded on chain for the period
+    /// (every one of them was a listed violation), so leaving an epoch out only lowers the
+    /// provider's own share. It qualifies if judged >= `bonusMinAudits`,
+    /// available / judged >= `bonusAvailabilityBps` and it was not slashed in `period`.
     /// Claims open once the report window of the period's last epoch has closed (the second
     /// epoch of `period + 1`), so the pot's denominator is final, and close with `period + 1`.
-    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs) external onlyDelegated {
+    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs, bytes32[][] calldata proofs)
+        external
+        onlyDelegated
+    {
         Provider storage p = _ownedProvider(providerId);
         if (_epochNow() < (uint256(period) + 1) * _rewardPeriodEpochs + 1) revert M.Market_PeriodNotOver(period);
         if (uint256(period) + 1 < _periodNow()) revert M.Market_BonusWindowClosed(period);
         if (p.core.status != M.ProviderStatus.Active) revert M.Market_ProviderNotActive(providerId);
         if (p.audit.claimedPeriodPlusOne > period) revert M.Market_BonusAlreadyClaimed(period);
+        if (epochs.length != proofs.length) revert M.Market_MalformedReport();
         PeriodRecord memory r = _periodRecords[providerId][period];
         if (r.slashed) revert M.Market_NotEligibleForBonus(uint32(epochs.length), 0);
 
-        uint256 listed = _countAudits(providerId, period, p.own, epochs);
-        uint256 judged = listed > r.notMeasured ? listed - r.notMeasured : 0;
-        uint256 available = judged > r.unavailable ? judged - r.unavailable : 0;
+        uint256 available = _countProven(providerId, period, p.own, epochs, proofs);
+        uint256 judged = available + r.unavailable;
         if (judged < _bonusMinAudits || judged == 0 || available * BPS < judged * _bonusAvailabilityBps) {
             revert M.Market_NotEligibleForBonus(uint32(judged), uint32(available));
         }
@@ -203,10 +220,9 @@ contract AuditModule is MarketBase {
             pot.finalized = true;
             emit M.BonusPotFinalized(period, amount, pot.totalAvailable);
         }
-        // Every listed epoch carried an available verdict counted in totalAvailable, unless it
-        // was one of the unavailable or unmeasured ones subtracted above: available <=
-        // totalAvailable. The cap keeps the pot whole even if a report omitted an audited
-        // provider (then the verdict-root reports of the next step make it exact).
+        // Each proven epoch is one of the `available` leaves its report counted into
+        // totalAvailable, so the shares of all claimants add up to at most the pot; the cap
+        // keeps it whole even against a quorum that under-counted.
         uint256 share = (uint256(pot.pot) * available) / pot.totalAvailable;
         if (share > pot.remaining) share = pot.remaining;
         pot.remaining -= uint128(share);
@@ -215,13 +231,15 @@ contract AuditModule is MarketBase {
         emit M.BonusClaimed(providerId, period, share);
     }
 
-    /// Checks each epoch is in `period`, after the registration epoch and `jailedUntil`,
-    /// reported, and audited `id`.
-    function _countAudits(uint32 id, uint32 period, ProviderOwner memory own, uint64[] calldata epochs)
-        internal
-        view
-        returns (uint256)
-    {
+    /// Checks each epoch is in `period`, after the registration epoch and `jailedUntil`, and
+    /// proves `id` available under that epoch's verdict root; returns how many.
+    function _countProven(
+        uint32 id,
+        uint32 period,
+        ProviderOwner memory own,
+        uint64[] calldata epochs,
+        bytes32[][] calldata proofs
+    ) internal view returns (uint256) {
         uint32 jailedUntil = own.jailedUntilEpoch;
         uint32 registered = own.registeredEpoch;
         uint256 first = uint256(period) * _rewardPeriodEpochs;
@@ -232,8 +250,11 @@ contract AuditModule is MarketBase {
             if ((i != 0 && e <= prev) || e < first || e >= last || e < jailedUntil || e <= registered) {
                 revert M.Market_BadAuditProof(e);
             }
-            if (_reportedBitmap[e >> 8] & (1 << (e & 0xff)) == 0) revert M.Market_BadAuditProof(e);
-            if (!AuditSet.isAudited(_seeds[e], id, _auditProbabilityBps)) revert M.Market_BadAuditProof(e);
+            bytes32 root = _verdictRoots[e];
+            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(e, id))));
+            if (root == bytes32(0) || !MerkleProof.verifyCalldata(proofs[i], root, leaf)) {
+                revert M.Market_BadAuditProof(e);
+            }
             prev = e;
         }
         return epochs.length;
@@ -266,21 +287,18 @@ contract AuditModule is MarketBase {
         _reportedBitmap[word] = reportedWord | bit;
     }
 
-    function _verifySigners(
-        uint64 epoch,
-        bytes calldata providerIds,
-        bytes calldata measurements,
-        bytes[] calldata signatures
-    ) internal view returns (address[] memory signers, uint256[] memory weights, uint256 eligible) {
+    /// Recovers the signers of `digest` (strictly ascending, each eligible for the epoch) and
+    /// checks they hold more than two thirds of the epoch's oracle stake.
+    function _verifySigners(uint64 epoch, bytes32 digest, bytes[] calldata signatures)
+        internal
+        view
+        returns (address[] memory signers)
+    {
         uint256 m = signatures.length;
-        uint256 count = providerIds.length / 4;
         signers = new address[](m);
-        weights = new uint256[](m);
         address last;
         uint256 signing;
         for (uint256 i; i < m; ++i) {
-            bytes calldata row = measurements[i * count * 8:(i + 1) * count * 8];
-            bytes32 digest = _hashTypedDataV4(_observationsStructHash(epoch, providerIds, row));
             (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signatures[i]);
             if (err != ECDSA.RecoverError.NoError) revert M.Market_NotOracle(address(0));
             if (signer <= last) revert M.Market_SignersNotSorted();
@@ -289,209 +307,64 @@ contract AuditModule is MarketBase {
             uint256 w = _signerWeight(signer, epoch);
             if (w == 0) revert M.Market_NotOracle(signer);
             signers[i] = signer;
-            weights[i] = w;
             signing += w;
             last = signer;
         }
-        eligible = _eligibleStake(epoch);
+        uint256 eligible = _eligibleStake(epoch);
         if (signing * 3 <= eligible * 2) revert M.Market_QuorumNotReached(signing, eligible);
     }
 
-    /// Per-report context, kept in memory to keep the stack shallow.
-    struct ReportCtx {
-        uint64 epoch;
-        uint32 period;
-        address[] signers;
-        /// each signer's stake for the epoch, and scratch arrays for the weighted medians
-        uint256[] weights;
-        /// the epoch's eligible oracle stake
-        uint256 eligible;
-        /// every signer holds the same stake (the plain lower median is the weighted one)
-        bool equalStakes;
-        uint32[] thr;
-        uint32[] lat;
-        uint256[] wThr;
-        uint256[] wLat;
-        uint256[] verdicts;
-    }
-
-    function _recordVerdicts(
-        uint64 epoch,
-        bytes32 seed,
-        uint32 period,
-        bytes calldata providerIds,
-        bytes calldata measurements,
-        address[] memory signers,
-        uint256[] memory weights,
-        uint256 eligible
-    ) internal returns (uint256 availableCount, uint256[] memory verdicts) {
-        uint256 count = providerIds.length / 4;
-        uint256 m = signers.length;
-        ReportCtx memory ctx = ReportCtx({
-            epoch: epoch,
-            period: period,
-            signers: signers,
-            weights: weights,
-            eligible: eligible,
-            equalStakes: false,
-            thr: new uint32[](m),
-            lat: new uint32[](m),
-            wThr: new uint256[](m),
-            wLat: new uint256[](m),
-            verdicts: new uint256[](count)
-        });
-        ctx.equalStakes = _allEqual(weights);
-        uint32 lastId;
-        for (uint256 j; j < count; ++j) {
-            uint256 at;
-            unchecked {
-                at = j * 4; // j < providerIds.length / 4
-            }
-            uint32 id = uint32(bytes4(providerIds[at:at + 4]));
-            if (id <= lastId) revert M.Market_ProvidersNotSorted();
-            lastId = id;
-            if (!AuditSet.isAudited(seed, id, _auditProbabilityBps)) revert M.Market_ProviderNotAudited(epoch, id);
-            if (_judge(ctx, measurements, j, id)) ++availableCount;
-        }
-        verdicts = ctx.verdicts;
-    }
-
-    /// Aggregates provider `id`'s observations, records the verdict; returns whether it was reachable.
-    /// A healthy provider with a clean history costs one storage read and no write.
-    function _judge(ReportCtx memory ctx, bytes calldata measurements, uint256 j, uint32 id)
+    /// Records a listed violation: re-checks it against the provider's SLA, counts it, and
+    /// slashes on `k` violations within the window.
+    function _judgeViolator(uint64 epoch, uint32 period, uint32 id, bytes calldata v, address[] memory signers)
         internal
-        returns (bool reachable)
     {
         Provider storage p = _providers[id];
-        // Only the fields needed to judge (one cold slot); the full struct only if something changes.
-        ProviderCore storage core = p.core;
+        ProviderCore memory c = p.core;
         // Active and jailed providers are judged; one that left is judged for the epochs up to
         // the one it left in (it stays slashable while its stake unbonds); ids nobody
         // registered are skipped.
-        M.ProviderStatus status = core.status;
-        if (status == M.ProviderStatus.None) return false;
-        if (status == M.ProviderStatus.Left && p.own.leftEpoch < ctx.epoch) return false;
-        uint32 medThr;
-        uint32 medLat;
-        bool measured;
-        (medThr, medLat, reachable, measured) = _aggregate(measurements, ctx.verdicts.length * 8, j, ctx);
-        if (!measured) {
-            // Most signers could not measure (the provider was full, or their own side failed):
-            // no verdict, and no bonus credit for this audit.
-            ctx.verdicts[j] = 4;
-            PeriodRecord storage r = _periodRecords[id][ctx.period];
-            if (r.notMeasured < type(uint16).max) r.notMeasured += 1;
-            return false;
-        }
-        bool violation = !reachable
-            || uint256(medThr) * BPS < uint256(core.sessionMbps) * 1000 * (BPS - _throughputToleranceBps)
-            || uint256(medLat) > uint256(core.maxLatencyMs) + _latencyToleranceMs;
-        if (medLat > 0xffffff) medLat = 0xffffff;
-        ctx.verdicts[j] = (uint256(medThr) << 32) | (uint256(medLat) << 8) | (reachable ? 1 : 0) | (violation ? 2 : 0);
-        if (violation || core.flags & FLAG_HISTORY != 0) {
-            _recordAudit(p, p.core, id, ctx, reachable, violation);
-        }
-    }
-
-    /// Stake-weighted lower medians of throughput and latency and the stake majority of
-    /// `reachable` over the rows that measured provider `j` (flags bit 1 = "not measured");
-    /// `measured` is false unless oracles holding more than two thirds of the epoch's stake
-    /// measured it. Weighting by stake (not by head count) means oracles holding less than
-    /// half the measured stake cannot move a median outside the range of the others' values,
-    /// however many addresses they use.
-    function _aggregate(bytes calldata measurements, uint256 rowLen, uint256 j, ReportCtx memory ctx)
-        internal
-        pure
-        returns (uint32 medThr, uint32 medLat, bool reachable, bool measured)
-    {
-        uint256 m = ctx.weights.length;
-        uint256 k;
-        uint256 measuredStake;
-        uint256 reachableStake;
-        bool equalStakes = ctx.equalStakes;
-        // unchecked: j < providers, i < signers, off < measurements.length (all bounded by the
-        // calldata size, far below 2^256); stakes are uint96, their sum fits easily.
-        unchecked {
-            uint256 off = j * 8;
-            for (uint256 i; i < m; ++i) {
-                uint64 rec = uint64(bytes8(measurements[off:off + 8]));
-                off += rowLen;
-                uint256 w = ctx.weights[i];
-                if (rec & 2 != 0) continue;
-                ctx.thr[k] = uint32(rec >> 32);
-                ctx.lat[k] = uint32(rec >> 8) & 0xffffff;
-                if (!equalStakes) {
-                    ctx.wThr[k] = w;
-                    ctx.wLat[k] = w;
-                }
-                ++k;
-                measuredStake += w;
-                if (rec & 1 == 1) reachableStake += w;
-            }
-        }
-        // Oracles lying together hold less than a third of the epoch's stake: with more than
-        // two thirds measuring, they hold less than half of the measured stake, so neither
-        // weighted median nor the reachable majority can leave the honest values.
-        measured = measuredStake * 3 > ctx.eligible * 2;
-        if (!measured) return (0, 0, false, false);
-        reachable = reachableStake * 2 > measuredStake;
-        if (equalStakes) {
-            // Equal stakes (the common case): the weighted median is the plain lower median,
-            // taken over the first k entries without the weights.
-            uint32[] memory thr = ctx.thr;
-            uint32[] memory lat = ctx.lat;
-            assembly ("memory-safe") {
-                mstore(thr, k)
-                mstore(lat, k)
-            }
-            medThr = Median.lowerMedian(thr);
-            medLat = Median.lowerMedian(lat);
-            assembly ("memory-safe") {
-                mstore(thr, m)
-                mstore(lat, m)
-            }
-        } else {
-            medThr = Median.weightedLowerMedian(ctx.thr, ctx.wThr, k, measuredStake);
-            medLat = Median.weightedLowerMedian(ctx.lat, ctx.wLat, k, measuredStake);
-        }
-    }
-
-    function _allEqual(uint256[] memory w) internal pure returns (bool) {
-        for (uint256 i = 1; i < w.length; ++i) {
-            if (w[i] != w[0]) return false;
-        }
-        return true;
-    }
-
-    /// Shifts the verdict into the audit history, counts violations and unavailability, slashes
-    /// on `k` violations within the last `w` audits.
-    function _recordAudit(
-        Provider storage p,
-        ProviderCore memory c,
-        uint32 id,
-        ReportCtx memory ctx,
-        bool reachable,
-        bool violation
-    ) internal {
-        ProviderAudit memory a = p.audit;
+        if (c.status == M.ProviderStatus.None) return;
+        if (c.status == M.ProviderStatus.Left && p.own.leftEpoch < epoch) return;
+        uint256 thr = uint32(bytes4(v[4:8]));
+        uint256 lat = uint24(bytes3(v[8:11]));
+        bool reachable = uint8(v[11]) & 1 != 0;
+        bool violation = !reachable || thr * BPS < uint256(c.sessionMbps) * 1000 * (BPS - _throughputToleranceBps)
+            || lat > uint256(c.maxLatencyMs) + _latencyToleranceMs;
+        if (!violation) revert M.Market_NotAViolation(id);
         if (!reachable) {
-            PeriodRecord storage r = _periodRecords[id][ctx.period];
+            PeriodRecord storage r = _periodRecords[id][period];
             if (r.unavailable < type(uint16).max) r.unavailable += 1;
         }
-        uint64 mask = _violationWindow == 64 ? type(uint64).max : (uint64(1) << _violationWindow) - 1;
-        a.history = ((a.history << 1) | (violation ? 1 : 0)) & mask;
-        if (violation) {
-            if (c.violationCount < type(uint16).max) c.violationCount += 1;
-            emit M.ProviderViolated(ctx.epoch, id, reachable);
-            if (_popcount(a.history) >= _violationsToSlash) {
-                a.history = 0;
-                _periodRecords[id][ctx.period].slashed = true;
-                // A provider that left stays Left (its stake is unbonding); others are jailed.
-                if (c.status != M.ProviderStatus.Left) c.status = M.ProviderStatus.Jailed;
-                _slash(p, id, ctx.epoch, ctx.signers);
-            }
+        if (c.violationCount < type(uint16).max) c.violationCount += 1;
+        emit M.ProviderViolated(epoch, id, reachable);
+
+        // The window: violations by epoch, anchored at the latest one seen (reports of two
+        // epochs may land in either order).
+        ProviderAudit memory a = p.audit;
+        uint256 windowEpochs = _windowEpochs;
+        uint256 bits = a.violationBits;
+        uint32 e = uint32(epoch);
+        if (bits == 0 || e >= a.lastViolationEpoch) {
+            uint256 shift = bits == 0 ? 0 : e - a.lastViolationEpoch;
+            bits = shift >= windowEpochs ? 1 : (bits << shift) | 1;
+            a.lastViolationEpoch = e;
+        } else if (a.lastViolationEpoch - e < windowEpochs) {
+            bits |= uint256(1) << (a.lastViolationEpoch - e);
         }
-        c.flags = a.history == 0 ? c.flags & ~FLAG_HISTORY : c.flags | FLAG_HISTORY;
+        bits &= (uint256(1) << windowEpochs) - 1;
+        if (_popcount(bits) >= _violationsToSlash) {
+            bits = 0;
+            _periodRecords[id][period].slashed = true;
+            // A provider that left stays Left (its stake is unbonding); others are jailed.
+            if (c.status != M.ProviderStatus.Left) c.status = M.ProviderStatus.Jailed;
+            p.core = c;
+            a.violationBits = 0;
+            p.audit = a;
+            _slash(p, id, epoch, signers);
+            return;
+        }
+        a.violationBits = uint192(bits);
         p.core = c;
         p.audit = a;
     }
@@ -530,7 +403,7 @@ contract AuditModule is MarketBase {
         }
     }
 
-    function _popcount(uint64 x) internal pure returns (uint256 n) {
+    function _popcount(uint256 x) internal pure returns (uint256 n) {
         while (x != 0) {
             x &= x - 1;
             ++n;
@@ -560,7 +433,6 @@ contract AuditModule is MarketBase {
         PeriodRecord memory r = _periodRecords[providerId][period];
         return M.BonusRecord({
             unavailable: r.unavailable,
-            notMeasured: r.notMeasured,
             slashed: r.slashed,
             claimedPeriodPlusOne: _providers[providerId].audit.claimedPeriodPlusOne
         });
@@ -621,11 +493,19 @@ contract AuditModule is MarketBase {
         return AuditSet.isAudited(_seeds[epoch], providerId, _auditProbabilityBps);
     }
 
-    function observationsDigest(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
+    /// @notice The digest oracles sign for an epoch's report.
+    function reportDigest(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations)
         external
         view
         returns (bytes32)
     {
-        return _hashTypedDataV4(_observationsStructHash(epoch, providerIds, measurements));
+        return _reportDigest(
+            epoch, M.ReportHeader({root: root, available: available, violationsHash: keccak256(violations)})
+        );
+    }
+
+    /// @notice The Merkle root of the providers judged available in `epoch` (0: none, or not reported).
+    function verdictRoot(uint64 epoch) external view returns (bytes32) {
+        return _verdictRoots[epoch];
     }
 }

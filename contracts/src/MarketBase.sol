@@ -27,8 +27,18 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
 
     bytes32 public constant RECEIPT_TYPEHASH =
         keccak256("Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)");
+    /// What each oracle signs off chain (peers check each other's rows before aggregating).
     bytes32 public constant OBSERVATIONS_TYPEHASH =
         keccak256("Observations(uint64 epoch,bytes providers,bytes measurements)");
+    /// What the quorum signs: one aggregate per epoch (see `submitReport`).
+    bytes32 public constant REPORT_TYPEHASH =
+        keccak256("Report(uint64 epoch,bytes32 root,uint32 available,bytes violations)");
+    /// Bytes per violator in a report: id (uint32), throughput kbit/s (uint32), latency ms
+    /// (uint24), flags (uint8, bit 0 = reachable).
+    uint256 internal constant VIOLATION_LEN = 12;
+    /// Longest violation window, in epochs (a 192-bit map, packed with the provider's other
+    /// audit fields in one slot).
+    uint256 internal constant MAX_WINDOW_EPOCHS = 192;
 
     // ------------------------------------------------------------ immutables
 
@@ -57,6 +67,9 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     uint16 internal immutable _bonusAvailabilityBps;
     uint16 internal immutable _bonusPoolShareBps;
     uint32 internal immutable _minDepositSeconds;
+    /// `violationWindow` audits expressed in epochs: the epochs in which a provider is expected
+    /// to be audited that many times, `ceil(w * 10_000 / auditProbabilityBps)`, at most 192.
+    uint256 internal immutable _windowEpochs;
 
     // ---------------------------------------------------------------- storage
 
@@ -70,7 +83,6 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         uint24 sessionNonce;
         uint16 violationCount;
         M.ProviderStatus status;
-        /// bit 0: the audit history holds a recent violation (the audit slot must be read);
         /// bit 1: paused (no new client sessions; oracles still probe).
         uint8 flags;
         uint16 maxLatencyMs;
@@ -93,11 +105,12 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         uint64 unbondingReadyAt;
     }
 
-    /// Audit history (bit 0 = latest audit, 1 = violation) and the last bonus claim. Only
-    /// touched by a report when something is wrong (a violation, or a violation still inside
-    /// the window), so auditing a healthy provider writes nothing.
+    /// Recent violations by epoch (bit i = a violation in epoch `lastViolationEpoch - i`) and
+    /// the last bonus claim. Only a violation touches it: a report costs nothing for a healthy
+    /// provider, and a violation writes one slot.
     struct ProviderAudit {
-        uint64 history;
+        uint192 violationBits;
+        uint32 lastViolationEpoch;
         uint32 claimedPeriodPlusOne;
     }
 
@@ -106,7 +119,6 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     /// something is wrong.
     struct PeriodRecord {
         uint16 unavailable;
-        uint16 notMeasured;
         bool slashed;
     }
 
@@ -146,7 +158,6 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     mapping(uint64 epoch => bytes32) internal _seeds;
     mapping(uint256 word => uint256) internal _reportedBitmap;
     mapping(uint32 period => uint256) internal _periodAvailable;
-    uint8 internal constant FLAG_HISTORY = 1;
     uint8 internal constant FLAG_PAUSED = 2;
     /// Total stake of the oracles eligible for each epoch (key: first epoch a value holds for).
     Checkpoints.Trace208 internal _oracleStakeAt;
@@ -155,6 +166,8 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     uint256 internal constant MAX_JAIL_EPOCHS = 1_000_000;
     mapping(uint32 id => mapping(uint32 period => PeriodRecord)) internal _periodRecords;
     mapping(uint32 period => M.BonusPot) internal _bonusPots;
+    /// Per reported epoch: the Merkle root of the providers judged available (see `submitReport`).
+    mapping(uint64 epoch => bytes32) internal _verdictRoots;
 
     // ------------------------------------------------------------ constructor
 
@@ -195,6 +208,8 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         _bonusAvailabilityBps = p.bonusAvailabilityBps;
         _bonusPoolShareBps = p.bonusPoolShareBps;
         _minDepositSeconds = p.minDepositSeconds;
+        uint256 windowEpochs = (uint256(p.violationWindow) * BPS + p.auditProbabilityBps - 1) / p.auditProbabilityBps;
+        _windowEpochs = windowEpochs > MAX_WINDOW_EPOCHS ? MAX_WINDOW_EPOCHS : windowEpochs;
     }
 
 
@@ -224,12 +239,8 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         p.stk.unbondingReadyAt = uint64(block.timestamp + _unbondingDelay);
     }
 
-    function _observationsStructHash(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
-        internal
-        pure
-        returns (bytes32)
-    {
-        return keccak256(abi.encode(OBSERVATIONS_TYPEHASH, epoch, keccak256(providerIds), keccak256(measurements)));
+    function _reportDigest(uint64 epoch, M.ReportHeader memory h) internal view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(REPORT_TYPEHASH, epoch, h.root, h.available, h.violationsHash)));
     }
 
     /// Total stake of the oracles that sign for `epoch`.

@@ -89,41 +89,49 @@ import {AuditModule} from "./AuditModule.sol";
 /// audits, so skipping one audit does not save a cheater; a commit-reveal of the oracles'
 /// secrets (the next step) removes both.
 ///
-/// `submitReport(epoch, ...)` carries, for each signing oracle, its EIP-712 signed
-/// `Observations(uint64 epoch,bytes providers,bytes measurements)`: `providers` is the list of
-/// audited provider ids (uint32 big-endian, strictly ascending, not empty) shared by all
-/// signers, and `measurements` holds 8 bytes per provider: throughput kbit/s (uint32 BE),
-/// latency ms (uint24 BE), flags (bit 0 = reachable, bit 1 = not measured). The signers
-/// (addresses strictly ascending, at least `MIN_SIGNERS`) must be eligible for the epoch and
-/// hold more than two thirds of its oracle stake. Per provider the market takes, over the rows
-/// that measured it, the stake-weighted lower median of each metric and the stake majority of
-/// `reachable`; unless oracles holding more than two thirds of the epoch's stake measured it
-/// (the others said "not measured": the provider was full, or their own side failed), there is
-/// no verdict. (Liars hold less than a third, so less than half of what was measured.) One verdict per
-/// provider, once per epoch; reports are accepted during the epoch and the next.
+/// Oracles probe the audited providers and sign their own rows (`Observations`, off chain);
+/// the epoch's leader collects the rows, proposes a set holding more than two thirds of the
+/// epoch's stake, and every oracle recomputes the same aggregate from it: per provider, over
+/// the rows that measured it, the stake-weighted lower median of each metric and the stake
+/// majority of `reachable`, and no verdict unless oracles holding more than two thirds of the
+/// stake measured it (liars hold less than a third, so less than half of what was measured).
+/// `submitReport(epoch, root, available, violations, signatures)` carries that aggregate, and
+/// the oracles sign ONE digest, EIP-712 `Report(uint64 epoch,bytes32 root,uint32 available,
+/// bytes violations)`: whoever submits cannot pick rows, signers or verdicts. The signers
+/// (recovered addresses strictly ascending, at least `MIN_SIGNERS`) must be eligible for the
+/// epoch and hold more than two thirds of its oracle stake.
+/// - `root`: a Merkle root (sorted-pair keccak, OpenZeppelin `MerkleProof`) over one leaf per
+///   provider judged available, `keccak256(bytes.concat(keccak256(abi.encode(epoch, id))))`;
+///   `available` is their number. Healthy providers cost nothing here: the report's gas does
+///   not grow with them (about 200k gas for 10,000 providers and 15 of 21 signers).
+/// - `violations`: the violators, 12 bytes each (id, median kbit/s, median latency ms,
+///   reachable), ids strictly ascending. Each must be audited in the epoch and is re-checked
+///   against its SLA on chain (`Market_NotAViolation` otherwise); each is judged on chain.
+/// One report per epoch, accepted during the epoch and the next; reports that judge nobody
+/// are refused. An oracle that signs two different reports for one epoch loses its stake.
 ///
 /// Violation: unreachable, or median throughput < sessionMbps * 1000 * (1 - tol), or median
-/// latency > maxLatencyMs + latencyToleranceMs. `k` violations among the last `w` audits slash
-/// `slashBps` of (stake + unbonding), pay `slashOracleShareBps` of it to the signers, put the
-/// rest in the reward pool, jail the provider for `jailEpochs` (at most 1,000,000) and reset
-/// its history.
+/// latency > maxLatencyMs + latencyToleranceMs. `k` violations within a window of
+/// `ceil(w * 10_000 / auditProbabilityBps)` epochs (at most 192: the epochs in which `w`
+/// audits are expected) slash `slashBps` of (stake + unbonding), pay `slashOracleShareBps` of
+/// it to the signers, put the rest in the reward pool, jail the provider for `jailEpochs` (at
+/// most 1,000,000) and clear its window. The window counts epochs, not audits, so a pass
+/// writes nothing.
 ///
 /// ## Reward pool and bonus
 /// Fees and slashes feed `rewardPool`. Each signer of an accepted report earns
 /// `oracleRewardPerReport` (less if the pool is short). Reward period `p` spans
-/// `rewardPeriodEpochs` (>= 2) epochs. A report writes nothing for a healthy provider with a
-/// clean history; unavailable and "not measured" verdicts and slashes are recorded per
-/// provider and per period (so nothing in `p+1` erases `p`'s record). Claims for `p` open once
-/// the report window of `p`'s last epoch has closed (the second epoch of `p+1`) and close with
-/// `p+1`. A provider lists the epochs of `p` after its registration epoch (and any jail) in
-/// which it was audited and the epoch was reported; judged = listed - not measured,
-/// available = judged - unavailable; it qualifies if judged >= `bonusMinAudits`,
-/// available / judged >= `bonusAvailabilityBps` and it was not slashed in `p`. The first claim
-/// sets the pot to `bonusPoolShareBps` of the pool; each share is
-/// `floor(pot * available / totalAvailable_p)` (capped at what is left), `totalAvailable_p`
-/// counting every available verdict of `p`. From `p+2` on, `sweepBonus` returns the rest.
-/// Known limit until reports commit to a verdict root: a report that omits an audited
-/// provider lets it list that epoch; the cap keeps the pot whole.
+/// `rewardPeriodEpochs` (>= 2) epochs. Unavailable verdicts and slashes are recorded per
+/// provider and per period (so nothing in `p+1` erases `p`'s record); `available` of each
+/// report adds to the period's total. Claims for `p` open once the report window of `p`'s last
+/// epoch has closed (the second epoch of `p+1`) and close with `p+1`. A provider proves the
+/// epochs of `p` (after its registration epoch and any jail) in which a report judged it
+/// available, one Merkle proof each (the oracles serve the leaves); available = epochs proven,
+/// judged = available + unavailable verdicts on record. It qualifies if judged >=
+/// `bonusMinAudits`, available / judged >= `bonusAvailabilityBps` and it was not slashed in
+/// `p`. The first claim sets the pot to `bonusPoolShareBps` of the pool; each share is
+/// `floor(pot * available / totalAvailable_p)` (capped at what is left). From `p+2` on,
+/// `sweepBonus` returns the rest.
 contract WirepactMarket is MarketBase {
     using SafeERC20 for IERC20;
 
@@ -539,7 +547,8 @@ contract WirepactMarket is MarketBase {
         v.stake = p.stk.stake;
         v.unbonding = p.stk.unbonding;
         v.unbondingReadyAt = p.stk.unbondingReadyAt;
-        v.auditHistory = p.audit.history;
+        v.violationBits = p.audit.violationBits;
+        v.lastViolationEpoch = p.audit.lastViolationEpoch;
         v.tunnelKey = p.tunnelKey;
         v.endpoint = p.endpoint;
         v.region = p.region;

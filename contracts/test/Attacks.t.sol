@@ -127,9 +127,16 @@ contract AttacksTest is BaseTest {
             _open(id, 10 * ONE);
         }
         uint64 e = _nextEpoch();
-        _reportFlags(e, id, [uint8(2), 2, 2]);
+        // the aggregate judges nobody, and such a report is refused as empty
+        bytes[] memory ms = new bytes[](4);
+        for (uint256 i; i < 4; ++i) {
+            ms[i] = abi.encodePacked(uint32(0), uint24(0), uint8(2));
+        }
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), ms, 4);
+        vm.expectRevert(IWirepactMarket.Market_EmptyReport.selector);
+        _submitReport(e, _ids1(id), m, s);
         assertEq(market.provider(id).violationCount, 0);
-        assertEq(market.provider(id).auditHistory, 0);
+        assertEq(market.provider(id).violationBits, 0);
     }
 
     /// One oracle's "not measured" cannot shield a provider the three others saw down.
@@ -149,7 +156,11 @@ contract AttacksTest is BaseTest {
         ms[2] = _measurement(30_000, 20, true);
         ms[3] = _measurement(30_000, 20, true);
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), ms, 3);
-        market.submitReport(e, _ids1(id), m, s);
+        (, uint32 available, bytes memory violations,) = abi.decode(m, (bytes32, uint32, bytes, uint32[]));
+        assertEq(available, 0);
+        assertEq(violations.length, 0);
+        vm.expectRevert(IWirepactMarket.Market_EmptyReport.selector);
+        _submitReport(e, _ids1(id), m, s);
         assertEq(market.provider(id).violationCount, 0);
     }
 
@@ -222,7 +233,7 @@ contract AttacksTest is BaseTest {
         uint32 late = _register(prov2);
         vm.prank(prov2);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 1));
-        market.claimBonus(late, 0, _epochs(5));
+        _claimBonus(late, 0, _epochs(5));
     }
 
     /// One outage early in period 1 used to erase the outage of period 0 before its claim.
@@ -236,9 +247,12 @@ contract AttacksTest is BaseTest {
         market.beginEpoch();
         _reportOne(10, id, 0, 0, false); // epoch 10 (period 1): down again
         vm.warp(market.epochStart(11));
+        // the epochs it can prove available: 1..4 and 6..8; the outage of epoch 5 stays on record
+        uint64[] memory es = new uint64[](7);
+        (es[0], es[1], es[2], es[3], es[4], es[5], es[6]) = (1, 2, 3, 4, 6, 7, 8);
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 8, 7));
-        market.claimBonus(id, 0, _epochs(8));
+        _claimBonus(id, 0, es);
     }
 
     /// The first claim fixed the pot while the period's last epoch could still be reported:
@@ -248,10 +262,10 @@ contract AttacksTest is BaseTest {
         vm.warp(market.epochStart(10));
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_PeriodNotOver.selector, 0));
-        market.claimBonus(id, 0, _epochs(5));
+        _claimBonus(id, 0, _epochs(5));
         vm.warp(market.epochStart(11));
         vm.prank(prov);
-        market.claimBonus(id, 0, _epochs(5));
+        _claimBonus(id, 0, _epochs(5));
     }
 
     // ------------------------------------------------------------------ helpers
@@ -272,7 +286,7 @@ contract AttacksTest is BaseTest {
             ms[i] = abi.encodePacked(uint32(f[i] & 2 != 0 ? 0 : 30_000), uint24(20), f[i]);
         }
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(pid), ms, 4);
-        market.submitReport(e, _ids1(pid), m, s);
+        _submitReport(e, _ids1(pid), m, s);
     }
 
     /// Oracles 0..2 sign flags `f[i]` (bit 0 reachable, bit 1 not measured) at full speed.
@@ -283,6 +297,6 @@ contract AttacksTest is BaseTest {
             ms[i] = abi.encodePacked(uint32(flags & 2 != 0 ? 0 : 30_000), uint24(20), flags);
         }
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(pid), ms, 3);
-        market.submitReport(e, _ids1(pid), m, s);
+        _submitReport(e, _ids1(pid), m, s);
     }
 }

@@ -4,10 +4,11 @@ pragma solidity ^0.8.28;
 import {Test, Vm} from "forge-std/Test.sol";
 import {IWirepactMarket} from "../src/interfaces/IWirepactMarket.sol";
 import {TestToken} from "../src/devnet/TestToken.sol";
+import {OracleModel} from "./OracleModel.sol";
 
 /// Shared fixture: a market with 4 oracles, helpers to register providers, open sessions,
 /// sign receipts and build oracle reports.
-abstract contract BaseTest is Test {
+abstract contract BaseTest is Test, OracleModel {
     IWirepactMarket internal market;
     TestToken internal token;
 
@@ -50,6 +51,14 @@ abstract contract BaseTest is Test {
             bonusPoolShareBps: 5_000,
             minDepositSeconds: 60
         });
+    }
+
+    function _market() internal view override returns (IWirepactMarket) {
+        return market;
+    }
+
+    function _oracle(uint256 i) internal view override returns (address, uint256) {
+        return (oracles[i], oracleKeys[i]);
     }
 
     function setUp() public virtual {
@@ -152,22 +161,6 @@ abstract contract BaseTest is Test {
         return abi.encodePacked(id);
     }
 
-    /// Builds a report in which oracle i reports `ms[i]` for the providers in `ids`;
-    /// signers are the first `nSigners` oracles (sorted); rows are concatenated.
-    function _report(uint64 epoch, bytes memory ids, bytes[] memory ms, uint256 nSigners)
-        internal
-        view
-        returns (bytes memory measurements, bytes[] memory sigs)
-    {
-        sigs = new bytes[](nSigners);
-        for (uint256 i; i < nSigners; ++i) {
-            measurements = bytes.concat(measurements, ms[i]);
-            bytes32 digest = market.observationsDigest(epoch, ids, ms[i]);
-            (uint8 v, bytes32 r, bytes32 s) = vm.sign(oracleKeys[i], digest);
-            sigs[i] = abi.encodePacked(r, s, v);
-        }
-    }
-
     /// All 4 oracles report the same measurement for one provider; 3 sign.
     function _reportOne(uint64 epoch, uint32 id, uint32 kbps, uint32 latMs, bool reachable) internal {
         bytes[] memory ms = new bytes[](4);
@@ -175,7 +168,7 @@ abstract contract BaseTest is Test {
             ms[i] = _measurement(kbps, latMs, reachable);
         }
         (bytes memory m, bytes[] memory s) = _report(epoch, _ids1(id), ms, 3);
-        market.submitReport(epoch, _ids1(id), m, s);
+        _submitReport(epoch, _ids1(id), m, s);
     }
 
     /// The block timestamp as the VM sees it (robust to the optimizer caching `block.timestamp`).

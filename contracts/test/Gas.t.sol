@@ -45,37 +45,127 @@ contract GasTest is BaseTest {
         console.log("  session_lifecycle_gas:", total);
     }
 
-    function test_Gas_Report50Providers3of4() external {
-        address[] memory owners = new address[](PROVIDERS);
-        bytes memory ids;
-        for (uint256 i; i < PROVIDERS; ++i) {
-            owners[i] = address(uint160(0xA0000 + i));
-            _fund(owners[i], 10_000 * ONE);
-            uint32 id = _register(owners[i]);
-            ids = abi.encodePacked(ids, id);
-        }
-        uint64 e = _nextEpoch();
-        // Warm-up report in the previous epoch so the providers' audit slots are non-zero,
-        // as they are in steady state.
-        bytes[] memory ms = new bytes[](4);
+    /// 21 oracles of equal stake; returns them (ascending) with their keys.
+    function _twentyOneOracles() internal returns (address[] memory who, uint256[] memory keys) {
+        who = new address[](21);
+        keys = new uint256[](21);
         for (uint256 i; i < 4; ++i) {
-            bytes memory row;
-            for (uint256 j; j < PROVIDERS; ++j) {
-                row = abi.encodePacked(row, uint32(30_000 + i * 100 + j), uint24(20 + i), uint8(1));
-            }
-            ms[i] = row;
+            (who[i], keys[i]) = (oracles[i], oracleKeys[i]);
         }
-        (bytes memory m, bytes[] memory s) = _report(e, ids, ms, 3);
-        market.submitReport(e, ids, m, s);
+        for (uint256 i = 4; i < 21; ++i) {
+            (who[i], keys[i]) = makeAddrAndKey(string(abi.encodePacked("gas-oracle", vm.toString(i))));
+            _fund(who[i], 1_000 * ONE);
+            vm.prank(who[i]);
+            market.registerOracle("https://oracle.example:8443", 100 * ONE);
+        }
+        for (uint256 i = 1; i < 21; ++i) {
+            for (uint256 j = i; j > 0 && who[j - 1] > who[j]; --j) {
+                (who[j - 1], who[j]) = (who[j], who[j - 1]);
+                (keys[j - 1], keys[j]) = (keys[j], keys[j - 1]);
+            }
+        }
+    }
 
-        uint64 e2 = _nextEpoch();
-        (m, s) = _report(e2, ids, ms, 3);
-        market.submitReport(e2, ids, m, s);
-        uint256 g = vm.snapshotGasLastCall("submitReport_50x3");
-        uint256 total = g;
-        vm.snapshotValue("report_gas_total_50_providers", total);
-        vm.snapshotValue("report_gas_per_provider", total / PROVIDERS);
-        console.log("  report tx gas (50 providers, 3 of 4 signatures):", total);
-        console.log("  report_gas_per_provider:", total / PROVIDERS);
+    /// The quorum's signatures (the first `n` of `who`) over one report.
+    function _signAll(uint256[] memory keys, uint256 n, uint64 e, bytes32 root, uint32 available, bytes memory v)
+        internal
+        view
+        returns (bytes[] memory sigs)
+    {
+        sigs = new bytes[](n);
+        for (uint256 i; i < n; ++i) {
+            (, sigs[i]) = _signHeader(keys[i], e, root, available, v);
+        }
+    }
+
+    /// One epoch of 10,000 audited providers, all healthy, signed by 15 of 21 oracles (just
+    /// over two thirds of the stake): the report carries a root and signatures, nothing per
+    /// provider. Then the same with `VIOLATORS` violators, for the extra gas per violator.
+    function test_Gas_Report10kHealthy21Oracles() external {
+        (, uint256[] memory keys) = _twentyOneOracles();
+        uint256 violators = 20;
+        bytes memory v;
+        for (uint256 i; i < violators; ++i) {
+            address owner = address(uint160(0xB0000 + i));
+            _fund(owner, 10_000 * ONE);
+            uint32 id = _register(owner);
+            v = abi.encodePacked(v, id, uint32(1_000), uint24(20), uint8(1)); // 1 Mbit/s of a 25 Mbit/s SLA
+        }
+        // a report in an earlier epoch, so the signers' balances are warm as in steady state
+        uint64 e0 = _nextEpoch();
+        e0 = _nextEpoch();
+        bytes32 root = keccak256("10k leaves");
+        market.submitReport(e0, root, 10_000, "", _signAll(keys, 15, e0, root, 10_000, ""));
+
+        uint64 e = _nextEpoch();
+        market.submitReport(e, root, 10_000, "", _signAll(keys, 15, e, root, 10_000, ""));
+        uint256 healthy = vm.snapshotGasLastCall("submitReport_10k_healthy_15of21");
+
+        uint256 perViolator = (_reportViolators(keys, root, v) - healthy) / violators;
+        vm.snapshotValue("report_gas_10k_healthy", healthy);
+        vm.snapshotValue("report_gas_per_violator", perViolator);
+        console.log("  report_gas_10k_healthy:", healthy);
+        console.log("  report_gas_per_violator:", perViolator);
+    }
+
+    function _reportViolators(uint256[] memory keys, bytes32 root, bytes memory v) internal returns (uint256) {
+        uint64 e = _nextEpoch();
+        market.submitReport(e, root, 9_980, v, _signAll(keys, 15, e, root, 9_980, v));
+        return vm.snapshotGasLastCall("submitReport_10k_20_violators_15of21");
+    }
+
+    /// A provider among 1,000 audited per epoch (10,000 providers at 10 %) proves 14 available
+    /// epochs of a 144-epoch period.
+    function test_Gas_BonusClaim14Audits() external {
+        uint32 id = _bonusMarket();
+        uint64[] memory es = _reportFourteen();
+        vm.warp(market.epochStart(145));
+        uint256 before = market.balanceOf(prov);
+        vm.prank(prov);
+        _claimBonus(id, 0, es);
+        uint256 g = vm.snapshotGasLastCall("claimBonus_14_audits");
+        assertGt(market.balanceOf(prov), before);
+        vm.snapshotValue("bonus_claim_gas", g);
+        console.log("  bonus_claim_gas:", g);
+    }
+
+    /// A market with 144-epoch periods, one provider whose traffic paid fees into the pool.
+    function _bonusMarket() internal returns (uint32 id) {
+        IWirepactMarket.Params memory p = defaultParams(address(token));
+        p.rewardPeriodEpochs = 144;
+        market = _deployMarket(p);
+        for (uint256 i; i < 4; ++i) {
+            _fund(oracles[i], 1_000 * ONE);
+            vm.prank(oracles[i]);
+            market.registerOracle("https://oracle.example:8443", 100 * ONE);
+        }
+        _fund(client, 1_000 * ONE);
+        vm.prank(client);
+        market.deposit(500 * ONE);
+        _fund(prov, 10_000 * ONE);
+        id = _register(prov);
+        (IWirepactMarket.SessionTerms memory t, bytes32 sid) = _open(id, 400 * ONE);
+        _claim(t, sid, uint64(3_000 * GIB));
+    }
+
+    /// Reports 14 epochs of period 0, each judging providers 1..1,000 available.
+    function _reportFourteen() internal returns (uint64[] memory es) {
+        uint32[] memory ids = new uint32[](1_000);
+        for (uint256 i; i < 1_000; ++i) {
+            ids[i] = uint32(i + 1);
+        }
+        es = new uint64[](14);
+        uint256 n;
+        for (uint64 e = _nextEpoch(); e < 144; e = _nextEpoch()) {
+            if (e % 10 != 5 || n == 14) continue;
+            bytes32 root = _verdictRoot(e, ids);
+            bytes[] memory sigs = new bytes[](3);
+            for (uint256 i; i < 3; ++i) {
+                (, sigs[i]) = _signHeader(oracleKeys[i], e, root, 1_000, "");
+            }
+            market.submitReport(e, root, 1_000, "", sigs);
+            _availableIds[e] = ids;
+            es[n++] = e;
+        }
     }
 }

@@ -40,7 +40,7 @@ contract OracleAttacksTest is BaseTest {
         }
     }
 
-    /// Signs `row` for provider `id` in `e` with each key; returns the report sorted by signer.
+    /// The report the signers `who` make of their `rows` for provider `id` in `e`, sorted by signer.
     function _sign(uint64 e, address[] memory who, uint256[] memory keys, bytes[] memory rows)
         internal
         view
@@ -55,12 +55,8 @@ contract OracleAttacksTest is BaseTest {
                 (rows[j - 1], rows[j]) = (rows[j], rows[j - 1]);
             }
         }
-        sigs = new bytes[](n);
-        for (uint256 i; i < n; ++i) {
-            measurements = bytes.concat(measurements, rows[i]);
-            (uint8 v, bytes32 r, bytes32 s) = vm.sign(keys[i], market.observationsDigest(e, _ids1(id), rows[i]));
-            sigs[i] = abi.encodePacked(r, s, v);
-        }
+        // they exchange their rows, aggregate them and all sign the one digest
+        return _reportBy(e, _ids1(id), who, keys, rows);
     }
 
     /// Sybils report 0 kbit/s (a violation); honest oracles, if `withHonest`, full speed.
@@ -78,8 +74,35 @@ contract OracleAttacksTest is BaseTest {
                 (who[k], keys[k], rows[k]) = (oracles[i], oracleKeys[i], _measurement(30_000, 20, true));
             }
         }
-        (bytes memory m, bytes[] memory s) = _sign(e, who, keys, rows);
-        market.submitReport(e, _ids1(id), m, s);
+        if (withHonest) {
+            // everyone exchanges rows and signs the aggregate
+            (bytes memory m, bytes[] memory s) = _sign(e, who, keys, rows);
+            _submitReport(e, _ids1(id), m, s);
+        } else {
+            // the sybils alone sign what they like: the provider listed as a violator
+            bytes memory violations = abi.encodePacked(id, uint32(0), uint24(20), uint8(1));
+            (address[] memory sorted, uint256[] memory sortedKeys) = _sorted(who, keys);
+            bytes[] memory s = new bytes[](n);
+            for (uint256 i; i < n; ++i) {
+                (, s[i]) = _signHeader(sortedKeys[i], e, bytes32(0), 0, violations);
+            }
+            sorted;
+            market.submitReport(e, bytes32(0), 0, violations, s);
+        }
+    }
+
+    function _sorted(address[] memory who, uint256[] memory keys)
+        internal
+        pure
+        returns (address[] memory, uint256[] memory)
+    {
+        for (uint256 i = 1; i < who.length; ++i) {
+            for (uint256 j = i; j > 0 && who[j - 1] > who[j]; --j) {
+                (who[j - 1], who[j]) = (who[j], who[j - 1]);
+                (keys[j - 1], keys[j]) = (keys[j], keys[j - 1]);
+            }
+        }
+        return (who, keys);
     }
 
     /// 7 sybils (700 of 4,700 staked) used to be a count quorum of 11 on their own and slashed
@@ -119,7 +142,7 @@ contract OracleAttacksTest is BaseTest {
         (who[3], keys[3], rows[3]) = (sybils[0], sybilKeys[0], _measurement(30_000, 20, true));
         (bytes memory m, bytes[] memory s) = _sign(e, who, keys, rows);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotOracle.selector, sybils[0]));
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
     }
 
     /// 124 sybils used to fill MAX_ORACLES so no honest oracle could join.
@@ -143,7 +166,7 @@ contract OracleAttacksTest is BaseTest {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), ms, 3);
         vm.prank(oracles[0]);
         market.requestOracleLeave();
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
         assertTrue(market.isReported(e));
     }
 
@@ -152,26 +175,27 @@ contract OracleAttacksTest is BaseTest {
         uint64 e = _nextEpoch();
         bytes[] memory ms = new bytes[](4);
         (bytes memory m, bytes[] memory s) = _report(e, "", ms, 3);
-        vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
-        market.submitReport(e, "", m, s);
+        vm.expectRevert(IWirepactMarket.Market_EmptyReport.selector);
+        _submitReport(e, "", m, s);
     }
 
-    /// Signing two different observations for one epoch (equivocation) costs the whole stake;
+    /// Signing two different reports for one epoch (equivocation) costs the whole stake;
     /// half goes to whoever proves it.
     function test_Attack_Equivocation_Slashed() external {
         uint64 e = _nextEpoch();
-        bytes memory rowA = _measurement(30_000, 20, true);
-        bytes memory rowB = _measurement(0, 20, true);
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(oracleKeys[1], market.observationsDigest(e, _ids1(id), rowA));
-        bytes memory sigA = abi.encodePacked(r, s, v);
-        (v, r, s) = vm.sign(oracleKeys[1], market.observationsDigest(e, _ids1(id), rowB));
-        bytes memory sigB = abi.encodePacked(r, s, v);
+        bytes memory violation = abi.encodePacked(id, uint32(0), uint24(20), uint8(1));
+        (IWirepactMarket.ReportHeader memory a, bytes memory sigA) = _signHeader(oracleKeys[1], e, keccak256("a"), 1, "");
+        (IWirepactMarket.ReportHeader memory b, bytes memory sigB) =
+            _signHeader(oracleKeys[1], e, keccak256("a"), 1, violation);
         uint256 pool = market.rewardPool();
-        // the same observation twice is no proof
+        // the same report twice is no proof, nor two reports of two signers
         vm.expectRevert(IWirepactMarket.Market_NotEquivocation.selector);
-        market.proveEquivocation(e, _ids1(id), rowA, sigA, _ids1(id), rowA, sigA);
+        market.proveEquivocation(e, a, sigA, a, sigA);
+        (, bytes memory sigOther) = _signHeader(oracleKeys[2], e, keccak256("a"), 1, violation);
+        vm.expectRevert(IWirepactMarket.Market_NotEquivocation.selector);
+        market.proveEquivocation(e, a, sigA, b, sigOther);
         vm.prank(client);
-        market.proveEquivocation(e, _ids1(id), rowA, sigA, _ids1(id), rowB, sigB);
+        market.proveEquivocation(e, a, sigA, b, sigB);
         assertEq(market.oracle(oracles[1]).stake, 0);
         assertEq(uint8(market.oracle(oracles[1]).status), uint8(IWirepactMarket.OracleStatus.Slashed));
         assertEq(market.balanceOf(client), 500 * ONE + 500 * ONE);
@@ -181,8 +205,66 @@ contract OracleAttacksTest is BaseTest {
         for (uint256 i; i < 4; ++i) {
             ms[i] = _measurement(30_000, 20, true);
         }
-        (bytes memory m, bytes[] memory sigs) = _report(e, _ids1(id), ms, 3);
+        (bytes memory m, bytes[] memory sigs) = _report(e, _ids1(id), ms, 4);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotOracle.selector, oracles[1]));
-        market.submitReport(e, _ids1(id), m, sigs);
+        _submitReport(e, _ids1(id), m, sigs);
+    }
+
+    /// The submitter used to pick which published rows count: with a borderline provider (two
+    /// oracles saw it slow, two fast), dropping one slow row flipped the lower median to a pass
+    /// and shielded the cheater. Now each oracle signs one aggregate over the set the leader proposed, and no
+    /// subset of those signatures signs anything else.
+    function test_Attack_SubmitterPicksTheRows_CannotFlipTheVerdict() external {
+        uint64 e = _nextEpoch();
+        bytes[] memory ms = new bytes[](4);
+        ms[0] = _measurement(20_000, 20, true); // below 90 % of 25 Mbit/s
+        ms[1] = _measurement(20_000, 20, true);
+        ms[2] = _measurement(30_000, 20, true);
+        ms[3] = _measurement(30_000, 20, true);
+        // the aggregate over all four rows: lower median 20,000, a violation
+        (bytes memory all4, bytes[] memory sigs) = _report(e, _ids1(id), ms, 4);
+        // the submitter's pick: rows 0, 2, 3 (median 30,000: a pass), with the signatures it holds
+        (bytes32 root, uint32 available, bytes memory violations) = _picked(e, ms);
+        assertTrue(
+            keccak256(abi.encode(root, available, violations)) != keccak256(_header(all4)),
+            "the pick must change the aggregate for this test to mean anything"
+        );
+        bytes[] memory theirs = new bytes[](3);
+        (theirs[0], theirs[1], theirs[2]) = (sigs[0], sigs[2], sigs[3]);
+        vm.expectRevert(); // the signatures recover to strangers: not oracles, or out of order
+        market.submitReport(e, root, available, violations, theirs);
+        // the aggregate they signed goes through: the violation stands
+        _submitReport(e, _ids1(id), all4, sigs);
+        assertEq(market.provider(id).violationCount, 1);
+    }
+
+    function _picked(uint64 e, bytes[] memory ms) internal view returns (bytes32, uint32, bytes memory) {
+        bytes[] memory picked = new bytes[](3);
+        (picked[0], picked[1], picked[2]) = (ms[0], ms[2], ms[3]);
+        address[] memory who = new address[](3);
+        uint256[] memory keys = new uint256[](3);
+        (who[0], who[1], who[2]) = (oracles[0], oracles[2], oracles[3]);
+        (keys[0], keys[1], keys[2]) = (oracleKeys[0], oracleKeys[2], oracleKeys[3]);
+        (bytes memory mine,) = _reportBy(e, _ids1(id), who, keys, picked);
+        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(mine, (bytes32, uint32, bytes, uint32[]));
+        return (root, available, violations);
+    }
+
+    function _header(bytes memory rep) internal pure returns (bytes memory) {
+        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(rep, (bytes32, uint32, bytes, uint32[]));
+        return abi.encode(root, available, violations);
+    }
+
+    /// A quorum's report that lists a provider as a violator on figures that meet its SLA is
+    /// inconsistent and refused: the listed figures are checked on chain.
+    function test_RevertWhen_ListedViolatorMeetsItsSla() external {
+        uint64 e = _nextEpoch();
+        bytes memory violations = abi.encodePacked(id, uint32(30_000), uint24(20), uint8(1));
+        bytes[] memory s = new bytes[](4);
+        for (uint256 i; i < 4; ++i) {
+            (, s[i]) = _signHeader(oracleKeys[i], e, bytes32(0), 0, violations);
+        }
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotAViolation.selector, id));
+        market.submitReport(e, bytes32(0), 0, violations, s);
     }
 }

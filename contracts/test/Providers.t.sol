@@ -255,7 +255,7 @@ contract BonusTest is BaseTest {
             ms[i] = abi.encodePacked(_measurement(up1 ? 30_000 : 0, 20, up1), _measurement(30_000, 20, true));
         }
         (bytes memory m, bytes[] memory s) = _report(e, ids, ms, 3);
-        market.submitReport(e, ids, m, s);
+        _submitReport(e, ids, m, s);
     }
 
     /// Epochs 1..n (the providers registered in epoch 0, which earns no credit).
@@ -277,20 +277,20 @@ contract BonusTest is BaseTest {
         _run(5, type(uint256).max);
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_PeriodNotOver.selector, 0));
-        market.claimBonus(id, 0, _epochs(5));
+        _claimBonus(id, 0, _epochs(5));
         vm.warp(market.epochStart(11));
         uint256 pool = market.rewardPool();
         assertEq(market.periodAvailable(0), 10);
         vm.prank(prov);
-        market.claimBonus(id, 0, _epochs(5));
+        _claimBonus(id, 0, _epochs(5));
         uint256 pot = pool / 2;
         assertEq(market.bonusPot(0).pot, pot);
         assertEq(market.balanceOf(prov) - 392 * ONE, pot * 5 / 10);
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BonusAlreadyClaimed.selector, 0));
-        market.claimBonus(id, 0, _epochs(5));
+        _claimBonus(id, 0, _epochs(5));
         vm.prank(prov2);
-        market.claimBonus(id2, 0, _epochs(5));
+        _claimBonus(id2, 0, _epochs(5));
         assertEq(market.balanceOf(prov2), pot * 5 / 10);
         assertEq(market.bonusPot(0).remaining, pot - 2 * (pot * 5 / 10));
     }
@@ -300,7 +300,7 @@ contract BonusTest is BaseTest {
         vm.warp(market.epochStart(11));
         uint256 pot = market.rewardPool() / 2;
         vm.prank(prov2);
-        market.claimBonus(id2, 0, _epochs(3));
+        _claimBonus(id2, 0, _epochs(3));
         assertEq(market.balanceOf(prov2), pot * 3 / 10);
     }
 
@@ -309,8 +309,15 @@ contract BonusTest is BaseTest {
         assertEq(market.bonusRecord(id, 0).unavailable, 1);
         vm.warp(market.epochStart(11));
         vm.prank(prov);
+        // epoch 3 (down) has no leaf: listing it is no proof
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 3));
+        _claimBonus(id, 0, _epochs(5));
+        // without it: 4 proven available + 1 unavailable on record = 5 judged, 80 % < 99.9 %
+        uint64[] memory es = new uint64[](4);
+        (es[0], es[1], es[2], es[3]) = (1, 2, 4, 5);
+        vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 5, 4));
-        market.claimBonus(id, 0, _epochs(5));
+        _claimBonus(id, 0, es);
     }
 
     function test_RevertWhen_TooFewAudits() external {
@@ -318,7 +325,7 @@ contract BonusTest is BaseTest {
         vm.warp(market.epochStart(11));
         vm.prank(prov2);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 1, 1));
-        market.claimBonus(id2, 0, _epochs(1));
+        _claimBonus(id2, 0, _epochs(1));
     }
 
     function test_RevertWhen_ProofListsUnreportedOrRepeatedEpoch() external {
@@ -327,12 +334,12 @@ contract BonusTest is BaseTest {
         uint64[] memory es = _epochs(5); // epoch 5 was never reported
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 5));
-        market.claimBonus(id, 0, es);
+        _claimBonus(id, 0, es);
         es = _epochs(4);
         es[3] = 2;
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 2));
-        market.claimBonus(id, 0, es);
+        _claimBonus(id, 0, es);
     }
 
     function test_RevertWhen_SlashedInPeriod() external {
@@ -343,21 +350,21 @@ contract BonusTest is BaseTest {
         vm.warp(market.epochStart(11));
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotActive.selector, id));
-        market.claimBonus(id, 0, _epochs(2));
+        _claimBonus(id, 0, _epochs(2));
     }
 
     function test_When_WindowOver_SweepReturnsRemainder() external {
         _run(4, type(uint256).max);
         vm.warp(market.epochStart(11));
         vm.prank(prov2);
-        market.claimBonus(id2, 0, _epochs(4));
+        _claimBonus(id2, 0, _epochs(4));
         uint256 remaining = market.bonusPot(0).remaining;
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_SweepTooEarly.selector, 0));
         market.sweepBonus(0);
         vm.warp(market.epochStart(20));
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BonusWindowClosed.selector, 0));
-        market.claimBonus(id, 0, _epochs(4));
+        _claimBonus(id, 0, _epochs(4));
         uint256 pool = market.rewardPool();
         market.sweepBonus(0);
         assertEq(market.rewardPool(), pool + remaining);

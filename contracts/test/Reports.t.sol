@@ -25,20 +25,20 @@ contract SubmitReportTest is BaseTest {
     function test_RevertWhen_EpochInFuture() external {
         (bytes memory m, bytes[] memory s) = _report(e + 1, _ids1(id), _same(30_000, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_EpochNotStarted.selector, e + 1));
-        market.submitReport(e + 1, _ids1(id), m, s);
+        _submitReport(e + 1, _ids1(id), m, s);
     }
 
     function test_RevertWhen_WindowClosed() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         vm.warp(_now() + 2 * EPOCH);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ReportWindowClosed.selector, e));
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
     }
 
     function test_When_NextEpoch_StillAccepted() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         vm.warp(_now() + EPOCH);
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
         assertTrue(market.isReported(e));
     }
 
@@ -47,28 +47,28 @@ contract SubmitReportTest is BaseTest {
         uint64 e2 = market.currentEpoch();
         (bytes memory m, bytes[] memory s) = _report(e2, _ids1(id), _same(30_000, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_EpochNotSeeded.selector, e2));
-        market.submitReport(e2, _ids1(id), m, s);
+        _submitReport(e2, _ids1(id), m, s);
     }
 
     function test_RevertWhen_AlreadyReported() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_AlreadyReported.selector, e));
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_TwoSignatures() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 2);
         // (below MIN_SIGNERS; the stake quorum is played in OracleAttacks.t.sol)
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 2));
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_DuplicateSigner() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
         s[1] = s[0]; // the same signer twice (rows are identical)
         vm.expectRevert(IWirepactMarket.Market_SignersNotSorted.selector);
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_SignerNotOracle() external {
@@ -77,30 +77,36 @@ contract SubmitReportTest is BaseTest {
         uint256 pk = uint256(keccak256("stranger"));
         address stranger = vm.addr(pk);
         vm.assume(stranger > oracles[1]);
-        bytes32 digest = market.observationsDigest(e, _ids1(id), _measurement(30_000, 20, true));
-        (uint8 v, bytes32 r, bytes32 ss) = vm.sign(pk, digest);
+        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(m, (bytes32, uint32, bytes, uint32[]));
+        (uint8 v, bytes32 r, bytes32 ss) = vm.sign(pk, market.reportDigest(e, root, available, violations));
         s[2] = abi.encodePacked(r, ss, v);
         if (stranger > oracles[1]) {
             vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotOracle.selector, stranger));
         } else {
             vm.expectRevert(IWirepactMarket.Market_SignersNotSorted.selector);
         }
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_MeasurementTampered() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
-        m[3] = 0x01; // first row's throughput changed: its signature no longer matches
+        m[3] = 0x01; // the root changed: the signatures no longer match
         vm.expectRevert(); // recovers some other address: not an oracle or out of order
-        market.submitReport(e, _ids1(id), m, s);
+        _submitReport(e, _ids1(id), m, s);
     }
 
     function test_RevertWhen_MalformedLengths() external {
-        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(30_000, 20, true), 3);
+        (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(0, 20, true), 3);
+        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(m, (bytes32, uint32, bytes, uint32[]));
+        assertEq(violations.length, 12);
+        // a violations list that is not whole 12-byte entries
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
-        market.submitReport(e, hex"000001", m, s);
+        market.submitReport(e, root, available, bytes.concat(violations, hex"00"), s);
+        // a root without a count, or a count without a root
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
-        market.submitReport(e, _ids1(id), bytes.concat(m, hex"00"), s);
+        market.submitReport(e, root, 0, violations, s);
+        vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
+        market.submitReport(e, bytes32(0), 1, violations, s);
     }
 
     /// A report needs at least MIN_SIGNERS distinct signers, even when one oracle holds more
@@ -111,12 +117,11 @@ contract SubmitReportTest is BaseTest {
         vm.prank(whale);
         market.registerOracle("https://whale.example", 10_000 * ONE);
         uint64 e2 = _nextEpoch();
-        bytes memory row = _measurement(30_000, 20, true);
-        (uint8 v, bytes32 r, bytes32 s_) = vm.sign(key, market.observationsDigest(e2, _ids1(id), row));
+        (, bytes memory sig) = _signHeader(key, e2, keccak256("leaf"), 1, "");
         bytes[] memory s = new bytes[](1);
-        s[0] = abi.encodePacked(r, s_, v);
+        s[0] = sig;
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 1));
-        market.submitReport(e2, _ids1(id), row, s);
+        market.submitReport(e2, keccak256("leaf"), 1, "", s);
     }
 
     function test_RevertWhen_ProviderNotAudited() external {
@@ -136,9 +141,10 @@ contract SubmitReportTest is BaseTest {
         vm.stopPrank();
         uint64 e0 = _nextEpoch(); // the oracles sign from the epoch after they joined
         vm.assume(!market.isAudited(e0, pid));
-        (bytes memory m, bytes[] memory s) = _report(e0, _ids1(pid), _same(30_000, 20, true), 3);
+        // listed as a violator (0 kbit/s) in an epoch that did not audit it
+        (bytes memory m, bytes[] memory s) = _report(e0, _ids1(pid), _same(0, 20, true), 3);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_ProviderNotAudited.selector, e0, pid));
-        market.submitReport(e0, _ids1(pid), m, s);
+        _submitReport(e0, _ids1(pid), m, s);
     }
 
     function test_RevertWhen_ProvidersNotSorted() external {
@@ -146,11 +152,11 @@ contract SubmitReportTest is BaseTest {
         bytes memory ids = abi.encodePacked(id2, id);
         bytes[] memory ms = new bytes[](4);
         for (uint256 i; i < 4; ++i) {
-            ms[i] = abi.encodePacked(_measurement(30_000, 20, true), _measurement(30_000, 20, true));
+            ms[i] = abi.encodePacked(_measurement(0, 20, true), _measurement(0, 20, true));
         }
         (bytes memory m, bytes[] memory s) = _report(e, ids, ms, 3);
         vm.expectRevert(IWirepactMarket.Market_ProvidersNotSorted.selector);
-        market.submitReport(e, ids, m, s);
+        _submitReport(e, ids, m, s);
     }
 
     function test_When_Healthy_NoViolationAndOraclesPaid() external {
@@ -160,7 +166,7 @@ contract SubmitReportTest is BaseTest {
         uint256 pool = market.rewardPool();
         _reportOne(e, id, 30_000, 20, true);
         assertEq(market.provider(id).violationCount, 0);
-        assertEq(market.provider(id).auditHistory, 0);
+        assertEq(market.provider(id).violationBits, 0);
         assertEq(market.rewardPool(), pool - 3 * (ONE / 100));
         for (uint256 i; i < 3; ++i) {
             assertEq(market.balanceOf(oracles[i]), ONE / 100);
@@ -200,7 +206,7 @@ contract SubmitReportTest is BaseTest {
         assertEq(v.stake, stakeBefore - slash);
         assertEq(uint8(v.status), uint8(IWirepactMarket.ProviderStatus.Jailed));
         assertEq(v.jailedUntilEpoch, e2 + 1 + 6);
-        assertEq(v.auditHistory, 0);
+        assertEq(v.violationBits, 0);
         uint256 each = (slash * 2_000 / 10_000) / 3;
         // signers got their share of the slash, then the per-report reward out of the refilled pool
         assertEq(market.balanceOf(oracles[0]), each + ONE / 100);
@@ -222,10 +228,12 @@ contract SubmitReportTest is BaseTest {
     }
 
     function test_When_PassBetweenViolationsInWindow_StillSlashed() external {
-        // k = 2 within w = 3: violation, ok, violation -> slashed (the pass must shift the history).
+        // k = 2 within w = 3 (3 epochs at 100 % audits): violation, ok, violation -> slashed.
+        // The pass in between writes nothing: the window counts epochs.
         _reportOne(e, id, 5_000, 20, true);
         _reportOne(_nextEpoch(), id, 30_000, 20, true);
-        assertEq(market.provider(id).auditHistory, 2);
+        assertEq(market.provider(id).violationBits, 1);
+        assertEq(market.provider(id).lastViolationEpoch, e);
         _reportOne(_nextEpoch(), id, 5_000, 20, true);
         assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Jailed));
     }
@@ -245,7 +253,7 @@ contract SubmitReportTest is BaseTest {
                 }
                 if (liar != round) continue; // one report per epoch; vary the liar's position
                 (bytes memory m, bytes[] memory s) = _report(ep, ids, ms, 3);
-                market.submitReport(ep, ids, m, s);
+                _submitReport(ep, ids, m, s);
             }
         }
         assertEq(market.provider(id).violationCount, 0);
@@ -285,6 +293,27 @@ contract SubmitReportTest is BaseTest {
         assertEq(market.oracleStakeAt(now_ + 5), eligible);
         bool enough = signing * 3 > eligible * 2;
         assertEq(enough, add == 0);
+    }
+
+    /// The window counts epochs (`violationWindow` audits at the audit probability): two
+    /// violations further apart than that do not slash, even with no report in between.
+    function test_When_ViolationsFurtherApartThanTheWindow_NotSlashed() external {
+        _reportOne(e, id, 5_000, 20, true);
+        for (uint256 i; i < 3; ++i) {
+            _nextEpoch(); // unreported epochs
+        }
+        _reportOne(_nextEpoch(), id, 5_000, 20, true);
+        assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Active));
+        assertEq(market.provider(id).violationCount, 2);
+    }
+
+    /// Reports of two epochs may land in either order (epoch e is accepted during e + 1): a
+    /// late report still counts toward the window.
+    function test_When_EarlierEpochReportedLate_StillCounts() external {
+        uint64 e2 = _nextEpoch();
+        _reportOne(e2, id, 5_000, 20, true);
+        _reportOne(e, id, 5_000, 20, true); // epoch e, reported during e + 1
+        assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Jailed));
     }
 }
 

@@ -93,7 +93,9 @@ interface IWirepactMarket {
         uint128 stake;
         uint128 unbonding;
         uint64 unbondingReadyAt;
-        uint64 auditHistory;
+        /// Recent violations: bit i set = a violation in epoch `lastViolationEpoch - i`.
+        uint256 violationBits;
+        uint32 lastViolationEpoch;
         bytes32 tunnelKey;
         string endpoint;
         string region;
@@ -167,9 +169,16 @@ interface IWirepactMarket {
     /// never).
     struct BonusRecord {
         uint16 unavailable;
-        uint16 notMeasured;
         bool slashed;
         uint32 claimedPeriodPlusOne;
+    }
+
+    /// @notice What a quorum signs for an epoch, with the violators list given by its hash
+    /// (EIP-712 `Report(uint64 epoch,bytes32 root,uint32 available,bytes violations)`).
+    struct ReportHeader {
+        bytes32 root;
+        uint32 available;
+        bytes32 violationsHash;
     }
 
     /// @notice A reward period's bonus pot (set by the period's first `claimBonus`).
@@ -205,10 +214,12 @@ interface IWirepactMarket {
     event OracleSlashed(address indexed oracle, uint64 indexed epoch, uint256 amount, address prover);
 
     event EpochSeeded(uint64 indexed epoch, bytes32 seed);
-    /// @notice `verdicts[j]` is the verdict on provider `j` of `providers` (4-byte ids):
-    /// `throughputKbps << 32 | latencyMs << 8 | flags`, flags bit 0 = reachable, bit 1 =
-    /// violation (medians; latency capped at 2^24 - 1). Providers skipped as no longer active: 0.
-    event ReportAccepted(uint64 indexed epoch, address indexed submitter, bytes providers, uint256[] verdicts);
+    /// @notice `root`: Merkle root of the providers judged available in `epoch` (the oracles
+    /// serve the leaves); `violators`: how many violations the report listed (each also emits
+    /// `ProviderViolated`).
+    event ReportAccepted(
+        uint64 indexed epoch, address indexed submitter, bytes32 root, uint32 available, uint256 violators
+    );
     event ProviderViolated(uint64 indexed epoch, uint32 indexed providerId, bool reachable);
     event ProviderSlashed(uint32 indexed providerId, uint64 indexed epoch, uint256 amount, uint256 toOracles, uint32 jailedUntilEpoch);
     event OracleRewarded(address indexed oracle, uint256 amount);
@@ -267,6 +278,10 @@ interface IWirepactMarket {
     error Market_MalformedReport();
     error Market_ProvidersNotSorted();
     error Market_ProviderNotAudited(uint64 epoch, uint32 providerId);
+    /// A listed violator's measurements meet its SLA: the report is inconsistent.
+    error Market_NotAViolation(uint32 providerId);
+    /// The report judges nobody (no available provider and no violator).
+    error Market_EmptyReport();
 
     error Market_PeriodNotOver(uint32 period);
     error Market_NotEligibleForBonus(uint32 audits, uint32 available);
@@ -316,22 +331,22 @@ interface IWirepactMarket {
     function withdrawOracleStake() external;
     function proveEquivocation(
         uint64 epoch,
-        bytes calldata providersA,
-        bytes calldata rowA,
+        ReportHeader calldata a,
         bytes calldata sigA,
-        bytes calldata providersB,
-        bytes calldata rowB,
+        ReportHeader calldata b,
         bytes calldata sigB
     ) external;
     function beginEpoch() external returns (bytes32 seed);
     function submitReport(
         uint64 epoch,
-        bytes calldata providerIds,
-        bytes calldata measurements,
+        bytes32 root,
+        uint32 available,
+        bytes calldata violations,
         bytes[] calldata signatures
     ) external;
 
-    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs) external;
+    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs, bytes32[][] calldata proofs)
+        external;
     function sweepBonus(uint32 period) external;
 
     function params() external view returns (Params memory);
@@ -373,8 +388,9 @@ interface IWirepactMarket {
         external
         view
         returns (bytes32);
-    function observationsDigest(uint64 epoch, bytes calldata providerIds, bytes calldata measurements)
+    function reportDigest(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations)
         external
         view
         returns (bytes32);
+    function verdictRoot(uint64 epoch) external view returns (bytes32);
 }

@@ -6,9 +6,10 @@ import {StdCheats} from "forge-std/StdCheats.sol";
 import {StdUtils} from "forge-std/StdUtils.sol";
 import {IWirepactMarket} from "../../src/interfaces/IWirepactMarket.sol";
 import {TestToken} from "../../src/devnet/TestToken.sol";
+import {OracleModel} from "../OracleModel.sol";
 
 /// Drives the market with bounded random actions and keeps ghost books the invariants check.
-contract Handler is CommonBase, StdCheats, StdUtils {
+contract Handler is CommonBase, StdCheats, StdUtils, OracleModel {
     IWirepactMarket public market;
     TestToken public token;
     uint64 public immutable epochLength;
@@ -233,26 +234,33 @@ contract Handler is CommonBase, StdCheats, StdUtils {
                 ++count;
             }
         }
-        bytes memory ms;
-        bytes[] memory sigs = new bytes[](m);
+        (bytes memory rep, bytes[] memory sigs) = _report(e, ids, _rows(seed, m, count), m);
+        _submitAndCheck(e, m, rep, sigs);
+    }
+
+    /// Each oracle's observations: a quarter far below any SLA, the rest far above.
+    function _rows(uint256 seed, uint256 m, uint256 count) internal pure returns (bytes[] memory rows) {
+        rows = new bytes[](m);
         for (uint256 i; i < m; ++i) {
             bytes memory row;
             for (uint256 j; j < count; ++j) {
                 uint256 r = uint256(keccak256(abi.encode(seed, i, j)));
-                // a quarter of the observations far below any SLA, the rest far above
                 uint32 kbps = r % 4 == 0 ? uint32((r >> 8) % 1_000) : uint32(1_000_000 + (r >> 8) % 1_000_000);
                 bool up = (r >> 64) % 8 != 0;
                 row = abi.encodePacked(row, kbps, uint24(20), uint8(up ? 1 : 0));
             }
-            ms = bytes.concat(ms, row);
-            bytes32 digest = market.observationsDigest(e, ids, row);
-            (uint8 v, bytes32 rr, bytes32 ss) = vm.sign(oracleKeys[i], digest);
-            sigs[i] = abi.encodePacked(rr, ss, v);
+            rows[i] = row;
         }
+    }
+
+    function _submitAndCheck(uint64 e, uint256 m, bytes memory rep, bytes[] memory sigs) internal {
+        (bytes32 root, uint32 available, bytes memory violations, uint32[] memory availableIds) =
+            abi.decode(rep, (bytes32, uint32, bytes, uint32[]));
         uint256 stakeBefore = _totalProviderStake();
         uint256[] memory before = _stakes();
         vm.recordLogs();
-        try market.submitReport(e, ids, ms, sigs) {
+        try market.submitReport(e, root, available, violations, sigs) {
+            _availableIds[e] = availableIds;
             _checkSlashes(before);
             ++ghostReportsAccepted;
             address[] memory who = new address[](m);
@@ -266,6 +274,14 @@ contract Handler is CommonBase, StdCheats, StdUtils {
     }
 
     // ---------------------------------------------------------------- helpers
+
+    function _market() internal view override returns (IWirepactMarket) {
+        return market;
+    }
+
+    function _oracle(uint256 i) internal view override returns (address, uint256) {
+        return (oracles[i], oracleKeys[i]);
+    }
 
     // ------------------------------------------------ lifecycle, bonus, oracle set
 
@@ -282,7 +298,7 @@ contract Handler is CommonBase, StdCheats, StdUtils {
         uint256 n;
         for (uint64 e = uint64(period) * len; e < uint64(period + 1) * len; ++e) {
             if (
-                e > v.registeredEpoch && e >= v.jailedUntilEpoch && market.isReported(e)
+                e > v.registeredEpoch && e >= v.jailedUntilEpoch && market.verdictRoot(e) != bytes32(0)
                     && market.isAudited(e, id)
             ) es[n++] = e;
         }
@@ -290,8 +306,12 @@ contract Handler is CommonBase, StdCheats, StdUtils {
             mstore(es, n)
         }
         uint256 bal = market.balanceOf(p);
+        bytes32[][] memory proofs = new bytes32[][](n);
+        for (uint256 i; i < n; ++i) {
+            proofs[i] = _proofFor(es[i], id);
+        }
         vm.prank(p);
-        try market.claimBonus(id, period, es) {
+        try market.claimBonus(id, period, es, proofs) {
             ghostBonusPaid[period] += market.balanceOf(p) - bal;
         } catch (bytes memory err) {
             // a Panic (arithmetic) would lock an eligible provider out of its share
@@ -377,13 +397,10 @@ contract Handler is CommonBase, StdCheats, StdUtils {
         if (oracles.length <= 4) return;
         uint256 k = 4 + i % (oracles.length - 4);
         uint64 e = market.currentEpoch();
-        bytes memory ids = abi.encodePacked(uint32(1));
-        bytes memory a = abi.encodePacked(uint32(1), uint24(1), uint8(1));
-        bytes memory b = abi.encodePacked(uint32(2), uint24(1), uint8(1));
-        (uint8 v1, bytes32 r1, bytes32 s1) = vm.sign(oracleKeys[k], market.observationsDigest(e, ids, a));
-        (uint8 v2, bytes32 r2, bytes32 s2) = vm.sign(oracleKeys[k], market.observationsDigest(e, ids, b));
+        (IWirepactMarket.ReportHeader memory a, bytes memory sigA) = _signHeader(oracleKeys[k], e, keccak256("a"), 1, "");
+        (IWirepactMarket.ReportHeader memory b, bytes memory sigB) = _signHeader(oracleKeys[k], e, keccak256("b"), 1, "");
         vm.prank(clients[who % clients.length]);
-        market.proveEquivocation(e, ids, a, abi.encodePacked(r1, s1, v1), ids, b, abi.encodePacked(r2, s2, v2));
+        market.proveEquivocation(e, a, sigA, b, sigB);
         ++ghostEquivocationsProven;
     }
 
