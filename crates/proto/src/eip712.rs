@@ -29,6 +29,16 @@ alloy::sol! {
         bytes measurements;
     }
 
+    /// What the quorum signs for an epoch: the root of the providers judged available, their
+    /// number, and the violators (see `verdicts`).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Report {
+        uint64 epoch;
+        bytes32 root;
+        uint32 available;
+        bytes violations;
+    }
+
     /// The first message of a tunnel: proves the sender holds the session key.
     #[derive(Debug, PartialEq, Eq)]
     struct SessionAuth {
@@ -149,6 +159,15 @@ pub fn recover_observations(
     recover(domain, obs, signature)
 }
 
+pub fn sign_report(key: &PrivateKeySigner, domain: &Eip712Domain, report: &Report) -> Result<Bytes, SignatureError> {
+    sign(key, domain, report)
+}
+
+/// Recovers the oracle that signed `report` (the caller checks it is eligible).
+pub fn recover_report(domain: &Eip712Domain, report: &Report, signature: &[u8]) -> Result<Address, SignatureError> {
+    recover(domain, report, signature)
+}
+
 pub fn sign_session_auth(
     key: &PrivateKeySigner,
     domain: &Eip712Domain,
@@ -192,6 +211,11 @@ mod tests {
         assert_eq!(
             o.eip712_type_hash(),
             alloy::primitives::keccak256("Observations(uint64 epoch,bytes providers,bytes measurements)")
+        );
+        let r = Report { epoch: 0, root: B256::ZERO, available: 0, violations: Bytes::new() };
+        assert_eq!(
+            r.eip712_type_hash(),
+            alloy::primitives::keccak256("Report(uint64 epoch,bytes32 root,uint32 available,bytes violations)")
         );
     }
 
