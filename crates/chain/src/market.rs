@@ -23,22 +23,12 @@ pub struct OpenedSession {
     pub receipt: TransactionReceipt,
 }
 
-/// One epoch's report: the audited providers and, per signer (ascending address), its
-/// measurements row (`providers * 2` bytes, as `encode_observations` makes it) and signature.
+/// One epoch's report: the aggregate the quorum signed (`wirepact_proto::Report`) and the
+/// signatures over it, in ascending signer order.
 #[derive(Debug, Clone)]
 pub struct ReportSubmission {
-    pub epoch: u64,
-    pub providers: Bytes,
-    pub rows: Vec<Bytes>,
+    pub report: wirepact_proto::Report,
     pub signatures: Vec<Bytes>,
-}
-
-impl ReportSubmission {
-    /// The rows concatenated, as `submitReport` takes them.
-    #[must_use]
-    pub fn measurements(&self) -> Bytes {
-        self.rows.iter().flat_map(|r| r.iter().copied()).collect::<Vec<u8>>().into()
-    }
 }
 
 /// What node, client and oracle need from the market.
@@ -349,15 +339,21 @@ impl AlloyMarket {
     }
 
     /// Claims the reliability bonus of `period` for provider `id` (owned by this account),
-    /// proving the audited, reported `epochs` of that period.
+    /// proving with `proofs[i]` that the report of `epochs[i]` judged it available.
     pub async fn claim_bonus(
         &self,
         id: ProviderId,
         period: u32,
         epochs: Vec<u64>,
+        proofs: Vec<Vec<B256>>,
     ) -> Result<TransactionReceipt, ChainError> {
-        let tx = self.contract().claimBonus(id.0, period, epochs).into_transaction_request();
+        let tx = self.contract().claimBonus(id.0, period, epochs, proofs).into_transaction_request();
         self.sender.send(tx, "claiming the reliability bonus").await
+    }
+
+    /// The root of the providers `epoch`'s report judged available (zero: none or unreported).
+    pub async fn verdict_root(&self, epoch: u64) -> Result<B256, ChainError> {
+        self.contract().verdictRoot(epoch).call().await.map_err(|e| ChainError::from_contract("reading a verdict root", e))
     }
 
     /// Whether `epoch` has an accepted report.
@@ -422,17 +418,13 @@ impl AlloyMarket {
             .map_err(|e| ChainError::from_contract("computing a receipt digest", e))
     }
 
-    pub async fn observations_digest(
-        &self,
-        epoch: u64,
-        providers: Bytes,
-        measurements: Bytes,
-    ) -> Result<B256, ChainError> {
+    /// The digest the market expects oracles to sign for `report`.
+    pub async fn report_digest(&self, report: &wirepact_proto::Report) -> Result<B256, ChainError> {
         self.contract()
-            .observationsDigest(epoch, providers, measurements)
+            .reportDigest(report.epoch, report.root, report.available, report.violations.clone())
             .call()
             .await
-            .map_err(|e| ChainError::from_contract("computing an observations digest", e))
+            .map_err(|e| ChainError::from_contract("computing a report digest", e))
     }
 }
 
@@ -625,9 +617,16 @@ impl Market for AlloyMarket {
     }
 
     async fn submit_report(&self, report: &ReportSubmission) -> Result<TransactionReceipt, ChainError> {
+        let r = &report.report;
         let tx = self
             .contract()
-            .submitReport(report.epoch, report.providers.clone(), report.measurements(), report.signatures.clone())
+            .submitReport(
+                r.epoch,
+                r.root,
+                r.available,
+                r.violations.clone(),
+                report.signatures.clone(),
+            )
             .into_transaction_request();
         self.sender.send(tx, "submitting a report").await
     }

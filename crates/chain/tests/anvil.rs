@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolStruct;
@@ -14,10 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use wirepact_chain::bindings::IWirepactMarket;
 use wirepact_chain::bindings::WirepactMarket::WirepactMarketErrors as E;
 use wirepact_chain::{AlloyMarket, ChainError, Devnet, Market, ReportSubmission, SendPolicy};
-use wirepact_proto::{
-    domain, encode_observations, sign_observations, sign_receipt, Kbps, Millis, Observation, Observations, ProviderId,
-    Receipt,
-};
+use wirepact_proto::verdicts::{aggregate, verify, Row, Sla, Tolerances, VerdictTree};
+use wirepact_proto::{domain, sign_receipt, sign_report, Kbps, Millis, Observation, Receipt, Report};
 
 const ONE: u128 = 1_000_000_000_000_000_000;
 
@@ -129,23 +127,17 @@ async fn eip712_hashes_match_the_contract_for_random_messages() {
         assert_eq!(r.eip712_signing_hash(&d), onchain);
 
         let n = rng.random_range(0..20usize);
-        let mut id = 0u32;
-        let obs: Vec<Observation> = (0..n)
-            .map(|_| {
-                id += rng.random_range(1..1000);
-                Observation {
-                    provider: ProviderId(id),
-                    throughput: Kbps(rng.random()),
-                    latency: Millis(rng.random_range(0..1 << 24)),
-                    reachable: rng.random(),
-                    measured: true,
-                }
-            })
-            .collect();
-        let (p, m) = encode_observations(&obs).expect("encode");
-        let o = Observations { epoch: rng.random(), providers: p.clone().into(), measurements: m.clone().into() };
-        let onchain = w.deployer.observations_digest(o.epoch, p.into(), m.into()).await.expect("digest");
-        assert_eq!(o.eip712_signing_hash(&d), onchain);
+        let ids: Vec<u32> = (0..n).map(|_| rng.random_range(1..100_000)).collect();
+        let tree = VerdictTree::new(rng.random(), ids);
+        let violations: Vec<u8> = (0..rng.random_range(0..5usize) * 12).map(|_| rng.random()).collect();
+        let report = Report {
+            epoch: tree.epoch,
+            root: tree.root(),
+            available: u32::try_from(tree.ids.len()).expect("small"),
+            violations: violations.into(),
+        };
+        let onchain = w.deployer.report_digest(&report).await.expect("digest");
+        assert_eq!(report.eip712_signing_hash(&d), onchain);
     }
 }
 
@@ -178,35 +170,26 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     assert_eq!(w.deployer.signing_stake(epoch, &all[..2]).await.expect("stake"), (wei(20), wei(40)));
 
     let d = domain(w.devnet.chain_id(), w.deployer.address());
-    let obs =
-        [Observation { provider: pid, throughput: Kbps(30_000), latency: Millis(20), reachable: true, measured: true }];
-    let (p, m) = encode_observations(&obs).expect("encode");
-    let build = |n: usize| {
-        let mut rows = Vec::new();
-        let mut signatures = Vec::new();
-        for (k, _) in oracles.iter().take(n) {
-            let o = Observations { epoch, providers: p.clone().into(), measurements: m.clone().into() };
-            signatures.push(sign_observations(k, &d, &o).expect("sign"));
-            rows.push(Bytes::from(m.clone()));
-        }
-        ReportSubmission { epoch, providers: p.clone().into(), rows, signatures }
+    // every oracle saw the provider healthy: one leaf, no violator
+    let row = [Observation { provider: pid, throughput: Kbps(30_000), latency: Millis(20), reachable: true, measured: true }];
+    let rows: Vec<Row<'_>> = (0..4).map(|_| Row { stake: 10, observations: &row }).collect();
+    let sla = Sla { session_mbps: provider_terms().sessionMbps, max_latency_ms: u32::from(provider_terms().maxLatencyMs) };
+    let tol = Tolerances { throughput_bps: 1_000, latency_ms: 20 };
+    let agg = aggregate(epoch, &[pid.0], &rows, 40, |_| Some(sla), tol).expect("aggregate");
+    assert!(agg.violations.is_empty());
+    let report = agg.report();
+    let build = |n: usize| ReportSubmission {
+        report: report.clone(),
+        signatures: oracles.iter().take(n).map(|(k, _)| sign_report(k, &d, &report).expect("sign")).collect(),
     };
     let e = w.deployer.submit_report(&build(2)).await.expect_err("two signatures");
     assert!(matches!(revert_of(&e), E::Market_TooFewOracles(q) if q.signers == U256::from(2)), "{e:?}");
     let receipt = w.deployer.submit_report(&build(4)).await.expect("report");
     assert!(receipt.status());
-    let events = w.deployer.events(0, receipt.block_number.expect("block")).await.expect("events");
-    // The verdict: reachable (bit 0), no violation (bit 1 clear), medians as reported.
-    let verdict = events
-        .iter()
-        .find_map(|e| match e {
-            wirepact_chain::WirepactMarket::WirepactMarketEvents::ReportAccepted(r) if r.epoch == epoch => {
-                Some(r.verdicts.clone())
-            }
-            _ => None,
-        })
-        .expect("ReportAccepted");
-    assert_eq!(verdict, vec![(U256::from(30_000u64) << 32) | (U256::from(20u64) << 8) | U256::from(1u64)]);
+    // the market keeps the root the Rust tree computed, and the Rust proof verifies against it
+    let root = w.deployer.verdict_root(epoch).await.expect("root");
+    assert_eq!(root, agg.tree.root());
+    assert!(verify(root, epoch, pid.0, &agg.tree.proof(pid.0).expect("leaf")));
 }
 
 #[tokio::test]
