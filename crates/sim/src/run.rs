@@ -18,9 +18,9 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use wirepact_chain::bindings::IWirepactMarket::{self, SessionTerms};
 use wirepact_chain::{TestToken, WirepactMarket as M};
+use wirepact_proto::verdicts::{self, Row, Sla, Tolerances, Verdict, VerdictTree};
 use wirepact_proto::{
-    audit, domain, encode_observations, parse_tokens, sign_observations, sign_receipt, Kbps, Millis, Observation,
-    Observations, ProviderId, Receipt,
+    audit, domain, parse_tokens, sign_receipt, sign_report, Kbps, Millis, Observation, ProviderId, Receipt,
 };
 
 use crate::evm::{Chain, Executed, CHAIN_ID};
@@ -126,6 +126,9 @@ struct Sim<'a> {
     price_samples: Vec<(f64, f64)>,
     epoch_series: Vec<report::EpochPoint>,
     honest_samples: Vec<VerdictSample>,
+    /// The verdict trees of the reported epochs still claimable (the providers judged
+    /// available), to build bonus proofs from.
+    trees: BTreeMap<u64, VerdictTree>,
     minted: U256,
     max_price: U256,
     truth: Vec<TrueState>,
@@ -158,6 +161,7 @@ impl<'a> Sim<'a> {
             price_samples: Vec::new(),
             epoch_series: Vec::new(),
             honest_samples: Vec::new(),
+            trees: BTreeMap::new(),
             minted: U256::ZERO,
             max_price,
             truth: Vec::new(),
@@ -558,9 +562,9 @@ impl<'a> Sim<'a> {
         if audited.is_empty() {
             return Ok(());
         }
-        let mut providers_bytes = Vec::new();
-        let mut measurements = Vec::with_capacity(audited.len() * 8 * signers.len());
-        let mut signatures = Vec::with_capacity(signers.len());
+        // Each signer's row; the aggregate every oracle computes from the leader's set; one
+        // signature each over it.
+        let mut rows: Vec<Vec<Observation>> = Vec::with_capacity(signers.len());
         for &si in &signers {
             let orc = &self.oracles[si];
             let mut obs = Vec::with_capacity(audited.len());
@@ -585,69 +589,69 @@ impl<'a> Sim<'a> {
                     measured: true,
                 });
             }
-            let (pb, mb) =
-                encode_observations(&obs).map_err(|e| SimError::Evm(format!("encoding observations: {e}")))?;
-            let sig = sign_observations(
-                &orc.key,
-                &self.dom,
-                &Observations { epoch: e, providers: Bytes::from(pb.clone()), measurements: Bytes::from(mb.clone()) },
-            )
-            .map_err(|e| SimError::Evm(format!("signing observations: {e}")))?;
-            providers_bytes = pb;
-            measurements.extend_from_slice(&mb);
+            rows.push(obs);
+        }
+        let ids: Vec<u32> = audited.iter().map(|&pi| self.provs[pi].id).collect();
+        // Every oracle stakes the same: weight 1 each, the epoch's total is the oracle count.
+        let weighted: Vec<Row<'_>> = rows.iter().map(|r| Row { stake: 1, observations: r }).collect();
+        let tol = Tolerances {
+            throughput_bps: self.params.throughputToleranceBps,
+            latency_ms: self.params.latencyToleranceMs,
+        };
+        let provs = &self.provs;
+        let agg = verdicts::aggregate(
+            e,
+            &ids,
+            &weighted,
+            n as u128,
+            |id| {
+                provs.get(id as usize - 1).map(|p| Sla { session_mbps: p.session_mbps, max_latency_ms: p.max_latency_ms })
+            },
+            tol,
+        )
+        .map_err(|err| SimError::Evm(format!("aggregating epoch {e}: {err}")))?;
+        if agg.is_empty() {
+            self.unreported_epochs += 1;
+            return Ok(());
+        }
+        let report = agg.report();
+        let mut signatures = Vec::with_capacity(signers.len());
+        for &si in &signers {
+            let sig = sign_report(&self.oracles[si].key, &self.dom, &report)
+                .map_err(|err| SimError::Evm(format!("signing the report: {err}")))?;
             signatures.push(Bytes::from(sig.to_vec()));
         }
-        let agg = self.oracles[aggregator].key.address();
+        let leader = self.oracles[aggregator].key.address();
         let (_, ex) = self.chain.market_send(
-            agg,
+            leader,
             &M::submitReportCall {
                 epoch: e,
-                providerIds: Bytes::from(providers_bytes),
-                measurements: Bytes::from(measurements),
+                root: report.root,
+                available: report.available,
+                violations: report.violations.clone(),
                 signatures,
             },
         )?;
         self.tally("submitReport", &ex);
         self.reported_epochs += 1;
-        self.absorb_report(e, &audited, &ex.logs)
+        self.absorb_report(e, &audited, &agg, &ex.logs)
     }
 
-    fn absorb_report(&mut self, e: u64, audited: &[usize], logs: &[Log]) -> Result<(), SimError> {
+    fn absorb_report(
+        &mut self,
+        e: u64,
+        audited: &[usize],
+        agg: &verdicts::Aggregate,
+        logs: &[Log],
+    ) -> Result<(), SimError> {
         let r = u64::from(self.params.rewardPeriodEpochs);
+        if agg.verdicts.len() != audited.len() {
+            return Err(SimError::Evm("a report's verdicts do not match its providers".into()));
+        }
+        let mut accepted = false;
         for log in logs {
-            if let Ok(acc) = M::ReportAccepted::decode_log_data(&log.data) {
-                if acc.verdicts.len() != audited.len() {
-                    return Err(SimError::Evm("a report's verdicts do not match its providers".into()));
-                }
-                for (k, &pi) in audited.iter().enumerate() {
-                    let v = acc.verdicts[k];
-                    let p = &mut self.provs[pi];
-                    p.audits += 1;
-                    let violation = v.bit(1);
-                    if violation {
-                        p.violations += 1;
-                    }
-                    if p.period != e / r {
-                        p.last_period_epochs = std::mem::take(&mut p.period_epochs);
-                        p.last_period = Some(p.period);
-                        p.period = e / r;
-                    }
-                    // Every provider registered in epoch 0, which earns no bonus credit.
-                    if e > 0 {
-                        p.period_epochs.push(e);
-                    }
-                    if p.behaviour == Behaviour::Honest {
-                        let thr: u64 = (v >> 32usize).as_limbs()[0] & 0xffff_ffff;
-                        let lat: u64 = (v >> 8usize).as_limbs()[0] & 0xff_ff_ff;
-                        self.honest_samples.push(VerdictSample {
-                            throughput_ratio: thr as f64 / p.sla_kbps,
-                            latency_margin_ms: f64::from(p.max_latency_ms) + f64::from(self.params.latencyToleranceMs)
-                                - lat as f64,
-                            reachable: v.bit(0),
-                            violation,
-                        });
-                    }
-                }
+            if M::ReportAccepted::decode_log_data(&log.data).is_ok() {
+                accepted = true;
             } else if let Ok(s) = M::ProviderSlashed::decode_log_data(&log.data) {
                 let p = &mut self.provs[s.providerId as usize - 1];
                 p.slashes += 1;
@@ -662,7 +666,39 @@ impl<'a> Sim<'a> {
                 self.money.oracle_rewards += rw.amount;
             }
         }
-        // A slash is logged before the report's verdicts: fix the audit index of first slashes
+        if !accepted {
+            return Err(SimError::Evm(format!("the report of epoch {e} was not accepted")));
+        }
+        for (k, &pi) in audited.iter().enumerate() {
+            let Verdict::Judged { throughput_kbps, latency_ms, reachable, violation } = agg.verdicts[k].1 else {
+                continue;
+            };
+            let p = &mut self.provs[pi];
+            p.audits += 1;
+            if violation {
+                p.violations += 1;
+            }
+            if p.period != e / r {
+                p.last_period_epochs = std::mem::take(&mut p.period_epochs);
+                p.last_period = Some(p.period);
+                p.period = e / r;
+            }
+            // Every provider registered in epoch 0, which earns no bonus credit; a slash in
+            // this report cleared the period's list already.
+            if e > 0 && reachable && !matches!(p.status, Status::Jailed { .. }) {
+                p.period_epochs.push(e);
+            }
+            if p.behaviour == Behaviour::Honest {
+                self.honest_samples.push(VerdictSample {
+                    throughput_ratio: f64::from(throughput_kbps) / p.sla_kbps,
+                    latency_margin_ms: f64::from(p.max_latency_ms) + f64::from(self.params.latencyToleranceMs)
+                        - f64::from(latency_ms),
+                    reachable,
+                    violation,
+                });
+            }
+        }
+        // A slash is logged while its report is judged: fix the audit index of first slashes
         // recorded in this report (the slashing audit is this one).
         for &pi in audited {
             let p = &mut self.provs[pi];
@@ -670,6 +706,10 @@ impl<'a> Sim<'a> {
                 p.first_slash_audit = Some(p.audits);
             }
         }
+        // Keep the trees of this period and the previous one (claims of p close with p + 1).
+        self.trees.insert(e, agg.tree.clone());
+        let keep_from = (e / r).saturating_sub(1) * r;
+        self.trees = self.trees.split_off(&keep_from);
         Ok(())
     }
 
@@ -687,7 +727,12 @@ impl<'a> Sim<'a> {
             if p.status != Status::Active || epochs.is_empty() {
                 continue;
             }
-            let call = M::claimBonusCall { providerId: p.id, period: period32, epochs: epochs.clone() };
+            let mut proofs = Vec::with_capacity(epochs.len());
+            for e in epochs {
+                let proof = self.trees.get(e).and_then(|t| t.proof(p.id));
+                proofs.push(proof.ok_or_else(|| SimError::Evm(format!("no verdict leaf for provider {} in epoch {e}", p.id)))?);
+            }
+            let call = M::claimBonusCall { providerId: p.id, period: period32, epochs: epochs.clone(), proofs };
             let owner = p.owner;
             let data = alloy::sol_types::SolCall::abi_encode(&call);
             if self.chain.dry_run(owner, self.chain.market, data.clone()).is_err() {
