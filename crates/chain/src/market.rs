@@ -353,7 +353,11 @@ impl AlloyMarket {
 
     /// The root of the providers `epoch`'s report judged available (zero: none or unreported).
     pub async fn verdict_root(&self, epoch: u64) -> Result<B256, ChainError> {
-        self.contract().verdictRoot(epoch).call().await.map_err(|e| ChainError::from_contract("reading a verdict root", e))
+        self.contract()
+            .verdictRoot(epoch)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading a verdict root", e))
     }
 
     /// Whether `epoch` has an accepted report.
@@ -620,13 +624,7 @@ impl Market for AlloyMarket {
         let r = &report.report;
         let tx = self
             .contract()
-            .submitReport(
-                r.epoch,
-                r.root,
-                r.available,
-                r.violations.clone(),
-                report.signatures.clone(),
-            )
+            .submitReport(r.epoch, r.root, r.available, r.violations.clone(), report.signatures.clone())
             .into_transaction_request();
         self.sender.send(tx, "submitting a report").await
     }

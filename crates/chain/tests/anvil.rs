@@ -171,9 +171,10 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
 
     let d = domain(w.devnet.chain_id(), w.deployer.address());
     // every oracle saw the provider healthy: one leaf, no violator
-    let row = [Observation { provider: pid, throughput: Kbps(30_000), latency: Millis(20), reachable: true, measured: true }];
+    let row =
+        [Observation { provider: pid, throughput: Kbps(30_000), latency: Millis(20), reachable: true, measured: true }];
     let rows: Vec<Row<'_>> = (0..4).map(|_| Row { stake: 10, observations: &row }).collect();
-    let sla = Sla { session_mbps: provider_terms().sessionMbps, max_latency_ms: u32::from(provider_terms().maxLatencyMs) };
+    let sla = Sla { session_mbps: provider_terms().sessionMbps, max_latency_ms: provider_terms().maxLatencyMs };
     let tol = Tolerances { throughput_bps: 1_000, latency_ms: 20 };
     let agg = aggregate(epoch, &[pid.0], &rows, 40, |_| Some(sla), tol).expect("aggregate");
     assert!(agg.violations.is_empty());

@@ -208,7 +208,12 @@ fn describe(e: &WirepactMarket::WirepactMarketEvents) -> Option<String> {
     let name = |id: u32| PROVIDERS.get((id as usize).wrapping_sub(1)).map_or("?", |p| p.0);
     Some(match e {
         E::SessionOpened(o) => format!("session opened with {} by {:.10}", name(o.providerId), o.client.to_string()),
-        E::ReportAccepted(r) => format!("epoch {} reported ({} providers audited)", r.epoch, r.providers.len() / 4),
+        E::ReportAccepted(r) => {
+            format!(
+                "epoch {} reported ({} providers judged available, {} violators)",
+                r.epoch, r.available, r.violators
+            )
+        }
         E::ProviderViolated(v) => format!(
             "epoch {}: {} violated its SLA{}",
             v.epoch,

@@ -301,7 +301,9 @@ async fn ensure_registered(
 
 /// Claims the reliability bonus of each finished reward period, once, one epoch into the next
 /// period (when the last epoch's report window has closed; the market refuses earlier claims),
-/// proving every audited and reported epoch of the period after registration and any jail.
+/// proving, for every audited epoch of the period after registration and any jail, that its
+/// report judged the provider available (the leaves come from the oracles, checked against the
+/// market's verdict root).
 async fn bonus_loop(market: Arc<AlloyMarket>, id: ProviderId) {
     let (params, genesis) = match (market.params().await, market.genesis().await) {
         (Ok(p), Ok(g)) => (p, g),
@@ -341,22 +343,32 @@ async fn claim_bonus_for(
     per: u64,
 ) -> Result<Option<usize>, ChainError> {
     let p = market.provider(id).await?;
+    let oracles = crate::bonus::oracle_endpoints(market).await?;
+    let http = crate::bonus::client();
     let mut epochs = Vec::new();
+    let mut proofs = Vec::new();
     for e in period * per..(period + 1) * per {
         // No credit for the registration epoch (the audit set may have been drawn before it).
-        if e > u64::from(p.registeredEpoch)
-            && e >= u64::from(p.jailedUntilEpoch)
-            && market.is_reported(e).await?
-            && market.is_audited(e, id).await?
-        {
-            epochs.push(e);
+        if e <= u64::from(p.registeredEpoch) || e < u64::from(p.jailedUntilEpoch) || !market.is_audited(e, id).await? {
+            continue;
+        }
+        let root = market.verdict_root(e).await?;
+        if root.is_zero() {
+            continue;
+        }
+        match crate::bonus::proof_from_oracles(&http, &oracles, e, id.0, root).await {
+            Some(proof) => {
+                epochs.push(e);
+                proofs.push(proof);
+            }
+            None => tracing::debug!(epoch = e, "not judged available in this epoch (or no oracle serves its verdicts)"),
         }
     }
     if epochs.is_empty() {
         return Ok(None);
     }
     let n = epochs.len();
-    market.claim_bonus(id, u32::try_from(period).unwrap_or(u32::MAX), epochs).await?;
+    market.claim_bonus(id, u32::try_from(period).unwrap_or(u32::MAX), epochs, proofs).await?;
     Ok(Some(n))
 }
 

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bonus;
 pub mod claimer;
 pub mod daemon;
 pub mod db;

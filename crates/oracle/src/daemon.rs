@@ -1,7 +1,10 @@
 //! `wirepact oracle`: registers and stakes, follows epochs, probes the audited providers at a
 //! random moment of each epoch through a normal paid session, signs and publishes what it saw,
-//! and (as the epoch's leader, or as anyone once the leader is late) submits the quorum report.
+//! agrees with the other oracles on the epoch's one aggregate (the leader proposes the
+//! observation set, everyone recomputes and signs the same digest), and (as the leader, or as
+//! anyone once the leader is late) submits it.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,12 +17,16 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, WirepactMarket};
 use wirepact_chain::{AlloyMarket, ChainError, Market, ReportSubmission, SendPolicy};
+use wirepact_proto::verdicts::{aggregate, Aggregate, Row, Sla, Tolerances};
 use wirepact_proto::{
-    domain, encode_observations, parse_tokens, price_ceiling, sign_observations, Kbps, Millis, Observation,
-    Observations, ParseTokenError, ProviderId,
+    decode_observations, domain, encode_observations, parse_tokens, price_ceiling, sign_observations, sign_report,
+    Kbps, Millis, Observation, Observations, ParseTokenError, ProviderId,
 };
 
-use crate::exchange::{fetch, verify, Collected, Published, SignedObservations};
+use crate::exchange::{
+    fetch, fetch_report, router, verify, verify_proposal, verify_report_signature, Collected, ProposalRejected,
+    Published, Reports, SignedObservations, SignedReport,
+};
 use crate::probe::{probe_through_tunnel, Measurement, ProbeError, ProbePlan, ProbeTarget, Sink};
 use crate::settle::ProbeSessions;
 use wirepact_proto::observations::MAX_LATENCY_MS;
@@ -145,6 +152,9 @@ struct Ctx {
     unsettled: ProbeSessions,
     /// The market's congestion factor (price at full utilisation = base * (1 + alpha)).
     alpha_bps: u32,
+    /// The reports this oracle signed, and the verdict lists it serves.
+    reports: Reports,
+    tolerances: Tolerances,
 }
 
 /// What one probe of one provider came to.
@@ -327,7 +337,7 @@ impl Ctx {
         if let Some(mine) = self.published.get(epoch) {
             tracing::info!(epoch, "this epoch's observations were signed before a restart; not probing again");
             let providers = mine.providers.to_vec();
-            return self.lead_or_stand_by(epoch, &providers, mine).await;
+            return self.agree_and_submit(epoch, &providers, mine).await;
         }
         // Seed the audit draw unless another oracle already has (first call wins on chain).
         // `beginEpoch` seeds the epoch of the block's timestamp: right at the boundary the
@@ -421,96 +431,262 @@ impl Ctx {
         };
         self.persist(&mine, &measured, &unmeasured);
         self.published.put(mine.clone());
-        self.lead_or_stand_by(epoch, &providers, mine).await;
+        self.agree_and_submit(epoch, &providers, mine).await;
     }
 
-    /// Submits the epoch's report as its leader, or as a fallback once the leader is late.
-    async fn lead_or_stand_by(&self, epoch: u64, providers: &[u8], mine: SignedObservations) {
-        let oracles = match self.oracles(epoch).await {
-            Ok(o) if !o.is_empty() => o,
-            _ => return tracing::warn!(epoch, "cannot read the oracle set; epoch missed"),
-        };
-        let leader = oracles[usize::try_from(epoch % oracles.len() as u64).unwrap_or(0)].0;
-        let start = self.genesis + epoch * self.epoch_len;
-        let report_deadline = start + 2 * self.epoch_len; // the contract accepts epoch e during e and e+1
-        if leader != self.signer.address() {
-            let fallback_at = start + self.epoch_len + self.epoch_len * self.cfg.fallback_pct.min(100) / 100;
-            tokio::time::sleep(Duration::from_secs(fallback_at.saturating_sub(unix_now()))).await;
-            match self.view().isReported(epoch).call().await {
-                Ok(true) => return,
-                Ok(false) => tracing::warn!(epoch, %leader, "the leader has not reported; submitting instead"),
-                Err(e) => return tracing::warn!(epoch, error = %e, "cannot read report state"),
-            }
+    /// The epoch's oracle set with stakes, and its eligible total.
+    async fn epoch_view(&self, epoch: u64) -> Result<EpochView, ChainError> {
+        let oracles = self.oracles(epoch).await?;
+        let v = self.view();
+        let mut stakes = HashMap::new();
+        for (a, _) in &oracles {
+            let o = v.oracle(*a).call().await.map_err(|e| ChainError::from_contract("reading an oracle", e))?;
+            stakes.insert(*a, o.stake);
         }
-        self.collect_and_submit(epoch, providers, &oracles, mine, report_deadline).await;
+        let eligible = v
+            .oracleStakeAt(epoch)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading the epoch's oracle stake", e))?;
+        Ok(EpochView { oracles, stakes, eligible: u128::try_from(eligible).unwrap_or(u128::MAX) })
     }
 
-    async fn collect_and_submit(
+    /// The aggregate of a proposal (rows weighted by `weights`), as every oracle computes it.
+    async fn aggregate(
         &self,
         epoch: u64,
         providers: &[u8],
-        oracles: &[(Address, String)],
-        mine: SignedObservations,
-        deadline: u64,
-    ) {
-        let dom = domain(self.market.chain_id(), self.market.address());
-        let addrs: Vec<Address> = oracles.iter().map(|(a, _)| *a).collect();
+        proposal: &[SignedObservations],
+        weights: &[u128],
+        eligible: u128,
+    ) -> Result<Aggregate, String> {
+        let mut rows = Vec::with_capacity(proposal.len());
+        for o in proposal {
+            rows.push(decode_observations(providers, &o.row).map_err(|e| format!("row of {}: {e}", o.oracle))?);
+        }
+        let ids: Vec<u32> = providers.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let mut slas = HashMap::new();
+        for &id in &ids {
+            let p = self.market.provider(ProviderId(id)).await.map_err(|e| format!("reading provider {id}: {e}"))?;
+            if p.status != provider_status::NONE {
+                slas.insert(id, Sla { session_mbps: p.sessionMbps, max_latency_ms: p.maxLatencyMs });
+            }
+        }
+        let weighted: Vec<Row<'_>> =
+            rows.iter().zip(weights).map(|(r, &stake)| Row { stake, observations: r }).collect();
+        aggregate(epoch, &ids, &weighted, eligible, |id| slas.get(&id).copied(), self.tolerances)
+            .map_err(|e| e.to_string())
+    }
 
-        let mut got = Collected::default();
-        got.by_oracle.insert(mine.oracle, mine);
-        let mut logged = std::collections::HashSet::new();
+    /// Signs `agg` (computed from `proposal`, proposed by `proposer`), keeps and publishes it.
+    /// Never twice for one epoch: a second, different report is equivocation.
+    fn sign_report(
+        &self,
+        agg: &Aggregate,
+        proposer: Address,
+        proposal: Vec<SignedObservations>,
+    ) -> Option<SignedReport> {
+        if let Some(already) = self.reports.get(agg.epoch) {
+            return Some(already);
+        }
+        let dom = domain(self.market.chain_id(), self.market.address());
+        let report = agg.report();
+        let signature = match sign_report(&self.signer, &dom, &report) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(epoch = agg.epoch, error = %e, "cannot sign the report");
+                return None;
+            }
+        };
+        let signed = SignedReport {
+            oracle: self.signer.address(),
+            epoch: agg.epoch,
+            proposer,
+            proposal,
+            root: report.root,
+            available: report.available,
+            violations: report.violations,
+            signature,
+        };
+        // On disk before it is served: after a crash the same report is reloaded, never re-signed.
+        self.persist_report(&signed, &agg.tree.ids);
+        self.reports.put(signed.clone(), agg.tree.ids.clone());
+        tracing::info!(
+            epoch = agg.epoch,
+            %proposer,
+            available = report.available,
+            violators = ?agg.violators(),
+            "signed the epoch's report"
+        );
+        Some(signed)
+    }
+
+    fn persist_report(&self, r: &SignedReport, available: &[u32]) {
+        let line = serde_json::json!({ "signed": r, "available": available });
+        let path = self.cfg.data_dir.join("reports.jsonl");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            writeln!(f, "{line}")?;
+            f.sync_data()
+        };
+        if let Err(e) = write() {
+            tracing::error!(path = %path.display(), error = %e, "cannot persist the signed report");
+        }
+    }
+
+    /// Checks a peer's proposal and, if its report is the aggregate of its rows, returns that
+    /// aggregate.
+    async fn check_proposal(&self, r: &SignedReport, providers: &[u8], view: &EpochView) -> Result<Aggregate, String> {
+        let dom = domain(self.market.chain_id(), self.market.address());
+        verify_report_signature(r, &dom).map_err(|e| e.to_string())?;
+        let weights = verify_proposal(&r.proposal, &dom, r.epoch, providers, &view.stakes, view.eligible)
+            .map_err(|e| e.to_string())?;
+        let agg = self.aggregate(r.epoch, providers, &r.proposal, &weights, view.eligible).await?;
+        if !r.matches(&agg) {
+            return Err(ProposalRejected::WrongAggregate.to_string());
+        }
+        Ok(agg)
+    }
+
+    /// Agrees on the epoch's report and submits it. The leader (by epoch, over the epoch's
+    /// oracles) proposes the observation set once a quorum's rows are in (all of them, or
+    /// whoever answered by the epoch's end); every oracle recomputes the aggregate from it and
+    /// signs the one digest; the leader submits once signers hold more than two thirds of the
+    /// stake. If the epoch is still unreported `fallback_pct` into the next one, any oracle
+    /// may propose (if nobody did) and submit.
+    async fn agree_and_submit(&self, epoch: u64, providers: &[u8], mine: SignedObservations) {
+        let view = match self.epoch_view(epoch).await {
+            Ok(v) if !v.oracles.is_empty() => v,
+            Ok(_) => return tracing::warn!(epoch, "no oracle signs for this epoch; epoch missed"),
+            Err(e) => return tracing::warn!(epoch, error = %e, "cannot read the oracle set; epoch missed"),
+        };
+        let me = self.signer.address();
+        let n = view.oracles.len();
+        let leader = view.oracles[usize::try_from(epoch % n as u64).unwrap_or(0)].0;
+        let start = self.genesis + epoch * self.epoch_len;
+        let deadline = start + 2 * self.epoch_len; // the contract accepts epoch e during e and e+1
+        let fallback_at = start + self.epoch_len + self.epoch_len * self.cfg.fallback_pct.min(100) / 100;
+        let dom = domain(self.market.chain_id(), self.market.address());
+        let addrs: Vec<Address> = view.oracles.iter().map(|(a, _)| *a).collect();
+
+        let mut rows = Collected::default();
+        rows.by_oracle.insert(mine.oracle, mine);
+        let mut signed = self.reports.get(epoch);
+        let mut sigs: HashMap<Address, Bytes> = HashMap::new();
+        let mut refused = std::collections::HashSet::new();
         while unix_now() + 1 < deadline {
-            for (a, endpoint) in oracles {
-                if got.by_oracle.contains_key(a) {
-                    continue;
-                }
-                if let Some(o) = fetch(&self.http, endpoint, epoch).await {
-                    match verify(&o, &dom, epoch, providers, &addrs) {
-                        Ok(()) if o.oracle == *a => {
-                            got.by_oracle.insert(*a, o);
+            match self.view().isReported(epoch).call().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(epoch, error = %e, "cannot read report state"),
+            }
+            let fallback = unix_now() >= fallback_at;
+            if signed.is_none() {
+                // Follow a proposal: the leader's, or anyone's once the leader is late.
+                for (a, endpoint) in &view.oracles {
+                    if *a == me || !(*a == leader || fallback) {
+                        continue;
+                    }
+                    let Some(r) = fetch_report(&self.http, endpoint, epoch).await else { continue };
+                    if r.oracle != *a || r.proposer != *a {
+                        continue;
+                    }
+                    match self.check_proposal(&r, providers, &view).await {
+                        Ok(agg) => {
+                            signed = self.sign_report(&agg, r.proposer, r.proposal.clone());
+                            break;
                         }
-                        Ok(()) => {}
-                        Err(e) => {
-                            if logged.insert(*a) {
-                                tracing::warn!(epoch, peer = %a, reason = %e, "observations refused");
+                        Err(reason) => {
+                            if refused.insert(*a) {
+                                tracing::warn!(epoch, proposer = %a, %reason, "proposal refused");
                             }
                         }
                     }
                 }
             }
-            // Submit with everyone who answered once the quorum (more than two thirds of the
-            // epoch's oracle stake, at least 3 signers) is there and all answered, or with a
-            // bare quorum once the epoch is over (stragglers do not hold the report up).
-            let signers: Vec<Address> = got.by_oracle.keys().copied().collect();
-            let enough = signers.len() >= 3
-                && match self.market.signing_stake(epoch, &signers).await {
-                    Ok((signing, eligible)) => signing * U256::from(3) > eligible * U256::from(2),
-                    Err(e) => {
-                        tracing::warn!(epoch, error = %e, "cannot read the signing stake");
-                        false
+            if signed.is_none() && (me == leader || fallback) {
+                // Propose: collect rows until a quorum's are in (everyone's, or by the epoch's end).
+                for (a, endpoint) in &view.oracles {
+                    if rows.by_oracle.contains_key(a) {
+                        continue;
                     }
-                };
-            let epoch_over = self.epoch_at(unix_now()) > epoch;
-            if enough && (got.by_oracle.len() == oracles.len() || epoch_over) {
-                let ordered = got.ordered();
-                let report = ReportSubmission {
-                    epoch,
-                    providers: Bytes::from(providers.to_vec()),
-                    rows: ordered.iter().map(|o| o.row.clone()).collect(),
-                    signatures: ordered.iter().map(|o| o.signature.clone()).collect(),
-                };
-                match self.market.submit_report(&report).await {
-                    Ok(_) => tracing::info!(epoch, signers = ordered.len(), "report submitted"),
-                    Err(e) => {
-                        tracing::warn!(epoch, error = %e, "report not accepted (another oracle may have submitted)")
+                    if let Some(o) = fetch(&self.http, endpoint, epoch).await {
+                        match verify(&o, &dom, epoch, providers, &addrs) {
+                            Ok(()) if o.oracle == *a => {
+                                rows.by_oracle.insert(*a, o);
+                            }
+                            Ok(()) => {}
+                            Err(e) => {
+                                if refused.insert(*a) {
+                                    tracing::warn!(epoch, peer = %a, reason = %e, "observations refused");
+                                }
+                            }
+                        }
                     }
                 }
-                return;
+                let proposal = rows.ordered();
+                let epoch_over = self.epoch_at(unix_now()) > epoch;
+                if let Ok(weights) = verify_proposal(&proposal, &dom, epoch, providers, &view.stakes, view.eligible) {
+                    if rows.by_oracle.len() == n || epoch_over {
+                        match self.aggregate(epoch, providers, &proposal, &weights, view.eligible).await {
+                            Ok(agg) if agg.is_empty() => {
+                                return tracing::info!(
+                                    epoch,
+                                    "no provider could be judged this epoch; nothing to report"
+                                );
+                            }
+                            Ok(agg) => signed = self.sign_report(&agg, me, proposal),
+                            Err(e) => tracing::warn!(epoch, error = %e, "cannot aggregate the observations"),
+                        }
+                    }
+                }
+            }
+            if let Some(mine) = &signed {
+                sigs.insert(me, mine.signature.clone());
+                for (a, endpoint) in &view.oracles {
+                    if sigs.contains_key(a) {
+                        continue;
+                    }
+                    if let Some(r) = fetch_report(&self.http, endpoint, epoch).await {
+                        if r.oracle == *a && r.report() == mine.report() && verify_report_signature(&r, &dom).is_ok() {
+                            sigs.insert(*a, r.signature);
+                        }
+                    }
+                }
+                let signing: u128 = sigs.keys().map(|a| view.stakes.get(a).copied().unwrap_or(0)).sum();
+                let quorum = sigs.len() >= 3 && signing * 3 > view.eligible * 2;
+                if quorum && (mine.proposer == me || fallback) {
+                    let mut ordered: Vec<(&Address, &Bytes)> = sigs.iter().collect();
+                    ordered.sort_by_key(|(a, _)| **a);
+                    let submission = ReportSubmission {
+                        report: mine.report(),
+                        signatures: ordered.into_iter().map(|(_, s)| s.clone()).collect(),
+                    };
+                    match self.market.submit_report(&submission).await {
+                        Ok(_) => tracing::info!(epoch, signers = sigs.len(), "report submitted"),
+                        Err(e) => {
+                            tracing::warn!(epoch, error = %e, "report not accepted (another oracle may have submitted)");
+                        }
+                    }
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tracing::warn!(epoch, have = got.by_oracle.len(), "no quorum before the report window closed; epoch missed");
+        tracing::warn!(
+            epoch,
+            rows = rows.by_oracle.len(),
+            signatures = sigs.len(),
+            "no quorum before the report window closed; epoch missed"
+        );
     }
+}
+
+/// An epoch's oracles (ascending, with endpoints), their stakes and the eligible total.
+struct EpochView {
+    oracles: Vec<(Address, String)>,
+    stakes: HashMap<Address, u128>,
+    eligible: u128,
 }
 
 /// One line of `observations.jsonl`: what was signed, and what was (and was not) measured.
@@ -536,6 +712,23 @@ fn reload_signed(path: &std::path::Path, published: &Published, me: Address) -> 
         let Ok(o) = serde_json::from_value::<SignedObservations>(v["signed"].clone()) else { continue };
         if o.oracle == me {
             published.put(o);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Loads the reports this oracle signed (with the providers each judged available) into
+/// `reports`; returns how many. Unreadable lines are skipped.
+fn reload_reports(path: &std::path::Path, reports: &Reports, me: Address) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
+    let mut n = 0;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(r) = serde_json::from_value::<SignedReport>(v["signed"].clone()) else { continue };
+        let Ok(available) = serde_json::from_value::<Vec<u32>>(v["available"].clone()) else { continue };
+        if r.oracle == me {
+            reports.put(r, available);
             n += 1;
         }
     }
@@ -588,7 +781,12 @@ pub async fn run_oracle(
     if reloaded > 0 {
         tracing::info!(epochs = reloaded, "observations signed before a restart reloaded");
     }
-    let router = published.router();
+    let reports = Reports::default();
+    let reloaded = reload_reports(&cfg.data_dir.join("reports.jsonl"), &reports, signer.address());
+    if reloaded > 0 {
+        tracing::info!(epochs = reloaded, "reports signed before a restart reloaded");
+    }
+    let router = router(&published, &reports);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http_l, router).await {
             tracing::error!(error = %e, "observation endpoint stopped");
@@ -609,6 +807,7 @@ pub async fn run_oracle(
         signer,
         sink,
         published,
+        reports,
         http,
         plan: ProbePlan::default(),
         epoch_len,
@@ -616,6 +815,7 @@ pub async fn run_oracle(
         funding: Default::default(),
         unsettled,
         alpha_bps: params.alphaBps,
+        tolerances: Tolerances { throughput_bps: params.throughputToleranceBps, latency_ms: params.latencyToleranceMs },
     });
 
     let follow = async {

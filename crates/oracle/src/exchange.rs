@@ -1,17 +1,22 @@
-//! Observations as oracles exchange them: signed rows for one epoch, served over HTTP
-//! (`GET /v1/observations/{epoch}`) and checked before they count toward a report.
+//! What oracles exchange over HTTP, and the checks before anything counts:
+//! - `GET /v1/observations/{epoch}`: this oracle's signed row for the epoch;
+//! - `GET /v1/report/{epoch}`: the report this oracle signed, with the observation set
+//!   (the proposal) it was computed from, so peers can recompute it and sign the same digest;
+//! - `GET /v1/verdicts/{epoch}`: the providers the epoch's report judged available (the leaves
+//!   of its verdict tree), from which a provider builds its bonus proofs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use alloy::primitives::{Address, Bytes};
+use alloy::primitives::{Address, Bytes, B256};
 use alloy::sol_types::Eip712Domain;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use wirepact_proto::{recover_observations, Observations};
+use wirepact_proto::verdicts::Aggregate;
+use wirepact_proto::{recover_observations, recover_report, Observations, Report};
 
 /// One oracle's signed observations of one epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,13 +125,177 @@ pub struct Collected {
 }
 
 impl Collected {
-    /// Rows and signatures in ascending signer order, as `submitReport` wants them.
+    /// In ascending signer order: the order of a proposal.
     #[must_use]
-    pub fn ordered(&self) -> Vec<&SignedObservations> {
-        let mut v: Vec<&SignedObservations> = self.by_oracle.values().collect();
+    pub fn ordered(&self) -> Vec<SignedObservations> {
+        let mut v: Vec<SignedObservations> = self.by_oracle.values().cloned().collect();
         v.sort_by_key(|o| o.oracle);
         v
     }
+}
+
+/// A report one oracle signed for an epoch, with the observation set it was computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReport {
+    pub oracle: Address,
+    pub epoch: u64,
+    /// Who proposed the observation set (the epoch's leader, or a fallback).
+    pub proposer: Address,
+    /// The observation set, ascending by oracle.
+    pub proposal: Vec<SignedObservations>,
+    pub root: B256,
+    pub available: u32,
+    pub violations: Bytes,
+    pub signature: Bytes,
+}
+
+impl SignedReport {
+    /// The EIP-712 message signed.
+    #[must_use]
+    pub fn report(&self) -> Report {
+        Report { epoch: self.epoch, root: self.root, available: self.available, violations: self.violations.clone() }
+    }
+
+    /// Whether `agg` is exactly what this report says.
+    #[must_use]
+    pub fn matches(&self, agg: &Aggregate) -> bool {
+        self.report() == agg.report()
+    }
+}
+
+/// Why a proposal does not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalRejected {
+    #[error("observation of {oracle}: {reason}")]
+    Observation { oracle: Address, reason: Rejected },
+    #[error("{0} appears twice or out of order")]
+    NotAscending(Address),
+    #[error("the set holds {signing} of the epoch's {eligible} stake (more than two thirds needed, and 3 signers)")]
+    NoQuorum { signing: u128, eligible: u128 },
+    #[error("the report's signature does not recover to {0}")]
+    BadSignature(Address),
+    #[error("the report differs from the aggregate of its own proposal")]
+    WrongAggregate,
+}
+
+/// Checks a proposal: every observation verifies against `providers` and the epoch's
+/// oracles (`stakes`), no oracle twice, and together they hold more than two thirds of
+/// `eligible` with at least 3 signers. Returns the rows' stakes in proposal order.
+///
+/// # Errors
+/// The first [`ProposalRejected`] reason.
+pub fn verify_proposal(
+    proposal: &[SignedObservations],
+    domain: &Eip712Domain,
+    epoch: u64,
+    providers: &[u8],
+    stakes: &HashMap<Address, u128>,
+    eligible: u128,
+) -> Result<Vec<u128>, ProposalRejected> {
+    let oracles: Vec<Address> = stakes.keys().copied().collect();
+    let mut last: Option<Address> = None;
+    let mut weights = Vec::with_capacity(proposal.len());
+    for o in proposal {
+        if last.is_some_and(|l| o.oracle <= l) {
+            return Err(ProposalRejected::NotAscending(o.oracle));
+        }
+        last = Some(o.oracle);
+        verify(o, domain, epoch, providers, &oracles)
+            .map_err(|reason| ProposalRejected::Observation { oracle: o.oracle, reason })?;
+        weights.push(stakes.get(&o.oracle).copied().unwrap_or(0));
+    }
+    let signing: u128 = weights.iter().sum();
+    if proposal.len() < 3 || signing * 3 <= eligible * 2 {
+        return Err(ProposalRejected::NoQuorum { signing, eligible });
+    }
+    Ok(weights)
+}
+
+/// Checks a peer's signed report recovers to the peer.
+///
+/// # Errors
+/// [`ProposalRejected::BadSignature`].
+pub fn verify_report_signature(r: &SignedReport, domain: &Eip712Domain) -> Result<(), ProposalRejected> {
+    match recover_report(domain, &r.report(), &r.signature) {
+        Ok(a) if a == r.oracle => Ok(()),
+        _ => Err(ProposalRejected::BadSignature(r.oracle)),
+    }
+}
+
+/// The reports this oracle signed and the verdict lists of the epochs it took part in, by
+/// epoch (bounded: enough for two reward periods of bonus claims).
+#[derive(Debug, Clone, Default)]
+pub struct Reports {
+    inner: Arc<RwLock<ReportsInner>>,
+}
+
+#[derive(Debug, Default)]
+struct ReportsInner {
+    signed: BTreeMap<u64, SignedReport>,
+    verdicts: BTreeMap<u64, Vec<u32>>,
+}
+
+/// Epochs of verdict lists kept (two default reward periods of 144 epochs, and some).
+pub const KEEP_VERDICT_EPOCHS: usize = 400;
+
+/// The providers an epoch's report judged available, as served to providers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdicts {
+    pub epoch: u64,
+    pub available: Vec<u32>,
+}
+
+impl Reports {
+    /// Records what this oracle signed for an epoch and the providers it judged available.
+    pub fn put(&self, r: SignedReport, available: Vec<u32>) {
+        if let Ok(mut m) = self.inner.write() {
+            m.verdicts.insert(r.epoch, available);
+            m.signed.insert(r.epoch, r);
+            while m.signed.len() > KEEP_EPOCHS {
+                m.signed.pop_first();
+            }
+            while m.verdicts.len() > KEEP_VERDICT_EPOCHS {
+                m.verdicts.pop_first();
+            }
+        }
+    }
+
+    #[must_use]
+    pub fn get(&self, epoch: u64) -> Option<SignedReport> {
+        self.inner.read().ok().and_then(|m| m.signed.get(&epoch).cloned())
+    }
+
+    #[must_use]
+    pub fn verdicts(&self, epoch: u64) -> Option<Verdicts> {
+        self.inner.read().ok().and_then(|m| m.verdicts.get(&epoch).map(|a| Verdicts { epoch, available: a.clone() }))
+    }
+}
+
+/// Every route an oracle serves.
+pub fn router(published: &Published, reports: &Reports) -> Router {
+    published.router().merge(
+        Router::new()
+            .route("/v1/report/{epoch}", get(serve_report))
+            .route("/v1/verdicts/{epoch}", get(serve_verdicts))
+            .with_state(reports.clone()),
+    )
+}
+
+async fn serve_report(State(r): State<Reports>, Path(epoch): Path<u64>) -> Result<Json<SignedReport>, StatusCode> {
+    r.get(epoch).map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+async fn serve_verdicts(State(r): State<Reports>, Path(epoch): Path<u64>) -> Result<Json<Verdicts>, StatusCode> {
+    r.verdicts(epoch).map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+/// Fetches the report a peer signed for `epoch` (`None` if none yet or unreachable).
+pub async fn fetch_report(client: &reqwest::Client, endpoint: &str, epoch: u64) -> Option<SignedReport> {
+    let r = client.get(format!("http://{endpoint}/v1/report/{epoch}")).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ pub mod verdicts;
 
 pub use eip712::{
     domain, recover_observations, recover_receipt, recover_report, recover_session_auth, sign_observations,
-    sign_receipt, sign_report, sign_session_auth, Observations, Receipt, Report, SessionAuth, SignatureError, SIGNING_DOMAIN_NAME, SIGNING_DOMAIN_VERSION,
+    sign_receipt, sign_report, sign_session_auth, Observations, Receipt, Report, SessionAuth, SignatureError,
+    SIGNING_DOMAIN_NAME, SIGNING_DOMAIN_VERSION,
 };
 pub use frames::{Frame, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use observations::{decode_observations, encode_observations, Observation, ObservationError};

@@ -62,7 +62,12 @@ pub struct Row<'a> {
 pub enum Verdict {
     /// Oracles holding two thirds or less of the epoch's stake measured it.
     NotMeasured,
-    Judged { throughput_kbps: u32, latency_ms: u32, reachable: bool, violation: bool },
+    Judged {
+        throughput_kbps: u32,
+        latency_ms: u32,
+        reachable: bool,
+        violation: bool,
+    },
 }
 
 /// Why rows cannot be aggregated.
@@ -102,7 +107,11 @@ impl Aggregate {
     /// Providers listed as violators.
     #[must_use]
     pub fn violators(&self) -> Vec<u32> {
-        self.verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Judged { violation: true, .. })).map(|(id, _)| *id).collect()
+        self.verdicts
+            .iter()
+            .filter(|(_, v)| matches!(v, Verdict::Judged { violation: true, .. }))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Whether the market would refuse the report as judging nobody.
@@ -308,13 +317,21 @@ mod tests {
         let mut rows: Vec<(u128, Vec<Observation>)> = (0..7).map(|_| (100, vec![obs(1, 0, false)])).collect();
         rows.extend((0..4).map(|_| (1_000, vec![obs(1, 30_000, true)])));
         let a = agg(&rows, 4_700);
-        assert_eq!(a.verdicts, vec![(1, Verdict::Judged { throughput_kbps: 30_000, latency_ms: 20, reachable: true, violation: false })]);
+        assert_eq!(
+            a.verdicts,
+            vec![(1, Verdict::Judged { throughput_kbps: 30_000, latency_ms: 20, reachable: true, violation: false })]
+        );
     }
 
     #[test]
     fn not_measured_by_two_thirds_of_the_stake_gives_no_verdict() {
         let nm = Observation::not_measured(ProviderId(1));
-        let rows = vec![(100, vec![nm]), (100, vec![obs(1, 0, true)]), (100, vec![obs(1, 30_000, true)]), (100, vec![obs(1, 30_000, true)])];
+        let rows = vec![
+            (100, vec![nm]),
+            (100, vec![obs(1, 0, true)]),
+            (100, vec![obs(1, 30_000, true)]),
+            (100, vec![obs(1, 30_000, true)]),
+        ];
         // 300 of 400 measured: a verdict
         assert!(matches!(agg(&rows, 400).verdicts[0].1, Verdict::Judged { .. }));
         // only 200 of the 400 the epoch counts measured (the rows of 3 signers): none, and an empty report

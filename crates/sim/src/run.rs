@@ -605,7 +605,9 @@ impl<'a> Sim<'a> {
             &weighted,
             n as u128,
             |id| {
-                provs.get(id as usize - 1).map(|p| Sla { session_mbps: p.session_mbps, max_latency_ms: p.max_latency_ms })
+                provs
+                    .get(id as usize - 1)
+                    .map(|p| Sla { session_mbps: p.session_mbps, max_latency_ms: p.max_latency_ms })
             },
             tol,
         )
@@ -730,7 +732,10 @@ impl<'a> Sim<'a> {
             let mut proofs = Vec::with_capacity(epochs.len());
             for e in epochs {
                 let proof = self.trees.get(e).and_then(|t| t.proof(p.id));
-                proofs.push(proof.ok_or_else(|| SimError::Evm(format!("no verdict leaf for provider {} in epoch {e}", p.id)))?);
+                proofs.push(
+                    proof
+                        .ok_or_else(|| SimError::Evm(format!("no verdict leaf for provider {} in epoch {e}", p.id)))?,
+                );
             }
             let call = M::claimBonusCall { providerId: p.id, period: period32, epochs: epochs.clone(), proofs };
             let owner = p.owner;
