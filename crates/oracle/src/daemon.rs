@@ -873,4 +873,36 @@ mod tests {
         assert_eq!(reload_signed(&dir.join("missing.jsonl"), &Published::default(), me), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// After a restart the oracle must not sign a second, different report for an epoch: what it
+    /// signed (and the verdict list it serves) is reloaded, and only its own.
+    #[test]
+    fn signed_reports_are_reloaded_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("wirepact-oracle-reports-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("reports.jsonl");
+        let (me, other) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let report = |oracle, epoch| SignedReport {
+            oracle,
+            epoch,
+            proposer: other,
+            proposal: vec![signed(other, epoch, 1)],
+            root: alloy::primitives::B256::repeat_byte(3),
+            available: 2,
+            violations: Bytes::new(),
+            signature: vec![7; 65].into(),
+        };
+        let lines = [
+            serde_json::json!({"signed": report(me, 5), "available": [1, 4]}).to_string(),
+            "{broken".to_string(),
+            serde_json::json!({"signed": report(other, 6), "available": [1]}).to_string(),
+        ];
+        std::fs::write(&path, lines.join("\n")).expect("write");
+        let reports = Reports::default();
+        assert_eq!(reload_reports(&path, &reports, me), 1);
+        assert_eq!(reports.get(5), Some(report(me, 5)));
+        assert_eq!(reports.verdicts(5).map(|v| v.available), Some(vec![1, 4]));
+        assert_eq!(reports.get(6), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -343,4 +343,61 @@ mod tests {
         let other_market = signed(&a, &domain(31337, Address::repeat_byte(8)), 7, &providers, &row);
         assert!(verify(&other_market, &dom, 7, &providers, &oracles).is_err(), "signed for another market");
     }
+
+    /// A leader's proposal counts only if every row is a valid signed row of the epoch's
+    /// oracles, no oracle appears twice, and together they hold more than two thirds of the
+    /// stake (3 signers at least): a leader cannot make a report out of a minority's rows.
+    #[test]
+    fn a_proposal_needs_valid_distinct_rows_of_more_than_two_thirds_of_the_stake() {
+        let dom = domain(31337, Address::repeat_byte(9));
+        let mut keys: Vec<PrivateKeySigner> = (0..4).map(|_| PrivateKeySigner::random()).collect();
+        keys.sort_by_key(PrivateKeySigner::address);
+        let providers = [0, 0, 0, 1];
+        let row = [0, 0, 0x75, 0x30, 0, 0, 20, 1];
+        let rows: Vec<SignedObservations> = keys.iter().map(|k| signed(k, &dom, 3, &providers, &row)).collect();
+        let stakes: HashMap<Address, u128> = keys.iter().map(|k| (k.address(), 100)).collect();
+        assert_eq!(verify_proposal(&rows, &dom, 3, &providers, &stakes, 400), Ok(vec![100; 4]));
+        assert_eq!(verify_proposal(&rows[..3], &dom, 3, &providers, &stakes, 400), Ok(vec![100; 3]));
+        // two of four: no quorum, however the leader counts
+        assert_eq!(
+            verify_proposal(&rows[..2], &dom, 3, &providers, &stakes, 400),
+            Err(ProposalRejected::NoQuorum { signing: 200, eligible: 400 })
+        );
+        // the same oracle twice (to pad the stake), or out of order
+        let twice = vec![rows[0].clone(), rows[0].clone(), rows[1].clone(), rows[2].clone()];
+        assert_eq!(
+            verify_proposal(&twice, &dom, 3, &providers, &stakes, 400),
+            Err(ProposalRejected::NotAscending(rows[0].oracle))
+        );
+        // a row that is not what its oracle signed
+        let mut forged = rows.clone();
+        forged[1].row = vec![0u8; 8].into();
+        assert!(matches!(
+            verify_proposal(&forged, &dom, 3, &providers, &stakes, 400),
+            Err(ProposalRejected::Observation { reason: Rejected::BadSignature(_), .. })
+        ));
+    }
+
+    #[test]
+    fn a_signed_report_counts_only_for_its_signer() {
+        let dom = domain(31337, Address::repeat_byte(9));
+        let (a, b) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+        let report = Report { epoch: 3, root: B256::repeat_byte(1), available: 1, violations: Bytes::new() };
+        let sig = wirepact_proto::sign_report(&a, &dom, &report).expect("sign");
+        let mine = SignedReport {
+            oracle: a.address(),
+            epoch: 3,
+            proposer: a.address(),
+            proposal: vec![],
+            root: report.root,
+            available: 1,
+            violations: Bytes::new(),
+            signature: sig,
+        };
+        assert_eq!(verify_report_signature(&mine, &dom), Ok(()));
+        let claimed_by_b = SignedReport { oracle: b.address(), ..mine.clone() };
+        assert_eq!(verify_report_signature(&claimed_by_b, &dom), Err(ProposalRejected::BadSignature(b.address())));
+        let other_root = SignedReport { root: B256::repeat_byte(2), ..mine };
+        assert!(verify_report_signature(&other_root, &dom).is_err());
+    }
 }
