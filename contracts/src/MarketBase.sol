@@ -67,8 +67,9 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     uint16 internal immutable _bonusAvailabilityBps;
     uint16 internal immutable _bonusPoolShareBps;
     uint32 internal immutable _minDepositSeconds;
-    /// `violationWindow` audits expressed in epochs: the epochs in which a provider is expected
-    /// to be audited that many times, `ceil(w * 10_000 / auditProbabilityBps)`, at most 192.
+    /// `violationWindow` audits expressed in epochs: twice the epochs in which a provider is
+    /// expected to be audited that many times, `ceil(2 * w * 10_000 / auditProbabilityBps)`, at
+    /// most 192 (twice, so that audits that happen to come late still fall in the window).
     uint256 internal immutable _windowEpochs;
 
     // ---------------------------------------------------------------- storage
@@ -208,7 +209,8 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         _bonusAvailabilityBps = p.bonusAvailabilityBps;
         _bonusPoolShareBps = p.bonusPoolShareBps;
         _minDepositSeconds = p.minDepositSeconds;
-        uint256 windowEpochs = (uint256(p.violationWindow) * BPS + p.auditProbabilityBps - 1) / p.auditProbabilityBps;
+        uint256 windowEpochs =
+            (2 * uint256(p.violationWindow) * BPS + p.auditProbabilityBps - 1) / p.auditProbabilityBps;
         _windowEpochs = windowEpochs > MAX_WINDOW_EPOCHS ? MAX_WINDOW_EPOCHS : windowEpochs;
     }
 

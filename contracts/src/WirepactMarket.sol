@@ -112,8 +112,8 @@ import {AuditModule} from "./AuditModule.sol";
 ///
 /// Violation: unreachable, or median throughput < sessionMbps * 1000 * (1 - tol), or median
 /// latency > maxLatencyMs + latencyToleranceMs. `k` violations within a window of
-/// `ceil(w * 10_000 / auditProbabilityBps)` epochs (at most 192: the epochs in which `w`
-/// audits are expected) slash `slashBps` of (stake + unbonding), pay `slashOracleShareBps` of
+/// `ceil(2 * w * 10_000 / auditProbabilityBps)` epochs (at most 192: twice the epochs in which
+/// `w` audits are expected, so late audits still fall in it) slash `slashBps` of (stake + unbonding), pay `slashOracleShareBps` of
 /// it to the signers, put the rest in the reward pool, jail the provider for `jailEpochs` (at
 /// most 1,000,000) and clear its window. The window counts epochs, not audits, so a pass
 /// writes nothing.

@@ -243,10 +243,10 @@ contract AttacksTest is BaseTest {
         for (uint256 i; i < 3; ++i) {
             _reportOne(_nextEpoch(), id, 30_000, 20, true); // 6..8 up: the violation leaves the window
         }
-        vm.warp(market.epochStart(10));
-        market.beginEpoch();
-        _reportOne(10, id, 0, 0, false); // epoch 10 (period 1): down again
         vm.warp(market.epochStart(11));
+        market.beginEpoch();
+        _reportOne(11, id, 0, 0, false); // epoch 11 (period 1): down again, outside the window
+        vm.warp(market.epochStart(12));
         // the epochs it can prove available: 1..4 and 6..8; the outage of epoch 5 stays on record
         uint64[] memory es = new uint64[](7);
         (es[0], es[1], es[2], es[3], es[4], es[5], es[6]) = (1, 2, 3, 4, 6, 7, 8);

@@ -218,10 +218,12 @@ contract SubmitReportTest is BaseTest {
     }
 
     function test_When_ViolationsOutsideWindow_NotSlashed() external {
-        // k = 2 within w = 3: violation, ok, ok, violation -> not slashed.
+        // k = 2 within w = 3 audits at 100 % audits: a window of 6 epochs. Violation, five
+        // passes, violation -> not slashed.
         _reportOne(e, id, 5_000, 20, true);
-        _reportOne(_nextEpoch(), id, 30_000, 20, true);
-        _reportOne(_nextEpoch(), id, 30_000, 20, true);
+        for (uint256 i; i < 5; ++i) {
+            _reportOne(_nextEpoch(), id, 30_000, 20, true);
+        }
         _reportOne(_nextEpoch(), id, 5_000, 20, true);
         assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Active));
         assertEq(market.provider(id).violationCount, 2);
@@ -295,14 +297,21 @@ contract SubmitReportTest is BaseTest {
         assertEq(enough, add == 0);
     }
 
-    /// The window counts epochs (`violationWindow` audits at the audit probability): two
-    /// violations further apart than that do not slash, even with no report in between.
+    /// The window counts epochs (twice the epochs of `violationWindow` audits at the audit
+    /// probability): two violations further apart than that do not slash, even with no report
+    /// in between.
     function test_When_ViolationsFurtherApartThanTheWindow_NotSlashed() external {
         _reportOne(e, id, 5_000, 20, true);
-        for (uint256 i; i < 3; ++i) {
+        for (uint256 i; i < 4; ++i) {
             _nextEpoch(); // unreported epochs
         }
-        _reportOne(_nextEpoch(), id, 5_000, 20, true);
+        // e + 5: still inside the 6-epoch window; e + 6 would not be
+        uint64 last = _nextEpoch();
+        assertEq(last, e + 5);
+        vm.warp(_now() + EPOCH);
+        vm.roll(block.number + 1);
+        market.beginEpoch();
+        _reportOne(e + 6, id, 5_000, 20, true);
         assertEq(uint8(market.provider(id).status), uint8(IWirepactMarket.ProviderStatus.Active));
         assertEq(market.provider(id).violationCount, 2);
     }
