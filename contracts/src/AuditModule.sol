@@ -136,7 +136,10 @@ contract AuditModule is MarketBase {
 
     /// @notice Records the epoch's aggregate, signed by a quorum over one digest.
     /// @param root Merkle root (sorted-pair keccak, OpenZeppelin `MerkleProof`) over one leaf
-    /// per provider judged available: `keccak256(bytes.concat(keccak256(abi.encode(epoch, id))))`.
+    /// per provider judged available:
+    /// `keccak256(bytes.concat(keccak256(abi.encode(epoch, id, base))))`, `base` = the
+    /// provider's available verdicts in the period's reported epochs up to `epoch - 2` (final
+    /// when the oracles aggregate `epoch`), so a bonus claim proves one or two leaves.
     /// @param available the number of those leaves (it adds to the period's bonus denominator).
     /// @param violations the violators, ids strictly ascending, 12 bytes each: id (uint32),
     /// median throughput kbit/s (uint32), median latency ms (uint24), flags (bit 0 = reachable).
@@ -183,87 +186,86 @@ contract AuditModule is MarketBase {
     // ================================================================== bonus
 
     /// @notice Pays the provider's reliability bonus for a finished reward period.
-    /// @param epochs epochs of `period` (strictly ascending, after the registration epoch and
-    /// any jail) whose report judged the provider available; `proofs[i]` proves its leaf
-    /// under `verdictRoot(epochs[i])` (the oracles serve the leaves). available = the epochs
-    /// proven; judged = available + the unavailable verdicts recorded on chain for the period
-    /// (every one of them was a listed violation), so leaving an epoch out only lowers the
-    /// provider's own share. It qualifies if judged >= `bonusMinAudits`,
-    /// available / judged >= `bonusAvailabilityBps` and it was not slashed in `period`.
-    /// Claims open once the report window of the period's last epoch has closed (the second
-    /// epoch of `period + 1`), so the pot's denominator is final, and close with `period + 1`.
-    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs, bytes32[][] calldata proofs)
-        external
-        onlyDelegated
-    {
+    /// @param leaves the provider's leaf in the verdict tree of the last epoch of `period` whose
+    /// report judged it available and, if the report of the epoch before also did, that leaf
+    /// second (its `base` then is not counted again). A leaf carries `base`, the provider's
+    /// available verdicts in the period's reported epochs up to two epochs before its own (the
+    /// epochs whose reports were final when it was aggregated): so available = base + the
+    /// leaves proven, at most two proofs whatever the period's length. judged = available +
+    /// the unavailable verdicts recorded on chain for the period; proving an older leaf only
+    /// lowers the provider's own share. Leaves must be after the registration epoch and any
+    /// jail (oracles count `base` over those epochs only). It qualifies if it was not slashed
+    /// in the period, judged >= `bonusMinAudits` and available / judged >= `bonusAvailabilityBps`. Claims open once the report window of the
+    /// period's last epoch has closed (the second epoch of `period + 1`), so the pot's
+    /// denominator is final, and close with `period + 1`.
+    function claimBonus(uint32 providerId, uint32 period, M.BonusLeaf[] calldata leaves) external onlyDelegated {
         Provider storage p = _ownedProvider(providerId);
-        if (_epochNow() < (uint256(period) + 1) * _rewardPeriodEpochs + 1) revert M.Market_PeriodNotOver(period);
+        uint256 first = uint256(period) * _rewardPeriodEpochs;
+        if (_epochNow() < first + _rewardPeriodEpochs + 1) revert M.Market_PeriodNotOver(period);
         if (uint256(period) + 1 < _periodNow()) revert M.Market_BonusWindowClosed(period);
         if (p.core.status != M.ProviderStatus.Active) revert M.Market_ProviderNotActive(providerId);
         if (p.audit.claimedPeriodPlusOne > period) revert M.Market_BonusAlreadyClaimed(period);
-        if (epochs.length != proofs.length) revert M.Market_MalformedReport();
+        if (leaves.length == 0 || leaves.length > 2) revert M.Market_MalformedReport();
         PeriodRecord memory r = _periodRecords[providerId][period];
-        if (r.slashed) revert M.Market_NotEligibleForBonus(uint32(epochs.length), 0);
-
-        uint256 available = _countProven(providerId, period, p.own, epochs, proofs);
+        if (r.slashed) revert M.Market_NotEligibleForBonus(0, 0);
+        ProviderOwner memory own = p.own;
+        uint256 available = _proveLeaves(providerId, first, own, leaves);
         uint256 judged = available + r.unavailable;
-        if (judged < _bonusMinAudits || judged == 0 || available * BPS < judged * _bonusAvailabilityBps) {
+        if (judged < _bonusMinAudits || available * BPS < judged * _bonusAvailabilityBps) {
             revert M.Market_NotEligibleForBonus(uint32(judged), uint32(available));
         }
-        M.BonusPot storage pot = _bonusPots[period];
+        Pot memory pot = _bonusPots[period];
         if (!pot.finalized) {
             uint256 amount = (_rewardPool * _bonusPoolShareBps) / BPS;
+            if (amount > type(uint96).max) amount = type(uint96).max;
             _rewardPool -= amount;
-            pot.pot = uint128(amount);
-            pot.remaining = uint128(amount);
-            pot.totalAvailable = uint128(_periodAvailable[period]);
-            pot.finalized = true;
+            uint256 total = _periodAvailable[period];
+            pot = Pot({
+                pot: uint96(amount),
+                remaining: uint96(amount),
+                totalAvailable: uint56(total > type(uint56).max ? type(uint56).max : total),
+                finalized: true
+            });
             emit M.BonusPotFinalized(period, amount, pot.totalAvailable);
         }
-        // Each proven epoch is one of the `available` leaves its report counted into
-        // totalAvailable, so the shares of all claimants add up to at most the pot; the cap
-        // keeps it whole even against a quorum that under-counted.
+        // An honest quorum's leaves count each available verdict of the provider once, and
+        // every one of them is in totalAvailable: the shares add up to at most the pot; the cap
+        // keeps it whole whatever a report said.
         uint256 share = (uint256(pot.pot) * available) / pot.totalAvailable;
         if (share > pot.remaining) share = pot.remaining;
-        pot.remaining -= uint128(share);
+        pot.remaining -= uint96(share);
+        _bonusPots[period] = pot;
         p.audit.claimedPeriodPlusOne = period + 1;
-        _balances[p.own.owner] += share;
+        _balances[own.owner] += share;
         emit M.BonusClaimed(providerId, period, share);
     }
 
-    /// Checks each epoch is in `period`, after the registration epoch and `jailedUntil`, and
-    /// proves `id` available under that epoch's verdict root; returns how many.
-    function _countProven(
-        uint32 id,
-        uint32 period,
-        ProviderOwner memory own,
-        uint64[] calldata epochs,
-        bytes32[][] calldata proofs
-    ) internal view returns (uint256) {
-        uint32 jailedUntil = own.jailedUntilEpoch;
-        uint32 registered = own.registeredEpoch;
-        uint256 first = uint256(period) * _rewardPeriodEpochs;
-        uint256 last = first + _rewardPeriodEpochs;
-        uint64 prev;
-        for (uint256 i; i < epochs.length; ++i) {
-            uint64 e = epochs[i];
-            if ((i != 0 && e <= prev) || e < first || e >= last || e < jailedUntil || e <= registered) {
-                revert M.Market_BadAuditProof(e);
-            }
+    /// Verifies the leaves (in `[first, first + period)`, after the registration epoch and any
+    /// jail, the second one epoch before the first) and returns the available verdicts they
+    /// prove.
+    function _proveLeaves(uint32 id, uint256 first, ProviderOwner memory own, M.BonusLeaf[] calldata leaves)
+        internal
+        view
+        returns (uint256)
+    {
+        for (uint256 i; i < leaves.length; ++i) {
+            M.BonusLeaf calldata l = leaves[i];
+            uint64 e = l.epoch;
+            if (
+                e < first || e >= first + _rewardPeriodEpochs || (i == 1 && e + 1 != leaves[0].epoch)
+                    || e <= own.registeredEpoch || e < own.jailedUntilEpoch
+            ) revert M.Market_BadAuditProof(e);
             bytes32 root = _verdictRoots[e];
-            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(e, id))));
-            if (root == bytes32(0) || !MerkleProof.verifyCalldata(proofs[i], root, leaf)) {
-                revert M.Market_BadAuditProof(e);
-            }
-            prev = e;
+            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(e, id, l.base))));
+            if (root == bytes32(0) || !MerkleProof.verifyCalldata(l.proof, root, leaf)) revert M.Market_BadAuditProof(e);
         }
-        return epochs.length;
+        return uint256(leaves[0].base) + leaves.length;
     }
 
     /// @notice Returns a period's unclaimed bonus to the reward pool once its claim window closed.
     function sweepBonus(uint32 period) external onlyDelegated {
         if (uint256(period) + 2 > _periodNow()) revert M.Market_SweepTooEarly(period);
-        M.BonusPot storage pot = _bonusPots[period];
+        Pot storage pot = _bonusPots[period];
         uint256 amount = pot.remaining;
         pot.remaining = 0;
         pot.finalized = true;
@@ -422,7 +424,8 @@ contract AuditModule is MarketBase {
     }
 
     function bonusPot(uint32 period) external view returns (M.BonusPot memory) {
-        return _bonusPots[period];
+        Pot memory p = _bonusPots[period];
+        return M.BonusPot({pot: p.pot, remaining: p.remaining, totalAvailable: p.totalAvailable, finalized: p.finalized});
     }
 
     function periodAvailable(uint32 period) external view returns (uint256) {

@@ -166,7 +166,17 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     /// must fit the uint32 epoch field for any epoch the market will see.
     uint256 internal constant MAX_JAIL_EPOCHS = 1_000_000;
     mapping(uint32 id => mapping(uint32 period => PeriodRecord)) internal _periodRecords;
-    mapping(uint32 period => M.BonusPot) internal _bonusPots;
+    /// A period's bonus pot in one slot (set by the period's first claim; the first claimant
+    /// pays one slot write). Token amounts fit 96 bits as stakes do; the pot takes at most
+    /// 2^96 - 1 wei from the pool.
+    struct Pot {
+        uint96 pot;
+        uint96 remaining;
+        uint56 totalAvailable;
+        bool finalized;
+    }
+
+    mapping(uint32 period => Pot) internal _bonusPots;
     /// Per reported epoch: the Merkle root of the providers judged available (see `submitReport`).
     mapping(uint64 epoch => bytes32) internal _verdictRoots;
 

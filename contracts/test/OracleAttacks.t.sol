@@ -246,12 +246,12 @@ contract OracleAttacksTest is BaseTest {
         (who[0], who[1], who[2]) = (oracles[0], oracles[2], oracles[3]);
         (keys[0], keys[1], keys[2]) = (oracleKeys[0], oracleKeys[2], oracleKeys[3]);
         (bytes memory mine,) = _reportBy(e, _ids1(id), who, keys, picked);
-        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(mine, (bytes32, uint32, bytes, uint32[]));
+        (bytes32 root, uint32 available, bytes memory violations,,) = abi.decode(mine, (bytes32, uint32, bytes, uint32[], uint32[]));
         return (root, available, violations);
     }
 
     function _header(bytes memory rep) internal pure returns (bytes memory) {
-        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(rep, (bytes32, uint32, bytes, uint32[]));
+        (bytes32 root, uint32 available, bytes memory violations,,) = abi.decode(rep, (bytes32, uint32, bytes, uint32[], uint32[]));
         return abi.encode(root, available, violations);
     }
 

@@ -47,15 +47,35 @@ abstract contract OracleModel is CommonBase {
         uint256[] memory keys,
         bytes[] memory ms
     ) internal view returns (bytes memory rep, bytes[] memory sigs) {
-        (bytes32 root, uint32 available, bytes memory violations, uint32[] memory availableIds) =
-            _aggregateAll(epoch, ids, ms, who);
+        (, uint32 available, bytes memory violations, uint32[] memory availableIds) = _aggregateAll(epoch, ids, ms, who);
+        uint32[] memory bases = new uint32[](availableIds.length);
+        for (uint256 i; i < bases.length; ++i) {
+            bases[i] = _base(epoch, availableIds[i]);
+        }
+        bytes32 root = _verdictRoot(epoch, availableIds, bases);
         bytes32 digest = _market().reportDigest(epoch, root, available, violations);
         sigs = new bytes[](who.length);
         for (uint256 i; i < who.length; ++i) {
             (uint8 v, bytes32 r, bytes32 s_) = vm.sign(keys[i], digest);
             sigs[i] = abi.encodePacked(r, s_, v);
         }
-        rep = abi.encode(root, available, violations, availableIds);
+        rep = abi.encode(root, available, violations, availableIds, bases);
+    }
+
+    /// Provider `id`'s available verdicts in the accepted reports of `epoch`'s period up to
+    /// `epoch - 2`, after its registration epoch and any jail (the leaf's `base`).
+    function _base(uint64 epoch, uint32 id) internal view returns (uint32 n) {
+        uint64 len = _market().params().rewardPeriodEpochs;
+        uint64 first = (epoch / len) * len;
+        IWirepactMarket.ProviderView memory v = _market().provider(id);
+        if (first <= v.registeredEpoch) first = v.registeredEpoch + 1;
+        if (first < v.jailedUntilEpoch) first = v.jailedUntilEpoch;
+        for (uint64 e = first; e + 2 <= epoch; ++e) {
+            uint32[] storage a = _availableIds[e];
+            for (uint256 i; i < a.length; ++i) {
+                if (a[i] == id) ++n;
+            }
+        }
     }
 
     function _aggregateAll(uint64 epoch, bytes memory ids, bytes[] memory ms, address[] memory who)
@@ -75,7 +95,7 @@ abstract contract OracleModel is CommonBase {
         for (uint256 j; j < available; ++j) {
             availableIds[j] = avail[j];
         }
-        root = _verdictRoot(epoch, availableIds);
+        root = bytes32(0); // the caller builds the tree (it needs the leaves' bases)
     }
 
     /// A report header signed with `key` (what `proveEquivocation` takes).
@@ -104,35 +124,58 @@ abstract contract OracleModel is CommonBase {
         }
     }
 
-    /// Epoch => the ids its accepted report judged available (to build bonus proofs).
+    /// Epoch => the ids its accepted report judged available, and their leaves' bases.
     mapping(uint64 epoch => uint32[]) internal _availableIds;
+    mapping(uint64 epoch => uint32[]) internal _availableBases;
 
     /// Submits a report built by `_report` (`ids`, what it was built from, is not needed).
     function _submitReport(uint64 epoch, bytes memory, bytes memory rep, bytes[] memory sigs) internal {
-        (bytes32 root, uint32 available, bytes memory violations, uint32[] memory availableIds) =
-            abi.decode(rep, (bytes32, uint32, bytes, uint32[]));
+        (bytes32 root, uint32 available, bytes memory violations, uint32[] memory availableIds, uint32[] memory bases) =
+            abi.decode(rep, (bytes32, uint32, bytes, uint32[], uint32[]));
         _market().submitReport(epoch, root, available, violations, sigs);
         _availableIds[epoch] = availableIds;
+        _availableBases[epoch] = bases;
     }
 
-    /// `claimBonus` with a proof, built from the accepted reports, for each listed epoch (an
+    /// `claimBonus` as a provider makes it from the accepted reports: its leaf in the last of
+    /// `epochs` and, if the one before is listed too and is the epoch before, that leaf (an
     /// epoch whose report did not judge the provider available gets an empty proof).
     function _claimBonus(uint32 id, uint32 period, uint64[] memory epochs) internal {
-        bytes32[][] memory proofs = new bytes32[][](epochs.length);
-        for (uint256 i; i < epochs.length; ++i) {
-            proofs[i] = _proofFor(epochs[i], id);
-        }
-        _market().claimBonus(id, period, epochs, proofs);
+        _market().claimBonus(id, period, _bonusLeaves(id, epochs));
     }
 
-    function _proofFor(uint64 epoch, uint32 id) internal view returns (bytes32[] memory proof) {
+    function _bonusLeaves(uint32 id, uint64[] memory epochs) internal view returns (IWirepactMarket.BonusLeaf[] memory l) {
+        uint256 n = epochs.length;
+        if (n == 0) return new IWirepactMarket.BonusLeaf[](0);
+        bool two = n >= 2 && epochs[n - 2] + 1 == epochs[n - 1];
+        l = new IWirepactMarket.BonusLeaf[](two ? 2 : 1);
+        l[0] = _leafOf(epochs[n - 1], id);
+        if (two) l[1] = _leafOf(epochs[n - 2], id);
+    }
+
+    function _judgedAvailable(uint64 epoch, uint32 id) internal view returns (bool) {
+        uint32[] storage a = _availableIds[epoch];
+        for (uint256 i; i < a.length; ++i) {
+            if (a[i] == id) return true;
+        }
+        return false;
+    }
+
+    function _leafOf(uint64 epoch, uint32 id) internal view returns (IWirepactMarket.BonusLeaf memory l) {
+        l.epoch = epoch;
+        (l.base, l.proof) = _proofFor(epoch, id);
+    }
+
+    function _proofFor(uint64 epoch, uint32 id) internal view returns (uint32 base, bytes32[] memory proof) {
         uint32[] memory ids = _availableIds[epoch];
-        bytes32[] memory level = _leaves(epoch, ids);
+        uint32[] memory bases = _availableBases[epoch];
+        bytes32[] memory level = _leaves(epoch, ids, bases);
         uint256 at = type(uint256).max;
         for (uint256 i; i < ids.length; ++i) {
             if (ids[i] == id) at = i;
         }
-        if (at == type(uint256).max) return new bytes32[](0);
+        if (at == type(uint256).max) return (0, new bytes32[](0));
+        base = bases[at];
         bytes32[] memory buf = new bytes32[](64);
         uint256 n;
         while (level.length > 1) {
@@ -147,10 +190,14 @@ abstract contract OracleModel is CommonBase {
         }
     }
 
-    function _leaves(uint64 epoch, uint32[] memory ids) internal pure returns (bytes32[] memory level) {
+    function _leaves(uint64 epoch, uint32[] memory ids, uint32[] memory bases)
+        internal
+        pure
+        returns (bytes32[] memory level)
+    {
         level = new bytes32[](ids.length);
         for (uint256 i; i < ids.length; ++i) {
-            level[i] = keccak256(bytes.concat(keccak256(abi.encode(epoch, ids[i]))));
+            level[i] = keccak256(bytes.concat(keccak256(abi.encode(epoch, ids[i], bases[i]))));
         }
     }
 
@@ -167,9 +214,9 @@ abstract contract OracleModel is CommonBase {
         }
     }
 
-    function _verdictRoot(uint64 epoch, uint32[] memory ids) internal pure returns (bytes32) {
+    function _verdictRoot(uint64 epoch, uint32[] memory ids, uint32[] memory bases) internal pure returns (bytes32) {
         if (ids.length == 0) return bytes32(0);
-        bytes32[] memory level = _leaves(epoch, ids);
+        bytes32[] memory level = _leaves(epoch, ids, bases);
         while (level.length > 1) {
             level = _up(level);
         }

@@ -309,15 +309,16 @@ contract BonusTest is BaseTest {
         assertEq(market.bonusRecord(id, 0).unavailable, 1);
         vm.warp(market.epochStart(11));
         vm.prank(prov);
-        // epoch 3 (down) has no leaf: listing it is no proof
+        // epoch 3 (down) has no leaf: it is no proof
+        uint64[] memory es = new uint64[](1);
+        es[0] = 3;
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 3));
-        _claimBonus(id, 0, _epochs(5));
-        // without it: 4 proven available + 1 unavailable on record = 5 judged, 80 % < 99.9 %
-        uint64[] memory es = new uint64[](4);
-        (es[0], es[1], es[2], es[3]) = (1, 2, 4, 5);
+        _claimBonus(id, 0, es);
+        // the leaves of epochs 5 and 4 prove 4 available (epoch 5's base counts 1 and 2);
+        // with the 1 unavailable on record, 5 judged: 80 % < 99.9 %
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotEligibleForBonus.selector, 5, 4));
-        _claimBonus(id, 0, es);
+        _claimBonus(id, 0, _epochs(5));
     }
 
     function test_RevertWhen_TooFewAudits() external {
@@ -335,11 +336,22 @@ contract BonusTest is BaseTest {
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 5));
         _claimBonus(id, 0, es);
-        es = _epochs(4);
-        es[3] = 2;
+        // the same leaf twice (to count it twice), or a second leaf that is not the epoch before
+        IWirepactMarket.BonusLeaf[] memory twice = new IWirepactMarket.BonusLeaf[](2);
+        (twice[0], twice[1]) = (_leafOf(4, id), _leafOf(4, id));
+        vm.prank(prov);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 4));
+        market.claimBonus(id, 0, twice);
+        twice[1] = _leafOf(2, id);
         vm.prank(prov);
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_BadAuditProof.selector, 2));
-        _claimBonus(id, 0, es);
+        market.claimBonus(id, 0, twice);
+        // three leaves
+        IWirepactMarket.BonusLeaf[] memory three = new IWirepactMarket.BonusLeaf[](3);
+        (three[0], three[1], three[2]) = (_leafOf(4, id), _leafOf(3, id), _leafOf(2, id));
+        vm.prank(prov);
+        vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
+        market.claimBonus(id, 0, three);
     }
 
     function test_RevertWhen_SlashedInPeriod() external {

@@ -77,7 +77,7 @@ contract SubmitReportTest is BaseTest {
         uint256 pk = uint256(keccak256("stranger"));
         address stranger = vm.addr(pk);
         vm.assume(stranger > oracles[1]);
-        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(m, (bytes32, uint32, bytes, uint32[]));
+        (bytes32 root, uint32 available, bytes memory violations,,) = abi.decode(m, (bytes32, uint32, bytes, uint32[], uint32[]));
         (uint8 v, bytes32 r, bytes32 ss) = vm.sign(pk, market.reportDigest(e, root, available, violations));
         s[2] = abi.encodePacked(r, ss, v);
         if (stranger > oracles[1]) {
@@ -97,7 +97,7 @@ contract SubmitReportTest is BaseTest {
 
     function test_RevertWhen_MalformedLengths() external {
         (bytes memory m, bytes[] memory s) = _report(e, _ids1(id), _same(0, 20, true), 3);
-        (bytes32 root, uint32 available, bytes memory violations,) = abi.decode(m, (bytes32, uint32, bytes, uint32[]));
+        (bytes32 root, uint32 available, bytes memory violations,,) = abi.decode(m, (bytes32, uint32, bytes, uint32[], uint32[]));
         assertEq(violations.length, 12);
         // a violations list that is not whole 12-byte entries
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);

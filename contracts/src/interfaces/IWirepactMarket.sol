@@ -181,6 +181,14 @@ interface IWirepactMarket {
         bytes32 violationsHash;
     }
 
+    /// @notice A provider's leaf in an epoch's verdict tree, with its proof: `base` is the
+    /// provider's available verdicts in the period's reported epochs up to `epoch - 2`.
+    struct BonusLeaf {
+        uint64 epoch;
+        uint32 base;
+        bytes32[] proof;
+    }
+
     /// @notice A reward period's bonus pot (set by the period's first `claimBonus`).
     struct BonusPot {
         uint128 pot;
@@ -345,8 +353,7 @@ interface IWirepactMarket {
         bytes[] calldata signatures
     ) external;
 
-    function claimBonus(uint32 providerId, uint32 period, uint64[] calldata epochs, bytes32[][] calldata proofs)
-        external;
+    function claimBonus(uint32 providerId, uint32 period, BonusLeaf[] calldata leaves) external;
     function sweepBonus(uint32 period) external;
 
     function params() external view returns (Params memory);

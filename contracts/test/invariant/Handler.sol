@@ -254,13 +254,14 @@ contract Handler is CommonBase, StdCheats, StdUtils, OracleModel {
     }
 
     function _submitAndCheck(uint64 e, uint256 m, bytes memory rep, bytes[] memory sigs) internal {
-        (bytes32 root, uint32 available, bytes memory violations, uint32[] memory availableIds) =
-            abi.decode(rep, (bytes32, uint32, bytes, uint32[]));
+        (bytes32 root, uint32 available, bytes memory violations, uint32[] memory availableIds, uint32[] memory bases) =
+            abi.decode(rep, (bytes32, uint32, bytes, uint32[], uint32[]));
         uint256 stakeBefore = _totalProviderStake();
         uint256[] memory before = _stakes();
         vm.recordLogs();
         try market.submitReport(e, root, available, violations, sigs) {
             _availableIds[e] = availableIds;
+            _availableBases[e] = bases;
             _checkSlashes(before);
             ++ghostReportsAccepted;
             address[] memory who = new address[](m);
@@ -299,19 +300,16 @@ contract Handler is CommonBase, StdCheats, StdUtils, OracleModel {
         for (uint64 e = uint64(period) * len; e < uint64(period + 1) * len; ++e) {
             if (
                 e > v.registeredEpoch && e >= v.jailedUntilEpoch && market.verdictRoot(e) != bytes32(0)
-                    && market.isAudited(e, id)
+                    && _judgedAvailable(e, id)
             ) es[n++] = e;
         }
         assembly {
             mstore(es, n)
         }
         uint256 bal = market.balanceOf(p);
-        bytes32[][] memory proofs = new bytes32[][](n);
-        for (uint256 i; i < n; ++i) {
-            proofs[i] = _proofFor(es[i], id);
-        }
+        IWirepactMarket.BonusLeaf[] memory leaves = _bonusLeaves(id, es);
         vm.prank(p);
-        try market.claimBonus(id, period, es, proofs) {
+        try market.claimBonus(id, period, leaves) {
             ghostBonusPaid[period] += market.balanceOf(p) - bal;
         } catch (bytes memory err) {
             // a Panic (arithmetic) would lock an eligible provider out of its share
