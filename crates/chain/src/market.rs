@@ -338,16 +338,16 @@ impl AlloyMarket {
         TestToken::new(self.token, self.sender.provider())
     }
 
-    /// Claims the reliability bonus of `period` for provider `id` (owned by this account),
-    /// proving with `proofs[i]` that the report of `epochs[i]` judged it available.
+    /// Claims the reliability bonus of `period` for provider `id` (owned by this account) with
+    /// its leaf in the last epoch of the period whose report judged it available, and the
+    /// leaf of the epoch before if there is one.
     pub async fn claim_bonus(
         &self,
         id: ProviderId,
         period: u32,
-        epochs: Vec<u64>,
-        proofs: Vec<Vec<B256>>,
+        leaves: Vec<IWirepactMarket::BonusLeaf>,
     ) -> Result<TransactionReceipt, ChainError> {
-        let tx = self.contract().claimBonus(id.0, period, epochs, proofs).into_transaction_request();
+        let tx = self.contract().claimBonus(id.0, period, leaves).into_transaction_request();
         self.sender.send(tx, "claiming the reliability bonus").await
     }
 

@@ -128,7 +128,7 @@ async fn eip712_hashes_match_the_contract_for_random_messages() {
 
         let n = rng.random_range(0..20usize);
         let ids: Vec<u32> = (0..n).map(|_| rng.random_range(1..100_000)).collect();
-        let tree = VerdictTree::new(rng.random(), ids);
+        let tree = VerdictTree::new(rng.random(), ids.into_iter().map(|id| (id, id % 5)).collect());
         let violations: Vec<u8> = (0..rng.random_range(0..5usize) * 12).map(|_| rng.random()).collect();
         let report = Report {
             epoch: tree.epoch,
@@ -176,7 +176,7 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     let rows: Vec<Row<'_>> = (0..4).map(|_| Row { stake: 10, observations: &row }).collect();
     let sla = Sla { session_mbps: provider_terms().sessionMbps, max_latency_ms: provider_terms().maxLatencyMs };
     let tol = Tolerances { throughput_bps: 1_000, latency_ms: 20 };
-    let agg = aggregate(epoch, &[pid.0], &rows, 40, |_| Some(sla), tol).expect("aggregate");
+    let agg = aggregate(epoch, &[pid.0], &rows, 40, |_| Some(sla), |_| 0, tol).expect("aggregate");
     assert!(agg.violations.is_empty());
     let report = agg.report();
     let build = |n: usize| ReportSubmission {
@@ -190,7 +190,8 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     // the market keeps the root the Rust tree computed, and the Rust proof verifies against it
     let root = w.deployer.verdict_root(epoch).await.expect("root");
     assert_eq!(root, agg.tree.root());
-    assert!(verify(root, epoch, pid.0, &agg.tree.proof(pid.0).expect("leaf")));
+    let (base, proof) = agg.tree.proof(pid.0).expect("leaf");
+    assert!(verify(root, epoch, pid.0, base, &proof));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
 use serde::Deserialize;
+use wirepact_chain::bindings::IWirepactMarket::BonusLeaf;
 use wirepact_chain::bindings::WirepactMarket;
 use wirepact_chain::{AlloyMarket, ChainError, Market};
 use wirepact_proto::verdicts::VerdictTree;
@@ -14,7 +15,8 @@ use wirepact_proto::verdicts::VerdictTree;
 #[derive(Debug, Deserialize)]
 struct Verdicts {
     epoch: u64,
-    available: Vec<u32>,
+    /// `(provider, base)` leaves.
+    leaves: Vec<(u32, u32)>,
 }
 
 /// An HTTP client for oracle endpoints (short timeouts: one slow oracle must not hold a claim up).
@@ -57,7 +59,7 @@ pub async fn tree_from_oracles(
         if v.epoch != epoch {
             continue;
         }
-        let tree = VerdictTree::new(epoch, v.available);
+        let tree = VerdictTree::new(epoch, v.leaves);
         if tree.root() == root {
             return Some(tree);
         }
@@ -66,13 +68,15 @@ pub async fn tree_from_oracles(
     None
 }
 
-/// `id`'s proof for `epoch` (`None`: not judged available, or no oracle serves the list).
-pub async fn proof_from_oracles(
+/// `id`'s leaf for `epoch`, base and proof (`None`: not judged available, or no oracle serves
+/// the list).
+pub async fn leaf_from_oracles(
     http: &reqwest::Client,
     oracles: &[String],
     epoch: u64,
     id: u32,
     root: B256,
-) -> Option<Vec<B256>> {
-    tree_from_oracles(http, oracles, epoch, root).await?.proof(id)
+) -> Option<BonusLeaf> {
+    let (base, proof) = tree_from_oracles(http, oracles, epoch, root).await?.proof(id)?;
+    Some(BonusLeaf { epoch, base, proof })
 }

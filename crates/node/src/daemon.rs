@@ -319,7 +319,7 @@ async fn bonus_loop(market: Arc<AlloyMarket>, id: ProviderId) {
         if period >= 1 && into >= len + 3 && done != Some(period - 1) {
             let claim = period - 1;
             match claim_bonus_for(&market, id, claim, per).await {
-                Ok(Some(n)) => tracing::info!(period = claim, epochs = n, "reliability bonus claimed"),
+                Ok(Some(n)) => tracing::info!(period = claim, available_epochs = n, "reliability bonus claimed"),
                 Ok(None) => tracing::info!(period = claim, "no audited epoch to prove; no bonus"),
                 // The chain could not be reached (an RPC stall): the claim stays open for the
                 // whole of period p+1, so try again shortly rather than give the bonus up.
@@ -345,30 +345,36 @@ async fn claim_bonus_for(
     let p = market.provider(id).await?;
     let oracles = crate::bonus::oracle_endpoints(market).await?;
     let http = crate::bonus::client();
-    let mut epochs = Vec::new();
-    let mut proofs = Vec::new();
-    for e in period * per..(period + 1) * per {
-        // No credit for the registration epoch (the audit set may have been drawn before it).
-        if e <= u64::from(p.registeredEpoch) || e < u64::from(p.jailedUntilEpoch) || !market.is_audited(e, id).await? {
+    // The last epoch of the period whose report judged this provider available (its leaf
+    // counts the earlier ones), and the epoch before it if that one did too.
+    let creditable = |e: u64| e > u64::from(p.registeredEpoch) && e >= u64::from(p.jailedUntilEpoch);
+    let mut leaves = Vec::new();
+    for e in (period * per..(period + 1) * per).rev() {
+        if !creditable(e) || !market.is_audited(e, id).await? {
             continue;
         }
         let root = market.verdict_root(e).await?;
         if root.is_zero() {
             continue;
         }
-        match crate::bonus::proof_from_oracles(&http, &oracles, e, id.0, root).await {
-            Some(proof) => {
-                epochs.push(e);
-                proofs.push(proof);
+        if let Some(leaf) = crate::bonus::leaf_from_oracles(&http, &oracles, e, id.0, root).await {
+            let last = leaf.epoch;
+            leaves.push(leaf);
+            if last > period * per && creditable(last - 1) {
+                let before = market.verdict_root(last - 1).await?;
+                if !before.is_zero() {
+                    if let Some(l) = crate::bonus::leaf_from_oracles(&http, &oracles, last - 1, id.0, before).await {
+                        leaves.push(l);
+                    }
+                }
             }
-            None => tracing::debug!(epoch = e, "not judged available in this epoch (or no oracle serves its verdicts)"),
+            break;
         }
+        tracing::debug!(epoch = e, "not judged available in this epoch (or no oracle serves its verdicts)");
     }
-    if epochs.is_empty() {
-        return Ok(None);
-    }
-    let n = epochs.len();
-    market.claim_bonus(id, u32::try_from(period).unwrap_or(u32::MAX), epochs, proofs).await?;
+    let Some(first) = leaves.first() else { return Ok(None) };
+    let n = first.base as usize + leaves.len();
+    market.claim_bonus(id, u32::try_from(period).unwrap_or(u32::MAX), leaves).await?;
     Ok(Some(n))
 }
 

@@ -17,15 +17,15 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, WirepactMarket};
 use wirepact_chain::{AlloyMarket, ChainError, Market, ReportSubmission, SendPolicy};
-use wirepact_proto::verdicts::{aggregate, Aggregate, Row, Sla, Tolerances};
+use wirepact_proto::verdicts::{aggregate, base_of, first_creditable, Aggregate, Row, Sla, Tolerances, VerdictTree};
 use wirepact_proto::{
     decode_observations, domain, encode_observations, parse_tokens, price_ceiling, sign_observations, sign_report,
     Kbps, Millis, Observation, Observations, ParseTokenError, ProviderId,
 };
 
 use crate::exchange::{
-    fetch, fetch_report, router, verify, verify_proposal, verify_report_signature, Collected, ProposalRejected,
-    Published, Reports, SignedObservations, SignedReport,
+    fetch, fetch_report, fetch_verdicts, router, verify, verify_proposal, verify_report_signature, Collected,
+    ProposalRejected, Published, Reports, SignedObservations, SignedReport,
 };
 use crate::probe::{probe_through_tunnel, Measurement, ProbeError, ProbePlan, ProbeTarget, Sink};
 use crate::settle::ProbeSessions;
@@ -155,6 +155,10 @@ struct Ctx {
     /// The reports this oracle signed, and the verdict lists it serves.
     reports: Reports,
     tolerances: Tolerances,
+    /// Epochs per reward period (a leaf's base counts within one).
+    period_epochs: u64,
+    /// Final verdict trees already fetched and checked, by epoch.
+    final_tree_cache: tokio::sync::Mutex<std::collections::BTreeMap<u64, VerdictTree>>,
 }
 
 /// What one probe of one provider came to.
@@ -465,17 +469,70 @@ impl Ctx {
             rows.push(decode_observations(providers, &o.row).map_err(|e| format!("row of {}: {e}", o.oracle))?);
         }
         let ids: Vec<u32> = providers.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let first = epoch / self.period_epochs * self.period_epochs;
         let mut slas = HashMap::new();
+        let mut creditable = HashMap::new();
         for &id in &ids {
             let p = self.market.provider(ProviderId(id)).await.map_err(|e| format!("reading provider {id}: {e}"))?;
             if p.status != provider_status::NONE {
                 slas.insert(id, Sla { session_mbps: p.sessionMbps, max_latency_ms: p.maxLatencyMs });
+                let from = first_creditable(first, u64::from(p.registeredEpoch), u64::from(p.jailedUntilEpoch));
+                creditable.insert(id, from);
             }
         }
+        let trees = self.final_trees(first, epoch).await?;
         let weighted: Vec<Row<'_>> =
             rows.iter().zip(weights).map(|(r, &stake)| Row { stake, observations: r }).collect();
-        aggregate(epoch, &ids, &weighted, eligible, |id| slas.get(&id).copied(), self.tolerances)
-            .map_err(|e| e.to_string())
+        aggregate(
+            epoch,
+            &ids,
+            &weighted,
+            eligible,
+            |id| slas.get(&id).copied(),
+            |id| creditable.get(&id).map_or(0, |&from| base_of(&trees, id, from, epoch)),
+            self.tolerances,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// The verdict trees of the reported epochs `first..=epoch - 2` (final: their report
+    /// windows have closed), from what this oracle signed or from a peer, each checked against
+    /// the market's root. Without all of them this oracle cannot count the leaves' bases.
+    async fn final_trees(&self, first: u64, epoch: u64) -> Result<Vec<VerdictTree>, String> {
+        let mut out = Vec::new();
+        for e in first..epoch.saturating_sub(1) {
+            if let Some(t) = self.final_tree_cache.lock().await.get(&e) {
+                out.push(t.clone());
+                continue;
+            }
+            let root =
+                self.market.verdict_root(e).await.map_err(|err| format!("reading the root of epoch {e}: {err}"))?;
+            if root.is_zero() {
+                continue;
+            }
+            let mut tree = self.reports.verdicts(e).map(|v| VerdictTree::new(e, v.leaves)).filter(|t| t.root() == root);
+            if tree.is_none() {
+                for (_, endpoint) in self.oracles(e).await.map_err(|err| err.to_string())? {
+                    if let Some(v) = fetch_verdicts(&self.http, &endpoint, e).await {
+                        let t = VerdictTree::new(e, v.leaves.clone());
+                        if t.root() == root {
+                            self.reports.put_verdicts(v);
+                            tree = Some(t);
+                            break;
+                        }
+                    }
+                }
+            }
+            let tree =
+                tree.ok_or_else(|| format!("no oracle serves the verdicts of epoch {e} matching the market's root"))?;
+            let mut cache = self.final_tree_cache.lock().await;
+            cache.insert(e, tree.clone());
+            // Only the current and the previous period are ever needed.
+            let keep = first.saturating_sub(self.period_epochs);
+            *cache = cache.split_off(&keep);
+            out.push(tree);
+        }
+        Ok(out)
     }
 
     /// Signs `agg` (computed from `proposal`, proposed by `proposer`), keeps and publishes it.
@@ -509,8 +566,8 @@ impl Ctx {
             signature,
         };
         // On disk before it is served: after a crash the same report is reloaded, never re-signed.
-        self.persist_report(&signed, &agg.tree.ids);
-        self.reports.put(signed.clone(), agg.tree.ids.clone());
+        self.persist_report(&signed, &agg.tree.leaves());
+        self.reports.put(signed.clone(), agg.tree.leaves());
         tracing::info!(
             epoch = agg.epoch,
             %proposer,
@@ -521,8 +578,8 @@ impl Ctx {
         Some(signed)
     }
 
-    fn persist_report(&self, r: &SignedReport, available: &[u32]) {
-        let line = serde_json::json!({ "signed": r, "available": available });
+    fn persist_report(&self, r: &SignedReport, leaves: &[(u32, u32)]) {
+        let line = serde_json::json!({ "signed": r, "leaves": leaves });
         let path = self.cfg.data_dir.join("reports.jsonl");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
@@ -726,9 +783,9 @@ fn reload_reports(path: &std::path::Path, reports: &Reports, me: Address) -> usi
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         let Ok(r) = serde_json::from_value::<SignedReport>(v["signed"].clone()) else { continue };
-        let Ok(available) = serde_json::from_value::<Vec<u32>>(v["available"].clone()) else { continue };
+        let Ok(leaves) = serde_json::from_value::<Vec<(u32, u32)>>(v["leaves"].clone()) else { continue };
         if r.oracle == me {
-            reports.put(r, available);
+            reports.put(r, leaves);
             n += 1;
         }
     }
@@ -816,6 +873,8 @@ pub async fn run_oracle(
         unsettled,
         alpha_bps: params.alphaBps,
         tolerances: Tolerances { throughput_bps: params.throughputToleranceBps, latency_ms: params.latencyToleranceMs },
+        period_epochs: u64::from(params.rewardPeriodEpochs).max(1),
+        final_tree_cache: Default::default(),
     });
 
     let follow = async {
@@ -893,15 +952,15 @@ mod tests {
             signature: vec![7; 65].into(),
         };
         let lines = [
-            serde_json::json!({"signed": report(me, 5), "available": [1, 4]}).to_string(),
+            serde_json::json!({"signed": report(me, 5), "leaves": [[1, 0], [4, 2]]}).to_string(),
             "{broken".to_string(),
-            serde_json::json!({"signed": report(other, 6), "available": [1]}).to_string(),
+            serde_json::json!({"signed": report(other, 6), "leaves": [[1, 0]]}).to_string(),
         ];
         std::fs::write(&path, lines.join("\n")).expect("write");
         let reports = Reports::default();
         assert_eq!(reload_reports(&path, &reports, me), 1);
         assert_eq!(reports.get(5), Some(report(me, 5)));
-        assert_eq!(reports.verdicts(5).map(|v| v.available), Some(vec![1, 4]));
+        assert_eq!(reports.verdicts(5).map(|v| v.leaves), Some(vec![(1, 0), (4, 2)]));
         assert_eq!(reports.get(6), None);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -232,24 +232,25 @@ pub struct Reports {
 #[derive(Debug, Default)]
 struct ReportsInner {
     signed: BTreeMap<u64, SignedReport>,
-    verdicts: BTreeMap<u64, Vec<u32>>,
+    verdicts: BTreeMap<u64, Vec<(u32, u32)>>,
 }
 
 /// Epochs of verdict lists kept (two default reward periods of 144 epochs, and some).
 pub const KEEP_VERDICT_EPOCHS: usize = 400;
 
-/// The providers an epoch's report judged available, as served to providers.
+/// The leaves of an epoch's verdict tree: `(provider, base)` for each provider judged
+/// available, as served to providers and peers (who check them against the market's root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdicts {
     pub epoch: u64,
-    pub available: Vec<u32>,
+    pub leaves: Vec<(u32, u32)>,
 }
 
 impl Reports {
-    /// Records what this oracle signed for an epoch and the providers it judged available.
-    pub fn put(&self, r: SignedReport, available: Vec<u32>) {
+    /// Records what this oracle signed for an epoch and its tree's leaves.
+    pub fn put(&self, r: SignedReport, leaves: Vec<(u32, u32)>) {
         if let Ok(mut m) = self.inner.write() {
-            m.verdicts.insert(r.epoch, available);
+            m.verdicts.insert(r.epoch, leaves);
             m.signed.insert(r.epoch, r);
             while m.signed.len() > KEEP_EPOCHS {
                 m.signed.pop_first();
@@ -267,7 +268,17 @@ impl Reports {
 
     #[must_use]
     pub fn verdicts(&self, epoch: u64) -> Option<Verdicts> {
-        self.inner.read().ok().and_then(|m| m.verdicts.get(&epoch).map(|a| Verdicts { epoch, available: a.clone() }))
+        self.inner.read().ok().and_then(|m| m.verdicts.get(&epoch).map(|l| Verdicts { epoch, leaves: l.clone() }))
+    }
+
+    /// Records the leaves of an epoch this oracle did not sign (fetched from a peer, checked).
+    pub fn put_verdicts(&self, v: Verdicts) {
+        if let Ok(mut m) = self.inner.write() {
+            m.verdicts.insert(v.epoch, v.leaves);
+            while m.verdicts.len() > KEEP_VERDICT_EPOCHS {
+                m.verdicts.pop_first();
+            }
+        }
     }
 }
 
@@ -287,6 +298,15 @@ async fn serve_report(State(r): State<Reports>, Path(epoch): Path<u64>) -> Resul
 
 async fn serve_verdicts(State(r): State<Reports>, Path(epoch): Path<u64>) -> Result<Json<Verdicts>, StatusCode> {
     r.verdicts(epoch).map(Json).ok_or(StatusCode::NOT_FOUND)
+}
+
+/// Fetches a peer's verdict leaves for `epoch` (`None` if it has none or is unreachable).
+pub async fn fetch_verdicts(client: &reqwest::Client, endpoint: &str, epoch: u64) -> Option<Verdicts> {
+    let r = client.get(format!("http://{endpoint}/v1/verdicts/{epoch}")).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json::<Verdicts>().await.ok().filter(|v| v.epoch == epoch)
 }
 
 /// Fetches the report a peer signed for `epoch` (`None` if none yet or unreachable).

@@ -9,10 +9,13 @@
 //! credit); one that violates its SLA is listed as a violator, 12 bytes: id (u32 BE),
 //! throughput kbit/s (u32 BE), latency ms (u24 BE), flags (bit 0 = reachable).
 //!
-//! The tree: leaf `keccak256(keccak256(abi.encode(uint64 epoch, uint32 id)))`, leaves in
-//! ascending id order, each level pairs neighbours hashed in sorted order
+//! The tree: leaf `keccak256(keccak256(abi.encode(uint64 epoch, uint32 id, uint32 base)))`,
+//! leaves in ascending id order, each level pairs neighbours hashed in sorted order
 //! (`keccak256(min || max)`), an odd last node goes up unchanged — what OpenZeppelin's
-//! `MerkleProof` verifies.
+//! `MerkleProof` verifies. `base` is the provider's available verdicts in the reward period's
+//! reported epochs up to `epoch - 2` (after its registration epoch and any jail): those
+//! reports are final when epoch `epoch` is aggregated, so every oracle counts the same, and a
+//! bonus claim proves the last leaf of the period (plus the one of the epoch before, if any).
 
 use alloy::primitives::{keccak256, Bytes, B256};
 
@@ -123,7 +126,7 @@ impl Aggregate {
 
 /// Aggregates the signers' rows of `epoch` (each listing `providers` in order). `eligible` is
 /// the epoch's oracle stake; `sla` gives each provider's SLA (`None`: not registered, never a
-/// violator).
+/// violator); `base` each available provider's leaf base (see the module doc).
 ///
 /// # Errors
 /// A row that does not observe exactly `providers`, in order.
@@ -133,6 +136,7 @@ pub fn aggregate(
     rows: &[Row<'_>],
     eligible: u128,
     sla: impl Fn(u32) -> Option<Sla>,
+    base: impl Fn(u32) -> u32,
     tol: Tolerances,
 ) -> Result<Aggregate, AggregateError> {
     if rows.is_empty() {
@@ -178,7 +182,7 @@ pub fn aggregate(
         let l = weighted_lower_median(&mut lat, measured);
         let violation = sla(id).is_some_and(|s| tol.violates(s, is_reachable, t, l));
         if is_reachable {
-            available.push(id);
+            available.push((id, base(id)));
         }
         if violation {
             violations.extend_from_slice(&id.to_be_bytes());
@@ -205,12 +209,13 @@ fn weighted_lower_median(values: &mut [(u32, u128)], total: u128) -> u32 {
     values.last().map_or(0, |&(v, _)| v)
 }
 
-/// The leaf of provider `id` in epoch `epoch`'s tree.
+/// The leaf of provider `id` (with `base`) in epoch `epoch`'s tree.
 #[must_use]
-pub fn leaf(epoch: u64, id: u32) -> B256 {
-    let mut word = [0u8; 64];
+pub fn leaf(epoch: u64, id: u32, base: u32) -> B256 {
+    let mut word = [0u8; 96];
     word[24..32].copy_from_slice(&epoch.to_be_bytes());
     word[60..64].copy_from_slice(&id.to_be_bytes());
+    word[92..96].copy_from_slice(&base.to_be_bytes());
     keccak256(keccak256(word))
 }
 
@@ -228,22 +233,37 @@ pub struct VerdictTree {
     pub epoch: u64,
     /// Ascending.
     pub ids: Vec<u32>,
+    /// `bases[i]` is the base of `ids[i]`.
+    pub bases: Vec<u32>,
     levels: Vec<Vec<B256>>,
 }
 
 impl VerdictTree {
-    /// The tree over `ids` (sorted and deduplicated here).
+    /// The tree over `(id, base)` leaves (sorted by id here; a repeated id keeps its first base).
     #[must_use]
-    pub fn new(epoch: u64, mut ids: Vec<u32>) -> Self {
-        ids.sort_unstable();
-        ids.dedup();
-        let mut levels = vec![ids.iter().map(|&id| leaf(epoch, id)).collect::<Vec<_>>()];
+    pub fn new(epoch: u64, mut leaves: Vec<(u32, u32)>) -> Self {
+        leaves.sort_by_key(|&(id, _)| id);
+        leaves.dedup_by_key(|&mut (id, _)| id);
+        let (ids, bases): (Vec<u32>, Vec<u32>) = leaves.into_iter().unzip();
+        let mut levels = vec![ids.iter().zip(&bases).map(|(&id, &base)| leaf(epoch, id, base)).collect::<Vec<_>>()];
         while levels.last().is_some_and(|l| l.len() > 1) {
             let prev = levels.last().map(Vec::as_slice).unwrap_or_default();
             let next = prev.chunks(2).map(|c| if c.len() == 2 { hash_pair(c[0], c[1]) } else { c[0] }).collect();
             levels.push(next);
         }
-        Self { epoch, ids, levels }
+        Self { epoch, ids, bases, levels }
+    }
+
+    /// Whether `id` was judged available.
+    #[must_use]
+    pub fn contains(&self, id: u32) -> bool {
+        self.ids.binary_search(&id).is_ok()
+    }
+
+    /// The `(id, base)` leaves, ascending.
+    #[must_use]
+    pub fn leaves(&self) -> Vec<(u32, u32)> {
+        self.ids.iter().copied().zip(self.bases.iter().copied()).collect()
     }
 
     /// The root (zero for an empty tree, as the market expects).
@@ -252,10 +272,11 @@ impl VerdictTree {
         self.levels.last().and_then(|l| l.first().copied()).unwrap_or(B256::ZERO)
     }
 
-    /// The proof that `id` is a leaf (`None` if it is not).
+    /// `id`'s base and the proof of its leaf (`None` if it is not a leaf).
     #[must_use]
-    pub fn proof(&self, id: u32) -> Option<Vec<B256>> {
+    pub fn proof(&self, id: u32) -> Option<(u32, Vec<B256>)> {
         let mut at = self.ids.binary_search(&id).ok()?;
+        let base = self.bases[at];
         let mut proof = Vec::new();
         for level in &self.levels[..self.levels.len().saturating_sub(1)] {
             if let Some(&sib) = level.get(at ^ 1) {
@@ -263,14 +284,29 @@ impl VerdictTree {
             }
             at /= 2;
         }
-        Some(proof)
+        Some((base, proof))
     }
 }
 
-/// Whether `proof` shows `id` judged available under `root` in `epoch` (what the market checks).
+/// Whether `proof` shows `id` (with `base`) judged available under `root` in `epoch` (what the
+/// market checks).
 #[must_use]
-pub fn verify(root: B256, epoch: u64, id: u32, proof: &[B256]) -> bool {
-    proof.iter().fold(leaf(epoch, id), |acc, &p| hash_pair(acc, p)) == root
+pub fn verify(root: B256, epoch: u64, id: u32, base: u32, proof: &[B256]) -> bool {
+    proof.iter().fold(leaf(epoch, id, base), |acc, &p| hash_pair(acc, p)) == root
+}
+
+/// The first epoch a leaf's base may count for a provider in the period starting at `first`:
+/// after its registration epoch and not before its jail ends.
+#[must_use]
+pub fn first_creditable(first: u64, registered_epoch: u64, jailed_until: u64) -> u64 {
+    first.max(registered_epoch + 1).max(jailed_until)
+}
+
+/// A leaf's base: how many of the period's final trees (epochs `from..=epoch - 2`) hold `id`.
+#[must_use]
+pub fn base_of<'a>(trees: impl IntoIterator<Item = &'a VerdictTree>, id: u32, from: u64, epoch: u64) -> u32 {
+    let n = trees.into_iter().filter(|t| t.epoch >= from && t.epoch + 2 <= epoch && t.contains(id)).count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -289,7 +325,7 @@ mod tests {
     fn agg(rows: &[(u128, Vec<Observation>)], eligible: u128) -> Aggregate {
         let providers: Vec<u32> = rows[0].1.iter().map(|o| o.provider.0).collect();
         let rows: Vec<Row<'_>> = rows.iter().map(|(s, o)| Row { stake: *s, observations: o }).collect();
-        aggregate(7, &providers, &rows, eligible, |_| Some(SLA), TOL).expect("aggregate")
+        aggregate(7, &providers, &rows, eligible, |_| Some(SLA), |_| 0, TOL).expect("aggregate")
     }
 
     #[test]
@@ -346,37 +382,53 @@ mod tests {
         let b = vec![obs(1, 1, true), obs(3, 1, true)];
         let rows = [Row { stake: 1, observations: &a }, Row { stake: 1, observations: &b }];
         assert_eq!(
-            aggregate(1, &[1, 2], &rows, 2, |_| Some(SLA), TOL),
+            aggregate(1, &[1, 2], &rows, 2, |_| Some(SLA), |_| 0, TOL),
             Err(AggregateError::RowOrder { row: 1, got: 3, want: 2 })
         );
         assert_eq!(
-            aggregate(1, &[1], &rows, 2, |_| Some(SLA), TOL),
+            aggregate(1, &[1], &rows, 2, |_| Some(SLA), |_| 0, TOL),
             Err(AggregateError::RowLength { row: 0, got: 2, want: 1 })
         );
     }
 
     #[test]
     fn tree_layout_matches_openzeppelin_for_three_leaves() {
-        let t = VerdictTree::new(5, vec![3, 1, 2]);
-        let (a, b, c) = (leaf(5, 1), leaf(5, 2), leaf(5, 3));
+        let t = VerdictTree::new(5, vec![(3, 7), (1, 0), (2, 1)]);
+        let (a, b, c) = (leaf(5, 1, 0), leaf(5, 2, 1), leaf(5, 3, 7));
         assert_eq!(t.root(), hash_pair(hash_pair(a, b), c));
-        assert_eq!(t.proof(3), Some(vec![hash_pair(a, b)]));
+        assert_eq!(t.proof(3), Some((7, vec![hash_pair(a, b)])));
         assert_eq!(t.proof(4), None);
         assert_eq!(VerdictTree::new(5, vec![]).root(), B256::ZERO);
-        assert_eq!(VerdictTree::new(5, vec![9]).root(), leaf(5, 9));
+        assert_eq!(VerdictTree::new(5, vec![(9, 2)]).root(), leaf(5, 9, 2));
+    }
+
+    /// A leaf counts the final trees (two epochs back and more) of the period after the
+    /// registration epoch and any jail; the claim adds the leaves it proves.
+    #[test]
+    fn a_base_counts_only_final_creditable_epochs() {
+        let trees: Vec<VerdictTree> =
+            (10..20).map(|e| VerdictTree::new(e, if e == 14 { vec![(2, 0)] } else { vec![(1, 0), (2, 0)] })).collect();
+        // epoch 15's leaf: epochs 10..=13 are final
+        assert_eq!(base_of(&trees, 1, first_creditable(10, 0, 0), 15), 4);
+        assert_eq!(base_of(&trees, 1, first_creditable(10, 0, 0), 16), 4, "epoch 14 did not hold it");
+        // registered in epoch 11: 12 and 13 count; jailed until 13: only 13
+        assert_eq!(base_of(&trees, 1, first_creditable(10, 11, 0), 15), 2);
+        assert_eq!(base_of(&trees, 1, first_creditable(10, 11, 13), 15), 1);
     }
 
     proptest! {
         #[test]
         fn every_leaf_proves_and_nothing_else_does(ids in proptest::collection::btree_set(1u32..100_000, 1..300), other in 100_000u32..) {
-            let t = VerdictTree::new(11, ids.iter().copied().collect());
+            let t = VerdictTree::new(11, ids.iter().map(|&id| (id, id % 7)).collect());
             for &id in &ids {
-                let p = t.proof(id).expect("a leaf");
-                prop_assert!(verify(t.root(), 11, id, &p));
-                prop_assert!(!verify(t.root(), 12, id, &p), "another epoch's leaf");
+                let (base, p) = t.proof(id).expect("a leaf");
+                prop_assert_eq!(base, id % 7);
+                prop_assert!(verify(t.root(), 11, id, base, &p));
+                prop_assert!(!verify(t.root(), 12, id, base, &p), "another epoch's leaf");
+                prop_assert!(!verify(t.root(), 11, id, base + 1, &p), "a larger base");
             }
-            let any = t.proof(*ids.iter().next().expect("one")).expect("proof");
-            prop_assert!(!verify(t.root(), 11, other, &any));
+            let (base, any) = t.proof(*ids.iter().next().expect("one")).expect("proof");
+            prop_assert!(!verify(t.root(), 11, other, base, &any));
         }
     }
 }

@@ -599,6 +599,12 @@ impl<'a> Sim<'a> {
             latency_ms: self.params.latencyToleranceMs,
         };
         let provs = &self.provs;
+        // A leaf's base: the provider's leaves in the period's final trees (the simulator
+        // audits no jailed provider and everyone registered in epoch 0, so its leaves are
+        // exactly the creditable epochs).
+        let r = u64::from(self.params.rewardPeriodEpochs);
+        let first = (e / r) * r;
+        let trees = &self.trees;
         let agg = verdicts::aggregate(
             e,
             &ids,
@@ -609,6 +615,7 @@ impl<'a> Sim<'a> {
                     .get(id as usize - 1)
                     .map(|p| Sla { session_mbps: p.session_mbps, max_latency_ms: p.max_latency_ms })
             },
+            |id| verdicts::base_of(trees.range(first..).map(|(_, t)| t), id, first, e),
             tol,
         )
         .map_err(|err| SimError::Evm(format!("aggregating epoch {e}: {err}")))?;
@@ -729,15 +736,21 @@ impl<'a> Sim<'a> {
             if p.status != Status::Active || epochs.is_empty() {
                 continue;
             }
-            let mut proofs = Vec::with_capacity(epochs.len());
-            for e in epochs {
-                let proof = self.trees.get(e).and_then(|t| t.proof(p.id));
-                proofs.push(
-                    proof
-                        .ok_or_else(|| SimError::Evm(format!("no verdict leaf for provider {} in epoch {e}", p.id)))?,
-                );
+            // The last epoch it was judged available in, and the one before if it was too.
+            let mut leaves = Vec::with_capacity(2);
+            let last = epochs[epochs.len() - 1];
+            for &e in epochs.iter().rev().take(2) {
+                if e != last && e + 1 != last {
+                    break;
+                }
+                let (base, proof) = self
+                    .trees
+                    .get(&e)
+                    .and_then(|t| t.proof(p.id))
+                    .ok_or_else(|| SimError::Evm(format!("no verdict leaf for provider {} in epoch {e}", p.id)))?;
+                leaves.push(IWirepactMarket::BonusLeaf { epoch: e, base, proof });
             }
-            let call = M::claimBonusCall { providerId: p.id, period: period32, epochs: epochs.clone(), proofs };
+            let call = M::claimBonusCall { providerId: p.id, period: period32, leaves };
             let owner = p.owner;
             let data = alloy::sol_types::SolCall::abi_encode(&call);
             if self.chain.dry_run(owner, self.chain.market, data.clone()).is_err() {
