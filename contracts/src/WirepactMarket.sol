@@ -101,8 +101,8 @@ import {AuditModule} from "./AuditModule.sol";
 /// (recovered addresses strictly ascending, at least `MIN_SIGNERS`) must be eligible for the
 /// epoch and hold more than two thirds of its oracle stake.
 /// - `root`: a Merkle root (sorted-pair keccak, OpenZeppelin `MerkleProof`) over one leaf per
-///   provider judged available, `keccak256(bytes.concat(keccak256(abi.encode(epoch, id))))`;
-///   `available` is their number. Healthy providers cost nothing here: the report's gas does
+///   provider judged available, `keccak256(bytes.concat(keccak256(abi.encode(epoch, id, base))))`
+///   (`base`: see the bonus below); `available` is their number. Healthy providers cost nothing here: the report's gas does
 ///   not grow with them (about 200k gas for 10,000 providers and 15 of 21 signers).
 /// - `violations`: the violators, 12 bytes each (id, median kbit/s, median latency ms,
 ///   reachable), ids strictly ascending. Each must be audited in the epoch and is re-checked
@@ -113,9 +113,9 @@ import {AuditModule} from "./AuditModule.sol";
 /// Violation: unreachable, or median throughput < sessionMbps * 1000 * (1 - tol), or median
 /// latency > maxLatencyMs + latencyToleranceMs. `k` violations within a window of
 /// `ceil(2 * w * 10_000 / auditProbabilityBps)` epochs (at most 192: twice the epochs in which
-/// `w` audits are expected, so late audits still fall in it) slash `slashBps` of (stake + unbonding), pay `slashOracleShareBps` of
-/// it to the signers, put the rest in the reward pool, jail the provider for `jailEpochs` (at
-/// most 1,000,000) and clear its window. The window counts epochs, not audits, so a pass
+/// `w` audits are expected, so late audits still fall in it) slash `slashBps` of (stake +
+/// unbonding), pay `slashOracleShareBps` of it to the signers, put the rest in the reward
+/// pool, jail the provider for `jailEpochs` (at most 1,000,000) and clear its window. The window counts epochs, not audits, so a pass
 /// writes nothing.
 ///
 /// ## Reward pool and bonus
@@ -124,13 +124,16 @@ import {AuditModule} from "./AuditModule.sol";
 /// `rewardPeriodEpochs` (>= 2) epochs. Unavailable verdicts and slashes are recorded per
 /// provider and per period (so nothing in `p+1` erases `p`'s record); `available` of each
 /// report adds to the period's total. Claims for `p` open once the report window of `p`'s last
-/// epoch has closed (the second epoch of `p+1`) and close with `p+1`. A provider proves the
-/// epochs of `p` (after its registration epoch and any jail) in which a report judged it
-/// available, one Merkle proof each (the oracles serve the leaves); available = epochs proven,
+/// epoch has closed (the second epoch of `p+1`) and close with `p+1`. A leaf of an epoch's
+/// verdict tree carries `base`: the provider's available verdicts in `p`'s reported epochs up
+/// to two epochs before (after its registration epoch and any jail) — reports that are final
+/// when the oracles aggregate the epoch, so every oracle counts the same. A claim proves the
+/// provider's last leaf of `p` and, if it has one, the leaf of the epoch before:
+/// available = base + leaves proven (at most two proofs, whatever the period's length),
 /// judged = available + unavailable verdicts on record. It qualifies if judged >=
 /// `bonusMinAudits`, available / judged >= `bonusAvailabilityBps` and it was not slashed in
-/// `p`. The first claim sets the pot to `bonusPoolShareBps` of the pool; each share is
-/// `floor(pot * available / totalAvailable_p)` (capped at what is left). From `p+2` on,
+/// `p`. The first claim sets the pot to `bonusPoolShareBps` of the pool (one slot); each share
+/// is `floor(pot * available / totalAvailable_p)` (capped at what is left). From `p+2` on,
 /// `sweepBonus` returns the rest.
 contract WirepactMarket is MarketBase {
     using SafeERC20 for IERC20;
