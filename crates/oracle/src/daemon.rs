@@ -315,15 +315,7 @@ impl Ctx {
 
     fn persist(&self, o: &SignedObservations, measured: &[(u32, Measurement)], unmeasured: &[(u32, String)]) {
         let line = observation_line(o, measured, unmeasured);
-        let path = self.cfg.data_dir.join("observations.jsonl");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-            writeln!(f, "{line}")?;
-            f.sync_data()
-        };
-        if let Err(e) = write() {
-            tracing::error!(path = %path.display(), error = %e, "cannot persist observations");
-        }
+        append_line(&self.cfg.data_dir.join("observations.jsonl"), &line, "observations");
     }
 
     async fn is_seeded(&self, epoch: u64) -> bool {
@@ -580,15 +572,7 @@ impl Ctx {
 
     fn persist_report(&self, r: &SignedReport, leaves: &[(u32, u32)]) {
         let line = serde_json::json!({ "signed": r, "leaves": leaves });
-        let path = self.cfg.data_dir.join("reports.jsonl");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-            writeln!(f, "{line}")?;
-            f.sync_data()
-        };
-        if let Err(e) = write() {
-            tracing::error!(path = %path.display(), error = %e, "cannot persist the signed report");
-        }
+        append_line(&self.cfg.data_dir.join("reports.jsonl"), &line, "the signed report");
     }
 
     /// Checks a peer's proposal and, if its report is the aggregate of its rows, returns that
@@ -744,6 +728,19 @@ struct EpochView {
     oracles: Vec<(Address, String)>,
     stakes: HashMap<Address, u128>,
     eligible: u128,
+}
+
+/// Appends `line` to the JSON-lines file at `path` and syncs it; a failure is logged (naming
+/// `what`), never fatal.
+fn append_line(path: &std::path::Path, line: &serde_json::Value, what: &str) {
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        writeln!(f, "{line}")?;
+        f.sync_data()
+    };
+    if let Err(e) = write() {
+        tracing::error!(path = %path.display(), error = %e, "cannot persist {what}");
+    }
 }
 
 /// One line of `observations.jsonl`: what was signed, and what was (and was not) measured.

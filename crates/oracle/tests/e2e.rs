@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use wirepact_chain::bindings::{provider_status, IWirepactMarket, WirepactMarket};
-use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market};
+use wirepact_chain::{Devnet, Market};
 use wirepact_node::TestKnobs;
 use wirepact_proto::ProviderId;
 
 mod support;
-use support::{node_cfg, oracle_cfg, policy, start_node, start_oracle, tokens};
+use support::{market_on, node_cfg, oracle_cfg, policy, start_node, start_oracle, tokens};
 
 const EPOCH: u64 = 12;
 
@@ -28,15 +28,7 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     let _ = std::fs::remove_dir_all(&dir);
     let devnet = Devnet::start().expect("anvil (make tools)");
     let rpc = devnet.endpoint();
-    let mut params = devnet_params();
-    params.epochLength = EPOCH;
-    params.rewardPeriodEpochs = 3;
-    let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, params.clone(), policy())
-        .await
-        .expect("deploy");
-    for i in 1..=7 {
-        m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1_000)).await.expect("mint");
-    }
+    let (m, params) = market_on(&devnet, EPOCH, 7, |p| p.rewardPeriodEpochs = 3).await;
 
     // Providers 1 honest, 2 shaped to 40% of its 20 Mbit/s, 3 flaky.
     let knobs = [

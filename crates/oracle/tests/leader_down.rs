@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market};
+use wirepact_chain::{Devnet, Market};
 use wirepact_node::TestKnobs;
 
 mod support;
-use support::{node_cfg, oracle_cfg, policy, start_node, start_oracle, tokens};
+use support::{market_on, node_cfg, oracle_cfg, policy, start_node, start_oracle};
 
 const EPOCH: u64 = 12;
 
@@ -21,15 +21,7 @@ async fn an_epoch_whose_leader_is_down_is_still_reported() {
     let _ = std::fs::remove_dir_all(&dir);
     let devnet = Devnet::start().expect("anvil (make tools)");
     let rpc = devnet.endpoint();
-    let mut params = devnet_params();
-    params.epochLength = EPOCH;
-    params.claimGrace = EPOCH;
-    let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, params.clone(), policy())
-        .await
-        .expect("deploy");
-    for i in 1..=7 {
-        m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1_000)).await.expect("mint");
-    }
+    let (m, params) = market_on(&devnet, EPOCH, 7, |p| p.claimGrace = EPOCH).await;
     start_node(node_cfg(&rpc, &m, &dir.join("node"), 100, TestKnobs::default()), devnet.signer(1).expect("key")).await;
 
     // Oracle 7 registers (so it leads every fourth epoch) and then never runs.

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use wirepact_chain::bindings::{provider_status, WirepactMarket};
-use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market};
+use wirepact_chain::{Devnet, Market};
 use wirepact_node::TestKnobs;
 use wirepact_proto::ProviderId;
 
 mod support;
-use support::{node_cfg, oracle_cfg, policy, start_node, start_oracle, tokens};
+use support::{market_on, node_cfg, oracle_cfg, policy, start_node, start_oracle, tokens};
 
 const EPOCH: u64 = 12;
 
@@ -30,15 +30,7 @@ async fn a_full_provider_and_a_broke_oracle_are_not_measured_and_probe_deposits_
     let _ = std::fs::remove_dir_all(&dir);
     let devnet = Devnet::start().expect("anvil (make tools)");
     let rpc = devnet.endpoint();
-    let mut params = devnet_params();
-    params.epochLength = EPOCH;
-    params.claimGrace = EPOCH;
-    let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, params.clone(), policy())
-        .await
-        .expect("deploy");
-    for i in 1..=6 {
-        m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1_000)).await.expect("mint");
-    }
+    let (m, params) = market_on(&devnet, EPOCH, 6, |p| p.claimGrace = EPOCH).await;
     // Oracle 7 has its stake and nothing else: it cannot fund a single probe.
     let broke = devnet.signer(7).expect("key");
     m.mint_test_tokens(broke.address(), U256::from(params.minOracleStake)).await.expect("mint");

@@ -1,10 +1,12 @@
-//! What the oracle's anvil tests share: token amounts, a fast send policy, a provider's config.
+//! What the oracle's anvil tests share: token amounts, a fast send policy, a market, a
+//! provider's and an oracle's config.
 
 use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
-use wirepact_chain::{AlloyMarket, Market, SendPolicy};
+use wirepact_chain::bindings::IWirepactMarket;
+use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
 use wirepact_node::{NodeConfig, TestKnobs};
 use wirepact_oracle::OracleConfig;
 
@@ -81,4 +83,24 @@ pub async fn start_oracle(cfg: OracleConfig, key: PrivateKeySigner) {
         }
     });
     tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oracle ready in time").expect("oracle ready");
+}
+
+/// A market on `devnet` with `epoch`-second epochs (and `adjust` applied to the devnet
+/// parameters), deployed by signer 0, and signers `1..=funded` holding 1,000 tokens each.
+pub async fn market_on(
+    devnet: &Devnet,
+    epoch: u64,
+    funded: usize,
+    adjust: impl FnOnce(&mut IWirepactMarket::Params),
+) -> (AlloyMarket, IWirepactMarket::Params) {
+    let mut params = devnet_params();
+    params.epochLength = epoch;
+    adjust(&mut params);
+    let m = AlloyMarket::deploy(&devnet.endpoint(), devnet.signer(0).expect("key"), None, params.clone(), policy())
+        .await
+        .expect("deploy");
+    for i in 1..=funded {
+        m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1_000)).await.expect("mint");
+    }
+    (m, params)
 }
