@@ -577,14 +577,22 @@ impl Ctx {
 
     /// Checks a peer's proposal and, if its report is the aggregate of its rows, returns that
     /// aggregate.
-    async fn check_proposal(&self, r: &SignedReport, providers: &[u8], view: &EpochView) -> Result<Aggregate, String> {
+    /// `Err((reason, wrong))`: `wrong` if the proposal itself is at fault (checking it again
+    /// cannot help), not if this oracle could not read what it needs (the chain, a peer).
+    async fn check_proposal(
+        &self,
+        r: &SignedReport,
+        providers: &[u8],
+        view: &EpochView,
+    ) -> Result<Aggregate, (String, bool)> {
         let dom = domain(self.market.chain_id(), self.market.address());
-        verify_report_signature(r, &dom).map_err(|e| e.to_string())?;
+        verify_report_signature(r, &dom).map_err(|e| (e.to_string(), true))?;
         let weights = verify_proposal(&r.proposal, &dom, r.epoch, providers, &view.stakes, view.eligible)
-            .map_err(|e| e.to_string())?;
-        let agg = self.aggregate(r.epoch, providers, &r.proposal, &weights, view.eligible).await?;
+            .map_err(|e| (e.to_string(), true))?;
+        let agg =
+            self.aggregate(r.epoch, providers, &r.proposal, &weights, view.eligible).await.map_err(|e| (e, false))?;
         if !r.matches(&agg) {
-            return Err(ProposalRejected::WrongAggregate.to_string());
+            return Err((ProposalRejected::WrongAggregate.to_string(), true));
         }
         Ok(agg)
     }
@@ -615,6 +623,8 @@ impl Ctx {
         let mut signed = self.reports.get(epoch);
         let mut sigs: HashMap<Address, Bytes> = HashMap::new();
         let mut refused = std::collections::HashSet::new();
+        // Proposals already found wrong, by proposer (their signature): not checked again.
+        let mut wrong: HashMap<Address, Bytes> = HashMap::new();
         while unix_now() + 1 < deadline {
             match self.view().isReported(epoch).call().await {
                 Ok(true) => return,
@@ -629,7 +639,7 @@ impl Ctx {
                         continue;
                     }
                     let Some(r) = fetch_report(&self.http, endpoint, epoch).await else { continue };
-                    if r.oracle != *a || r.proposer != *a {
+                    if r.oracle != *a || r.proposer != *a || wrong.get(a) == Some(&r.signature) {
                         continue;
                     }
                     match self.check_proposal(&r, providers, &view).await {
@@ -637,9 +647,12 @@ impl Ctx {
                             signed = self.sign_report(&agg, r.proposer, r.proposal.clone());
                             break;
                         }
-                        Err(reason) => {
+                        Err((reason, is_wrong)) => {
                             if refused.insert(*a) {
                                 tracing::warn!(epoch, proposer = %a, %reason, "proposal refused");
+                            }
+                            if is_wrong {
+                                wrong.insert(*a, r.signature.clone());
                             }
                         }
                     }
