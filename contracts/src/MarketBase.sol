@@ -27,9 +27,6 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
 
     bytes32 public constant RECEIPT_TYPEHASH =
         keccak256("Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)");
-    /// What each oracle signs off chain (peers check each other's rows before aggregating).
-    bytes32 public constant OBSERVATIONS_TYPEHASH =
-        keccak256("Observations(uint64 epoch,bytes providers,bytes measurements)");
     /// What the quorum signs: one aggregate per epoch (see `submitReport`).
     bytes32 public constant REPORT_TYPEHASH =
         keccak256("Report(uint64 epoch,bytes32 root,uint32 available,bytes violations)");

@@ -12,33 +12,18 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use wirepact_chain::bindings::IWirepactMarket;
-use wirepact_chain::{AlloyMarket, Devnet, Market, SendPolicy};
+use wirepact_chain::{AlloyMarket, Devnet, Market};
 use wirepact_node::{Claimer, ReceiptDb, StoredReceipt};
 use wirepact_proto::domain;
+
+mod support;
+use support::{policy, wei, world, World};
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
 
-const ONE: u128 = 1_000_000_000_000_000_000;
 const BYTES: usize = 3 << 20;
-
-fn wei(t: u128) -> U256 {
-    U256::from(t) * U256::from(ONE)
-}
-
-fn params() -> IWirepactMarket::Params {
-    wirepact_chain::devnet_params()
-}
-
-fn policy() -> SendPolicy {
-    SendPolicy {
-        confirm_timeout: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(20),
-        ..SendPolicy::default()
-    }
-}
 
 async fn origin() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -64,21 +49,7 @@ struct Chain {
 }
 
 async fn chain_with_session(tunnel_key: B256, session_key: &PrivateKeySigner) -> Chain {
-    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
-    let deployer = AlloyMarket::deploy(&devnet.endpoint(), devnet.signer(0).expect("key"), None, params(), policy())
-        .await
-        .expect("deploy");
-    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
-    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
-    deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
-    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
-    let terms = IWirepactMarket::ProviderTerms {
-        capacityMbps: 100,
-        sessionMbps: 25,
-        maxLatencyMs: 80,
-        basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
-    };
-    let pid = prov.register_provider(terms, tunnel_key, "127.0.0.1:0", "lo", wei(100)).await.expect("register");
+    let World { devnet, deployer, prov, client, pid } = world(100, 25, tunnel_key, "127.0.0.1:0").await;
     client.deposit(wei(10)).await.expect("deposit");
     let opened = client.open_session(pid, wei(10), U256::MAX, session_key.address()).await.expect("open");
     Chain { devnet, deployer, prov, opened }
@@ -412,7 +383,7 @@ async fn the_claimer_pays_the_sessions_after_one_that_is_gone() {
 
     // The client closes the first session and settles it once the claim grace is over.
     client.close(&gone.terms).await.expect("close");
-    let grace = params().claimGrace;
+    let grace = wirepact_chain::devnet_params().claimGrace;
     let _: serde_json::Value = deployer.rpc().raw_request("evm_increaseTime".into(), (grace + 1,)).await.expect("warp");
     let _: serde_json::Value = deployer.rpc().raw_request("evm_mine".into(), ()).await.expect("mine");
     client.settle(&gone.terms).await.expect("settle");

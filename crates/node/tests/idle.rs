@@ -4,51 +4,19 @@
 //! deposit back, to the wei.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use wirepact_chain::bindings::{session_status, IWirepactMarket};
-use wirepact_chain::{AlloyMarket, Devnet, Market, SendPolicy};
+use wirepact_chain::bindings::session_status;
+use wirepact_chain::Market;
 use wirepact_node::{IdleCloser, ReceiptDb, StoredReceipt};
 
-const ONE: u128 = 1_000_000_000_000_000_000;
-
-fn wei(t: u128) -> U256 {
-    U256::from(t) * U256::from(ONE)
-}
-
-fn policy() -> SendPolicy {
-    SendPolicy {
-        confirm_timeout: Duration::from_secs(30),
-        poll_interval: Duration::from_millis(20),
-        ..SendPolicy::default()
-    }
-}
+mod support;
+use support::{wei, world, World};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unused_session_is_closed_when_its_capacity_is_needed_and_refunded_in_full() {
-    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
-    let deployer = AlloyMarket::deploy(
-        &devnet.endpoint(),
-        devnet.signer(0).expect("key"),
-        None,
-        wirepact_chain::devnet_params(),
-        policy(),
-    )
-    .await
-    .expect("deploy");
-    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
-    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
-    deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
-    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
-    let terms = IWirepactMarket::ProviderTerms {
-        capacityMbps: 40,
-        sessionMbps: 20,
-        maxLatencyMs: 80,
-        basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
-    };
-    let pid = prov.register_provider(terms, B256::repeat_byte(7), "127.0.0.1:1", "lo", wei(100)).await.expect("reg");
+    let World { devnet: _devnet, prov, client, pid, .. } = world(40, 20, B256::repeat_byte(7), "127.0.0.1:1").await;
     client.deposit(wei(20)).await.expect("deposit");
 
     let dir = std::env::temp_dir().join(format!("wirepact-node-idle-{}", std::process::id()));

@@ -183,8 +183,8 @@ impl Ctx {
     }
 
     /// The oracles that sign for `epoch` (joined before it, not gone by then, staked), by
-    /// address: the set the market counts stake over for that epoch.
-    async fn oracles(&self, epoch: u64) -> Result<Vec<(Address, String)>, ChainError> {
+    /// address, with endpoint and stake: the set the market counts stake over for that epoch.
+    async fn oracles(&self, epoch: u64) -> Result<Vec<(Address, String, u128)>, ChainError> {
         let v = self.view();
         let n = v.oracleCount().call().await.map_err(|e| ChainError::from_contract("reading oracles", e))?;
         let mut out = Vec::new();
@@ -194,10 +194,10 @@ impl Ctx {
             let o = v.oracle(a).call().await.map_err(|e| ChainError::from_contract("reading an oracle", e))?;
             let until = u64::from(o.untilEpoch);
             if o.stake != 0 && u64::from(o.fromEpoch) <= epoch && (until == 0 || epoch < until) {
-                out.push((a, o.endpoint));
+                out.push((a, o.endpoint, o.stake));
             }
         }
-        out.sort_by_key(|(a, _)| *a);
+        out.sort_by_key(|(a, _, _)| *a);
         Ok(out)
     }
 
@@ -432,14 +432,11 @@ impl Ctx {
 
     /// The epoch's oracle set with stakes, and its eligible total.
     async fn epoch_view(&self, epoch: u64) -> Result<EpochView, ChainError> {
-        let oracles = self.oracles(epoch).await?;
-        let v = self.view();
-        let mut stakes = HashMap::new();
-        for (a, _) in &oracles {
-            let o = v.oracle(*a).call().await.map_err(|e| ChainError::from_contract("reading an oracle", e))?;
-            stakes.insert(*a, o.stake);
-        }
-        let eligible = v
+        let set = self.oracles(epoch).await?;
+        let stakes = set.iter().map(|(a, _, stake)| (*a, *stake)).collect();
+        let oracles = set.into_iter().map(|(a, endpoint, _)| (a, endpoint)).collect();
+        let eligible = self
+            .view()
             .oracleStakeAt(epoch)
             .call()
             .await
@@ -504,7 +501,7 @@ impl Ctx {
             }
             let mut tree = self.reports.verdicts(e).map(|v| VerdictTree::new(e, v.leaves)).filter(|t| t.root() == root);
             if tree.is_none() {
-                for (_, endpoint) in self.oracles(e).await.map_err(|err| err.to_string())? {
+                for (_, endpoint, _) in self.oracles(e).await.map_err(|err| err.to_string())? {
                     if let Some(v) = fetch_verdicts(&self.http, &endpoint, e).await {
                         let t = VerdictTree::new(e, v.leaves.clone());
                         if t.root() == root {

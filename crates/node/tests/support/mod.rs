@@ -1,0 +1,61 @@
+//! What the node's anvil tests share: token amounts, a fast send policy, and a market with one
+//! registered provider and a funded client.
+// Each test binary uses a part of this.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use alloy::primitives::{B256, U256};
+use wirepact_chain::bindings::IWirepactMarket;
+use wirepact_chain::{AlloyMarket, Devnet, Market, SendPolicy};
+use wirepact_proto::ProviderId;
+
+pub const ONE: u128 = 1_000_000_000_000_000_000;
+
+pub fn wei(t: u128) -> U256 {
+    U256::from(t) * U256::from(ONE)
+}
+
+pub fn policy() -> SendPolicy {
+    SendPolicy {
+        confirm_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(20),
+        ..SendPolicy::default()
+    }
+}
+
+/// A devnet market (deployed by signer 0) with provider signer 1 registered (`capacity` and
+/// `session` Mbit/s, 80 ms, 0.1 token/GiB, 100 tokens staked, tunnel key `tunnel_key` at
+/// `endpoint`) and client signer 2 holding 1,000 tokens in its wallet.
+pub struct World {
+    pub devnet: Devnet,
+    pub deployer: AlloyMarket,
+    pub prov: AlloyMarket,
+    pub client: AlloyMarket,
+    pub pid: ProviderId,
+}
+
+pub async fn world(capacity_mbps: u32, session_mbps: u32, tunnel_key: B256, endpoint: &str) -> World {
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(
+        &devnet.endpoint(),
+        devnet.signer(0).expect("key"),
+        None,
+        wirepact_chain::devnet_params(),
+        policy(),
+    )
+    .await
+    .expect("deploy");
+    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
+    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
+    deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
+    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
+    let terms = IWirepactMarket::ProviderTerms {
+        capacityMbps: capacity_mbps,
+        sessionMbps: session_mbps,
+        maxLatencyMs: 80,
+        basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
+    };
+    let pid = prov.register_provider(terms, tunnel_key, endpoint, "lo", wei(100)).await.expect("register");
+    World { devnet, deployer, prov, client, pid }
+}
