@@ -144,28 +144,46 @@ contract AuditModule is MarketBase {
     /// @param violations the violators, ids strictly ascending, 12 bytes each: id (uint32),
     /// median throughput kbit/s (uint32), median latency ms (uint24), flags (bit 0 = reachable).
     /// Each must be audited this epoch and must violate its SLA on these figures.
-    /// @param signatures EIP-712 `Report(epoch, root, available, violations)` by distinct
-    /// oracles eligible for the epoch, recovered addresses strictly ascending, at least
-    /// `MIN_SIGNERS`, holding more than two thirds of the epoch's oracle stake.
+    /// @param seedCommit `keccak256(abi.encode(secret))` of the oracles' secret for epoch
+    /// `epoch + 2` (0: none; that epoch's audit set then follows the chain's seed alone).
+    /// @param seedReveal the secret committed for this epoch by the report of `epoch - 2` (0 if
+    /// none was): the audit seed is `keccak256(abi.encode(epochSeed, secret))`.
+    /// @param signatures EIP-712 `Report(epoch, root, available, violations, seedCommit)` by
+    /// distinct oracles eligible for the epoch, recovered addresses strictly ascending, at least
+    /// `MIN_SIGNERS`, holding more than two thirds of the epoch's oracle stake. A report that
+    /// judges nobody is accepted only to carry a commitment, and pays no reward.
     function submitReport(
         uint64 epoch,
         bytes32 root,
         uint32 available,
         bytes calldata violations,
+        bytes32 seedCommit,
+        bytes32 seedReveal,
         bytes[] calldata signatures
     ) external onlyDelegated {
-        bytes32 seed = _markReported(epoch);
+        bytes32 seed = _revealSeed(epoch, _markReported(epoch), seedReveal);
         uint256 m = signatures.length;
         if (m < MIN_SIGNERS) revert M.Market_TooFewOracles(m);
         if (violations.length % VIOLATION_LEN != 0 || (root == bytes32(0)) != (available == 0)) {
             revert M.Market_MalformedReport();
         }
-        // A report that judges nobody would only pay its signers.
-        if (available == 0 && violations.length == 0) revert M.Market_EmptyReport();
+        // A report that judges nobody would only pay its signers: it may only carry the
+        // commitment of a later epoch's secret, for no reward.
+        bool judges = available != 0 || violations.length != 0;
+        if (!judges && seedCommit == bytes32(0)) revert M.Market_EmptyReport();
         bytes32 digest = _reportDigest(
-            epoch, M.ReportHeader({root: root, available: available, violationsHash: keccak256(violations)})
+            epoch,
+            M.ReportHeader({
+                root: root,
+                available: available,
+                violationsHash: keccak256(violations),
+                seedCommit: seedCommit
+            })
         );
         address[] memory signers = _verifySigners(epoch, digest, signatures);
+        // The report of `epoch` closes before `epoch + 2` starts: the commitment is on record
+        // before anyone can know that epoch's chain seed.
+        if (seedCommit != bytes32(0)) _seedCommits[epoch + 2] = seedCommit;
         if (root != bytes32(0)) _verdictRoots[epoch] = root;
         uint32 period = uint32(epoch / _rewardPeriodEpochs);
         if (available != 0) _periodAvailable[period] += available;
@@ -179,8 +197,21 @@ contract AuditModule is MarketBase {
             if (!AuditSet.isAudited(seed, id, _auditProbabilityBps)) revert M.Market_ProviderNotAudited(epoch, id);
             _judgeViolator(epoch, period, id, v, signers);
         }
-        _rewardOracles(signers);
+        if (judges) _rewardOracles(signers);
         emit M.ReportAccepted(epoch, msg.sender, root, available, count);
+    }
+
+    /// The epoch's audit seed: the chain's seed alone if no secret was committed for it, else
+    /// mixed with the revealed secret (checked against the commitment, then kept in its place).
+    function _revealSeed(uint64 epoch, bytes32 chainSeed, bytes32 reveal) internal returns (bytes32) {
+        bytes32 commit = _seedCommits[epoch];
+        if (commit == bytes32(0)) {
+            if (reveal != bytes32(0)) revert M.Market_BadSeedReveal(epoch);
+            return chainSeed;
+        }
+        if (keccak256(abi.encode(reveal)) != commit) revert M.Market_BadSeedReveal(epoch);
+        _seedCommits[epoch] = reveal;
+        return keccak256(abi.encode(chainSeed, reveal));
     }
 
     // ================================================================== bonus
@@ -489,21 +520,49 @@ contract AuditModule is MarketBase {
     }
 
     function isReported(uint64 epoch) external view returns (bool) {
+        return _isReported(epoch);
+    }
+
+    function _isReported(uint64 epoch) internal view returns (bool) {
         return _reportedBitmap[epoch >> 8] & (1 << (epoch & 0xff)) != 0;
     }
 
+    /// @notice The commitment to the oracles' secret for `epoch` and, once the epoch's report
+    /// revealed it, the secret (both 0: none was committed).
+    function seedCommitment(uint64 epoch) external view returns (bytes32 commit, bytes32 reveal) {
+        bytes32 stored = _seedCommits[epoch];
+        if (stored == bytes32(0) || !_isReported(epoch)) return (stored, bytes32(0));
+        return (keccak256(abi.encode(stored)), stored);
+    }
+
+    /// @notice The seed that selects `epoch`'s audits (0: not seeded yet). Reverts with
+    /// `Market_AuditSetSecret` while it depends on a secret the epoch's report has not revealed.
+    function auditSeed(uint64 epoch) public view returns (bytes32) {
+        bytes32 chainSeed = _seeds[epoch];
+        bytes32 stored = _seedCommits[epoch];
+        if (chainSeed == bytes32(0) || stored == bytes32(0)) return chainSeed;
+        if (!_isReported(epoch)) revert M.Market_AuditSetSecret(epoch);
+        return keccak256(abi.encode(chainSeed, stored));
+    }
+
     function isAudited(uint64 epoch, uint32 providerId) external view returns (bool) {
-        return AuditSet.isAudited(_seeds[epoch], providerId, _auditProbabilityBps);
+        return AuditSet.isAudited(auditSeed(epoch), providerId, _auditProbabilityBps);
     }
 
     /// @notice The digest oracles sign for an epoch's report.
-    function reportDigest(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations)
+    function reportDigest(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations, bytes32 seedCommit)
         external
         view
         returns (bytes32)
     {
         return _reportDigest(
-            epoch, M.ReportHeader({root: root, available: available, violationsHash: keccak256(violations)})
+            epoch,
+            M.ReportHeader({
+                root: root,
+                available: available,
+                violationsHash: keccak256(violations),
+                seedCommit: seedCommit
+            })
         );
     }
 

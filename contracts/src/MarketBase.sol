@@ -29,7 +29,7 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         keccak256("Receipt(bytes32 sessionId,uint64 cumulativeBytes,uint64 timestamp)");
     /// What the quorum signs: one aggregate per epoch (see `submitReport`).
     bytes32 public constant REPORT_TYPEHASH =
-        keccak256("Report(uint64 epoch,bytes32 root,uint32 available,bytes violations)");
+        keccak256("Report(uint64 epoch,bytes32 root,uint32 available,bytes violations,bytes32 seedCommit)");
     /// Bytes per violator in a report: id (uint32), throughput kbit/s (uint32), latency ms
     /// (uint24), flags (uint8, bit 0 = reachable).
     uint256 internal constant VIOLATION_LEN = 12;
@@ -154,6 +154,9 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     uint256 internal _activeOracles;
 
     mapping(uint64 epoch => bytes32) internal _seeds;
+    /// Epoch => `keccak256(abi.encode(secret))`, set by the report of `epoch - 2`; replaced by
+    /// the secret itself once the epoch's report reveals it (the reported bit tells which).
+    mapping(uint64 epoch => bytes32) internal _seedCommits;
     mapping(uint256 word => uint256) internal _reportedBitmap;
     mapping(uint32 period => uint256) internal _periodAvailable;
     uint8 internal constant FLAG_PAUSED = 2;
@@ -249,7 +252,9 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     }
 
     function _reportDigest(uint64 epoch, M.ReportHeader memory h) internal view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(REPORT_TYPEHASH, epoch, h.root, h.available, h.violationsHash)));
+        return _hashTypedDataV4(
+            keccak256(abi.encode(REPORT_TYPEHASH, epoch, h.root, h.available, h.violationsHash, h.seedCommit))
+        );
     }
 
     /// Total stake of the oracles that sign for `epoch`.

@@ -79,15 +79,23 @@ import {AuditModule} from "./AuditModule.sol";
 ///
 /// ## Epochs, audits, reports
 /// `epoch = (block.timestamp - genesis) / epochLength`. Anyone (oracles do) calls
-/// `beginEpoch` during an epoch; the first call fixes
-///     seed_e = keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), e, address(this)))
-/// and `AuditSet.isAudited(seed_e, id, auditProbabilityBps)` selects the providers.
-/// Bias: the proposer of the block with the first `beginEpoch` call knows `prevrandao` and the
-/// previous block hash, and a caller can choose in which block of the epoch to make the first
-/// call; a colluding proposer/caller can thus choose among the seeds of the blocks it controls,
-/// and the audit set is known from the epoch's start. Slashing needs `k` violations over `w`
-/// audits, so skipping one audit does not save a cheater; a commit-reveal of the oracles'
-/// secrets (the next step) removes both.
+/// `beginEpoch` during an epoch; the first call fixes the chain's part of the seed,
+///     chainSeed_e = keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), e, address(this)))
+/// The audits are drawn from a secret of the oracles mixed with it: the report of epoch e-2
+/// (signed by the quorum, and accepted only until e-1 ends) commits `keccak256(abi.encode(s_e))`,
+/// and the report of e reveals `s_e`, checked against the commitment:
+///     auditSeed_e = keccak256(abi.encode(chainSeed_e, s_e)),  AuditSet.isAudited(auditSeed_e, id, p)
+/// The oracles that signed e-2's report hold `s_e` (each fetched it from the proposer, encrypted
+/// to its key, before signing), so they know whom to probe during e; a provider learns whether
+/// it was audited only when e's report reveals it, after the measurements (`auditSeed` and
+/// `isAudited` revert with `Market_AuditSetSecret` until then). Nobody can grind: the secret is
+/// fixed before the chain seed exists, and whoever influences the chain seed (a block proposer,
+/// the caller choosing the block of the first `beginEpoch`) does not know the secret. What is
+/// left: an oracle that knows `s_e` and also seeds the epoch can choose among the blocks in
+/// which it wins the first `beginEpoch` call, and an oracle can leak `s_e` to a provider (one
+/// leaking oracle suffices; collusion with the oracles is outside what the audit draw can
+/// stop). An epoch for which no secret was committed (the first two, or after a missed report)
+/// falls back to the chain seed alone, known from its start.
 ///
 /// Oracles probe the audited providers and sign their own rows (`Observations`, off chain);
 /// the epoch's leader collects the rows, proposes a set holding more than two thirds of the
@@ -95,9 +103,9 @@ import {AuditModule} from "./AuditModule.sol";
 /// the rows that measured it, the stake-weighted lower median of each metric and the stake
 /// majority of `reachable`, and no verdict unless oracles holding more than two thirds of the
 /// stake measured it (liars hold less than a third, so less than half of what was measured).
-/// `submitReport(epoch, root, available, violations, signatures)` carries that aggregate, and
-/// the oracles sign ONE digest, EIP-712 `Report(uint64 epoch,bytes32 root,uint32 available,
-/// bytes violations)`: whoever submits cannot pick rows, signers or verdicts. The signers
+/// `submitReport(epoch, root, available, violations, seedCommit, seedReveal, signatures)`
+/// carries that aggregate, and the oracles sign ONE digest, EIP-712 `Report(uint64 epoch,
+/// bytes32 root,uint32 available,bytes violations,bytes32 seedCommit)`: whoever submits cannot pick rows, signers or verdicts. The signers
 /// (recovered addresses strictly ascending, at least `MIN_SIGNERS`) must be eligible for the
 /// epoch and hold more than two thirds of its oracle stake.
 /// - `root`: a Merkle root (sorted-pair keccak, OpenZeppelin `MerkleProof`) over one leaf per
@@ -107,8 +115,10 @@ import {AuditModule} from "./AuditModule.sol";
 /// - `violations`: the violators, 12 bytes each (id, median kbit/s, median latency ms,
 ///   reachable), ids strictly ascending. Each must be audited in the epoch and is re-checked
 ///   against its SLA on chain (`Market_NotAViolation` otherwise); each is judged on chain.
-/// One report per epoch, accepted during the epoch and the next; reports that judge nobody
-/// are refused. An oracle that signs two different reports for one epoch loses its stake.
+/// - `seedCommit` / `seedReveal`: the secret of epoch + 2 committed, this epoch's revealed
+///   (above).
+/// One report per epoch, accepted during the epoch and the next; a report that judges nobody
+/// is refused unless it carries a commitment (then it pays no reward). An oracle that signs two different reports for one epoch loses its stake.
 ///
 /// Violation: unreachable, or median throughput < sessionMbps * 1000 * (1 - tol), or median
 /// latency > maxLatencyMs + latencyToleranceMs. `k` violations within a window of

@@ -66,18 +66,6 @@ contract GasTest is BaseTest {
         }
     }
 
-    /// The quorum's signatures (the first `n` of `who`) over one report.
-    function _signAll(uint256[] memory keys, uint256 n, uint64 e, bytes32 root, uint32 available, bytes memory v)
-        internal
-        view
-        returns (bytes[] memory sigs)
-    {
-        sigs = new bytes[](n);
-        for (uint256 i; i < n; ++i) {
-            (, sigs[i]) = _signHeader(keys[i], e, root, available, v);
-        }
-    }
-
     /// One epoch of 10,000 audited providers, all healthy, signed by 15 of 21 oracles (just
     /// over two thirds of the stake): the report carries a root and signatures, nothing per
     /// provider. Then the same with `VIOLATORS` violators, for the extra gas per violator.
@@ -95,10 +83,12 @@ contract GasTest is BaseTest {
         uint64 e0 = _nextEpoch();
         e0 = _nextEpoch();
         bytes32 root = keccak256("10k leaves");
-        market.submitReport(e0, root, 10_000, "", _signAll(keys, 15, e0, root, 10_000, ""));
+        _submitCommitting(keys, e0, root, 10_000, "");
+        _submitCommitting(keys, _nextEpoch(), root, 10_000, "");
 
+        // as every report in steady state: it reveals this epoch's secret and commits e + 2's
         uint64 e = _nextEpoch();
-        market.submitReport(e, root, 10_000, "", _signAll(keys, 15, e, root, 10_000, ""));
+        _submitCommitting(keys, e, root, 10_000, "");
         uint256 healthy = vm.snapshotGasLastCall("submitReport_10k_healthy_15of21");
 
         uint256 perViolator = (_reportViolators(keys, root, v) - healthy) / violators;
@@ -110,8 +100,22 @@ contract GasTest is BaseTest {
 
     function _reportViolators(uint256[] memory keys, bytes32 root, bytes memory v) internal returns (uint256) {
         uint64 e = _nextEpoch();
-        market.submitReport(e, root, 9_980, v, _signAll(keys, 15, e, root, 9_980, v));
+        _submitCommitting(keys, e, root, 9_980, v);
         return vm.snapshotGasLastCall("submitReport_10k_20_violators_15of21");
+    }
+
+    /// A report signed by the first 15 of `keys` that reveals `e`'s secret and commits e + 2's.
+    function _submitCommitting(uint256[] memory keys, uint64 e, bytes32 root, uint32 available, bytes memory v)
+        internal
+    {
+        uint256[] memory quorum = new uint256[](15);
+        for (uint256 i; i < 15; ++i) {
+            quorum[i] = keys[i];
+        }
+        bytes32 commit = _seedCommitOf(e + 2);
+        bytes[] memory sigs = _signAllKeys(quorum, market.reportDigest(e, root, available, v, commit));
+        market.submitReport(e, root, available, v, commit, _revealOf(e), sigs);
+        _committed[e + 2] = true;
     }
 
     /// A provider among 1,000 audited per epoch (10,000 providers at 10 %), available in 14
@@ -169,7 +173,7 @@ contract GasTest is BaseTest {
             for (uint256 i; i < 3; ++i) {
                 (, sigs[i]) = _signHeader(oracleKeys[i], e, root, 1_000, "");
             }
-            market.submitReport(e, root, 1_000, "", sigs);
+            _submitRaw(e, root, 1_000, "", sigs);
             _availableIds[e] = ids;
             _availableBases[e] = bases;
             es[n++] = e;

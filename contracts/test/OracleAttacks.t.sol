@@ -87,7 +87,7 @@ contract OracleAttacksTest is BaseTest {
                 (, s[i]) = _signHeader(sortedKeys[i], e, bytes32(0), 0, violations);
             }
             sorted;
-            market.submitReport(e, bytes32(0), 0, violations, s);
+            _submitRaw(e, bytes32(0), 0, violations, s);
         }
     }
 
@@ -173,10 +173,22 @@ contract OracleAttacksTest is BaseTest {
     /// An empty report paid every signer its reward for nothing.
     function test_Attack_EmptyReport_Refused() external {
         uint64 e = _nextEpoch();
-        bytes[] memory ms = new bytes[](4);
-        (bytes memory m, bytes[] memory s) = _report(e, "", ms, 3);
+        uint256[] memory keys = new uint256[](3);
+        for (uint256 i; i < 3; ++i) {
+            (, keys[i]) = _oracle(i);
+        }
+        bytes[] memory s = _signAllKeys(keys, market.reportDigest(e, 0, 0, "", 0));
         vm.expectRevert(IWirepactMarket.Market_EmptyReport.selector);
-        _submitReport(e, "", m, s);
+        _submitRaw(e, 0, 0, "", s);
+        // judging nobody, a report may still commit the secret of epoch e + 2, for no reward
+        uint256 pool = market.rewardPool();
+        uint256 paid = market.balanceOf(_signer(0));
+        s = _signAllKeys(keys, market.reportDigest(e, 0, 0, "", _seedCommitOf(e + 2)));
+        market.submitReport(e, 0, 0, "", _seedCommitOf(e + 2), 0, s);
+        assertEq(market.rewardPool(), pool, "nothing paid from the pool");
+        assertEq(market.balanceOf(_signer(0)), paid, "nothing paid to the signers");
+        (bytes32 commit,) = market.seedCommitment(e + 2);
+        assertEq(commit, _seedCommitOf(e + 2));
     }
 
     /// Signing two different reports for one epoch (equivocation) costs the whole stake;
@@ -232,7 +244,7 @@ contract OracleAttacksTest is BaseTest {
         bytes[] memory theirs = new bytes[](3);
         (theirs[0], theirs[1], theirs[2]) = (sigs[0], sigs[2], sigs[3]);
         vm.expectRevert(); // the signatures recover to strangers: not oracles, or out of order
-        market.submitReport(e, root, available, violations, theirs);
+        _submitRaw(e, root, available, violations, theirs);
         // the aggregate they signed goes through: the violation stands
         _submitReport(e, _ids1(id), all4, sigs);
         assertEq(market.provider(id).violationCount, 1);
@@ -265,6 +277,6 @@ contract OracleAttacksTest is BaseTest {
             (, s[i]) = _signHeader(oracleKeys[i], e, bytes32(0), 0, violations);
         }
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotAViolation.selector, id));
-        market.submitReport(e, bytes32(0), 0, violations, s);
+        _submitRaw(e, bytes32(0), 0, violations, s);
     }
 }

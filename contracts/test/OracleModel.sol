@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {CommonBase} from "forge-std/Base.sol";
 import {IWirepactMarket} from "../src/interfaces/IWirepactMarket.sol";
 import {Median} from "../src/libraries/Median.sol";
+import {AuditSet} from "../src/libraries/AuditSet.sol";
 
 /// The oracles' off-chain side (exchange rows, aggregate, build the verdict tree, sign one
 /// digest), written again in Solidity as the tests' reference: the Rust daemons implement
@@ -47,19 +48,70 @@ abstract contract OracleModel is CommonBase {
         uint256[] memory keys,
         bytes[] memory ms
     ) internal view returns (bytes memory rep, bytes[] memory sigs) {
+        rep = _aggregateReport(epoch, ids, ms, who);
+        sigs = _signAllKeys(keys, _digestOf(epoch, rep));
+    }
+
+    /// `abi.encode(root, available, violations, availableIds, bases, seedCommit)`.
+    function _aggregateReport(uint64 epoch, bytes memory ids, bytes[] memory ms, address[] memory who)
+        internal
+        view
+        returns (bytes memory)
+    {
         (, uint32 available, bytes memory violations, uint32[] memory availableIds) = _aggregateAll(epoch, ids, ms, who);
         uint32[] memory bases = new uint32[](availableIds.length);
         for (uint256 i; i < bases.length; ++i) {
             bases[i] = _base(epoch, availableIds[i]);
         }
         bytes32 root = _verdictRoot(epoch, availableIds, bases);
-        bytes32 digest = _market().reportDigest(epoch, root, available, violations);
-        sigs = new bytes[](who.length);
-        for (uint256 i; i < who.length; ++i) {
+        return abi.encode(root, available, violations, availableIds, bases, _seedCommitOf(epoch + 2));
+    }
+
+    function _digestOf(uint64 epoch, bytes memory rep) internal view returns (bytes32) {
+        (bytes32 root, uint32 available, bytes memory violations,,, bytes32 commit) =
+            abi.decode(rep, (bytes32, uint32, bytes, uint32[], uint32[], bytes32));
+        return _market().reportDigest(epoch, root, available, violations, commit);
+    }
+
+    function _signAllKeys(uint256[] memory keys, bytes32 digest) internal pure returns (bytes[] memory sigs) {
+        sigs = new bytes[](keys.length);
+        for (uint256 i; i < keys.length; ++i) {
             (uint8 v, bytes32 r, bytes32 s_) = vm.sign(keys[i], digest);
             sigs[i] = abi.encodePacked(r, s_, v);
         }
-        rep = abi.encode(root, available, violations, availableIds, bases);
+    }
+
+    /// The secret the model's oracles draw for `epoch` (deterministic, so tests can name it).
+    function _secretOf(uint64 epoch) internal pure returns (bytes32) {
+        return keccak256(abi.encode("wirepact test oracles' secret", epoch));
+    }
+
+    function _seedCommitOf(uint64 epoch) internal pure returns (bytes32) {
+        return keccak256(abi.encode(_secretOf(epoch)));
+    }
+
+    /// Epochs whose secret an accepted report committed.
+    mapping(uint64 epoch => bool) internal _committed;
+
+    /// What a report of `epoch` reveals: the secret committed for it, else 0.
+    function _revealOf(uint64 epoch) internal view returns (bytes32) {
+        return _committed[epoch] ? _secretOf(epoch) : bytes32(0);
+    }
+
+    /// Provider `id` audited in `epoch`, as the oracles (who hold the secret) know it during the
+    /// epoch; the chain tells only after the epoch's report.
+    function _auditedOffChain(uint64 epoch, uint32 id) internal view returns (bool) {
+        bytes32 seed = _market().epochSeed(epoch);
+        if (_committed[epoch]) seed = keccak256(abi.encode(seed, _secretOf(epoch)));
+        return AuditSet.isAudited(seed, id, _market().params().auditProbabilityBps);
+    }
+
+    /// `submitReport` with no commitment and this epoch's reveal (for reports the tests build by
+    /// hand).
+    function _submitRaw(uint64 epoch, bytes32 root, uint32 available, bytes memory violations, bytes[] memory sigs)
+        internal
+    {
+        _market().submitReport(epoch, root, available, violations, bytes32(0), _revealOf(epoch), sigs);
     }
 
     /// Provider `id`'s available verdicts in the accepted reports of `epoch`'s period up to
@@ -104,8 +156,13 @@ abstract contract OracleModel is CommonBase {
         view
         returns (IWirepactMarket.ReportHeader memory h, bytes memory sig)
     {
-        h = IWirepactMarket.ReportHeader({root: root, available: available, violationsHash: keccak256(violations)});
-        (uint8 v, bytes32 r, bytes32 s_) = vm.sign(key, _market().reportDigest(epoch, root, available, violations));
+        h = IWirepactMarket.ReportHeader({
+            root: root,
+            available: available,
+            violationsHash: keccak256(violations),
+            seedCommit: bytes32(0)
+        });
+        (uint8 v, bytes32 r, bytes32 s_) = vm.sign(key, _market().reportDigest(epoch, root, available, violations, 0));
         sig = abi.encodePacked(r, s_, v);
     }
 
@@ -128,11 +185,19 @@ abstract contract OracleModel is CommonBase {
     mapping(uint64 epoch => uint32[]) internal _availableIds;
     mapping(uint64 epoch => uint32[]) internal _availableBases;
 
-    /// Submits a report built by `_report` (`ids`, what it was built from, is not needed).
+    /// Submits a report built by `_report` (`ids`, what it was built from, is not needed), with
+    /// its commitment to the secret of `epoch + 2` and the reveal of this epoch's.
     function _submitReport(uint64 epoch, bytes memory, bytes memory rep, bytes[] memory sigs) internal {
-        (bytes32 root, uint32 available, bytes memory violations, uint32[] memory availableIds, uint32[] memory bases) =
-            abi.decode(rep, (bytes32, uint32, bytes, uint32[], uint32[]));
-        _market().submitReport(epoch, root, available, violations, sigs);
+        (bytes32 root, uint32 available, bytes memory violations,,, bytes32 commit) =
+            abi.decode(rep, (bytes32, uint32, bytes, uint32[], uint32[], bytes32));
+        _market().submitReport(epoch, root, available, violations, commit, _revealOf(epoch), sigs);
+        _committed[epoch + 2] = true;
+        _recordVerdicts(epoch, rep);
+    }
+
+    function _recordVerdicts(uint64 epoch, bytes memory rep) internal {
+        (,,, uint32[] memory availableIds, uint32[] memory bases,) =
+            abi.decode(rep, (bytes32, uint32, bytes, uint32[], uint32[], bytes32));
         _availableIds[epoch] = availableIds;
         _availableBases[epoch] = bases;
     }

@@ -78,7 +78,7 @@ contract SubmitReportTest is BaseTest {
         address stranger = vm.addr(pk);
         vm.assume(stranger > oracles[1]);
         (bytes32 root, uint32 available, bytes memory violations,,) = abi.decode(m, (bytes32, uint32, bytes, uint32[], uint32[]));
-        (uint8 v, bytes32 r, bytes32 ss) = vm.sign(pk, market.reportDigest(e, root, available, violations));
+        (uint8 v, bytes32 r, bytes32 ss) = vm.sign(pk, market.reportDigest(e, root, available, violations, _seedCommitOf(e + 2)));
         s[2] = abi.encodePacked(r, ss, v);
         if (stranger > oracles[1]) {
             vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NotOracle.selector, stranger));
@@ -101,12 +101,12 @@ contract SubmitReportTest is BaseTest {
         assertEq(violations.length, 12);
         // a violations list that is not whole 12-byte entries
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
-        market.submitReport(e, root, available, bytes.concat(violations, hex"00"), s);
+        _submitRaw(e, root, available, bytes.concat(violations, hex"00"), s);
         // a root without a count, or a count without a root
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
-        market.submitReport(e, root, 0, violations, s);
+        _submitRaw(e, root, 0, violations, s);
         vm.expectRevert(IWirepactMarket.Market_MalformedReport.selector);
-        market.submitReport(e, bytes32(0), 1, violations, s);
+        _submitRaw(e, bytes32(0), 1, violations, s);
     }
 
     /// A report needs at least MIN_SIGNERS distinct signers, even when one oracle holds more
@@ -121,7 +121,7 @@ contract SubmitReportTest is BaseTest {
         bytes[] memory s = new bytes[](1);
         s[0] = sig;
         vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_TooFewOracles.selector, 1));
-        market.submitReport(e2, keccak256("leaf"), 1, "", s);
+        _submitRaw(e2, keccak256("leaf"), 1, "", s);
     }
 
     function test_RevertWhen_ProviderNotAudited() external {

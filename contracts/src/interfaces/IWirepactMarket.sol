@@ -174,11 +174,12 @@ interface IWirepactMarket {
     }
 
     /// @notice What a quorum signs for an epoch, with the violators list given by its hash
-    /// (EIP-712 `Report(uint64 epoch,bytes32 root,uint32 available,bytes violations)`).
+    /// (EIP-712 `Report(uint64 epoch,bytes32 root,uint32 available,bytes violations,bytes32 seedCommit)`).
     struct ReportHeader {
         bytes32 root;
         uint32 available;
         bytes32 violationsHash;
+        bytes32 seedCommit;
     }
 
     /// @notice A provider's leaf in an epoch's verdict tree, with its proof: `base` is the
@@ -290,6 +291,11 @@ interface IWirepactMarket {
     error Market_NotAViolation(uint32 providerId);
     /// The report judges nobody (no available provider and no violator).
     error Market_EmptyReport();
+    /// The report's `seedReveal` is not the secret committed for its epoch (or is not zero
+    /// when nothing was committed).
+    error Market_BadSeedReveal(uint64 epoch);
+    /// The epoch's audit set depends on the oracles' secret, revealed only by its report.
+    error Market_AuditSetSecret(uint64 epoch);
 
     error Market_PeriodNotOver(uint32 period);
     error Market_NotEligibleForBonus(uint32 audits, uint32 available);
@@ -350,6 +356,8 @@ interface IWirepactMarket {
         bytes32 root,
         uint32 available,
         bytes calldata violations,
+        bytes32 seedCommit,
+        bytes32 seedReveal,
         bytes[] calldata signatures
     ) external;
 
@@ -389,13 +397,15 @@ interface IWirepactMarket {
         view
         returns (uint256 signing, uint256 eligible);
     function epochSeed(uint64 epoch) external view returns (bytes32);
+    function seedCommitment(uint64 epoch) external view returns (bytes32 commit, bytes32 reveal);
+    function auditSeed(uint64 epoch) external view returns (bytes32);
     function isReported(uint64 epoch) external view returns (bool);
     function isAudited(uint64 epoch, uint32 providerId) external view returns (bool);
     function receiptDigest(bytes32 sessionId, uint64 cumulativeBytes, uint64 timestamp)
         external
         view
         returns (bytes32);
-    function reportDigest(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations)
+    function reportDigest(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations, bytes32 seedCommit)
         external
         view
         returns (bytes32);
