@@ -28,6 +28,9 @@ pub struct OpenedSession {
 #[derive(Debug, Clone)]
 pub struct ReportSubmission {
     pub report: wirepact_proto::Report,
+    /// The secret committed for the report's epoch by the report of `epoch - 2` (zero if none
+    /// was: the market checks it against the commitment).
+    pub seed_reveal: B256,
     pub signatures: Vec<Bytes>,
 }
 
@@ -425,7 +428,7 @@ impl AlloyMarket {
     /// The digest the market expects oracles to sign for `report`.
     pub async fn report_digest(&self, report: &wirepact_proto::Report) -> Result<B256, ChainError> {
         self.contract()
-            .reportDigest(report.epoch, report.root, report.available, report.violations.clone())
+            .reportDigest(report.epoch, report.root, report.available, report.violations.clone(), report.seedCommit)
             .call()
             .await
             .map_err(|e| ChainError::from_contract("computing a report digest", e))
@@ -624,7 +627,15 @@ impl Market for AlloyMarket {
         let r = &report.report;
         let tx = self
             .contract()
-            .submitReport(r.epoch, r.root, r.available, r.violations.clone(), report.signatures.clone())
+            .submitReport(
+                r.epoch,
+                r.root,
+                r.available,
+                r.violations.clone(),
+                r.seedCommit,
+                report.seed_reveal,
+                report.signatures.clone(),
+            )
             .into_transaction_request();
         self.sender.send(tx, "submitting a report").await
     }

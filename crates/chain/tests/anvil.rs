@@ -135,6 +135,7 @@ async fn eip712_hashes_match_the_contract_for_random_messages() {
             root: tree.root(),
             available: u32::try_from(tree.ids.len()).expect("small"),
             violations: violations.into(),
+            seedCommit: B256::from(rng.random::<[u8; 32]>()),
         };
         let onchain = w.deployer.report_digest(&report).await.expect("digest");
         assert_eq!(report.eip712_signing_hash(&d), onchain);
@@ -178,9 +179,11 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     let tol = Tolerances { throughput_bps: 1_000, latency_ms: 20 };
     let agg = aggregate(epoch, &[pid.0], &rows, 40, |_| Some(sla), |_| 0, tol).expect("aggregate");
     assert!(agg.violations.is_empty());
-    let report = agg.report();
+    let secret = B256::repeat_byte(0x5e);
+    let report = agg.report(wirepact_proto::audit::seed_commit(secret));
     let build = |n: usize| ReportSubmission {
         report: report.clone(),
+        seed_reveal: B256::ZERO,
         signatures: oracles.iter().take(n).map(|(k, _)| sign_report(k, &d, &report).expect("sign")).collect(),
     };
     let e = w.deployer.submit_report(&build(2)).await.expect_err("two signatures");
@@ -192,6 +195,11 @@ async fn report_with_four_signatures_is_accepted_and_two_are_refused() {
     assert_eq!(root, agg.tree.root());
     let (base, proof) = agg.tree.proof(pid.0).expect("leaf");
     assert!(verify(root, epoch, pid.0, base, &proof));
+    // and holds the commitment to the secret of epoch + 2, hashed as the Rust side hashes it
+    let view = wirepact_chain::WirepactMarket::new(w.deployer.address(), w.deployer.rpc());
+    let c = view.seedCommitment(epoch + 2).call().await.expect("commitment");
+    assert_eq!(c.commit, wirepact_proto::audit::seed_commit(secret));
+    assert_eq!(c.reveal, B256::ZERO, "revealed only by the report of epoch + 2");
 }
 
 #[tokio::test]

@@ -350,11 +350,13 @@ async fn claim_bonus_for(
     let creditable = |e: u64| e > u64::from(p.registeredEpoch) && e >= u64::from(p.jailedUntilEpoch);
     let mut leaves = Vec::new();
     for e in (period * per..(period + 1) * per).rev() {
-        if !creditable(e) || !market.is_audited(e, id).await? {
+        if !creditable(e) {
             continue;
         }
+        // A reported epoch first: until its report reveals the oracles' secret, the market
+        // will not say whom the epoch audited.
         let root = market.verdict_root(e).await?;
-        if root.is_zero() {
+        if root.is_zero() || !market.is_audited(e, id).await? {
             continue;
         }
         if let Some(leaf) = crate::bonus::leaf_from_oracles(&http, &oracles, e, id.0, root).await {

@@ -28,7 +28,10 @@ use crate::exchange::{
     ProposalRejected, Published, Reports, SignedObservations, SignedReport,
 };
 use crate::probe::{probe_through_tunnel, Measurement, ProbeError, ProbePlan, ProbeTarget, Sink};
+use crate::secrets::{fetch_secret, SecretDesk, Secrets};
 use crate::settle::ProbeSessions;
+use alloy::primitives::B256;
+use wirepact_proto::audit::{audit_seed, is_audited, seed_commit};
 use wirepact_proto::observations::MAX_LATENCY_MS;
 
 /// The oracle's configuration (`oracle.toml`; see `examples/oracle.toml`).
@@ -118,7 +121,7 @@ pub struct OracleInfo {
 /// `IWirepactMarket.OracleStatus.Active` (the ABI carries the enum as a `uint8`).
 const ORACLE_ACTIVE: u8 = 1;
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -159,6 +162,10 @@ struct Ctx {
     period_epochs: u64,
     /// Final verdict trees already fetched and checked, by epoch.
     final_tree_cache: tokio::sync::Mutex<std::collections::BTreeMap<u64, VerdictTree>>,
+    /// The audit secrets this oracle drew or received, and the route that hands them to peers.
+    secrets: Secrets,
+    desk: SecretDesk,
+    audit_bps: u16,
 }
 
 /// What one probe of one provider came to.
@@ -201,11 +208,60 @@ impl Ctx {
         Ok(out)
     }
 
-    async fn audited(&self, epoch: u64) -> Result<Vec<Target>, ChainError> {
+    /// The audit secret of `epoch`: `None` if none was committed (the chain seed alone draws),
+    /// else the secret that opens the market's commitment, from this oracle's store, from the
+    /// chain once revealed, or from a peer (sealed to this oracle, checked, kept).
+    async fn secret_for(&self, epoch: u64) -> Result<Option<B256>, String> {
+        let c =
+            self.view().seedCommitment(epoch).call().await.map_err(|e| {
+                format!("reading the seed commitment: {}", ChainError::from_contract("seedCommitment", e))
+            })?;
+        if c.commit.is_zero() {
+            return Ok(None);
+        }
+        if !c.reveal.is_zero() {
+            return Ok(Some(c.reveal));
+        }
+        if let Some(s) = self.secrets.matching(epoch, c.commit) {
+            return Ok(Some(s));
+        }
+        let mut last = String::from("no peer to ask");
+        let me = self.signer.address();
+        // The signers of the commitment (epoch - 2) hold it; so do the oracles of the epoch.
+        for from in [epoch.saturating_sub(2), epoch] {
+            for (a, endpoint, _) in self.oracles(from).await.map_err(|e| e.to_string())? {
+                if a == me {
+                    continue;
+                }
+                let (chain, market) = (self.market.chain_id(), self.market.address());
+                match fetch_secret(&self.http, &endpoint, &self.signer, chain, market, epoch, c.commit).await {
+                    Ok(s) => {
+                        self.secrets.put(epoch, s);
+                        return Ok(Some(s));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+        }
+        Err(format!("no oracle handed out the audit secret of epoch {epoch} (last: {last})"))
+    }
+
+    /// The providers `epoch` audits, drawn from the chain seed and the oracles' secret.
+    async fn audited(&self, epoch: u64) -> Result<Vec<Target>, String> {
+        let chain_seed = self
+            .view()
+            .epochSeed(epoch)
+            .call()
+            .await
+            .map_err(|e| format!("reading the epoch seed: {}", ChainError::from_contract("epochSeed", e)))?;
+        let seed = audit_seed(chain_seed, self.secret_for(epoch).await?);
         let mut out = Vec::new();
-        for id in 1..=self.market.provider_count().await? {
-            let p = self.market.provider(ProviderId(id)).await?;
-            if p.status != provider_status::ACTIVE || !self.market.is_audited(epoch, ProviderId(id)).await? {
+        for id in 1..=self.market.provider_count().await.map_err(|e| e.to_string())? {
+            if !is_audited(seed, id, self.audit_bps) {
+                continue;
+            }
+            let p = self.market.provider(ProviderId(id)).await.map_err(|e| e.to_string())?;
+            if p.status != provider_status::ACTIVE {
                 continue;
             }
             out.push(Target {
@@ -360,12 +416,14 @@ impl Ctx {
             Err(e) => return tracing::warn!(epoch, error = %e, "cannot read the audit set; epoch missed"),
         };
         if targets.is_empty() {
-            return tracing::info!(epoch, seeded, "nothing audited this epoch");
+            // Still agree on a report: it carries the commitment to the secret of epoch + 2.
+            tracing::info!(epoch, seeded, "nothing audited this epoch");
+        } else {
+            // A random moment within the probe window.
+            let window_ms = self.epoch_len * 1000 * self.cfg.probe_window_pct.min(100) / 100;
+            let delay = rand::random_range(0..window_ms.max(1));
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        // A random moment within the probe window.
-        let window_ms = self.epoch_len * 1000 * self.cfg.probe_window_pct.min(100) / 100;
-        let delay = rand::random_range(0..window_ms.max(1));
-        tokio::time::sleep(Duration::from_millis(delay)).await;
 
         let mut measured = Vec::new();
         let mut unmeasured = Vec::new();
@@ -433,6 +491,7 @@ impl Ctx {
     /// The epoch's oracle set with stakes, and its eligible total.
     async fn epoch_view(&self, epoch: u64) -> Result<EpochView, ChainError> {
         let set = self.oracles(epoch).await?;
+        self.desk.set_oracles(set.iter().map(|(a, _, _)| *a));
         let stakes = set.iter().map(|(a, _, stake)| (*a, *stake)).collect();
         let oracles = set.into_iter().map(|(a, endpoint, _)| (a, endpoint)).collect();
         let eligible = self
@@ -524,19 +583,21 @@ impl Ctx {
         Ok(out)
     }
 
-    /// Signs `agg` (computed from `proposal`, proposed by `proposer`), keeps and publishes it.
-    /// Never twice for one epoch: a second, different report is equivocation.
+    /// Signs `agg` (computed from `proposal`, proposed by `proposer`, committing `seed_commit`),
+    /// keeps and publishes it. Never twice for one epoch: a second, different report is
+    /// equivocation.
     fn sign_report(
         &self,
         agg: &Aggregate,
         proposer: Address,
         proposal: Vec<SignedObservations>,
+        seed_commit: B256,
     ) -> Option<SignedReport> {
         if let Some(already) = self.reports.get(agg.epoch) {
             return Some(already);
         }
         let dom = domain(self.market.chain_id(), self.market.address());
-        let report = agg.report();
+        let report = agg.report(seed_commit);
         let signature = match sign_report(&self.signer, &dom, &report) {
             Ok(s) => s,
             Err(e) => {
@@ -552,6 +613,7 @@ impl Ctx {
             root: report.root,
             available: report.available,
             violations: report.violations,
+            seed_commit,
             signature,
         };
         // On disk before it is served: after a crash the same report is reloaded, never re-signed.
@@ -570,6 +632,24 @@ impl Ctx {
     fn persist_report(&self, r: &SignedReport, leaves: &[(u32, u32)]) {
         let line = serde_json::json!({ "signed": r, "leaves": leaves });
         append_line(&self.cfg.data_dir.join("reports.jsonl"), &line, "the signed report");
+    }
+
+    /// Fetches (from the proposer at `endpoint`) and keeps the audit secret a proposal commits
+    /// to for epoch + 2: this oracle signs only a commitment it can open, so the quorum that
+    /// signs holds the secret it will need to probe that epoch.
+    async fn receive_secret(&self, r: &SignedReport, endpoint: &str) -> Result<(), String> {
+        let target = r.epoch + 2;
+        if self.secrets.matching(target, r.seed_commit).is_some() {
+            return Ok(());
+        }
+        let (chain, market) = (self.market.chain_id(), self.market.address());
+        let secret = fetch_secret(&self.http, endpoint, &self.signer, chain, market, target, r.seed_commit)
+            .await
+            .map_err(|e| format!("the proposer's audit secret for epoch {target}: {e}"))?;
+        if !self.secrets.put(target, secret) {
+            return Err(format!("cannot keep the audit secret of epoch {target} on disk"));
+        }
+        Ok(())
     }
 
     /// Checks a peer's proposal and, if its report is the aggregate of its rows, returns that
@@ -639,9 +719,16 @@ impl Ctx {
                     if r.oracle != *a || r.proposer != *a || wrong.get(a) == Some(&r.signature) {
                         continue;
                     }
-                    match self.check_proposal(&r, providers, &view).await {
+                    let checked = match self.check_proposal(&r, providers, &view).await {
+                        Ok(_) if r.seed_commit.is_zero() => {
+                            Err(("the proposal commits no audit secret for epoch + 2".to_string(), true))
+                        }
+                        Ok(agg) => self.receive_secret(&r, endpoint).await.map(|()| agg).map_err(|e| (e, false)),
+                        Err(e) => Err(e),
+                    };
+                    match checked {
                         Ok(agg) => {
-                            signed = self.sign_report(&agg, r.proposer, r.proposal.clone());
+                            signed = self.sign_report(&agg, r.proposer, r.proposal.clone(), r.seed_commit);
                             break;
                         }
                         Err((reason, is_wrong)) => {
@@ -680,13 +767,18 @@ impl Ctx {
                 if let Ok(weights) = verify_proposal(&proposal, &dom, epoch, providers, &view.stakes, view.eligible) {
                     if rows.by_oracle.len() == n || epoch_over {
                         match self.aggregate(epoch, providers, &proposal, &weights, view.eligible).await {
-                            Ok(agg) if agg.is_empty() => {
-                                return tracing::info!(
-                                    epoch,
-                                    "no provider could be judged this epoch; nothing to report"
-                                );
+                            Ok(agg) => {
+                                let Some(secret) = self.secrets.draw(epoch + 2) else {
+                                    return tracing::error!(
+                                        epoch,
+                                        "cannot keep the audit secret of epoch + 2 on disk; not proposing"
+                                    );
+                                };
+                                if agg.is_empty() {
+                                    tracing::info!(epoch, "no provider judged; the report carries the commitment only");
+                                }
+                                signed = self.sign_report(&agg, me, proposal, seed_commit(secret));
                             }
-                            Ok(agg) => signed = self.sign_report(&agg, me, proposal),
                             Err(e) => tracing::warn!(epoch, error = %e, "cannot aggregate the observations"),
                         }
                     }
@@ -707,10 +799,19 @@ impl Ctx {
                 let signing: u128 = sigs.keys().map(|a| view.stakes.get(a).copied().unwrap_or(0)).sum();
                 let quorum = sigs.len() >= 3 && signing * 3 > view.eligible * 2;
                 if quorum && (mine.proposer == me || fallback) {
+                    let seed_reveal = match self.secret_for(epoch).await {
+                        Ok(s) => s.unwrap_or(B256::ZERO),
+                        Err(e) => {
+                            tracing::warn!(epoch, error = %e, "cannot reveal the epoch's audit secret yet");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    };
                     let mut ordered: Vec<(&Address, &Bytes)> = sigs.iter().collect();
                     ordered.sort_by_key(|(a, _)| **a);
                     let submission = ReportSubmission {
                         report: mine.report(),
+                        seed_reveal,
                         signatures: ordered.into_iter().map(|(_, s)| s.clone()).collect(),
                     };
                     match self.market.submit_report(&submission).await {
@@ -850,7 +951,14 @@ pub async fn run_oracle(
     if reloaded > 0 {
         tracing::info!(epochs = reloaded, "reports signed before a restart reloaded");
     }
-    let router = router(&published, &reports);
+    let secrets = Secrets::load(&cfg.data_dir);
+    let desk = SecretDesk {
+        secrets: secrets.clone(),
+        chain_id: market.chain_id(),
+        market: market.address(),
+        oracles: Arc::default(),
+    };
+    let router = router(&published, &reports, &desk);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http_l, router).await {
             tracing::error!(error = %e, "observation endpoint stopped");
@@ -882,6 +990,9 @@ pub async fn run_oracle(
         tolerances: Tolerances { throughput_bps: params.throughputToleranceBps, latency_ms: params.latencyToleranceMs },
         period_epochs: u64::from(params.rewardPeriodEpochs).max(1),
         final_tree_cache: Default::default(),
+        secrets,
+        desk,
+        audit_bps: params.auditProbabilityBps,
     });
 
     let follow = async {
@@ -956,6 +1067,7 @@ mod tests {
             root: alloy::primitives::B256::repeat_byte(3),
             available: 2,
             violations: Bytes::new(),
+            seed_commit: alloy::primitives::B256::repeat_byte(4),
             signature: vec![7; 65].into(),
         };
         let lines = [

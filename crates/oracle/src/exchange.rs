@@ -3,7 +3,9 @@
 //! - `GET /v1/report/{epoch}`: the report this oracle signed, with the observation set
 //!   (the proposal) it was computed from, so peers can recompute it and sign the same digest;
 //! - `GET /v1/verdicts/{epoch}`: the providers the epoch's report judged available (the leaves
-//!   of its verdict tree), from which a provider builds its bonus proofs.
+//!   of its verdict tree), from which a provider builds its bonus proofs;
+//! - `POST /v1/secret/{epoch}`: the audit secret of an epoch, to oracles only, sealed to the
+//!   requester's key (see `secrets`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -146,6 +148,9 @@ pub struct SignedReport {
     pub root: B256,
     pub available: u32,
     pub violations: Bytes,
+    /// The proposer's commitment to the audit secret of `epoch + 2` (signed with the rest).
+    #[serde(default)]
+    pub seed_commit: B256,
     pub signature: Bytes,
 }
 
@@ -153,13 +158,19 @@ impl SignedReport {
     /// The EIP-712 message signed.
     #[must_use]
     pub fn report(&self) -> Report {
-        Report { epoch: self.epoch, root: self.root, available: self.available, violations: self.violations.clone() }
+        Report {
+            epoch: self.epoch,
+            root: self.root,
+            available: self.available,
+            violations: self.violations.clone(),
+            seedCommit: self.seed_commit,
+        }
     }
 
-    /// Whether `agg` is exactly what this report says.
+    /// Whether `agg` (with this report's commitment) is exactly what this report says.
     #[must_use]
     pub fn matches(&self, agg: &Aggregate) -> bool {
-        self.report() == agg.report()
+        self.report() == agg.report(self.seed_commit)
     }
 }
 
@@ -283,13 +294,16 @@ impl Reports {
 }
 
 /// Every route an oracle serves.
-pub fn router(published: &Published, reports: &Reports) -> Router {
-    published.router().merge(
-        Router::new()
-            .route("/v1/report/{epoch}", get(serve_report))
-            .route("/v1/verdicts/{epoch}", get(serve_verdicts))
-            .with_state(reports.clone()),
-    )
+pub fn router(published: &Published, reports: &Reports, desk: &crate::secrets::SecretDesk) -> Router {
+    published
+        .router()
+        .merge(
+            Router::new()
+                .route("/v1/report/{epoch}", get(serve_report))
+                .route("/v1/verdicts/{epoch}", get(serve_verdicts))
+                .with_state(reports.clone()),
+        )
+        .merge(desk.router())
 }
 
 async fn serve_report(State(r): State<Reports>, Path(epoch): Path<u64>) -> Result<Json<SignedReport>, StatusCode> {
@@ -402,7 +416,13 @@ mod tests {
     fn a_signed_report_counts_only_for_its_signer() {
         let dom = domain(31337, Address::repeat_byte(9));
         let (a, b) = (PrivateKeySigner::random(), PrivateKeySigner::random());
-        let report = Report { epoch: 3, root: B256::repeat_byte(1), available: 1, violations: Bytes::new() };
+        let report = Report {
+            epoch: 3,
+            root: B256::repeat_byte(1),
+            available: 1,
+            violations: Bytes::new(),
+            seedCommit: B256::repeat_byte(4),
+        };
         let sig = wirepact_proto::sign_report(&a, &dom, &report).expect("sign");
         let mine = SignedReport {
             oracle: a.address(),
@@ -412,12 +432,16 @@ mod tests {
             root: report.root,
             available: 1,
             violations: Bytes::new(),
+            seed_commit: report.seedCommit,
             signature: sig,
         };
         assert_eq!(verify_report_signature(&mine, &dom), Ok(()));
         let claimed_by_b = SignedReport { oracle: b.address(), ..mine.clone() };
         assert_eq!(verify_report_signature(&claimed_by_b, &dom), Err(ProposalRejected::BadSignature(b.address())));
-        let other_root = SignedReport { root: B256::repeat_byte(2), ..mine };
+        let other_root = SignedReport { root: B256::repeat_byte(2), ..mine.clone() };
         assert!(verify_report_signature(&other_root, &dom).is_err());
+        // the commitment is signed too: a relay cannot swap in its own
+        let other_commit = SignedReport { seed_commit: B256::repeat_byte(5), ..mine };
+        assert!(verify_report_signature(&other_commit, &dom).is_err());
     }
 }

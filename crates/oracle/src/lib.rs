@@ -3,6 +3,7 @@
 pub mod daemon;
 pub mod exchange;
 pub mod probe;
+pub mod secrets;
 pub mod settle;
 
 pub use daemon::{run_oracle, OracleConfig, OracleError, OracleInfo};

@@ -134,6 +134,32 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     }
     let bonus = bonus.expect("the honest provider claimed its bonus");
     assert!(bonus > U256::ZERO, "a non-empty bonus");
+    // After the first two epochs every report revealed the secret its predecessor-but-one
+    // committed: the oracles drew it, handed it to each other sealed, probed by it, and the
+    // market checked it against the commitment.
+    let reported: Vec<u64> = m
+        .events(0, alloy::providers::Provider::get_block_number(m.rpc()).await.expect("block"))
+        .await
+        .expect("events")
+        .iter()
+        .filter_map(|e| match e {
+            WirepactMarket::WirepactMarketEvents::ReportAccepted(r) => Some(r.epoch),
+            _ => None,
+        })
+        .collect();
+    let mut revealed = 0;
+    for &e in &reported {
+        let c = view.seedCommitment(e).call().await.expect("commitment");
+        if !c.reveal.is_zero() {
+            assert_eq!(c.commit, wirepact_proto::audit::seed_commit(c.reveal));
+            revealed += 1;
+        }
+    }
+    assert!(revealed >= 1, "no report revealed an audit secret (reported epochs {reported:?})");
+    for i in 4..=7 {
+        let kept = std::fs::read_to_string(dir.join(format!("oracle{i}/audit_secrets.jsonl"))).unwrap_or_default();
+        assert!(kept.lines().count() >= 1, "oracle {i} holds no audit secret");
+    }
 
     // Every oracle persisted what it signed.
     for i in 4..=7 {

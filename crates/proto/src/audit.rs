@@ -3,11 +3,37 @@
 //! provider. The market re-checks every listed id (`Market_ProviderNotAudited`), so a drift
 //! between this function and the contract shows as a refused report, never as a silent miss;
 //! the simulator's tests compare the two on the real bytecode.
+//!
+//! The seed an epoch draws from mixes the chain's seed (`beginEpoch`) with a secret of the
+//! oracles, committed two epochs ahead by a report and revealed by the epoch's own report
+//! ([`audit_seed`], [`seed_commit`]): providers cannot tell they are audited before then.
 
 use alloy::primitives::{keccak256, B256, U256};
 
 /// Basis points: the audit probability is `bps / 10_000`.
 pub const BPS: u16 = 10_000;
+
+/// The commitment a report makes to the secret of a later epoch:
+/// `keccak256(abi.encode(secret))`.
+#[must_use]
+pub fn seed_commit(secret: B256) -> B256 {
+    keccak256(secret)
+}
+
+/// The seed `epoch`'s audits are drawn from: `keccak256(abi.encode(chain_seed, secret))` when a
+/// secret was committed for it, else the chain seed alone (and zero while the epoch is unseeded).
+#[must_use]
+pub fn audit_seed(chain_seed: B256, secret: Option<B256>) -> B256 {
+    match secret {
+        Some(s) if chain_seed != B256::ZERO => {
+            let mut word = [0u8; 64];
+            word[..32].copy_from_slice(chain_seed.as_slice());
+            word[32..].copy_from_slice(s.as_slice());
+            keccak256(word)
+        }
+        _ => chain_seed,
+    }
+}
 
 /// `uint256(keccak256(abi.encode(seed, id))) % 10_000 < probability_bps`; a zero seed (an
 /// epoch nobody began) audits nobody.
@@ -38,6 +64,22 @@ mod tests {
         assert!(audited_ids(B256::ZERO, 100, BPS).is_empty());
         assert_eq!(audited_ids(B256::repeat_byte(7), 100, BPS).len(), 100);
         assert!(audited_ids(B256::repeat_byte(7), 100, 0).is_empty());
+    }
+
+    /// The market hashes `abi.encode(chainSeed, secret)` and `abi.encode(secret)`: the same
+    /// bytes here, and no secret (or no chain seed yet) leaves the chain seed as it is.
+    #[test]
+    fn the_audit_seed_and_commitment_hash_what_the_market_hashes() {
+        use alloy::sol_types::SolValue;
+        let (chain, secret) = (keccak256(b"chain"), keccak256(b"secret"));
+        assert_eq!(audit_seed(chain, Some(secret)), keccak256((chain, secret).abi_encode()));
+        assert_eq!(seed_commit(secret), keccak256(secret.abi_encode()));
+        assert_eq!(audit_seed(chain, None), chain);
+        assert_eq!(audit_seed(B256::ZERO, Some(secret)), B256::ZERO, "an unseeded epoch audits nobody");
+        // the secret changes the draw
+        let a = audited_ids(chain, 1_000, 5_000);
+        let b = audited_ids(audit_seed(chain, Some(secret)), 1_000, 5_000);
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -30,13 +30,15 @@ alloy::sol! {
     }
 
     /// What the quorum signs for an epoch: the root of the providers judged available, their
-    /// number, and the violators (see `verdicts`).
+    /// number, the violators (see `verdicts`), and the commitment to the oracles' secret for
+    /// epoch + 2 (see `audit::seed_commit`; zero: none).
     #[derive(Debug, PartialEq, Eq)]
     struct Report {
         uint64 epoch;
         bytes32 root;
         uint32 available;
         bytes violations;
+        bytes32 seedCommit;
     }
 
     /// The first message of a tunnel: proves the sender holds the session key.
@@ -212,10 +214,12 @@ mod tests {
             o.eip712_type_hash(),
             alloy::primitives::keccak256("Observations(uint64 epoch,bytes providers,bytes measurements)")
         );
-        let r = Report { epoch: 0, root: B256::ZERO, available: 0, violations: Bytes::new() };
+        let r = Report { epoch: 0, root: B256::ZERO, available: 0, violations: Bytes::new(), seedCommit: B256::ZERO };
         assert_eq!(
             r.eip712_type_hash(),
-            alloy::primitives::keccak256("Report(uint64 epoch,bytes32 root,uint32 available,bytes violations)")
+            alloy::primitives::keccak256(
+                "Report(uint64 epoch,bytes32 root,uint32 available,bytes violations,bytes32 seedCommit)"
+            )
         );
     }
 

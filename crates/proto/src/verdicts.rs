@@ -96,14 +96,16 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    /// The message every signer signs.
+    /// The message every signer signs, with the proposer's commitment to the secret of
+    /// `epoch + 2` (see `audit::seed_commit`; zero: none).
     #[must_use]
-    pub fn report(&self) -> Report {
+    pub fn report(&self, seed_commit: B256) -> Report {
         Report {
             epoch: self.epoch,
             root: self.tree.root(),
             available: u32::try_from(self.tree.ids.len()).unwrap_or(u32::MAX),
             violations: Bytes::from(self.violations.clone()),
+            seedCommit: seed_commit,
         }
     }
 

@@ -129,6 +129,8 @@ struct Sim<'a> {
     /// The verdict trees of the reported epochs still claimable (the providers judged
     /// available), to build bonus proofs from.
     trees: BTreeMap<u64, VerdictTree>,
+    /// The oracles' audit secrets the market holds a commitment to, by epoch.
+    secrets: BTreeMap<u64, B256>,
     minted: U256,
     max_price: U256,
     truth: Vec<TrueState>,
@@ -162,6 +164,7 @@ impl<'a> Sim<'a> {
             epoch_series: Vec::new(),
             honest_samples: Vec::new(),
             trees: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             minted: U256::ZERO,
             max_price,
             truth: Vec::new(),
@@ -553,15 +556,17 @@ impl<'a> Sim<'a> {
         let liar_count = signers.iter().filter(|&&i| self.oracles[i].kind == OracleKind::Liar).count();
         self.signers_liars_max = self.signers_liars_max.max(u32::try_from(liar_count).unwrap_or(u32::MAX));
 
+        // The draw mixes the chain seed with the secret committed two epochs ago (if any);
+        // this report commits a fresh one for e + 2.
+        let seed_reveal = self.secrets.get(&e).copied();
+        let draw = audit::audit_seed(seed, seed_reveal);
+        let next_secret = B256::from(self.rng.random::<[u8; 32]>());
         let count = u32::try_from(self.provs.len()).unwrap_or(u32::MAX);
-        let audited: Vec<usize> = audit::audited_ids(seed, count, self.params.auditProbabilityBps)
+        let audited: Vec<usize> = audit::audited_ids(draw, count, self.params.auditProbabilityBps)
             .into_iter()
             .map(|id| id as usize - 1)
             .filter(|&i| self.provs[i].status == Status::Active)
             .collect();
-        if audited.is_empty() {
-            return Ok(());
-        }
         // Each signer's row; the aggregate every oracle computes from the leader's set; one
         // signature each over it.
         let mut rows: Vec<Vec<Observation>> = Vec::with_capacity(signers.len());
@@ -619,11 +624,7 @@ impl<'a> Sim<'a> {
             tol,
         )
         .map_err(|err| SimError::Evm(format!("aggregating epoch {e}: {err}")))?;
-        if agg.is_empty() {
-            self.unreported_epochs += 1;
-            return Ok(());
-        }
-        let report = agg.report();
+        let report = agg.report(audit::seed_commit(next_secret));
         let mut signatures = Vec::with_capacity(signers.len());
         for &si in &signers {
             let sig = sign_report(&self.oracles[si].key, &self.dom, &report)
@@ -638,9 +639,19 @@ impl<'a> Sim<'a> {
                 root: report.root,
                 available: report.available,
                 violations: report.violations.clone(),
+                seedCommit: report.seedCommit,
+                seedReveal: seed_reveal.unwrap_or(B256::ZERO),
                 signatures,
             },
         )?;
+        self.secrets.insert(e + 2, next_secret);
+        self.secrets = self.secrets.split_off(&e.saturating_sub(2));
+        if agg.is_empty() {
+            // Judged nobody: it only carried the commitment (and paid no reward).
+            self.tally("submitReport (commitment only)", &ex);
+            self.unreported_epochs += 1;
+            return Ok(());
+        }
         self.tally("submitReport", &ex);
         self.reported_epochs += 1;
         self.absorb_report(e, &audited, &agg, &ex.logs)
