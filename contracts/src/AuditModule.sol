@@ -239,8 +239,7 @@ contract AuditModule is MarketBase {
         if (leaves.length == 0 || leaves.length > 2) revert M.Market_MalformedReport();
         PeriodRecord memory r = _periodRecords[providerId][period];
         if (r.slashed) revert M.Market_NotEligibleForBonus(0, 0);
-        ProviderOwner memory own = p.own;
-        uint256 available = _proveLeaves(providerId, first, own, leaves);
+        uint256 available = _proveLeaves(providerId, first, p.ep, leaves);
         uint256 judged = available + r.unavailable;
         if (judged < _bonusMinAudits || available * BPS < judged * _bonusAvailabilityBps) {
             revert M.Market_NotEligibleForBonus(uint32(judged), uint32(available));
@@ -267,14 +266,14 @@ contract AuditModule is MarketBase {
         pot.remaining -= uint96(share);
         _bonusPots[period] = pot;
         p.audit.claimedPeriodPlusOne = period + 1;
-        _balances[own.owner] += share;
+        _balances[p.own.owner] += share;
         emit M.BonusClaimed(providerId, period, share);
     }
 
     /// Verifies the leaves (in `[first, first + period)`, after the registration epoch and any
     /// jail, the second one epoch before the first) and returns the available verdicts they
     /// prove.
-    function _proveLeaves(uint32 id, uint256 first, ProviderOwner memory own, M.BonusLeaf[] calldata leaves)
+    function _proveLeaves(uint32 id, uint256 first, ProviderEpochs memory ep, M.BonusLeaf[] calldata leaves)
         internal
         view
         returns (uint256)
@@ -284,7 +283,7 @@ contract AuditModule is MarketBase {
             uint64 e = l.epoch;
             if (
                 e < first || e >= first + _rewardPeriodEpochs || (i == 1 && e + 1 != leaves[0].epoch)
-                    || e <= own.registeredEpoch || e < own.jailedUntilEpoch
+                    || e <= ep.registeredEpoch || e < ep.jailedUntilEpoch
             ) revert M.Market_BadAuditProof(e);
             bytes32 root = _verdictRoots[e];
             bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(e, id, l.base))));
@@ -358,7 +357,7 @@ contract AuditModule is MarketBase {
         // the one it left in (it stays slashable while its stake unbonds); ids nobody
         // registered are skipped.
         if (c.status == M.ProviderStatus.None) return;
-        if (c.status == M.ProviderStatus.Left && p.own.leftEpoch < epoch) return;
+        if (c.status == M.ProviderStatus.Left && p.ep.leftEpoch < epoch) return;
         uint256 thr = uint32(bytes4(v[4:8]));
         uint256 lat = uint24(bytes3(v[8:11]));
         bool reachable = uint8(v[11]) & 1 != 0;
@@ -419,7 +418,7 @@ contract AuditModule is MarketBase {
         }
         _rewardPool += amount - each * signers.length;
         uint32 until = uint32(epoch) + 1 + _jailEpochs;
-        p.own.jailedUntilEpoch = until;
+        p.ep.jailedUntilEpoch = until;
         emit M.ProviderSlashed(id, epoch, amount, each * signers.length, until);
     }
 

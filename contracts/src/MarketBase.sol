@@ -87,11 +87,18 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         uint88 basePricePerGiB;
     }
 
+    /// What a claim touches besides the session: the owner (who may claim) and the earnings
+    /// claimed for it, gross of the protocol fee, until `collectEarnings` moves them to the
+    /// owner's balance (and the fee to the reward pool). One slot, so a claim writes two.
+    struct ProviderOwner {
+        address owner;
+        uint96 earned;
+    }
+
     /// `leftEpoch`: the epoch `leave` was called in (reports still judge the provider for
     /// epochs up to it); `registeredEpoch`: the epoch of registration (no bonus credit for it
     /// or before).
-    struct ProviderOwner {
-        address owner;
+    struct ProviderEpochs {
         uint32 jailedUntilEpoch;
         uint32 leftEpoch;
         uint32 registeredEpoch;
@@ -125,6 +132,7 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
         ProviderOwner own;
         ProviderStake stk;
         ProviderAudit audit;
+        ProviderEpochs ep;
         bytes32 tunnelKey;
         string endpoint;
         string region;

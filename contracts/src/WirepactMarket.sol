@@ -64,10 +64,12 @@ import {AuditModule} from "./AuditModule.sol";
 ///     v        = violations recorded for the provider since the session opened
 ///                (frozen when the session is closed)
 ///     entitled = floor(gross * (10_000 - min(10_000, v * sessionPenaltyBps)) / 10_000)
-///     claim pays entitled - paid (if positive); fee = floor(delta * protocolFeeBps / 10_000)
-///     goes to the reward pool, the rest to the provider. At settlement the client gets
-///     deposit - paid back. Paid amounts are never clawed back: a violation recorded after a
-///     claim only reduces what is still unpaid.
+///     claim adds entitled - paid (if positive) to the provider's `earned` (in the slot that
+///     holds its owner, so a claim writes two slots: the session's and that one);
+///     `collectEarnings` (anyone) moves `earned` to the owner's balance less
+///     fee = floor(earned * protocolFeeBps / 10_000), which goes to the reward pool. At
+///     settlement the client gets deposit - paid back. Paid amounts are never clawed back: a
+///     violation recorded after a claim only reduces what is still unpaid.
 ///
 /// ## Oracle set
 /// An oracle signs for epochs `[fromEpoch, untilEpoch)`: from the epoch after it registers
@@ -221,7 +223,7 @@ contract WirepactMarket is MarketBase {
             basePricePerGiB: uint88(terms.basePricePerGiB)
         });
         p.own.owner = msg.sender;
-        p.own.registeredEpoch = uint32(_epochNow());
+        p.ep.registeredEpoch = uint32(_epochNow());
         p.stk.stake = uint96(stake);
         p.tunnelKey = tunnelKey;
         p.endpoint = endpoint;
@@ -291,7 +293,7 @@ contract WirepactMarket is MarketBase {
         p.core.status = M.ProviderStatus.Left;
         // Reports still judge (and slash) it for this epoch and every earlier one; the
         // unbonding delay outlasts their report window (checked at construction).
-        p.own.leftEpoch = uint32(_epochNow());
+        p.ep.leftEpoch = uint32(_epochNow());
         _startUnbonding(p, p.stk.stake);
         emit M.ProviderLeft(providerId);
     }
@@ -301,7 +303,7 @@ contract WirepactMarket is MarketBase {
         Provider storage p = _ownedProvider(providerId);
         ProviderCore memory c = p.core;
         if (c.status != M.ProviderStatus.Jailed) revert M.Market_ProviderNotActive(providerId);
-        uint32 until = p.own.jailedUntilEpoch;
+        uint32 until = p.ep.jailedUntilEpoch;
         if (currentEpoch() < until) revert M.Market_StillJailed(until);
         uint256 minimum = minProviderStake(c.capacityMbps);
         if (p.stk.stake < minimum) revert M.Market_StakeBelowMinimum(p.stk.stake, minimum);
@@ -383,12 +385,12 @@ contract WirepactMarket is MarketBase {
     function claim(M.SessionTerms calldata t, uint64 cumulativeBytes, uint64 timestamp, bytes calldata signature)
         external
     {
-        bytes32 sessionId = keccak256(abi.encode(t));
+        bytes32 sessionId = _idOf(t);
         M.SessionState memory s = _sessions[sessionId];
         if (s.status == M.SessionStatus.None) revert M.Market_UnknownSession(sessionId);
         Provider storage p = _providers[t.providerId];
-        address owner = p.own.owner;
-        if (msg.sender != owner) revert M.Market_NotProviderOwner(t.providerId);
+        ProviderOwner memory own = p.own;
+        if (msg.sender != own.owner) revert M.Market_NotProviderOwner(t.providerId);
 
         if (cumulativeBytes <= s.claimedBytes) revert M.Market_ReceiptNotNewer(cumulativeBytes, s.claimedBytes);
         if (timestamp <= s.lastReceiptAt) revert M.Market_ReceiptStale(timestamp, s.lastReceiptAt);
@@ -401,24 +403,44 @@ contract WirepactMarket is MarketBase {
         uint256 violations = s.status == M.SessionStatus.Open ? p.core.violationCount - t.violationsAtOpen : s.violations;
         uint256 entitled = payoutFor(t, cumulativeBytes, violations);
         uint256 delta;
-        uint256 fee;
         if (entitled > s.paid) {
             delta = entitled - s.paid;
-            fee = (delta * _protocolFeeBps) / BPS;
             s.paid = uint96(entitled); // entitled <= deposit < 2^96
-            _balances[owner] += delta - fee;
-            if (fee != 0) _rewardPool += fee;
+            uint256 earned = own.earned + delta;
+            if (earned > type(uint96).max) {
+                // ~79 billion tokens uncollected: collect them first (never reached in practice)
+                _collect(t.providerId, own.owner, own.earned);
+                earned = delta;
+            }
+            p.own = ProviderOwner({owner: own.owner, earned: uint96(earned)});
         }
         s.claimedBytes = cumulativeBytes;
         s.lastReceiptAt = uint32(timestamp); // timestamp <= block.timestamp + drift < 2^32 until 2106
         _sessions[sessionId] = s;
-        emit M.SessionClaimed(sessionId, cumulativeBytes, delta - fee, fee);
+        emit M.SessionClaimed(sessionId, cumulativeBytes, delta);
+    }
+
+    /// @notice Moves a provider's claimed earnings to its owner's balance, less the protocol
+    /// fee (to the reward pool). Anyone may call: the money only goes where it belongs.
+    function collectEarnings(uint32 providerId) external {
+        Provider storage p = _providers[providerId];
+        ProviderOwner memory own = p.own;
+        if (own.earned == 0) revert M.Market_NothingToCollect(providerId);
+        p.own.earned = 0;
+        _collect(providerId, own.owner, own.earned);
+    }
+
+    function _collect(uint32 providerId, address owner, uint256 gross) private {
+        uint256 fee = (gross * _protocolFeeBps) / BPS;
+        _balances[owner] += gross - fee;
+        if (fee != 0) _rewardPool += fee;
+        emit M.EarningsCollected(providerId, owner, gross - fee, fee);
     }
 
     /// @notice Closes a session. The client's close starts the claim grace; the provider's
     /// close (which gives up further claims) settles at once.
     function close(M.SessionTerms calldata t) external {
-        bytes32 sessionId = keccak256(abi.encode(t));
+        bytes32 sessionId = _idOf(t);
         M.SessionState memory s = _sessions[sessionId];
         if (s.status == M.SessionStatus.None) revert M.Market_UnknownSession(sessionId);
         Provider storage p = _providers[t.providerId];
@@ -446,7 +468,7 @@ contract WirepactMarket is MarketBase {
 
     /// @notice Refunds a client-closed session once the claim grace is over. Anyone may call.
     function settle(M.SessionTerms calldata t) external {
-        bytes32 sessionId = keccak256(abi.encode(t));
+        bytes32 sessionId = _idOf(t);
         M.SessionState memory s = _sessions[sessionId];
         if (s.status == M.SessionStatus.None) revert M.Market_UnknownSession(sessionId);
         if (s.status != M.SessionStatus.Closing) revert M.Market_SessionNotOpen(sessionId);
@@ -555,7 +577,7 @@ contract WirepactMarket is MarketBase {
         v.maxLatencyMs = c.maxLatencyMs;
         v.basePricePerGiB = c.basePricePerGiB;
         v.sessionNonce = c.sessionNonce;
-        v.jailedUntilEpoch = p.own.jailedUntilEpoch;
+        v.jailedUntilEpoch = p.ep.jailedUntilEpoch;
         v.violationCount = c.violationCount;
         v.stake = p.stk.stake;
         v.unbonding = p.stk.unbonding;
@@ -566,8 +588,9 @@ contract WirepactMarket is MarketBase {
         v.endpoint = p.endpoint;
         v.region = p.region;
         v.paused = c.flags & FLAG_PAUSED != 0;
-        v.registeredEpoch = p.own.registeredEpoch;
-        v.leftEpoch = p.own.leftEpoch;
+        v.registeredEpoch = p.ep.registeredEpoch;
+        v.leftEpoch = p.ep.leftEpoch;
+        v.earned = p.own.earned;
     }
 
     /// @notice Price per GiB a session opened now would get (0 if it could not open).
@@ -595,7 +618,7 @@ contract WirepactMarket is MarketBase {
     }
 
     function sessionIdOf(M.SessionTerms calldata t) external pure returns (bytes32) {
-        return keccak256(abi.encode(t));
+        return _idOf(t);
     }
 
     /// @notice What the provider is entitled to in total for `cumulativeBytes` with `violations`.
@@ -616,6 +639,17 @@ contract WirepactMarket is MarketBase {
     }
 
     // =============================================================== internal
+
+    /// `keccak256(abi.encode(t))`, hashed straight from calldata: terms are nine static words,
+    /// so their ABI encoding is their calldata. Terms with dirty padding hash to an id no
+    /// session has (and every field read later is still checked).
+    function _idOf(M.SessionTerms calldata t) private pure returns (bytes32 id) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, 288)
+            id := keccak256(ptr, 288)
+        }
+    }
 
     function _settle(bytes32 sessionId, M.SessionTerms calldata t, uint256 paid) private {
         uint256 refund = uint256(t.deposit) - paid;

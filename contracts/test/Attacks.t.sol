@@ -215,6 +215,7 @@ contract AttacksTest is BaseTest {
             vm.prank(prov);
             market.close(t);
         }
+        market.collectEarnings(id); // the fees reach the pool
         for (uint256 i; i < n; ++i) {
             _reportOne(_nextEpoch(), id, 30_000, 20, true);
         }

@@ -13,13 +13,12 @@ contract ClaimFuzzTest is BaseTest {
     }
 
     /// Any sequence of increasing receipts pays exactly min(bytes*price/2^30, deposit) in
-    /// total, split fee/provider to the wei, and the client gets exactly the rest back.
+    /// total into the provider's earnings; collected, they split fee/provider to the wei, and
+    /// the client gets exactly the rest back.
     function testFuzz_ClaimArithmeticExact(uint96 dep, uint64[4] memory steps) external {
         dep = uint96(bound(dep, market.minDeposit(id), 500 * ONE));
         (IWirepactMarket.SessionTerms memory t, bytes32 sid) = _open(id, dep);
         uint64 b;
-        uint256 provExpected;
-        uint256 feeExpected;
         uint256 paid;
         for (uint256 i; i < 4; ++i) {
             b += uint64(bound(steps[i], 1, 1 << 40));
@@ -27,19 +26,19 @@ contract ClaimFuzzTest is BaseTest {
             _claim(t, sid, b);
             uint256 gross = (uint256(b) * t.pricePerGiB) >> 30;
             if (gross > dep) gross = dep;
-            uint256 delta = gross - paid;
-            uint256 fee = delta * 200 / 10_000;
-            feeExpected += fee;
-            provExpected += delta - fee;
             paid = gross;
             assertEq(market.session(sid).paid, paid);
-            assertEq(market.balanceOf(prov), provExpected);
-            assertEq(market.rewardPool(), feeExpected);
+            assertEq(market.provider(id).earned, paid);
+            assertEq(market.balanceOf(prov), 0);
         }
         vm.prank(prov);
         market.close(t);
         assertEq(market.balanceOf(client), 500 * ONE - paid);
-        assertEq(provExpected + feeExpected, paid);
+        if (paid != 0) market.collectEarnings(id);
+        uint256 fee = paid * 200 / 10_000;
+        assertEq(market.balanceOf(prov), paid - fee);
+        assertEq(market.rewardPool(), fee);
+        assertEq(market.provider(id).earned, 0);
     }
 
     /// A receipt can be used once: the same or any lower byte count is refused afterwards.

@@ -150,6 +150,7 @@ contract GasTest is BaseTest {
         id = _register(prov);
         (IWirepactMarket.SessionTerms memory t, bytes32 sid) = _open(id, 400 * ONE);
         _claim(t, sid, uint64(3_000 * GIB));
+        market.collectEarnings(id);
     }
 
     /// Reports 14 epochs of period 0, each judging providers 1..1,000 available.

@@ -245,6 +245,7 @@ contract BonusTest is BaseTest {
             vm.prank(prov);
             market.close(t);
         }
+        market.collectEarnings(id); // the fees reach the pool
     }
 
     /// Reports `e`: provider 1 up with `up1`, provider 2 always up.

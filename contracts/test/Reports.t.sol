@@ -163,6 +163,7 @@ contract SubmitReportTest is BaseTest {
         // Fill the pool a little so oracle rewards can be paid.
         (IWirepactMarket.SessionTerms memory t, bytes32 sid) = _open(id, 10 * ONE);
         _claim(t, sid, uint64(1_000 * GIB)); // pays the whole deposit: fee 0.2
+        market.collectEarnings(id);
         uint256 pool = market.rewardPool();
         _reportOne(e, id, 30_000, 20, true);
         assertEq(market.provider(id).violationCount, 0);

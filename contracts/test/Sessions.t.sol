@@ -102,13 +102,13 @@ contract ClaimTest is BaseTest {
         vm.warp(_now() + 60);
     }
 
-    function test_When_ValidReceipt_PaysIncreaseMinusFee() external {
+    function test_When_ValidReceipt_EarnsIncrease_CollectedLessFee() external {
         uint64 b = uint64(3 * GIB);
         _claim(t, sid, b);
         uint256 gross = (uint256(b) * t.pricePerGiB) >> 30;
-        uint256 fee = gross * 200 / 10_000;
-        assertEq(market.balanceOf(prov), gross - fee);
-        assertEq(market.rewardPool(), fee);
+        assertEq(market.provider(id).earned, gross, "claimed gross into the provider's earnings");
+        assertEq(market.balanceOf(prov), 0);
+        assertEq(market.rewardPool(), 0);
         IWirepactMarket.SessionState memory s = market.session(sid);
         assertEq(s.paid, gross);
         assertEq(s.claimedBytes, b);
@@ -116,8 +116,50 @@ contract ClaimTest is BaseTest {
         vm.warp(_now() + 1);
         _claim(t, sid, uint64(5 * GIB));
         uint256 gross2 = (uint256(5 * GIB) * t.pricePerGiB) >> 30;
-        uint256 fee2 = (gross2 - gross) * 200 / 10_000;
-        assertEq(market.balanceOf(prov), gross2 - fee - fee2);
+        assertEq(market.provider(id).earned, gross2);
+        // anyone may collect: the owner gets the earnings less the fee, the pool the fee
+        vm.prank(client);
+        market.collectEarnings(id);
+        uint256 fee = gross2 * 200 / 10_000;
+        assertEq(market.balanceOf(prov), gross2 - fee);
+        assertEq(market.rewardPool(), fee);
+        assertEq(market.balanceOf(client), 490 * ONE, "the caller gets nothing");
+        assertEq(market.provider(id).earned, 0);
+        vm.expectRevert(abi.encodeWithSelector(IWirepactMarket.Market_NothingToCollect.selector, id));
+        market.collectEarnings(id);
+    }
+
+    /// Earnings are kept in 96 bits next to the owner: a claim that would overflow them first
+    /// collects what is there, so nothing is lost and the books stay exact.
+    function test_When_EarningsWouldOverflow_CollectedFirst() external {
+        IWirepactMarket.ProviderTerms memory terms = _terms();
+        terms.basePricePerGiB = uint96(type(uint88).max);
+        vm.prank(prov2);
+        uint32 rich = market.registerProvider(terms, bytes32(uint256(2)), "203.0.113.8:443", "eu", 1_000 * ONE);
+        uint256 dep = type(uint96).max;
+        _fund(client, 2 * dep);
+        vm.prank(client);
+        market.deposit(2 * dep);
+        (IWirepactMarket.SessionTerms memory a, bytes32 ida) = _open(rich, dep);
+        (IWirepactMarket.SessionTerms memory b, bytes32 idb) = _open(rich, dep);
+        vm.warp(_now() + 1);
+        _claim(a, ida, uint64(1 << 40)); // far more than the deposit buys: pays the whole deposit
+        assertEq(market.provider(rich).earned, dep);
+        _claim(b, idb, uint64(1 << 40));
+        assertEq(market.provider(rich).earned, dep, "the first deposit was collected, the second earned");
+        uint256 fee = dep * 200 / 10_000;
+        assertEq(market.balanceOf(prov2), dep - fee);
+        assertEq(market.rewardPool(), fee);
+    }
+
+    /// Terms whose padding is dirty hash to an id no session has: refused, nothing moves.
+    function test_RevertWhen_TermsHaveDirtyPadding() external {
+        bytes memory data = abi.encodeCall(market.close, (t));
+        data[4 + 2 * 32] = 0x01; // the high byte of providerId's word
+        vm.prank(prov);
+        (bool ok,) = address(market).call(data);
+        assertFalse(ok);
+        assertEq(uint8(market.session(sid).status), uint8(IWirepactMarket.SessionStatus.Open));
     }
 
     function test_When_BytesExceedDeposit_PaysAtMostDeposit() external {
@@ -245,7 +287,7 @@ contract ClaimTest is BaseTest {
         uint256 gross = (uint256(b) * t.pricePerGiB) >> 30;
         uint256 entitled = gross * 7_500 / 10_000; // one violation, 25% penalty
         assertEq(market.session(sid).paid, entitled);
-        assertEq(market.balanceOf(prov), entitled - entitled * 200 / 10_000);
+        assertEq(market.provider(id).earned, entitled);
         // The client gets the reduction back at settlement.
         vm.prank(prov);
         market.close(t);

@@ -105,6 +105,8 @@ interface IWirepactMarket {
         uint32 registeredEpoch;
         /// Epoch it left in, if it left (reports judge it up to that epoch).
         uint32 leftEpoch;
+        /// Claimed for its sessions and not yet collected (gross of the protocol fee).
+        uint256 earned;
     }
 
     /// @notice Immutable terms of a session. `sessionId = keccak256(abi.encode(terms))`; the
@@ -213,7 +215,9 @@ interface IWirepactMarket {
     event ProviderPaused(uint32 indexed providerId, bool paused);
 
     event SessionOpened(bytes32 indexed sessionId, uint32 indexed providerId, address indexed client, SessionTerms terms);
-    event SessionClaimed(bytes32 indexed sessionId, uint64 cumulativeBytes, uint256 providerAmount, uint256 fee);
+    /// @notice `amount`: added to the provider's earnings (the fee is taken when they are collected).
+    event SessionClaimed(bytes32 indexed sessionId, uint64 cumulativeBytes, uint256 amount);
+    event EarningsCollected(uint32 indexed providerId, address indexed owner, uint256 amount, uint256 fee);
     event SessionClosed(bytes32 indexed sessionId, address indexed by, uint32 violations);
     event SessionSettled(bytes32 indexed sessionId, uint256 paid, uint256 refund);
 
@@ -291,6 +295,8 @@ interface IWirepactMarket {
     error Market_NotAViolation(uint32 providerId);
     /// The report judges nobody (no available provider and no violator).
     error Market_EmptyReport();
+    /// The provider has no claimed earnings to collect.
+    error Market_NothingToCollect(uint32 providerId);
     /// The report's `seedReveal` is not the secret committed for its epoch (or is not zero
     /// when nothing was committed).
     error Market_BadSeedReveal(uint64 epoch);
@@ -339,6 +345,7 @@ interface IWirepactMarket {
         external;
     function close(SessionTerms calldata t) external;
     function settle(SessionTerms calldata t) external;
+    function collectEarnings(uint32 providerId) external;
 
     function registerOracle(string calldata endpoint, uint256 stake) external;
     function requestOracleLeave() external;

@@ -159,6 +159,15 @@ contract Handler is CommonBase, StdCheats, StdUtils, OracleModel {
         if (market.session(s.id).paid > s.t.deposit) ++ghostOverpaid;
     }
 
+    /// Anyone collects a provider's earnings (the fee feeds the pool that pays oracles and bonus).
+    function collectEarnings(uint256 who) external {
+        uint32 n = market.providerCount();
+        if (n == 0) return;
+        uint32 id = uint32(bound(who, 1, n));
+        if (market.provider(id).earned == 0) return;
+        market.collectEarnings(id);
+    }
+
     function closeByClient(uint256 idx) external {
         if (sessions.length == 0) return;
         Open storage s = sessions[idx % sessions.length];

@@ -39,7 +39,7 @@ contract InvariantsTest is BaseTest {
         uint32 n = market.providerCount();
         for (uint32 id = 1; id <= n; ++id) {
             IWirepactMarket.ProviderView memory v = market.provider(id);
-            owed += uint256(v.stake) + v.unbonding;
+            owed += uint256(v.stake) + v.unbonding + v.earned;
         }
         for (uint256 i; i < handler.sessionCount(); ++i) {
             (IWirepactMarket.SessionTerms memory t, bytes32 sid) = handler.sessionAt(i);
