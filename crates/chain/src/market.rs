@@ -61,6 +61,9 @@ pub trait Market {
     /// Pulls `amount` tokens into the account's market balance (approving first if needed).
     async fn deposit(&self, amount: U256) -> Result<TransactionReceipt, ChainError>;
     async fn withdraw(&self, amount: U256) -> Result<TransactionReceipt, ChainError>;
+    /// Moves provider `id`'s claimed earnings to its owner's balance, less the protocol fee
+    /// (anyone may send it).
+    async fn collect_earnings(&self, id: ProviderId) -> Result<TransactionReceipt, ChainError>;
     async fn register_provider(
         &self,
         terms: IWirepactMarket::ProviderTerms,
@@ -536,6 +539,12 @@ impl Market for AlloyMarket {
 
     async fn withdraw(&self, amount: U256) -> Result<TransactionReceipt, ChainError> {
         self.sender.send(self.contract().withdraw(amount).into_transaction_request(), "withdrawing").await
+    }
+
+    async fn collect_earnings(&self, id: ProviderId) -> Result<TransactionReceipt, ChainError> {
+        self.sender
+            .send(self.contract().collectEarnings(id.0).into_transaction_request(), "collecting earnings")
+            .await
     }
 
     async fn register_provider(

@@ -285,8 +285,9 @@ struct SessionSummary {
     price_per_gib: String,
     deposit: String,
     bytes_claimed: u64,
+    /// What the session paid into the provider's earnings (the protocol fee is taken when the
+    /// provider collects them).
     paid_to_provider: String,
-    fee: String,
     refund: String,
     settled: bool,
 }
@@ -606,7 +607,7 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
                 let id = ProviderId(u32::try_from(i)?);
                 let p = deployer.provider(id).await?;
                 let q = deployer.quote(id).await.unwrap_or_default();
-                let earned = deployer.balance_of(p.owner).await?;
+                let earned = deployer.balance_of(p.owner).await? + p.earned;
                 let status = match p.status {
                     wirepact_chain::bindings::provider_status::ACTIVE => "active",
                     wirepact_chain::bindings::provider_status::JAILED => "JAILED",
@@ -767,23 +768,21 @@ async fn summarize(
                         deposit: U256::from(o.terms.deposit).to_string(),
                         bytes_claimed: 0,
                         paid_to_provider: "0".into(),
-                        fee: "0".into(),
                         refund: "0".into(),
                         settled: false,
                     },
                 );
             }
             E::SessionClaimed(c) => {
-                fees += c.fee;
                 if let Some(s) = sessions.get_mut(&c.sessionId) {
                     s.bytes_claimed = c.cumulativeBytes;
-                    s.paid_to_provider = (s.paid_to_provider.parse::<U256>()? + c.providerAmount).to_string();
-                    s.fee = (s.fee.parse::<U256>()? + c.fee).to_string();
+                    s.paid_to_provider = (s.paid_to_provider.parse::<U256>()? + c.amount).to_string();
                     let ent = earned.entry(s.provider).or_default();
-                    ent.0 += c.providerAmount;
+                    ent.0 += c.amount;
                     ent.1 = ent.1.max(c.cumulativeBytes);
                 }
             }
+            E::EarningsCollected(c) => fees += c.fee,
             E::SessionSettled(s) => {
                 if let Some(x) = sessions.get_mut(&s.sessionId) {
                     x.refund = s.refund.to_string();
@@ -836,7 +835,7 @@ async fn summarize(
     }
     for p in 1..=PROVIDERS.len() {
         let v = m.provider(ProviderId(u32::try_from(p)?)).await?;
-        owes += U256::from(v.stake) + U256::from(v.unbonding);
+        owes += U256::from(v.stake) + U256::from(v.unbonding) + v.earned;
     }
     for o in &oracles {
         owes += o.stake.parse::<U256>()?;
@@ -900,16 +899,15 @@ fn print_summary(s: &Summary) {
             p.bytes_claimed
         );
     }
-    println!("\n{:<12} {:>3} {:>8} {:>14} {:>12} {:>10}", "session", "via", "deposit", "paid", "fee", "refund");
+    println!("\n{:<12} {:>3} {:>8} {:>14} {:>10}", "session", "via", "deposit", "paid", "refund");
     let probes = s.sessions.iter().filter(|x| !x.by_client).count();
     for x in s.sessions.iter().filter(|x| x.by_client) {
         println!(
-            "{:<12} {:>3} {:>8} {:>14} {:>12} {:>10}",
+            "{:<12} {:>3} {:>8} {:>14} {:>10}",
             format!("{:.10}", x.id.to_string()),
             x.provider,
             t(&x.deposit),
             t(&x.paid_to_provider),
-            t(&x.fee),
             t(&x.refund)
         );
     }

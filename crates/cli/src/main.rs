@@ -513,13 +513,14 @@ async fn run(cmd: Cmd) -> Result<()> {
                 if let Some(p) = pid {
                     let info = m.provider(p).await?;
                     println!(
-                        "provider {} status {} stake {} committed {}/{} Mbit/s violations {}",
+                        "provider {} status {} stake {} committed {}/{} Mbit/s violations {}\nearnings claimed, not yet collected {} (the node collects them; the protocol fee is taken then)",
                         p.0,
                         info.status,
                         format_tokens(alloy::primitives::U256::from(info.stake)),
                         info.committedMbps,
                         info.capacityMbps,
-                        info.violationCount
+                        info.violationCount,
+                        format_tokens(info.earned)
                     );
                 }
             }

@@ -1,6 +1,7 @@
 //! Claims receipted earnings on chain.
 
 use alloy::primitives::{Bytes, B256, U256};
+use wirepact_proto::ProviderId;
 use wirepact_chain::bindings::WirepactMarket::WirepactMarketErrors as Revert;
 use wirepact_chain::{ChainError, Market};
 use wirepact_proto::format_tokens;
@@ -127,5 +128,32 @@ impl<M: Market> Claimer<'_, M> {
             out.claimed.push((id, rec.cumulative_bytes));
         }
         Ok(out)
+    }
+
+    /// Claims move money into the provider's earnings on chain; this moves them to the
+    /// owner's balance (less the protocol fee) once they reach `at`, or whatever there is when
+    /// `all`. Returns what was collected (gross), if anything. A failure is logged and left
+    /// for the next pass: the earnings stay on chain, nothing is lost.
+    pub async fn collect(&self, provider: ProviderId, at: U256, all: bool) -> Option<U256> {
+        let earned = match self.market.provider(provider).await {
+            Ok(p) => p.earned,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the provider's earnings; collected next pass");
+                return None;
+            }
+        };
+        if earned.is_zero() || (!all && earned < at) {
+            return None;
+        }
+        match self.market.collect_earnings(provider).await {
+            Ok(_) => {
+                tracing::info!(earned = %format!("{} tokens", format_tokens(earned)), "earnings collected into the market balance (less the protocol fee)");
+                Some(earned)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "collecting earnings failed; tried again next pass");
+                None
+            }
+        }
     }
 }

@@ -74,6 +74,11 @@ pub struct NodeConfig {
     /// How often to look for claimable earnings, seconds.
     #[serde(default = "default_claim_interval")]
     pub claim_interval_secs: u64,
+    /// Claims add to the provider's earnings on chain; collect them into the owner's market
+    /// balance (the protocol fee is taken then) once they reach this many tokens, and all of
+    /// them at shutdown.
+    #[serde(default = "default_collect_threshold")]
+    pub collect_threshold: String,
     /// Private ranges clients may reach anyway (e.g. "127.0.0.0/8" on a devnet). Public
     /// addresses are always allowed; loopback, private and link-local ones only if listed.
     #[serde(default)]
@@ -115,6 +120,9 @@ fn default_window() -> u64 {
 }
 fn default_claim_threshold() -> String {
     "1".into()
+}
+fn default_collect_threshold() -> String {
+    "10".into()
 }
 fn default_claim_interval() -> u64 {
     60
@@ -392,6 +400,7 @@ pub async fn run_node(
     cfg.validate()?;
     let egress = cfg.egress()?;
     let threshold = parse_tokens(&cfg.claim_threshold)?;
+    let collect_at = parse_tokens(&cfg.collect_threshold)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| NodeError::Config(format!("cannot create data_dir {}: {e}", cfg.data_dir.display())))?;
     let identity = TunnelIdentity::load_or_create(&cfg.data_dir, &cfg.server_name)?;
@@ -568,6 +577,9 @@ pub async fn run_node(
                         if let Ok(mut r) = report.lock() {
                             r.claims += out.claimed.len() as u64;
                         }
+                        if !out.claimed.is_empty() {
+                            claimer.collect(id, collect_at, false).await;
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming failed; will retry"),
                 }
@@ -624,7 +636,9 @@ pub async fn run_node(
     }
     tracing::info!("shutting down: claiming everything receipted");
     // Every tunnel ends with the node: no receipt can follow the latest now.
-    let out = Claimer { db: &db, market: &*market, threshold, live: HashSet::new() }.run(true).await?;
+    let last = Claimer { db: &db, market: &*market, threshold, live: HashSet::new() };
+    let out = last.run(true).await?;
+    last.collect(id, collect_at, true).await;
     let mut r = report.lock().map(|r| r.clone()).unwrap_or_default();
     r.claims += out.claimed.len() as u64;
     Ok(r)

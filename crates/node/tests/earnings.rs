@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use wirepact_chain::{AlloyMarket, Devnet, Market};
 use wirepact_node::{Claimer, ReceiptDb, StoredReceipt};
-use wirepact_proto::domain;
+use wirepact_proto::{domain, ProviderId};
 
 mod support;
 use support::{policy, wei, world, World};
@@ -132,8 +132,15 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
     assert_eq!(outcome.claimed, vec![(opened.id.0, total)]);
     let gross = (U256::from(total) * U256::from(opened.terms.pricePerGiB)) >> 30;
     let fee = gross * U256::from(200) / U256::from(10_000);
-    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), gross - fee);
+    let pid = ProviderId(opened.terms.providerId);
+    assert_eq!(prov.provider(pid).await.expect("provider").earned, gross, "claimed into the earnings");
     assert_eq!(U256::from(prov.session(opened.id).await.expect("session").paid), gross);
+    // Collected once they reach the threshold (or all of them, at shutdown), less the fee.
+    assert_eq!(claimer.collect(pid, gross + U256::from(1), false).await, None, "below the threshold");
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), U256::ZERO);
+    assert_eq!(claimer.collect(pid, gross, false).await, Some(gross));
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), gross - fee);
+    assert_eq!(claimer.collect(pid, U256::ZERO, true).await, None, "nothing left");
     // A second pass finds nothing new.
     assert!(claimer.run(true).await.expect("claim").claimed.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
@@ -309,13 +316,12 @@ async fn provider_killed_mid_transfer_claims_every_acknowledged_byte_after_resta
     db.add_session(&opened.terms).expect("terms");
     let stored = db.receipt(opened.id.0).expect("read").expect("receipt survived").cumulative_bytes;
     assert!(stored >= acked, "acknowledged {acked} but only {stored} survived");
-    let outcome = Claimer { db: &db, market: &prov, threshold: U256::ZERO, live: Default::default() }
-        .run(true)
-        .await
-        .expect("claim");
+    let claimer = Claimer { db: &db, market: &prov, threshold: U256::ZERO, live: Default::default() };
+    let outcome = claimer.run(true).await.expect("claim");
     assert_eq!(outcome.claimed, vec![(opened.id.0, stored)]);
     let gross = (U256::from(stored) * U256::from(opened.terms.pricePerGiB)) >> 30;
     let fee = gross * U256::from(200) / U256::from(10_000);
+    assert_eq!(claimer.collect(ProviderId(opened.terms.providerId), U256::ZERO, true).await, Some(gross));
     assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), gross - fee);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -397,13 +403,15 @@ async fn the_claimer_pays_the_sessions_after_one_that_is_gone() {
     assert_eq!(claimed, want, "both live sessions are paid");
     let price = U256::from(gone.terms.pricePerGiB);
     assert_eq!(out.lost, vec![(gone.id.0, 300 * mib, (U256::from(300 * mib) * price) >> 30)]);
-    // Each session pays at the price it was opened with (congestion moved it), minus the fee.
-    let mut earned = U256::ZERO;
+    // Each session pays at the price it was opened with (congestion moved it); collected, the
+    // fee is taken once from the total.
+    let mut gross = U256::ZERO;
     for o in &live {
-        let gross = (U256::from(100 * mib) * U256::from(o.terms.pricePerGiB)) >> 30;
-        earned += gross - gross * U256::from(200) / U256::from(10_000);
+        gross += (U256::from(100 * mib) * U256::from(o.terms.pricePerGiB)) >> 30;
     }
-    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), earned);
+    assert_eq!(claimer.collect(ProviderId(gone.terms.providerId), U256::ZERO, true).await, Some(gross));
+    let fee = gross * U256::from(200) / U256::from(10_000);
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), gross - fee);
     // The lost session is not tried again; nothing else is left.
     let again = claimer.run(true).await.expect("claim");
     assert!(again.claimed.is_empty() && again.lost.is_empty() && again.retry == 0, "{again:?}");

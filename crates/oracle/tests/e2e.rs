@@ -100,7 +100,7 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     let claimed = r.decoded_log::<WirepactMarket::SessionClaimed>().expect("SessionClaimed").data.clone();
     let gross = (U256::from(bytes) * U256::from(opened.terms.pricePerGiB)) >> 30;
     let kept = U256::from(10_000 - violations * u64::from(params.sessionPenaltyBps));
-    assert_eq!(claimed.providerAmount + claimed.fee, gross * kept / U256::from(10_000), "payout cut per violation");
+    assert_eq!(claimed.amount, gross * kept / U256::from(10_000), "payout cut per violation");
 
     let honest = m.provider(ProviderId(1)).await.expect("p1");
     assert_eq!(honest.violationCount, 0, "the liar's zeros never became a verdict against the honest provider");

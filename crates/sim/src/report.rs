@@ -22,6 +22,9 @@ pub struct GasTally {
 #[derive(Debug, Clone, Default)]
 pub struct Money {
     pub deposits: U256,
+    /// Claimed into providers' earnings (gross of the fee).
+    pub provider_claimed: U256,
+    /// Collected by providers (net of the fee).
     pub provider_paid: U256,
     pub fees: U256,
     pub refunds: U256,
@@ -154,6 +157,9 @@ pub struct GasKind {
 #[derive(Debug, Clone, Serialize)]
 pub struct MoneyReport {
     pub deposits: String,
+    /// Claimed into providers' earnings (gross of the fee).
+    pub claimed_by_providers: String,
+    /// Collected from earnings into providers' balances (net of the fee).
     pub paid_to_providers: String,
     pub protocol_fees: String,
     pub refunds: String,
@@ -423,6 +429,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> Report {
         capacity_inflation_end,
         money: MoneyReport {
             deposits: m.deposits.to_string(),
+            claimed_by_providers: m.provider_claimed.to_string(),
             paid_to_providers: m.provider_paid.to_string(),
             protocol_fees: m.fees.to_string(),
             refunds: m.refunds.to_string(),

@@ -64,6 +64,8 @@ struct Prov {
     last_period_epochs: Vec<u64>,
     last_period: Option<u64>,
     base_price: u128,
+    /// Claimed earnings not yet collected (collected once a reward period).
+    uncollected: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +259,7 @@ impl<'a> Sim<'a> {
                     last_period_epochs: Vec::new(),
                     last_period: None,
                     base_price: price.to::<u128>(),
+                    uncollected: false,
                 });
             }
         }
@@ -375,6 +378,8 @@ impl<'a> Sim<'a> {
         let r = u64::from(self.params.rewardPeriodEpochs);
         if e > r && e % r == 1 {
             self.next_block(t0 + 20);
+            // Providers collect their earnings once a period: the fees reach the pool first.
+            self.collect_earnings()?;
             self.claim_bonuses(e / r - 1)?;
             if e / r >= 2 {
                 let period = u32::try_from(e / r - 2).unwrap_or(u32::MAX);
@@ -435,8 +440,10 @@ impl<'a> Sim<'a> {
                 self.tally("claim", &ex);
                 for log in &ex.logs {
                     if let Ok(c) = M::SessionClaimed::decode_log_data(&log.data) {
-                        self.money.provider_paid += c.providerAmount;
-                        self.money.fees += c.fee;
+                        self.money.provider_claimed += c.amount;
+                        if !c.amount.is_zero() {
+                            self.provs[s.prov].uncollected = true;
+                        }
                     }
                 }
             }
@@ -733,6 +740,25 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
+    fn collect_earnings(&mut self) -> Result<(), SimError> {
+        for i in 0..self.provs.len() {
+            if !self.provs[i].uncollected {
+                continue;
+            }
+            self.provs[i].uncollected = false;
+            let (id, owner) = (self.provs[i].id, self.provs[i].owner);
+            let (_, ex) = self.chain.market_send(owner, &M::collectEarningsCall { providerId: id })?;
+            self.tally("collectEarnings", &ex);
+            for log in &ex.logs {
+                if let Ok(c) = M::EarningsCollected::decode_log_data(&log.data) {
+                    self.money.provider_paid += c.amount;
+                    self.money.fees += c.fee;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn claim_bonuses(&mut self, period: u64) -> Result<(), SimError> {
         let period32 = u32::try_from(period).unwrap_or(u32::MAX);
         for i in 0..self.provs.len() {
@@ -863,7 +889,7 @@ impl<'a> Sim<'a> {
         }
         for p in 0..self.provs.len() {
             let v = self.chain.market_view(&M::providerCall { providerId: self.provs[p].id })?;
-            owed += U256::from(v.stake) + U256::from(v.unbonding);
+            owed += U256::from(v.stake) + U256::from(v.unbonding) + v.earned;
         }
         for o in 0..self.oracles.len() {
             let v = self.chain.market_view(&M::oracleCall { account: self.oracles[o].key.address() })?;

@@ -36,6 +36,7 @@ pub fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, capacity_mbps
         window_bytes: 1 << 20,
         claim_threshold: "1".into(),
         claim_interval_secs: 60,
+        collect_threshold: "10".into(),
         egress_allow: vec!["127.0.0.0/8".into()],
         auth_max_skew_secs: 120,
         idle_close_secs: 600,
