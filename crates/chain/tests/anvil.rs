@@ -91,7 +91,12 @@ async fn rust_signed_receipt_is_paid_and_bad_ones_are_refused_with_typed_errors(
     let price = U256::from(opened.terms.pricePerGiB);
     let gross: U256 = (U256::from(bytes) * price) >> 30;
     let fee = gross * U256::from(200) / U256::from(10_000);
+    assert_eq!(prov.provider(pid).await.expect("provider").earned, gross, "claimed into the earnings");
+    // anyone may collect them: the owner gets them less the fee
+    client.collect_earnings(pid).await.expect("collect");
     assert_eq!(prov.balance_of(prov.account()).await.expect("bal"), gross - fee);
+    let e = client.collect_earnings(pid).await.expect_err("nothing left");
+    assert!(matches!(revert_of(&e), E::Market_NothingToCollect(_)), "{e:?}");
 
     // replayed
     let e = prov.claim(&opened.terms, bytes, now, sig.clone()).await.expect_err("replay");
