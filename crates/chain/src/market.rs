@@ -542,9 +542,7 @@ impl Market for AlloyMarket {
     }
 
     async fn collect_earnings(&self, id: ProviderId) -> Result<TransactionReceipt, ChainError> {
-        self.sender
-            .send(self.contract().collectEarnings(id.0).into_transaction_request(), "collecting earnings")
-            .await
+        self.sender.send(self.contract().collectEarnings(id.0).into_transaction_request(), "collecting earnings").await
     }
 
     async fn register_provider(

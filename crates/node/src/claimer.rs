@@ -1,10 +1,10 @@
 //! Claims receipted earnings on chain.
 
 use alloy::primitives::{Bytes, B256, U256};
-use wirepact_proto::ProviderId;
 use wirepact_chain::bindings::WirepactMarket::WirepactMarketErrors as Revert;
 use wirepact_chain::{ChainError, Market};
 use wirepact_proto::format_tokens;
+use wirepact_proto::ProviderId;
 
 use crate::db::{DbError, ReceiptDb};
 

@@ -274,16 +274,27 @@ pub struct SecretDesk {
     pub secrets: Secrets,
     pub chain_id: u64,
     pub market: Address,
-    /// The oracles of the market (refreshed by the daemon every epoch).
-    pub oracles: Arc<RwLock<HashSet<Address>>>,
+    /// Who may ask: the oracles of the last two epoch sets this oracle looked at (one that
+    /// joins in the epoch after can already ask for its first epoch's secret).
+    pub oracles: Arc<RwLock<[HashSet<Address>; 2]>>,
 }
 
 impl SecretDesk {
-    /// Replaces who may ask (the oracles of the latest epoch this oracle looked at).
+    /// Records the oracles of the epoch this oracle just looked at; the set before it still
+    /// counts, older ones no longer do.
     pub fn set_oracles(&self, oracles: impl IntoIterator<Item = Address>) {
+        let next: HashSet<Address> = oracles.into_iter().collect();
         if let Ok(mut s) = self.oracles.write() {
-            *s = oracles.into_iter().collect();
+            if s[1] != next {
+                s[0] = std::mem::replace(&mut s[1], next);
+            }
         }
+    }
+
+    /// Whether `a` may ask.
+    #[must_use]
+    pub fn may_ask(&self, a: Address) -> bool {
+        self.oracles.read().is_ok_and(|s| s[0].contains(&a) || s[1].contains(&a))
     }
 
     /// The route `POST /v1/secret/{epoch}`.
@@ -307,8 +318,7 @@ async fn serve_secret(
         return Err((StatusCode::NOT_FOUND, SecretError::Unknown(epoch).to_string()));
     };
     let now = crate::daemon::unix_now();
-    let known = |a: Address| desk.oracles.read().is_ok_and(|s| s.contains(&a));
-    match seal(&req, secret, desk.chain_id, desk.market, now, known) {
+    match seal(&req, secret, desk.chain_id, desk.market, now, |a| desk.may_ask(a)) {
         Ok(r) => Ok(Json(r)),
         Err(e) => {
             tracing::warn!(oracle = %req.oracle, epoch, reason = %e, "audit secret refused");
@@ -414,6 +424,22 @@ mod tests {
             Err(SecretError::Stale(REQUEST_SKEW_SECS + 1))
         );
         assert!(seal(&old, secret, CHAIN, market(), 1_000 + REQUEST_SKEW_SECS, is_oracle).is_ok());
+    }
+
+    /// An oracle of the latest or the previous epoch set may ask; one that left before that
+    /// may not.
+    #[test]
+    fn the_desk_answers_the_last_two_oracle_sets() {
+        let desk =
+            SecretDesk { secrets: Secrets::in_memory(), chain_id: CHAIN, market: market(), oracles: Arc::default() };
+        let (a, b, c) = (Address::repeat_byte(1), Address::repeat_byte(2), Address::repeat_byte(3));
+        desk.set_oracles([a, b]);
+        desk.set_oracles([a, b]); // the same set again changes nothing
+        desk.set_oracles([a, c]);
+        assert!(desk.may_ask(a) && desk.may_ask(b) && desk.may_ask(c));
+        desk.set_oracles([a]);
+        assert!(desk.may_ask(a) && desk.may_ask(c));
+        assert!(!desk.may_ask(b), "gone two sets ago");
     }
 
     /// A peer that answers with another secret than the one committed is caught.
