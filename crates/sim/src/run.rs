@@ -64,8 +64,9 @@ struct Prov {
     last_period_epochs: Vec<u64>,
     last_period: Option<u64>,
     base_price: u128,
-    /// Claimed earnings not yet collected (collected once a reward period).
-    uncollected: bool,
+    /// Claimed earnings not yet collected (collected at a period's end once they reach the
+    /// node's default `collect_threshold`).
+    uncollected: U256,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +260,7 @@ impl<'a> Sim<'a> {
                     last_period_epochs: Vec::new(),
                     last_period: None,
                     base_price: price.to::<u128>(),
-                    uncollected: false,
+                    uncollected: U256::ZERO,
                 });
             }
         }
@@ -378,7 +379,8 @@ impl<'a> Sim<'a> {
         let r = u64::from(self.params.rewardPeriodEpochs);
         if e > r && e % r == 1 {
             self.next_block(t0 + 20);
-            // Providers collect their earnings once a period: the fees reach the pool first.
+            // Providers whose earnings passed the node's threshold collect them (the fees reach
+            // the pool before the bonus pot is set).
             self.collect_earnings()?;
             self.claim_bonuses(e / r - 1)?;
             if e / r >= 2 {
@@ -441,9 +443,7 @@ impl<'a> Sim<'a> {
                 for log in &ex.logs {
                     if let Ok(c) = M::SessionClaimed::decode_log_data(&log.data) {
                         self.money.provider_claimed += c.amount;
-                        if !c.amount.is_zero() {
-                            self.provs[s.prov].uncollected = true;
-                        }
+                        self.provs[s.prov].uncollected += c.amount;
                     }
                 }
             }
@@ -741,11 +741,13 @@ impl<'a> Sim<'a> {
     }
 
     fn collect_earnings(&mut self) -> Result<(), SimError> {
+        // The node's default `collect_threshold`: 10 tokens.
+        let at = U256::from(10u64) * U256::from(10u64).pow(U256::from(18u64));
         for i in 0..self.provs.len() {
-            if !self.provs[i].uncollected {
+            if self.provs[i].uncollected < at {
                 continue;
             }
-            self.provs[i].uncollected = false;
+            self.provs[i].uncollected = U256::ZERO;
             let (id, owner) = (self.provs[i].id, self.provs[i].owner);
             let (_, ex) = self.chain.market_send(owner, &M::collectEarningsCall { providerId: id })?;
             self.tally("collectEarnings", &ex);
