@@ -171,16 +171,8 @@ contract AuditModule is MarketBase {
         // commitment of a later epoch's secret, for no reward.
         bool judges = available != 0 || violations.length != 0;
         if (!judges && seedCommit == bytes32(0)) revert M.Market_EmptyReport();
-        bytes32 digest = _reportDigest(
-            epoch,
-            M.ReportHeader({
-                root: root,
-                available: available,
-                violationsHash: keccak256(violations),
-                seedCommit: seedCommit
-            })
-        );
-        address[] memory signers = _verifySigners(epoch, digest, signatures);
+        address[] memory signers =
+            _verifySigners(epoch, _digestOf(epoch, root, available, violations, seedCommit), signatures);
         // The report of `epoch` closes before `epoch + 2` starts: the commitment is on record
         // before anyone can know that epoch's chain seed.
         if (seedCommit != bytes32(0)) _seedCommits[epoch + 2] = seedCommit;
@@ -551,6 +543,14 @@ contract AuditModule is MarketBase {
     /// @notice The digest oracles sign for an epoch's report.
     function reportDigest(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations, bytes32 seedCommit)
         external
+        view
+        returns (bytes32)
+    {
+        return _digestOf(epoch, root, available, violations, seedCommit);
+    }
+
+    function _digestOf(uint64 epoch, bytes32 root, uint32 available, bytes calldata violations, bytes32 seedCommit)
+        internal
         view
         returns (bytes32)
     {

@@ -16,13 +16,7 @@ contract AuditSecretTest is BaseTest {
         super.setUp();
         IWirepactMarket.Params memory p = defaultParams(address(token));
         p.auditProbabilityBps = 5_000;
-        market = _deployMarket(p);
-        for (uint256 i; i < 4; ++i) {
-            vm.startPrank(oracles[i]);
-            token.approve(address(market), type(uint256).max);
-            market.registerOracle("https://o.example", 100 * ONE);
-            vm.stopPrank();
-        }
+        market = _marketWithOracles(p);
     }
 
     /// Keys of the first three oracles (ascending): a quorum of the four equal stakes.

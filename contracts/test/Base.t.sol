@@ -95,6 +95,17 @@ abstract contract BaseTest is Test, OracleModel {
         return IWirepactMarket(deployCode("WirepactMarket.sol:WirepactMarket", abi.encode(p, module)));
     }
 
+    /// A market on `p` whose four oracles (already funded) stake 100 tokens each.
+    function _marketWithOracles(IWirepactMarket.Params memory p) internal returns (IWirepactMarket m) {
+        m = _deployMarket(p);
+        for (uint256 i; i < 4; ++i) {
+            vm.startPrank(oracles[i]);
+            token.approve(address(m), type(uint256).max);
+            m.registerOracle("https://o.example", 100 * ONE);
+            vm.stopPrank();
+        }
+    }
+
     function _fund(address who, uint256 amount) internal {
         token.mint(who, amount);
         vm.prank(who);

@@ -128,13 +128,7 @@ contract SubmitReportTest is BaseTest {
         // A market where nobody is audited in practice (1 bps), provider 1 is very likely not.
         IWirepactMarket.Params memory p = defaultParams(address(token));
         p.auditProbabilityBps = 1;
-        market = _deployMarket(p);
-        for (uint256 i; i < 4; ++i) {
-            vm.startPrank(oracles[i]);
-            token.approve(address(market), type(uint256).max);
-            market.registerOracle("https://o.example", 100 * ONE);
-            vm.stopPrank();
-        }
+        market = _marketWithOracles(p);
         vm.startPrank(prov);
         token.approve(address(market), type(uint256).max);
         uint32 pid = market.registerProvider(_terms(), bytes32(uint256(1)), "x:1", "", 1_000 * ONE);

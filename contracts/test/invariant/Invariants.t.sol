@@ -18,13 +18,7 @@ contract InvariantsTest is BaseTest {
         super.setUp();
         IWirepactMarket.Params memory p = defaultParams(address(token));
         p.auditProbabilityBps = 5_000;
-        market = _deployMarket(p);
-        for (uint256 i; i < 4; ++i) {
-            vm.startPrank(oracles[i]);
-            token.approve(address(market), type(uint256).max);
-            market.registerOracle("https://o", 100 * ONE);
-            vm.stopPrank();
-        }
+        market = _marketWithOracles(p);
         handler = new Handler(market, token, oracles, oracleKeys);
         targetContract(address(handler));
     }
