@@ -686,22 +686,10 @@ impl Ctx {
             Ok(_) => return tracing::warn!(epoch, "no oracle signs for this epoch; epoch missed"),
             Err(e) => return tracing::warn!(epoch, error = %e, "cannot read the oracle set; epoch missed"),
         };
-        let me = self.signer.address();
-        let n = view.oracles.len();
-        let leader = view.oracles[usize::try_from(epoch % n as u64).unwrap_or(0)].0;
         let start = self.genesis + epoch * self.epoch_len;
         let deadline = start + 2 * self.epoch_len; // the contract accepts epoch e during e and e+1
         let fallback_at = start + self.epoch_len + self.epoch_len * self.cfg.fallback_pct.min(100) / 100;
-        let dom = domain(self.market.chain_id(), self.market.address());
-        let addrs: Vec<Address> = view.oracles.iter().map(|(a, _)| *a).collect();
-
-        let mut rows = Collected::default();
-        rows.by_oracle.insert(mine.oracle, mine);
-        let mut signed = self.reports.get(epoch);
-        let mut sigs: HashMap<Address, Bytes> = HashMap::new();
-        let mut refused = std::collections::HashSet::new();
-        // Proposals already found wrong, by proposer (their signature): not checked again.
-        let mut wrong: HashMap<Address, Bytes> = HashMap::new();
+        let mut round = Round::new(self, epoch, providers, view, mine);
         while unix_now() + 1 < deadline {
             match self.view().isReported(epoch).call().await {
                 Ok(true) => return,
@@ -709,128 +697,202 @@ impl Ctx {
                 Err(e) => tracing::debug!(epoch, error = %e, "cannot read report state"),
             }
             let fallback = unix_now() >= fallback_at;
-            if signed.is_none() {
-                // Follow a proposal: the leader's, or anyone's once the leader is late.
-                for (a, endpoint) in &view.oracles {
-                    if *a == me || !(*a == leader || fallback) {
-                        continue;
-                    }
-                    let Some(r) = fetch_report(&self.http, endpoint, epoch).await else { continue };
-                    if r.oracle != *a || r.proposer != *a || wrong.get(a) == Some(&r.signature) {
-                        continue;
-                    }
-                    let checked = match self.check_proposal(&r, providers, &view).await {
-                        Ok(_) if r.seed_commit.is_zero() => {
-                            Err(("the proposal commits no audit secret for epoch + 2".to_string(), true))
-                        }
-                        Ok(agg) => self.receive_secret(&r, endpoint).await.map(|()| agg).map_err(|e| (e, false)),
-                        Err(e) => Err(e),
-                    };
-                    match checked {
-                        Ok(agg) => {
-                            signed = self.sign_report(&agg, r.proposer, r.proposal.clone(), r.seed_commit);
-                            break;
-                        }
-                        Err((reason, is_wrong)) => {
-                            if refused.insert(*a) {
-                                tracing::warn!(epoch, proposer = %a, %reason, "proposal refused");
-                            }
-                            if is_wrong {
-                                wrong.insert(*a, r.signature.clone());
-                            }
-                        }
-                    }
-                }
+            if round.signed.is_none() {
+                round.follow(fallback).await;
             }
-            if signed.is_none() && (me == leader || fallback) {
-                // Propose: collect rows until a quorum's are in (everyone's, or by the epoch's end).
-                for (a, endpoint) in &view.oracles {
-                    if rows.by_oracle.contains_key(a) {
-                        continue;
-                    }
-                    if let Some(o) = fetch(&self.http, endpoint, epoch).await {
-                        match verify(&o, &dom, epoch, providers, &addrs) {
-                            Ok(()) if o.oracle == *a => {
-                                rows.by_oracle.insert(*a, o);
-                            }
-                            Ok(()) => {}
-                            Err(e) => {
-                                if refused.insert(*a) {
-                                    tracing::warn!(epoch, peer = %a, reason = %e, "observations refused");
-                                }
-                            }
-                        }
-                    }
-                }
-                let proposal = rows.ordered();
-                let epoch_over = self.epoch_at(unix_now()) > epoch;
-                if let Ok(weights) = verify_proposal(&proposal, &dom, epoch, providers, &view.stakes, view.eligible) {
-                    if rows.by_oracle.len() == n || epoch_over {
-                        match self.aggregate(epoch, providers, &proposal, &weights, view.eligible).await {
-                            Ok(agg) => {
-                                let Some(secret) = self.secrets.draw(epoch + 2) else {
-                                    return tracing::error!(
-                                        epoch,
-                                        "cannot keep the audit secret of epoch + 2 on disk; not proposing"
-                                    );
-                                };
-                                if agg.is_empty() {
-                                    tracing::info!(epoch, "no provider judged; the report carries the commitment only");
-                                }
-                                signed = self.sign_report(&agg, me, proposal, seed_commit(secret));
-                            }
-                            Err(e) => tracing::warn!(epoch, error = %e, "cannot aggregate the observations"),
-                        }
-                    }
-                }
+            if round.signed.is_none() && (round.me == round.leader || fallback) && round.propose().await == Step::Done {
+                return;
             }
-            if let Some(mine) = &signed {
-                sigs.insert(me, mine.signature.clone());
-                for (a, endpoint) in &view.oracles {
-                    if sigs.contains_key(a) {
-                        continue;
-                    }
-                    if let Some(r) = fetch_report(&self.http, endpoint, epoch).await {
-                        if r.oracle == *a && r.report() == mine.report() && verify_report_signature(&r, &dom).is_ok() {
-                            sigs.insert(*a, r.signature);
-                        }
-                    }
-                }
-                let signing: u128 = sigs.keys().map(|a| view.stakes.get(a).copied().unwrap_or(0)).sum();
-                let quorum = sigs.len() >= 3 && signing * 3 > view.eligible * 2;
-                if quorum && (mine.proposer == me || fallback) {
-                    let seed_reveal = match self.secret_for(epoch).await {
-                        Ok(s) => s.unwrap_or(B256::ZERO),
-                        Err(e) => {
-                            tracing::warn!(epoch, error = %e, "cannot reveal the epoch's audit secret yet");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                    };
-                    let mut ordered: Vec<(&Address, &Bytes)> = sigs.iter().collect();
-                    ordered.sort_by_key(|(a, _)| **a);
-                    let submission = ReportSubmission {
-                        report: mine.report(),
-                        seed_reveal,
-                        signatures: ordered.into_iter().map(|(_, s)| s.clone()).collect(),
-                    };
-                    match self.market.submit_report(&submission).await {
-                        Ok(_) => tracing::info!(epoch, signers = sigs.len(), "report submitted"),
-                        Err(e) => {
-                            tracing::warn!(epoch, error = %e, "report not accepted (another oracle may have submitted)");
-                        }
-                    }
-                    return;
-                }
+            if round.signed.is_some() && round.gather_and_submit(fallback).await == Step::Done {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         tracing::warn!(
             epoch,
-            rows = rows.by_oracle.len(),
-            signatures = sigs.len(),
+            rows = round.rows.by_oracle.len(),
+            signatures = round.sigs.len(),
             "no quorum before the report window closed; epoch missed"
         );
+    }
+}
+
+/// Whether an epoch's agreement goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Continue,
+    Done,
+}
+
+/// One epoch's agreement as this oracle goes through it: follow a proposal, or propose, then
+/// gather the signatures and submit.
+struct Round<'a> {
+    ctx: &'a Ctx,
+    epoch: u64,
+    providers: &'a [u8],
+    view: EpochView,
+    me: Address,
+    leader: Address,
+    dom: alloy::sol_types::Eip712Domain,
+    /// Rows collected to propose (this oracle's own first).
+    rows: Collected,
+    /// The report this oracle signed for the epoch, if any.
+    signed: Option<SignedReport>,
+    sigs: HashMap<Address, Bytes>,
+    /// Peers whose refusal was logged (once each).
+    refused: std::collections::HashSet<Address>,
+    /// Proposals already found wrong, by proposer (their signature): not checked again.
+    wrong: HashMap<Address, Bytes>,
+}
+
+impl<'a> Round<'a> {
+    fn new(ctx: &'a Ctx, epoch: u64, providers: &'a [u8], view: EpochView, mine: SignedObservations) -> Self {
+        let n = view.oracles.len() as u64;
+        let leader = view.oracles[usize::try_from(epoch % n.max(1)).unwrap_or(0)].0;
+        let mut rows = Collected::default();
+        rows.by_oracle.insert(mine.oracle, mine);
+        Round {
+            ctx,
+            epoch,
+            providers,
+            me: ctx.signer.address(),
+            leader,
+            dom: domain(ctx.market.chain_id(), ctx.market.address()),
+            rows,
+            signed: ctx.reports.get(epoch),
+            sigs: HashMap::new(),
+            refused: std::collections::HashSet::new(),
+            wrong: HashMap::new(),
+            view,
+        }
+    }
+
+    /// Follows a proposal (the leader's, or anyone's once the leader is late): checks it,
+    /// fetches the audit secret it commits to, and signs it.
+    async fn follow(&mut self, fallback: bool) {
+        let ctx = self.ctx;
+        for (a, endpoint) in &self.view.oracles {
+            if *a == self.me || !(*a == self.leader || fallback) {
+                continue;
+            }
+            let Some(r) = fetch_report(&ctx.http, endpoint, self.epoch).await else { continue };
+            if r.oracle != *a || r.proposer != *a || self.wrong.get(a) == Some(&r.signature) {
+                continue;
+            }
+            let checked = match ctx.check_proposal(&r, self.providers, &self.view).await {
+                Ok(_) if r.seed_commit.is_zero() => {
+                    Err(("the proposal commits no audit secret for epoch + 2".to_string(), true))
+                }
+                Ok(agg) => ctx.receive_secret(&r, endpoint).await.map(|()| agg).map_err(|e| (e, false)),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(agg) => {
+                    self.signed = ctx.sign_report(&agg, r.proposer, r.proposal.clone(), r.seed_commit);
+                    return;
+                }
+                Err((reason, is_wrong)) => {
+                    if self.refused.insert(*a) {
+                        tracing::warn!(epoch = self.epoch, proposer = %a, %reason, "proposal refused");
+                    }
+                    if is_wrong {
+                        self.wrong.insert(*a, r.signature.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collects rows until a quorum's are in (everyone's, or by the epoch's end), then
+    /// aggregates them and signs the report with a commitment to a fresh secret for epoch + 2.
+    async fn propose(&mut self) -> Step {
+        let (ctx, epoch) = (self.ctx, self.epoch);
+        let addrs: Vec<Address> = self.view.oracles.iter().map(|(a, _)| *a).collect();
+        for (a, endpoint) in &self.view.oracles {
+            if self.rows.by_oracle.contains_key(a) {
+                continue;
+            }
+            if let Some(o) = fetch(&ctx.http, endpoint, epoch).await {
+                match verify(&o, &self.dom, epoch, self.providers, &addrs) {
+                    Ok(()) if o.oracle == *a => {
+                        self.rows.by_oracle.insert(*a, o);
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        if self.refused.insert(*a) {
+                            tracing::warn!(epoch, peer = %a, reason = %e, "observations refused");
+                        }
+                    }
+                }
+            }
+        }
+        let proposal = self.rows.ordered();
+        let epoch_over = ctx.epoch_at(unix_now()) > epoch;
+        let Ok(weights) =
+            verify_proposal(&proposal, &self.dom, epoch, self.providers, &self.view.stakes, self.view.eligible)
+        else {
+            return Step::Continue;
+        };
+        if self.rows.by_oracle.len() < self.view.oracles.len() && !epoch_over {
+            return Step::Continue;
+        }
+        match ctx.aggregate(epoch, self.providers, &proposal, &weights, self.view.eligible).await {
+            Ok(agg) => {
+                let Some(secret) = ctx.secrets.draw(epoch + 2) else {
+                    tracing::error!(epoch, "cannot keep the audit secret of epoch + 2 on disk; not proposing");
+                    return Step::Done;
+                };
+                if agg.is_empty() {
+                    tracing::info!(epoch, "no provider judged; the report carries the commitment only");
+                }
+                self.signed = ctx.sign_report(&agg, self.me, proposal, seed_commit(secret));
+            }
+            Err(e) => tracing::warn!(epoch, error = %e, "cannot aggregate the observations"),
+        }
+        Step::Continue
+    }
+
+    /// Gathers the peers' signatures of the report this oracle signed and, once they hold more
+    /// than two thirds of the stake, submits it (as its proposer, or anyone in fallback) with
+    /// the epoch's revealed secret.
+    async fn gather_and_submit(&mut self, fallback: bool) -> Step {
+        let (ctx, epoch) = (self.ctx, self.epoch);
+        let Some(mine) = self.signed.clone() else { return Step::Continue };
+        self.sigs.insert(self.me, mine.signature.clone());
+        for (a, endpoint) in &self.view.oracles {
+            if self.sigs.contains_key(a) {
+                continue;
+            }
+            if let Some(r) = fetch_report(&ctx.http, endpoint, epoch).await {
+                if r.oracle == *a && r.report() == mine.report() && verify_report_signature(&r, &self.dom).is_ok() {
+                    self.sigs.insert(*a, r.signature);
+                }
+            }
+        }
+        let signing: u128 = self.sigs.keys().map(|a| self.view.stakes.get(a).copied().unwrap_or(0)).sum();
+        let quorum = self.sigs.len() >= 3 && signing * 3 > self.view.eligible * 2;
+        if !quorum || !(mine.proposer == self.me || fallback) {
+            return Step::Continue;
+        }
+        let seed_reveal = match ctx.secret_for(epoch).await {
+            Ok(s) => s.unwrap_or(B256::ZERO),
+            Err(e) => {
+                tracing::warn!(epoch, error = %e, "cannot reveal the epoch's audit secret yet");
+                return Step::Continue;
+            }
+        };
+        let mut ordered: Vec<(&Address, &Bytes)> = self.sigs.iter().collect();
+        ordered.sort_by_key(|(a, _)| **a);
+        let submission = ReportSubmission {
+            report: mine.report(),
+            seed_reveal,
+            signatures: ordered.into_iter().map(|(_, s)| s.clone()).collect(),
+        };
+        match ctx.market.submit_report(&submission).await {
+            Ok(_) => tracing::info!(epoch, signers = self.sigs.len(), "report submitted"),
+            Err(e) => tracing::warn!(epoch, error = %e, "report not accepted (another oracle may have submitted)"),
+        }
+        Step::Done
     }
 }
 
