@@ -3,7 +3,7 @@ pragma solidity ^0.8.28;
 
 import {CommonBase} from "forge-std/Base.sol";
 import {IWirepactMarket} from "../src/interfaces/IWirepactMarket.sol";
-import {Median} from "../src/libraries/Median.sol";
+import {Median} from "./lib/Median.sol";
 import {AuditSet} from "../src/libraries/AuditSet.sol";
 
 /// The oracles' off-chain side (exchange rows, aggregate, build the verdict tree, sign one

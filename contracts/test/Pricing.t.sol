@@ -3,7 +3,7 @@ pragma solidity ^0.8.28;
 
 import {Test} from "forge-std/Test.sol";
 import {Pricing} from "../src/libraries/Pricing.sol";
-import {Median} from "../src/libraries/Median.sol";
+import {Median} from "./lib/Median.sol";
 
 contract PricingTest is Test {
     function testFuzz_MonotoneInUtilisation(uint96 base, uint32 cap, uint32 c1, uint32 c2, uint32 alpha) external pure {

@@ -198,7 +198,7 @@ pub fn aggregate(
 }
 
 /// The smallest value whose cumulative weight (values sorted ascending) reaches half of
-/// `total`; the market's `Median.weightedLowerMedian`.
+/// `total`; the tests' reference oracle's `Median.weightedLowerMedian` (contracts/test/lib).
 fn weighted_lower_median(values: &mut [(u32, u128)], total: u128) -> u32 {
     values.sort_by_key(|&(v, _)| v);
     let mut cum = 0u128;

@@ -2,7 +2,9 @@
 pragma solidity ^0.8.28;
 
 /// @title Median
-/// @notice Lower median of a small array: element `(n-1)/2` of the sorted values.
+/// @notice Lower median of a small array: element `(n-1)/2` of the sorted values. The market
+/// does not compute medians (the oracles agree on them off chain, `wirepact_proto::verdicts`);
+/// this is the tests' reference oracle's (`OracleModel.sol`).
 ///
 /// With `n >= 2f+1` values of which at most `f` are arbitrary (lying oracles), the lower
 /// median lies between the smallest and the largest honest value: at least `f` sorted
