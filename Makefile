@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: soak bench-abuse bench-mux sim sim-scale bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: soak bench-abuse bench-mux sim sim-scale sim-attacks bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-probe oracle probe accuracy (shaped 10/50/200 Mbit/s, +40 ms) and cost"
 	@echo "make sim        the simulator's reference market (10k providers, 31 oracles, a day); report in target/sim"
 	@echo "make sim-scale  the same at 1k / 10k / 100k providers (run time growth)"
+	@echo "make sim-attacks  the simulator's attacker strategies (so far: the adaptive cheater, a week)"
 	@echo "make fuzz       fuzz the frame decoder and the proxy parsers (FUZZ_SECONDS each)"
 
 TOOLS_STAMP := $(CONTRACTS)/node_modules/.wirepact-tools
@@ -103,6 +104,11 @@ sim:
 
 sim-scale:
 	SIM_SCALE=1 bench/sim.sh
+
+sim-attacks:
+	cargo build --release --locked -q -p wirepact-cli
+	mkdir -p target/sim
+	target/release/wirepact sim scenarios/adaptive.toml --out target/sim/adaptive.json
 
 # Fuzzing (cargo-fuzz on the installed nightly): the control-frame decoder and the local proxy's
 # SOCKS5/HTTP CONNECT parsers. `make test` runs each for FUZZ_SMOKE_SECONDS; `make fuzz` longer.

@@ -42,6 +42,16 @@ pub fn activity(hour: f64, peak_hour: f64, trough: f64) -> f64 {
     trough + (1.0 - trough) * (0.5 + 0.5 * phase.cos())
 }
 
+/// What a probe sees of a provider whose clients get `t`: the same, except for a provider that
+/// recognises probes and serves them its full SLA (with an honest pipe's headroom).
+#[must_use]
+pub fn as_probed(b: Behaviour, t: &TrueState, sla_kbps: f64) -> TrueState {
+    match b {
+        Behaviour::ProbeAware { .. } => TrueState { rate_kbps: sla_kbps * 1.3, ..*t },
+        _ => *t,
+    }
+}
+
 /// The provider's real state in an epoch with the market's demand at `activity` of its peak.
 pub fn true_state<R: Rng>(
     b: Behaviour,
@@ -84,6 +94,10 @@ pub fn true_state<R: Rng>(
             }
         }
         Behaviour::Offline => TrueState { reachable: false, ..honest },
+        Behaviour::ProbeAware { fraction } => {
+            let wobble = LogNormal::new(0.0, 0.03).map_or(1.0, |d| d.sample(rng));
+            TrueState { rate_kbps: sla_kbps * fraction * wobble, ..honest }
+        }
     }
 }
 
@@ -210,6 +224,20 @@ mod tests {
         }
         assert!(honest_low <= 2, "{honest_low} honest readings under 90% of the SLA");
         assert!(cheat_high <= 2, "{cheat_high} readings of an 80% provider at 90% of the SLA or more");
+    }
+
+    /// The probe-aware cheater gives its clients half the SLA and its probes the full one;
+    /// every other behaviour looks the same to a probe as to a client.
+    #[test]
+    fn a_probe_aware_cheater_serves_probes_in_full_and_clients_at_its_fraction() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let t = Traits { base_latency_ms: 30.0 };
+        let b = Behaviour::ProbeAware { fraction: 0.5 };
+        let clients = true_state(b, SLA, 10.0 * SLA, t, 1.0, &mut rng);
+        assert!(clients.rate_kbps < 0.6 * SLA, "{clients:?}");
+        assert!(as_probed(b, &clients, SLA).rate_kbps >= SLA);
+        let u = true_state(Behaviour::Underdeliver { fraction: 0.5 }, SLA, 10.0 * SLA, t, 1.0, &mut rng);
+        assert_eq!(as_probed(Behaviour::Underdeliver { fraction: 0.5 }, &u, SLA), u);
     }
 
     #[test]

@@ -90,6 +90,9 @@ fn behaviour_name<S: serde::Serializer>(b: &Behaviour, s: S) -> Result<S::Ok, S:
         }
         Behaviour::Flaky { availability } => format!("flaky ({:.1}% available)", availability * 100.0),
         Behaviour::Offline => "offline".to_string(),
+        Behaviour::ProbeAware { fraction } => {
+            format!("probe-aware ({:.0}% to clients, full to probes)", fraction * 100.0)
+        }
     })
 }
 
@@ -196,6 +199,9 @@ pub struct Report {
     /// Share of providers delivering <= 80% of their SLA rate (underdeliver groups) slashed
     /// by their third audit (`None` without such providers).
     pub detection_rate_80pct: Option<f64>,
+    /// Share of the adaptive (probe-aware) cheaters slashed during the run (`None` without
+    /// them). The signal they use: who opened the session.
+    pub cheater_caught_rate_adaptive: Option<f64>,
     pub false_slash: FalseSlash,
     /// Declared over true capacity of the active providers, at the start and at the end.
     pub capacity_inflation_start: f64,
@@ -313,6 +319,11 @@ pub(crate) fn build(inp: Inputs<'_>) -> Report {
         }
     }
     let detection_rate_80pct = (eligible > 0).then(|| ratio(caught, eligible));
+    let adaptive: Vec<&GroupStats> =
+        inp.groups.iter().filter(|g| matches!(g.behaviour, Behaviour::ProbeAware { .. })).collect();
+    let adaptive_n: u64 = adaptive.iter().map(|g| g.providers).sum();
+    let cheater_caught_rate_adaptive =
+        (adaptive_n > 0).then(|| ratio(adaptive.iter().map(|g| g.slashed).sum(), adaptive_n));
 
     // False slashes of honest providers.
     let honest: Vec<&GroupStats> = inp.groups.iter().filter(|g| g.behaviour == Behaviour::Honest).collect();
@@ -424,6 +435,7 @@ pub(crate) fn build(inp: Inputs<'_>) -> Report {
         max_liars_in_a_report: inp.max_liars_in_a_report,
         detection,
         detection_rate_80pct,
+        cheater_caught_rate_adaptive,
         false_slash,
         capacity_inflation_start,
         capacity_inflation_end,
@@ -465,6 +477,9 @@ impl Report {
         let mut out = Vec::new();
         if let Some(d) = self.detection_rate_80pct {
             out.push(format!("detection_rate_80pct: {d:.4}"));
+        }
+        if let Some(c) = self.cheater_caught_rate_adaptive {
+            out.push(format!("cheater_caught_rate_adaptive: {c:.4}"));
         }
         out.push(format!("false_slash_per_provider_month: {:.3e}", self.false_slash.estimated_per_provider_month));
         out

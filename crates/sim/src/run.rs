@@ -585,7 +585,7 @@ impl<'a> Sim<'a> {
                 let r: Reading = match orc.kind {
                     OracleKind::Liar => model::lie(o.lie, p.behaviour != Behaviour::Honest, p.sla_kbps),
                     _ => model::honest_reading(
-                        &self.truth[pi],
+                        &model::as_probed(p.behaviour, &self.truth[pi], p.sla_kbps),
                         p.sla_kbps,
                         f64::from(p.max_latency_ms),
                         orc.path_ms,
@@ -846,7 +846,7 @@ impl<'a> Sim<'a> {
                 let cap = f64::from(g.capacity_mbps);
                 let true_cap = match g.behaviour {
                     Behaviour::Honest | Behaviour::Throttling { .. } => cap,
-                    Behaviour::Underdeliver { fraction } => cap * fraction,
+                    Behaviour::Underdeliver { fraction } | Behaviour::ProbeAware { fraction } => cap * fraction,
                     Behaviour::Oversold { peak_free } => cap * peak_free,
                     Behaviour::Flaky { availability } => cap * availability,
                     Behaviour::Offline => 0.0,

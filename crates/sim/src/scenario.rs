@@ -80,6 +80,11 @@ pub enum Behaviour {
     Flaky { availability: f64 },
     /// Never answers.
     Offline,
+    /// An adaptive cheater: delivers `fraction` of its SLA rate to clients, and its full SLA
+    /// to the sessions it can tell are probes. The signal: an oracle opens its probe session
+    /// from its registered address, which the provider sees in `SessionOpened` (the audit
+    /// draw itself stays secret until the epoch's report).
+    ProbeAware { fraction: f64 },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,7 +235,7 @@ impl Scenario {
             }
             let frac_ok = |x: f64| (0.0..=1.0).contains(&x);
             let ok = match g.behaviour {
-                Behaviour::Underdeliver { fraction } => frac_ok(fraction),
+                Behaviour::Underdeliver { fraction } | Behaviour::ProbeAware { fraction } => frac_ok(fraction),
                 Behaviour::Oversold { peak_free } => frac_ok(peak_free),
                 Behaviour::Throttling { probability, fraction } => frac_ok(probability) && frac_ok(fraction),
                 Behaviour::Flaky { availability } => frac_ok(availability),

@@ -83,3 +83,19 @@ fn a_refused_transaction_names_the_contracts_reason() {
         chain.market_send(Address::repeat_byte(1), &M::unjailCall { providerId: 42 }).expect_err("refused").to_string();
     assert!(err.contains("Market_UnknownProvider"), "{err}");
 }
+
+/// Every scenario shipped in `scenarios/` parses and passes the checks the simulator makes
+/// before it runs (a broken one would fail only when someone runs `make sim*`).
+#[test]
+fn every_shipped_scenario_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("scenarios/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            wirepact_sim::Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "{n} scenarios found in {}", dir.display());
+}
