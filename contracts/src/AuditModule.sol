@@ -193,6 +193,12 @@ contract AuditModule is MarketBase {
         emit M.ReportAccepted(epoch, msg.sender, root, available, count);
     }
 
+    /// `keccak256(abi.encode(chainSeed, secret))`: the seed an epoch with a committed secret
+    /// draws its audits from.
+    function _mixSeed(bytes32 chainSeed, bytes32 secret) internal pure returns (bytes32) {
+        return keccak256(abi.encode(chainSeed, secret));
+    }
+
     /// The epoch's audit seed: the chain's seed alone if no secret was committed for it, else
     /// mixed with the revealed secret (checked against the commitment, then kept in its place).
     function _revealSeed(uint64 epoch, bytes32 chainSeed, bytes32 reveal) internal returns (bytes32) {
@@ -203,7 +209,7 @@ contract AuditModule is MarketBase {
         }
         if (keccak256(abi.encode(reveal)) != commit) revert M.Market_BadSeedReveal(epoch);
         _seedCommits[epoch] = reveal;
-        return keccak256(abi.encode(chainSeed, reveal));
+        return _mixSeed(chainSeed, reveal);
     }
 
     // ================================================================== bonus
@@ -533,7 +539,7 @@ contract AuditModule is MarketBase {
         bytes32 stored = _seedCommits[epoch];
         if (chainSeed == bytes32(0) || stored == bytes32(0)) return chainSeed;
         if (!_isReported(epoch)) revert M.Market_AuditSetSecret(epoch);
-        return keccak256(abi.encode(chainSeed, stored));
+        return _mixSeed(chainSeed, stored);
     }
 
     function isAudited(uint64 epoch, uint32 providerId) external view returns (bool) {

@@ -233,12 +233,8 @@ impl Ctx {
                 if a == me {
                     continue;
                 }
-                let (chain, market) = (self.market.chain_id(), self.market.address());
-                match fetch_secret(&self.http, &endpoint, &self.signer, chain, market, epoch, c.commit).await {
-                    Ok(s) => {
-                        self.secrets.put(epoch, s);
-                        return Ok(Some(s));
-                    }
+                match self.fetch_and_keep(&endpoint, epoch, c.commit).await {
+                    Ok(s) => return Ok(Some(s)),
                     Err(e) => last = e,
                 }
             }
@@ -642,14 +638,22 @@ impl Ctx {
         if self.secrets.matching(target, r.seed_commit).is_some() {
             return Ok(());
         }
-        let (chain, market) = (self.market.chain_id(), self.market.address());
-        let secret = fetch_secret(&self.http, endpoint, &self.signer, chain, market, target, r.seed_commit)
+        self.fetch_and_keep(endpoint, target, r.seed_commit)
             .await
-            .map_err(|e| format!("the proposer's audit secret for epoch {target}: {e}"))?;
-        if !self.secrets.put(target, secret) {
-            return Err(format!("cannot keep the audit secret of epoch {target} on disk"));
+            .map(|_| ())
+            .map_err(|e| format!("the proposer's audit secret for epoch {target}: {e}"))
+    }
+
+    /// Fetches the secret of `epoch` behind `commit` from the oracle at `endpoint` (sealed to
+    /// this oracle, checked against the commitment) and keeps it on disk: a secret that could
+    /// not be kept is not used, as a restart would lose it.
+    async fn fetch_and_keep(&self, endpoint: &str, epoch: u64, commit: B256) -> Result<B256, String> {
+        let (chain, market) = (self.market.chain_id(), self.market.address());
+        let secret = fetch_secret(&self.http, endpoint, &self.signer, chain, market, epoch, commit).await?;
+        if !self.secrets.put(epoch, secret) {
+            return Err(format!("cannot keep the audit secret of epoch {epoch} on disk"));
         }
-        Ok(())
+        Ok(secret)
     }
 
     /// Checks a peer's proposal and, if its report is the aggregate of its rows, returns that

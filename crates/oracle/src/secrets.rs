@@ -374,8 +374,7 @@ mod tests {
     /// another oracle, a provider replaying the request) gets noise that fails the commitment.
     #[test]
     fn only_the_requesting_oracle_opens_the_secret() {
-        let (server, me, other) = (PrivateKeySigner::random(), PrivateKeySigner::random(), PrivateKeySigner::random());
-        let _ = server;
+        let (me, other) = (PrivateKeySigner::random(), PrivateKeySigner::random());
         let secret = B256::from(rand::random::<[u8; 32]>());
         let commit = seed_commit(secret);
         let req = sign_request(&me, CHAIN, market(), 9, 1_000).expect("sign");
