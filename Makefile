@@ -22,7 +22,7 @@ help:
 	@echo "make bench-probe oracle probe accuracy (shaped 10/50/200 Mbit/s, +40 ms) and cost"
 	@echo "make sim        the simulator's reference market (10k providers, 31 oracles, a day); report in target/sim"
 	@echo "make sim-scale  the same at 1k / 10k / 100k providers (run time growth)"
-	@echo "make sim-attacks  the simulator's attacker strategies (so far: the adaptive cheater, a week)"
+	@echo "make sim-attacks  the simulator as the attacker: every strategy beside 10k honest providers for a week, the sybil sweep, 100k providers a day (SIM_100K=0 skips it)"
 	@echo "make fuzz       fuzz the frame decoder and the proxy parsers (FUZZ_SECONDS each)"
 
 TOOLS_STAMP := $(CONTRACTS)/node_modules/.wirepact-tools
@@ -106,9 +106,7 @@ sim-scale:
 	SIM_SCALE=1 bench/sim.sh
 
 sim-attacks:
-	cargo build --release --locked -q -p wirepact-cli
-	mkdir -p target/sim
-	target/release/wirepact sim scenarios/adaptive.toml --out target/sim/adaptive.json
+	bench/sim-attacks.sh
 
 # Fuzzing (cargo-fuzz on the installed nightly): the control-frame decoder and the local proxy's
 # SOCKS5/HTTP CONNECT parsers. `make test` runs each for FUZZ_SMOKE_SECONDS; `make fuzz` longer.

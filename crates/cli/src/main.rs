@@ -182,6 +182,10 @@ enum Cmd {
         /// Overrides the scenario's number of epochs.
         #[arg(long)]
         epochs: Option<u64>,
+        /// Overrides how many of the scenario's oracles lie (`oracles.liars`): the sybil
+        /// coalition's size, for a sweep.
+        #[arg(long)]
+        liars: Option<u32>,
     },
 }
 
@@ -527,12 +531,24 @@ async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Devnet(args) => devnet::run(args).await,
-        Cmd::Sim { scenario, out, scale, epochs } => run_sim(&scenario, &out, scale, epochs),
+        Cmd::Sim { scenario, out, scale, epochs, liars } => run_sim(&scenario, &out, scale, epochs, liars),
     }
 }
 
-fn run_sim(path: &std::path::Path, out: &std::path::Path, scale: Option<f64>, epochs: Option<u64>) -> Result<()> {
+fn run_sim(
+    path: &std::path::Path,
+    out: &std::path::Path,
+    scale: Option<f64>,
+    epochs: Option<u64>,
+    liars: Option<u32>,
+) -> Result<()> {
     let mut sc = wirepact_sim::Scenario::load(path)?;
+    if let Some(n) = liars {
+        if n + sc.oracles.offline > sc.oracles.count {
+            bail!("--liars {n}: the scenario has {} oracles ({} offline)", sc.oracles.count, sc.oracles.offline);
+        }
+        sc.oracles.liars = n;
+    }
     if let Some(s) = scale {
         if s.is_nan() || s <= 0.0 {
             bail!("--scale must be positive");

@@ -71,7 +71,7 @@ pub fn true_state<R: Rng>(
         TrueState { reachable: true, rate_kbps: sla_kbps * headroom, latency_ms: traits.base_latency_ms * route };
     match b {
         Behaviour::Honest => honest,
-        Behaviour::Underdeliver { fraction } => {
+        Behaviour::Underdeliver { fraction } | Behaviour::Leaver { fraction } => {
             let wobble = LogNormal::new(0.0, 0.03).map_or(1.0, |d| d.sample(rng));
             TrueState { rate_kbps: sla_kbps * fraction * wobble, ..honest }
         }

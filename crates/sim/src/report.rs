@@ -93,7 +93,32 @@ fn behaviour_name<S: serde::Serializer>(b: &Behaviour, s: S) -> Result<S::Ok, S:
         Behaviour::ProbeAware { fraction } => {
             format!("probe-aware ({:.0}% to clients, full to probes)", fraction * 100.0)
         }
+        Behaviour::Leaver { fraction } => format!("leaver ({:.0}%, leaves before its slash)", fraction * 100.0),
     })
+}
+
+/// One attack strategy's books (token amounts in base units, as decimal strings).
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackOutcome {
+    pub strategy: String,
+    /// Accounts (oracles, providers, clients) playing it.
+    pub attackers: u64,
+    /// Gas of the attacker's own transactions.
+    pub gas_spent: u64,
+    /// Tokens it had to lock (stake, deposits) at the most.
+    pub tokens_locked: String,
+    /// Tokens it lost (slashed).
+    pub tokens_lost: String,
+    /// Tokens it took in (earnings, bonus, oracle rewards).
+    pub tokens_gained: String,
+    /// Tokens honest parties did not get because of it (sales turned away, bonus not earned,
+    /// stake slashed), against an untouched control group where one exists.
+    pub destroyed: String,
+    pub honest_slashed: u64,
+    /// Honest parties' tokens taken: honest stake slashed, bonus paid to whoever never earned
+    /// it (taken from the pot of those who did).
+    pub honest_wei_lost: String,
+    pub finding: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -214,6 +239,12 @@ pub struct Report {
     pub price_vs_utilisation: Vec<PricePoint>,
     pub series: Vec<EpochPoint>,
     pub conservation: Conservation,
+    /// The attack strategies in the run, each with its books.
+    pub attacks: Vec<AttackOutcome>,
+    /// Honest providers slashed, and honest parties' wei lost, over the whole run (present
+    /// when the run has an attacker).
+    pub honest_slashed_under_attack: Option<u64>,
+    pub honest_wei_lost_under_attack: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -248,6 +279,9 @@ pub(crate) struct Inputs<'a> {
     pub honest_samples: Vec<VerdictSample>,
     pub conservation: Conservation,
     pub max_liars_in_a_report: u32,
+    pub attacks: Vec<AttackOutcome>,
+    /// `Some` when the run has an attacker.
+    pub honest_wei_lost: Option<U256>,
 }
 
 fn median(v: &mut [u32]) -> Option<u32> {
@@ -459,6 +493,9 @@ pub(crate) fn build(inp: Inputs<'_>) -> Report {
         price_vs_utilisation,
         series: inp.epoch_series,
         conservation: inp.conservation,
+        honest_slashed_under_attack: inp.honest_wei_lost.map(|_| honest_slashed),
+        honest_wei_lost_under_attack: inp.honest_wei_lost.map(|w| w.to_string()),
+        attacks: inp.attacks,
     }
 }
 
@@ -482,6 +519,13 @@ impl Report {
             out.push(format!("cheater_caught_rate_adaptive: {c:.4}"));
         }
         out.push(format!("false_slash_per_provider_month: {:.3e}", self.false_slash.estimated_per_provider_month));
+        if let Some(n) = self.honest_slashed_under_attack {
+            out.push(format!("honest_slashed_under_attack: {n}"));
+        }
+        if let Some(w) = &self.honest_wei_lost_under_attack {
+            out.push(format!("honest_wei_lost_under_attack: {w}"));
+        }
+        out.push(format!("gas_per_day: {}", self.gas_per_day_total));
         out
     }
 
@@ -538,6 +582,27 @@ impl Report {
                 self.conservation.balanced
             ),
         );
+        let tokens = |w: &str| {
+            w.parse::<U256>().map_or_else(|_| w.to_string(), |v| format!("{} tokens", wirepact_proto::format_tokens(v)))
+        };
+        for a in &self.attacks {
+            let _ = std::fmt::Write::write_fmt(
+                &mut s,
+                format_args!(
+                    "attack: {}\n  {} attacker account(s); spent {} gas, locked {}, lost {}, gained {}; destroyed {}; honest slashed {}, honest lost {}\n  {}\n",
+                    a.strategy,
+                    a.attackers,
+                    a.gas_spent,
+                    tokens(&a.tokens_locked),
+                    tokens(&a.tokens_lost),
+                    tokens(&a.tokens_gained),
+                    tokens(&a.destroyed),
+                    a.honest_slashed,
+                    tokens(&a.honest_wei_lost),
+                    a.finding
+                ),
+            );
+        }
         s
     }
 }

@@ -29,6 +29,8 @@ use crate::report::{self, GasTally, GroupStats, Money, Report, VerdictSample};
 use crate::scenario::{Behaviour, Scenario};
 use crate::SimError;
 
+mod attack;
+
 /// 2026-01-01T00:00:00Z: the simulated day starts at midnight.
 const START: u64 = 1_767_225_600;
 const GIB: u128 = 1 << 30;
@@ -36,7 +38,13 @@ const GIB: u128 = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Active,
-    Jailed { until: u64 },
+    Jailed {
+        until: u64,
+    },
+    /// Left the market in this epoch (the reports up to it still judge it).
+    Left {
+        epoch: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -67,6 +75,15 @@ struct Prov {
     /// Claimed earnings not yet collected (collected at a period's end once they reach the
     /// node's default `collect_threshold`).
     uncollected: U256,
+    /// Everything claimed, bonus paid, stake slashed (for the attack report).
+    claimed: U256,
+    bonus: U256,
+    slashed_amount: U256,
+    /// Epochs of the violations recorded in the market's window (the leaver counts them).
+    violation_epochs: Vec<u64>,
+    /// Stake when it left, and what was slashed after it left.
+    left_with: Option<U256>,
+    slashed_after_leaving: U256,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +155,7 @@ struct Sim<'a> {
     max_price: U256,
     truth: Vec<TrueState>,
     signers_liars_max: u32,
+    att: attack::Books,
 }
 
 impl<'a> Sim<'a> {
@@ -172,6 +190,7 @@ impl<'a> Sim<'a> {
             max_price,
             truth: Vec::new(),
             signers_liars_max: 0,
+            att: attack::Books::default(),
             rng: StdRng::seed_from_u64(0),
             chain: {
                 chain.set_block(2, START + 1, B256::repeat_byte(2));
@@ -180,6 +199,7 @@ impl<'a> Sim<'a> {
         };
         sim.rng = StdRng::seed_from_u64(rng.random());
         sim.setup()?;
+        sim.setup_attackers()?;
         Ok(sim)
     }
 
@@ -261,6 +281,12 @@ impl<'a> Sim<'a> {
                     last_period: None,
                     base_price: price.to::<u128>(),
                     uncollected: U256::ZERO,
+                    claimed: U256::ZERO,
+                    bonus: U256::ZERO,
+                    slashed_amount: U256::ZERO,
+                    violation_epochs: Vec::new(),
+                    left_with: None,
+                    slashed_after_leaving: U256::ZERO,
                 });
             }
         }
@@ -319,14 +345,19 @@ impl<'a> Sim<'a> {
         let d = &self.sc.demand;
         let activity = model::activity(hour, d.peak_hour, d.trough);
 
-        // The oracles' aggregator begins the epoch.
-        self.next_block(t0 + 1);
+        // The oracles' aggregator begins the epoch (a seed grinder picks the block).
         let online: Vec<usize> =
             (0..self.oracles.len()).filter(|&i| self.oracles[i].kind != OracleKind::Offline).collect();
         let aggregator = *online.choose(&mut self.rng).ok_or_else(|| SimError::Scenario("no oracle online".into()))?;
         let agg_addr = self.oracles[aggregator].key.address();
-        let (seed, ex) = self.chain.market_send(agg_addr, &M::beginEpochCall {})?;
-        self.tally("beginEpoch", &ex);
+        let seed = if self.sc.attacks.grinder.is_some() {
+            self.grind_begin(e, t0 + 1, agg_addr)?
+        } else {
+            self.next_block(t0 + 1);
+            let (seed, ex) = self.chain.market_send(agg_addr, &M::beginEpochCall {})?;
+            self.tally("beginEpoch", &ex);
+            seed
+        };
 
         // Every provider's real state this epoch.
         self.truth = self
@@ -370,19 +401,37 @@ impl<'a> Sim<'a> {
         self.next_block(t0 + 5);
         self.settle_ending(e, t0 + 5, false)?;
 
+        // The griefer's sessions: honest nodes close the ones that never carried a byte (the
+        // node's `idle_close_secs`), and the griefer fills its targets again.
+        if self.sc.attacks.griefer.is_some() {
+            self.next_block(t0 + 8);
+            self.grief(e)?;
+        }
+
         // New sessions along the demand curve.
         self.next_block(t0 + 10);
         self.open_sessions(e, activity)?;
 
+        // Late sybil bonus claimants register in the last epoch of the first period.
+        let r = u64::from(self.params.rewardPeriodEpochs);
+        if e + 1 == r {
+            if let Some(b) = self.sc.attacks.bonus_sybils.clone() {
+                self.next_block(t0 + 15);
+                self.register_sybils(b.count)?;
+            }
+        }
+
         // Bonus: at the second epoch of a period (the last report window of the one that ended
         // has closed), claims for the one that ended; sweep the one before.
-        let r = u64::from(self.params.rewardPeriodEpochs);
         if e > r && e % r == 1 {
             self.next_block(t0 + 20);
             // Providers whose earnings passed the node's threshold collect them (the fees reach
             // the pool before the bonus pot is set).
             self.collect_earnings()?;
             self.claim_bonuses(e / r - 1)?;
+            if e / r == 1 {
+                self.sybils_claim(0)?;
+            }
             if e / r >= 2 {
                 let period = u32::try_from(e / r - 2).unwrap_or(u32::MAX);
                 let (_, ex) = self.chain.market_send(agg_addr, &M::sweepBonusCall { period })?;
@@ -390,9 +439,22 @@ impl<'a> Sim<'a> {
             }
         }
 
-        // The report.
+        // The probes (at a moment of the window), then a leaver that sees its slash coming
+        // leaves before the report lands.
+        // A provider with no room for one more session cannot be probed (the oracle's probe
+        // opens a session like any client's): it goes unmeasured.
+        let audited = self.audit_set(e, seed);
+        let full: Vec<bool> = audited
+            .iter()
+            .map(|&pi| {
+                let p = &self.provs[pi];
+                p.committed_mbps + p.session_mbps > p.capacity_mbps
+            })
+            .collect();
+        self.next_block(t0 + len / 3);
+        self.leave_before_slash(e, t0 + len / 3, &audited)?;
         self.next_block(t0 + len / 2);
-        self.report(e, seed, aggregator)?;
+        self.report(e, aggregator, &audited, &full)?;
 
         // The epoch's point on the day's curves.
         let (mut cap, mut used) = (0u64, 0u64);
@@ -424,39 +486,47 @@ impl<'a> Sim<'a> {
                 continue;
             }
             let s = self.open.swap_remove(i);
-            let owner = self.provs[s.prov].owner;
-            if s.bytes > 0 {
-                let sid = keccak256(alloy::sol_types::SolValue::abi_encode(&s.terms));
-                let receipt = Receipt { sessionId: sid, cumulativeBytes: s.bytes, timestamp: now };
-                let sig = sign_receipt(&self.clients[s.client].key, &self.dom, &receipt)
-                    .map_err(|e| SimError::Evm(format!("signing a receipt: {e}")))?;
-                let (_, ex) = self.chain.market_send(
-                    owner,
-                    &M::claimCall {
-                        t: s.terms.clone(),
-                        cumulativeBytes: s.bytes,
-                        timestamp: now,
-                        signature: Bytes::from(sig.to_vec()),
-                    },
-                )?;
-                self.tally("claim", &ex);
-                for log in &ex.logs {
-                    if let Ok(c) = M::SessionClaimed::decode_log_data(&log.data) {
-                        self.money.provider_claimed += c.amount;
-                        self.provs[s.prov].uncollected += c.amount;
-                    }
-                }
-            }
-            let (_, ex) = self.chain.market_send(owner, &M::closeCall { t: s.terms.clone() })?;
-            self.tally("close", &ex);
-            for log in &ex.logs {
-                if let Ok(c) = M::SessionSettled::decode_log_data(&log.data) {
-                    self.money.refunds += c.refund;
-                }
-            }
-            let p = &mut self.provs[s.prov];
-            p.committed_mbps -= p.session_mbps;
+            self.settle_one(s, now)?;
         }
+        Ok(())
+    }
+
+    /// Claims a session's delivered bytes (with the client's receipt) and closes it as the
+    /// provider, which settles it at once.
+    fn settle_one(&mut self, s: Open, now: u64) -> Result<(), SimError> {
+        let owner = self.provs[s.prov].owner;
+        if s.bytes > 0 {
+            let sid = keccak256(alloy::sol_types::SolValue::abi_encode(&s.terms));
+            let receipt = Receipt { sessionId: sid, cumulativeBytes: s.bytes, timestamp: now };
+            let sig = sign_receipt(&self.clients[s.client].key, &self.dom, &receipt)
+                .map_err(|e| SimError::Evm(format!("signing a receipt: {e}")))?;
+            let (_, ex) = self.chain.market_send(
+                owner,
+                &M::claimCall {
+                    t: s.terms.clone(),
+                    cumulativeBytes: s.bytes,
+                    timestamp: now,
+                    signature: Bytes::from(sig.to_vec()),
+                },
+            )?;
+            self.tally("claim", &ex);
+            for log in &ex.logs {
+                if let Ok(c) = M::SessionClaimed::decode_log_data(&log.data) {
+                    self.money.provider_claimed += c.amount;
+                    self.provs[s.prov].uncollected += c.amount;
+                    self.provs[s.prov].claimed += c.amount;
+                }
+            }
+        }
+        let (_, ex) = self.chain.market_send(owner, &M::closeCall { t: s.terms.clone() })?;
+        self.tally("close", &ex);
+        for log in &ex.logs {
+            if let Ok(c) = M::SessionSettled::decode_log_data(&log.data) {
+                self.money.refunds += c.refund;
+            }
+        }
+        let p = &mut self.provs[s.prov];
+        p.committed_mbps -= p.session_mbps;
         Ok(())
     }
 
@@ -527,7 +597,24 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    fn report(&mut self, e: u64, seed: B256, aggregator: usize) -> Result<(), SimError> {
+    /// The providers the epoch audits: the draw from the chain seed mixed with the secret
+    /// committed for it (if any), among those the market still judges (active, or left in
+    /// this very epoch).
+    fn audit_set(&self, e: u64, seed: B256) -> Vec<usize> {
+        let draw = audit::audit_seed(seed, self.secrets.get(&e).copied());
+        let count = u32::try_from(self.provs.len()).unwrap_or(u32::MAX);
+        audit::audited_ids(draw, count, self.params.auditProbabilityBps)
+            .into_iter()
+            .map(|id| id as usize - 1)
+            .filter(|&i| match self.provs[i].status {
+                Status::Active => true,
+                Status::Left { epoch } => epoch == e,
+                Status::Jailed { .. } => false,
+            })
+            .collect()
+    }
+
+    fn report(&mut self, e: u64, aggregator: usize, audited: &[usize], full: &[bool]) -> Result<(), SimError> {
         let o = &self.sc.oracles;
         // The oracles registered in epoch 0 sign from epoch 1 on (an epoch's set is fixed
         // when it starts).
@@ -563,25 +650,28 @@ impl<'a> Sim<'a> {
         let liar_count = signers.iter().filter(|&&i| self.oracles[i].kind == OracleKind::Liar).count();
         self.signers_liars_max = self.signers_liars_max.max(u32::try_from(liar_count).unwrap_or(u32::MAX));
 
-        // The draw mixes the chain seed with the secret committed two epochs ago (if any);
-        // this report commits a fresh one for e + 2.
+        // The report reveals the secret committed two epochs ago (if any) and commits a
+        // fresh one for e + 2.
         let seed_reveal = self.secrets.get(&e).copied();
-        let draw = audit::audit_seed(seed, seed_reveal);
         let next_secret = B256::from(self.rng.random::<[u8; 32]>());
-        let count = u32::try_from(self.provs.len()).unwrap_or(u32::MAX);
-        let audited: Vec<usize> = audit::audited_ids(draw, count, self.params.auditProbabilityBps)
-            .into_iter()
-            .map(|id| id as usize - 1)
-            .filter(|&i| self.provs[i].status == Status::Active)
-            .collect();
         // Each signer's row; the aggregate every oracle computes from the leader's set; one
         // signature each over it.
         let mut rows: Vec<Vec<Observation>> = Vec::with_capacity(signers.len());
         for &si in &signers {
             let orc = &self.oracles[si];
             let mut obs = Vec::with_capacity(audited.len());
-            for &pi in &audited {
+            for (k, &pi) in audited.iter().enumerate() {
                 let p = &self.provs[pi];
+                if full[k] && orc.kind != OracleKind::Liar {
+                    obs.push(Observation {
+                        provider: ProviderId(p.id),
+                        throughput: Kbps(0),
+                        latency: Millis(0),
+                        reachable: false,
+                        measured: false,
+                    });
+                    continue;
+                }
                 let r: Reading = match orc.kind {
                     OracleKind::Liar => model::lie(o.lie, p.behaviour != Behaviour::Honest, p.sla_kbps),
                     _ => model::honest_reading(
@@ -661,7 +751,7 @@ impl<'a> Sim<'a> {
         }
         self.tally("submitReport", &ex);
         self.reported_epochs += 1;
-        self.absorb_report(e, &audited, &agg, &ex.logs)
+        self.absorb_report(e, audited, &agg, &ex.logs)
     }
 
     fn absorb_report(
@@ -685,7 +775,14 @@ impl<'a> Sim<'a> {
                 if p.first_slash_audit.is_none() {
                     p.first_slash_audit = Some(p.audits + 1);
                 }
-                p.status = Status::Jailed { until: u64::from(s.jailedUntilEpoch) };
+                p.slashed_amount += s.amount;
+                p.violation_epochs.clear();
+                if matches!(p.status, Status::Left { .. }) {
+                    // It stays out; the slash came out of its unbonding stake.
+                    p.slashed_after_leaving += s.amount;
+                } else {
+                    p.status = Status::Jailed { until: u64::from(s.jailedUntilEpoch) };
+                }
                 p.period_epochs.clear();
                 self.money.slashed += s.amount;
                 self.money.slashed_to_oracles += s.toOracles;
@@ -704,6 +801,9 @@ impl<'a> Sim<'a> {
             p.audits += 1;
             if violation {
                 p.violations += 1;
+                if p.slashed_after_leaving.is_zero() && !matches!(p.status, Status::Jailed { .. }) {
+                    p.violation_epochs.push(e);
+                }
             }
             if p.period != e / r {
                 p.last_period_epochs = std::mem::take(&mut p.period_epochs);
@@ -729,7 +829,7 @@ impl<'a> Sim<'a> {
         // recorded in this report (the slashing audit is this one).
         for &pi in audited {
             let p = &mut self.provs[pi];
-            if p.first_slash_audit == Some(p.audits + 1) && matches!(p.status, Status::Jailed { .. }) {
+            if p.first_slash_audit == Some(p.audits + 1) && p.status != Status::Active {
                 p.first_slash_audit = Some(p.audits);
             }
         }
@@ -802,6 +902,7 @@ impl<'a> Sim<'a> {
                 if let Ok(b) = M::BonusClaimed::decode_log_data(&log.data) {
                     self.money.bonus += b.amount;
                     self.money.bonus_claims += 1;
+                    self.provs[i].bonus += b.amount;
                 }
             }
         }
@@ -812,7 +913,10 @@ impl<'a> Sim<'a> {
         let end = START + 1 + self.sc.sim.epochs * self.epoch_len();
         self.next_block(end);
         self.settle_ending(u64::MAX, end, true)?;
+        self.grief_wind_down()?;
         let conservation = self.conservation()?;
+        let attacks = self.outcomes()?;
+        let under_attack = self.has_attackers().then(|| self.honest_wei_lost());
         let seconds = started.elapsed().as_secs_f64();
         let groups = self.group_stats();
         Ok(report::build(report::Inputs {
@@ -833,6 +937,8 @@ impl<'a> Sim<'a> {
             honest_samples: self.honest_samples,
             conservation,
             max_liars_in_a_report: self.signers_liars_max,
+            attacks,
+            honest_wei_lost: under_attack,
         }))
     }
 
@@ -846,7 +952,9 @@ impl<'a> Sim<'a> {
                 let cap = f64::from(g.capacity_mbps);
                 let true_cap = match g.behaviour {
                     Behaviour::Honest | Behaviour::Throttling { .. } => cap,
-                    Behaviour::Underdeliver { fraction } | Behaviour::ProbeAware { fraction } => cap * fraction,
+                    Behaviour::Underdeliver { fraction }
+                    | Behaviour::ProbeAware { fraction }
+                    | Behaviour::Leaver { fraction } => cap * fraction,
                     Behaviour::Oversold { peak_free } => cap * peak_free,
                     Behaviour::Flaky { availability } => cap * availability,
                     Behaviour::Offline => 0.0,
@@ -885,12 +993,15 @@ impl<'a> Sim<'a> {
         let mut accounts: Vec<Address> = self.provs.iter().map(|p| p.owner).collect();
         accounts.extend(self.oracles.iter().map(|o| o.key.address()));
         accounts.extend(self.clients.iter().map(|c| c.addr));
+        let (attackers, sybil_ids) = self.attacker_accounts();
+        accounts.extend(attackers);
         for &a in &accounts {
             owed += self.chain.market_view(&M::balanceOfCall { account: a })?;
             wallets += self.chain.token_view(&TestToken::balanceOfCall { account: a })?;
         }
-        for p in 0..self.provs.len() {
-            let v = self.chain.market_view(&M::providerCall { providerId: self.provs[p].id })?;
+        let ids: Vec<u32> = self.provs.iter().map(|p| p.id).chain(sybil_ids).collect();
+        for id in ids {
+            let v = self.chain.market_view(&M::providerCall { providerId: id })?;
             owed += U256::from(v.stake) + U256::from(v.unbonding) + v.earned;
         }
         for o in 0..self.oracles.len() {

@@ -26,6 +26,51 @@ pub struct Scenario {
     pub oracles: OracleSection,
     #[serde(default)]
     pub demand: DemandSection,
+    /// Attackers beside the market (see `[attacks]`); the sybil oracle coalition is
+    /// `oracles.liars`, the leaver and the adaptive cheater are provider behaviours.
+    #[serde(default)]
+    pub attacks: AttackSection,
+}
+
+/// Attack strategies that are not a provider's behaviour or an oracle's lie.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttackSection {
+    pub griefer: Option<Griefer>,
+    pub bonus_sybils: Option<BonusSybils>,
+    pub grinder: Option<Grinder>,
+}
+
+/// A capacity griefer: one client account that keeps `targets` honest providers full with
+/// sessions at the minimum deposit that never carry a byte, so real clients are turned away.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Griefer {
+    /// How many honest providers it fills (the first ones of the first honest group).
+    pub targets: u32,
+}
+
+/// Late sybil bonus claimants: `count` providers registered in the last epoch of the first
+/// reward period, never serving, that claim that period's bonus with whatever leaves they can
+/// find (none of their own, or another provider's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BonusSybils {
+    pub count: u32,
+}
+
+/// A seed grinder: whoever begins each epoch chooses among `blocks` consecutive blocks the one
+/// whose audit draw audits the fewest providers of the group `friends` (the worst case: it
+/// always wins the `beginEpoch` race and controls which block it lands in). With
+/// `knows_secret` it is an oracle that holds the epoch's committed secret (every oracle does,
+/// to probe); without, it can only grind the chain's seed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grinder {
+    pub friends: String,
+    pub blocks: u32,
+    #[serde(default)]
+    pub knows_secret: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +130,10 @@ pub enum Behaviour {
     /// from its registered address, which the provider sees in `SessionOpened` (the audit
     /// draw itself stays secret until the epoch's report).
     ProbeAware { fraction: f64 },
+    /// Delivers `fraction` of its SLA rate and front-runs its own slash: when a probe comes
+    /// while it already has `violations_to_slash - 1` violations in the window, it closes its
+    /// sessions and leaves the market as soon as the probe is done, before the report lands.
+    Leaver { fraction: f64 },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,7 +284,9 @@ impl Scenario {
             }
             let frac_ok = |x: f64| (0.0..=1.0).contains(&x);
             let ok = match g.behaviour {
-                Behaviour::Underdeliver { fraction } | Behaviour::ProbeAware { fraction } => frac_ok(fraction),
+                Behaviour::Underdeliver { fraction }
+                | Behaviour::ProbeAware { fraction }
+                | Behaviour::Leaver { fraction } => frac_ok(fraction),
                 Behaviour::Oversold { peak_free } => frac_ok(peak_free),
                 Behaviour::Throttling { probability, fraction } => frac_ok(probability) && frac_ok(fraction),
                 Behaviour::Flaky { availability } => frac_ok(availability),
@@ -251,6 +302,20 @@ impl Scenario {
         }
         if o.liars + o.offline > o.count {
             return bad("oracles.liars + oracles.offline exceed oracles.count".into());
+        }
+        if let Some(g) = &self.attacks.grinder {
+            if g.blocks == 0 || g.blocks > 64 {
+                return bad("attacks.grinder.blocks must be in 1..=64".into());
+            }
+            if !self.providers.iter().any(|p| p.name == g.friends) {
+                return bad(format!("attacks.grinder.friends: no provider group named {}", g.friends));
+            }
+        }
+        if let Some(g) = &self.attacks.griefer {
+            let honest: u32 = self.providers.iter().filter(|p| p.behaviour == Behaviour::Honest).map(|p| p.count).sum();
+            if g.targets == 0 || g.targets > honest {
+                return bad(format!("attacks.griefer.targets must be in 1..={honest} (the honest providers)"));
+            }
         }
         let d = &self.demand;
         if d.clients == 0 || d.choices == 0 || d.session_epochs.0 == 0 || d.session_epochs.0 > d.session_epochs.1 {

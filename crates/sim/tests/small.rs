@@ -99,3 +99,66 @@ fn every_shipped_scenario_is_valid() {
     }
     assert!(n >= 4, "{n} scenarios found in {}", dir.display());
 }
+
+fn scenario(name: &str) -> Scenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios").join(name);
+    Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Every attack strategy at once (`scenarios/attacks-small.toml`, issue 18). On the first
+/// market the leavers escaped their slash by leaving first, and a bonus claim needed no
+/// verdict; on v2 no honest party loses a wei and every attacker's books say so.
+#[test]
+fn under_every_attack_at_once_no_honest_party_loses_and_no_attacker_gains() {
+    let r = run(&scenario("attacks-small.toml")).expect("the attack scenario runs");
+    let attack = |prefix: &str| {
+        r.attacks
+            .iter()
+            .find(|a| a.strategy.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {:?}", r.attacks))
+    };
+    assert_eq!(r.honest_slashed_under_attack, Some(0), "{:?}", r.attacks);
+    assert_eq!(r.honest_wei_lost_under_attack.as_deref(), Some("0"));
+    assert!(r.conservation.balanced, "{:?}", r.conservation);
+
+    // The coalition (10 of 31, under a third) slashes no honest provider, and the cheaters are
+    // slashed all the same.
+    let group = |name: &str| r.detection.iter().find(|d| d.group == name).expect(name);
+    assert_eq!(group("honest").slashed_share, 0.0);
+    assert!((group("leaver").slashed_share - 1.0).abs() < 1e-12, "{:?}", group("leaver"));
+
+    // Every leaver left before its slash and was slashed anyway.
+    let leaver = attack("leaver");
+    assert_eq!(leaver.attackers, 6);
+    assert!(leaver.finding.starts_with("6 left before their slash; 6 of them slashed anyway"), "{}", leaver.finding);
+    assert!(leaver.finding.ends_with("escaped a due slash: 0 wei"), "{}", leaver.finding);
+    assert_ne!(leaver.tokens_lost, "0");
+
+    // The sybils' bonus claims are all refused.
+    let sybils = attack("late sybil");
+    assert_eq!(sybils.tokens_gained, "0");
+    assert_eq!(sybils.finding, "10 of 10 claims refused");
+
+    // The griefer gains nothing and slashes nobody; its targets are never judged while full.
+    let griefer = attack("capacity griefer");
+    assert_eq!(griefer.tokens_gained, "0");
+    assert_eq!(griefer.honest_slashed, 0);
+    assert!(griefer.gas_spent > 0);
+}
+
+/// The coalition's size where honest providers start to be slashed: just over a third of the
+/// stake (11 of 31), never under it (`sybil_stake_to_slash_honest_pct`).
+#[test]
+fn a_sybil_coalition_slashes_honest_providers_only_above_a_third_of_the_stake() {
+    let mut s = scenario("sybil.toml");
+    s.sim.epochs = 48;
+    s.providers[0].count = 60;
+    s.providers[1].count = 6;
+    s.demand.sessions_per_epoch_peak = 10;
+    s.oracles.liars = 10;
+    let under = run(&s).expect("simulator");
+    assert_eq!(under.honest_slashed_under_attack, Some(0));
+    s.oracles.liars = 11;
+    let over = run(&s).expect("simulator");
+    assert!(over.honest_slashed_under_attack.is_some_and(|n| n > 0), "{:?}", over.attacks);
+}
