@@ -438,7 +438,9 @@ contract WirepactMarket is MarketBase {
     }
 
     /// @notice Closes a session. The client's close starts the claim grace; the provider's
-    /// close (which gives up further claims) settles at once.
+    /// close (which gives up further claims) settles at once. A session the provider closes
+    /// after a whole epoch open without paying for a byte (and without a violation of the
+    /// provider's since it opened) is a no-show: the provider keeps the deposit floor.
     function close(M.SessionTerms calldata t) external {
         bytes32 sessionId = _idOf(t);
         M.SessionState memory s = _sessions[sessionId];
@@ -447,18 +449,36 @@ contract WirepactMarket is MarketBase {
         bool byProvider = msg.sender != t.client;
         if (byProvider && msg.sender != p.own.owner) revert M.Market_NotSessionParty(sessionId);
 
+        uint256 paid = s.paid;
         if (s.status == M.SessionStatus.Open) {
             ProviderCore memory c = p.core;
             p.core.committedMbps = c.committedMbps - t.sessionMbps;
             uint256 v = c.violationCount - t.violationsAtOpen;
             s.violations = v > type(uint16).max ? type(uint16).max : uint16(v);
-            if (!byProvider) emit M.SessionClosed(sessionId, msg.sender, s.violations);
+            if (!byProvider) {
+                emit M.SessionClosed(sessionId, msg.sender, s.violations);
+            } else if (paid == 0 && v == 0 && block.timestamp >= uint256(t.openedAt) + _epochLength) {
+                // A no-show: the session held capacity for a whole epoch and never paid for a
+                // byte. The client pays the deposit floor (a minute at the full rate) for the
+                // capacity it kept from others, so filling a provider with idle sessions costs
+                // the griefer and compensates its victim.
+                paid = _depositFloor(t.pricePerGiB, t.sessionMbps);
+                if (paid > t.deposit) paid = t.deposit;
+                ProviderOwner memory own = p.own;
+                uint256 earned = own.earned + paid;
+                if (earned > type(uint96).max) {
+                    _collect(t.providerId, own.owner, own.earned);
+                    earned = paid;
+                }
+                p.own.earned = uint96(earned);
+                emit M.SessionNoShow(sessionId, paid);
+            }
         } else if (!byProvider) {
             revert M.Market_SessionNotOpen(sessionId);
         }
 
         if (byProvider) {
-            _settle(sessionId, t, s.paid);
+            _settle(sessionId, t, paid);
         } else {
             s.status = M.SessionStatus.Closing;
             s.closedAt = uint32(block.timestamp);

@@ -120,6 +120,80 @@ contract AttacksTest is BaseTest {
         assertEq(market.provider(id).committedMbps, 25);
     }
 
+    /// A griefer fills the provider with sessions at the floor that never carry a byte; the
+    /// provider's node closes them once idle. On the first market the close refunded the
+    /// griefer in full, so keeping a provider full cost it only gas (and its victim the gas of
+    /// every close). Now a session that held capacity for an epoch without paying for a byte
+    /// pays the provider the deposit floor, to the wei.
+    function test_Attack_IdleSessionsFillAProvider_TheGrieferPaysItsVictim() external {
+        uint256 floor = market.minDeposit(id);
+        IWirepactMarket.SessionTerms[4] memory ts;
+        bytes32[4] memory ids;
+        for (uint256 i; i < 4; ++i) {
+            (ts[i], ids[i]) = _open(id, floor * 3);
+        }
+        assertEq(market.provider(id).committedMbps, 100, "full");
+        uint256 clientBefore = market.balanceOf(client);
+        vm.warp(_now() + EPOCH);
+        uint256 owed;
+        for (uint256 i; i < 4; ++i) {
+            uint256 due = market.payoutFor(ts[i], 0, 0);
+            assertEq(due, 0);
+            uint256 fee = _floorOf(ts[i]);
+            vm.expectEmit(address(market));
+            emit IWirepactMarket.SessionNoShow(ids[i], fee);
+            vm.prank(prov);
+            market.close(ts[i]);
+            owed += fee;
+            assertEq(market.balanceOf(client), clientBefore + (i + 1) * floor * 3 - owed, "the rest is refunded");
+        }
+        assertEq(market.provider(id).committedMbps, 0);
+        assertEq(market.provider(id).earned, owed, "the victim is paid the floors");
+        assertGt(owed, 0);
+    }
+
+    /// A session closed by its provider before a whole epoch, or one that paid for bytes, or
+    /// one whose provider violated its SLA since it opened, is refunded as before.
+    function test_When_NotANoShow_RefundedInFull() external {
+        uint256 floor = market.minDeposit(id);
+        // Closed early.
+        (IWirepactMarket.SessionTerms memory early,) = _open(id, floor);
+        uint256 before = market.balanceOf(client);
+        vm.warp(_now() + EPOCH - 1);
+        vm.prank(prov);
+        market.close(early);
+        assertEq(market.balanceOf(client), before + floor);
+        assertEq(market.provider(id).earned, 0);
+        // Used: pays its bytes only.
+        (IWirepactMarket.SessionTerms memory used, bytes32 sid) = _open(id, floor * 2);
+        _claim(used, sid, 1 << 20);
+        uint256 paid = market.payoutFor(used, 1 << 20, 0);
+        before = market.balanceOf(client);
+        vm.warp(_now() + EPOCH);
+        vm.prank(prov);
+        market.close(used);
+        assertEq(market.balanceOf(client), before + floor * 2 - paid);
+        assertEq(market.provider(id).earned, paid);
+    }
+
+    /// The client's own close of an idle session owes nothing (it gave the capacity back).
+    function test_When_TheClientClosesAnIdleSession_NoFee() external {
+        uint256 floor = market.minDeposit(id);
+        (IWirepactMarket.SessionTerms memory t,) = _open(id, floor);
+        vm.warp(_now() + EPOCH * 3);
+        uint256 before = market.balanceOf(client);
+        vm.prank(client);
+        market.close(t);
+        vm.warp(_now() + 3600);
+        market.settle(t);
+        assertEq(market.balanceOf(client), before + floor);
+    }
+
+    function _floorOf(IWirepactMarket.SessionTerms memory t) internal pure returns (uint256) {
+        uint256 f = (uint256(t.pricePerGiB) * t.sessionMbps * 125_000 * 60 + (1 << 30) - 1) >> 30;
+        return f > t.deposit ? t.deposit : f;
+    }
+
     /// When the oracles could not open a probe session (the provider is full), they say "not
     /// measured": that is never a violation.
     function test_Attack_FullProviderNotMeasured_NoViolation() external {

@@ -220,6 +220,9 @@ interface IWirepactMarket {
     event EarningsCollected(uint32 indexed providerId, address indexed owner, uint256 amount, uint256 fee);
     event SessionClosed(bytes32 indexed sessionId, address indexed by, uint32 violations);
     event SessionSettled(bytes32 indexed sessionId, uint256 paid, uint256 refund);
+    /// The provider closed a session that held capacity for an epoch and never paid for a
+    /// byte: `amount` (the deposit floor) goes to its earnings.
+    event SessionNoShow(bytes32 indexed sessionId, uint256 amount);
 
     event OracleRegistered(address indexed oracle, uint256 stake, string endpoint);
     event OracleLeaveRequested(address indexed oracle, uint64 readyAt);

@@ -1,12 +1,14 @@
 //! Frees capacity held by sessions nobody uses.
 //!
-//! Reserving capacity costs only the session's deposit floor (a minute of its rate, refundable),
-//! so a griefer could open sessions and never use them, and a client that crashed before
-//! connecting leaves one behind. The market lets a provider close any session at once (it gives
-//! up further claims, and the client gets its whole deposit back). This closes the sessions
-//! that never carried a byte (no receipt stored, no tunnel up) `idle_secs` after they opened,
-//! and only while the provider is at least three quarters committed: when capacity is free,
-//! nobody is kept out and nothing is closed.
+//! Reserving capacity takes only the session's deposit floor (a minute of its rate), so a
+//! griefer could open sessions and never use them, and a client that crashed before connecting
+//! leaves one behind. The market lets a provider close any session at once (it gives up further
+//! claims). Closed before it has been open a whole epoch, the client gets its whole deposit
+//! back; after, a session that never paid for a byte is a no-show and the provider keeps the
+//! deposit floor (`SessionNoShow`), which is what filling a provider costs a griefer. This
+//! closes the sessions that never carried a byte (no receipt stored, no tunnel up) `idle_secs`
+//! after they opened, and only while the provider is at least three quarters committed: when
+//! capacity is free, nobody is kept out and nothing is closed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -77,7 +79,7 @@ impl<'a> IdleCloser<'a> {
             }
             match self.market.close(&t).await {
                 Ok(_) => {
-                    tracing::info!(session = %id, idle_secs = self.idle_secs, "closed a session that was never used, to free its capacity (the client gets its deposit back)");
+                    tracing::info!(session = %id, idle_secs = self.idle_secs, "closed a session that was never used, to free its capacity (the client gets its deposit back, less the deposit floor once it held the capacity a whole epoch)");
                     self.tracked.remove(&id);
                     closed += 1;
                 }

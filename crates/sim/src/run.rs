@@ -114,6 +114,8 @@ struct Open {
     ends: u64,
     demand_kbps: f64,
     bytes: u64,
+    /// The client's tunnel never came up (the provider was unreachable before a byte).
+    failed: bool,
 }
 
 /// Runs `scenario` to the end and returns its report.
@@ -156,6 +158,8 @@ struct Sim<'a> {
     truth: Vec<TrueState>,
     signers_liars_max: u32,
     att: attack::Books,
+    /// Sessions their client closed, waiting for the claim grace: terms, settleable at.
+    closing: Vec<(SessionTerms, u64)>,
 }
 
 impl<'a> Sim<'a> {
@@ -191,6 +195,7 @@ impl<'a> Sim<'a> {
             truth: Vec::new(),
             signers_liars_max: 0,
             att: attack::Books::default(),
+            closing: Vec::new(),
             rng: StdRng::seed_from_u64(0),
             chain: {
                 chain.set_block(2, START + 1, B256::repeat_byte(2));
@@ -396,9 +401,12 @@ impl<'a> Sim<'a> {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let add = (kbps * 1000.0 / 8.0 * len as f64) as u64;
                 s.bytes = s.bytes.saturating_add(add);
+            } else if s.bytes == 0 {
+                s.failed = true;
             }
         }
         self.next_block(t0 + 5);
+        self.abandon_failed(t0 + 5)?;
         self.settle_ending(e, t0 + 5, false)?;
 
         // The griefer's sessions: honest nodes close the ones that never carried a byte (the
@@ -487,6 +495,39 @@ impl<'a> Sim<'a> {
             }
             let s = self.open.swap_remove(i);
             self.settle_one(s, now)?;
+        }
+        Ok(())
+    }
+
+    /// A client whose tunnel never came up closes its session (as the wirepact client does
+    /// before it fails over); the refund follows the claim grace, settled by anyone.
+    fn abandon_failed(&mut self, now: u64) -> Result<(), SimError> {
+        let mut i = 0;
+        while i < self.open.len() {
+            if !self.open[i].failed {
+                i += 1;
+                continue;
+            }
+            let s = self.open.swap_remove(i);
+            let client = self.clients[s.client].addr;
+            let (_, ex) = self.chain.market_send(client, &M::closeCall { t: s.terms.clone() })?;
+            self.tally("close (by the client: the tunnel failed)", &ex);
+            let p = &mut self.provs[s.prov];
+            p.committed_mbps -= p.session_mbps;
+            self.closing.push((s.terms, now + self.params.claimGrace));
+        }
+        // Closed sessions past their grace are settled (the client's next start does it).
+        let due: Vec<SessionTerms> = self.closing.iter().filter(|(_, at)| *at <= now).map(|(t, _)| t.clone()).collect();
+        self.closing.retain(|(_, at)| *at > now);
+        for t in due {
+            let client = t.client;
+            let (_, ex) = self.chain.market_send(client, &M::settleCall { t })?;
+            self.tally("settle", &ex);
+            for log in &ex.logs {
+                if let Ok(c) = M::SessionSettled::decode_log_data(&log.data) {
+                    self.money.refunds += c.refund;
+                }
+            }
         }
         Ok(())
     }
@@ -592,7 +633,15 @@ impl<'a> Sim<'a> {
             self.price_samples.push((f64::from(committed + sla) / f64::from(cap), base));
             self.money.deposits += U256::from(terms.deposit);
             self.provs[pi].committed_mbps += sla;
-            self.open.push(Open { terms, prov: pi, client: ci, ends: e + epochs, demand_kbps, bytes: 0 });
+            self.open.push(Open {
+                terms,
+                prov: pi,
+                client: ci,
+                ends: e + epochs,
+                demand_kbps,
+                bytes: 0,
+                failed: false,
+            });
         }
         Ok(())
     }
@@ -914,6 +963,9 @@ impl<'a> Sim<'a> {
         self.next_block(end);
         self.settle_ending(u64::MAX, end, true)?;
         self.grief_wind_down()?;
+        let after_grace = end + self.params.claimGrace;
+        self.next_block(after_grace);
+        self.abandon_failed(after_grace)?;
         let conservation = self.conservation()?;
         let attacks = self.outcomes()?;
         let under_attack = self.has_attackers().then(|| self.honest_wei_lost());

@@ -53,6 +53,8 @@ pub(super) struct GriefBooks {
     pub max_locked: U256,
     /// Gas the honest targets spent closing its idle sessions.
     pub honest_close_gas: u64,
+    /// No-show fees it paid its targets.
+    pub fees: U256,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +163,7 @@ impl Sim<'_> {
             self.tally("close (an idle session, by the provider)", &ex);
             self.att.grief.honest_close_gas += ex.gas;
             self.att.grief.locked -= U256::from(terms.deposit);
+            self.book_no_show(pi, &ex.logs);
             let p = &mut self.provs[pi];
             p.committed_mbps -= p.session_mbps;
         }
@@ -203,6 +206,19 @@ impl Sim<'_> {
         Ok(())
     }
 
+    /// A no-show fee the market paid a target out of the griefer's deposit.
+    fn book_no_show(&mut self, pi: usize, logs: &[alloy::primitives::Log]) {
+        for log in logs {
+            if let Ok(n) = M::SessionNoShow::decode_log_data(&log.data) {
+                self.att.grief.fees += n.amount;
+                self.money.provider_claimed += n.amount;
+                let p = &mut self.provs[pi];
+                p.uncollected += n.amount;
+                p.claimed += n.amount;
+            }
+        }
+    }
+
     /// At the end of the run the targets close what the griefer still holds.
     pub(super) fn grief_wind_down(&mut self) -> Result<(), SimError> {
         for (terms, pi, _) in std::mem::take(&mut self.att.grief.sessions) {
@@ -210,6 +226,7 @@ impl Sim<'_> {
             let (_, ex) = self.chain.market_send(owner, &M::closeCall { t: terms.clone() })?;
             self.att.grief.honest_close_gas += ex.gas;
             self.att.grief.locked -= U256::from(terms.deposit);
+            self.book_no_show(pi, &ex.logs);
             let p = &mut self.provs[pi];
             p.committed_mbps -= p.session_mbps;
         }
@@ -481,14 +498,14 @@ impl Sim<'_> {
                 attackers: 1,
                 gas_spent: g.gas,
                 tokens_locked: g.max_locked.to_string(),
-                tokens_lost: "0".into(),
+                tokens_lost: g.fees.to_string(),
                 tokens_gained: "0".into(),
                 destroyed: destroyed.to_string(),
                 honest_slashed: hs,
                 honest_wei_lost: lost.to_string(),
                 finding: format!(
-                    "{} sessions opened ({} gas); every target closed them after an epoch ({} gas of their own) and refunded the deposits; the targets earned {t} wei (sales and bonus) against {c} for as many untouched honest providers; a full provider cannot be probed, so it is never judged (not slashed, no bonus)",
-                    g.opened, g.gas, g.honest_close_gas
+                    "{} sessions opened ({} gas); every target closed them after an epoch ({} gas of their own) and kept the deposit floor as a no-show fee ({} wei in all); the targets earned {t} wei (sales, no-show fees and bonus) against {c} for as many untouched honest providers; a full provider cannot be probed, so it is never judged (not slashed, no bonus)",
+                    g.opened, g.gas, g.honest_close_gas, g.fees
                 ),
             });
         }
