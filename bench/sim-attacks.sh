@@ -47,6 +47,13 @@ attack = sum(g["per_day"] for k, g in kinds.items() if k.startswith(("griefer", 
 protocol = sum(g["per_day"] for k, g in kinds.items() if k in ("beginEpoch", "submitReport", "submitReport (commitment only)", "claimBonus", "sweepBonus", "unjail", "leave"))
 users = sum(g["per_day"] for k, g in kinds.items() if k in sessions)
 print(f"  users' sessions {users:,}; oracles and bonus {protocol:,}; the attackers' and what they cost honest nodes {attack:,}")
+# Not simulated: every online oracle opens, closes and settles a probe session with every
+# audited provider, and the provider claims its bytes. An estimate from the measured means.
+audits_per_day = sum(d["providers"] for d in r["detection"]) * r["params"]["audit_probability_bps"] / 10_000 * 86_400 / r["epoch_seconds"]
+per_probe = sum(kinds[k]["mean"] for k in ("openSession", "claim", "close") if k in kinds) + kinds.get("settle", {"mean": 30_000})["mean"]
+online = r["oracles"]
+print(f"  not simulated, estimated: probe sessions {audits_per_day * online * per_probe:,.0f} "
+      f"({audits_per_day:,.0f} audits a day x {online} oracles x {per_probe:,} gas each)")
 sybil = []
 for n in range(8, 17):
     s = json.load(open(f"target/sim/sybil-{n}.json"))
