@@ -2,9 +2,10 @@
 # The simulator as the attacker (issue 18). Runs, on the committed bytecode:
 #  1. scenarios/attacks.toml: every strategy beside 10k honest providers for a week;
 #  2. scenarios/grinder.toml: the seed grinder as an oracle (the residual of the commit-reveal);
-#  3. scenarios/sybil.toml with 8..16 of 31 oracles colluding: the smallest coalition that
+#  3. scenarios/time-of-day.toml with and without audits weighted to the evening peak;
+#  4. scenarios/sybil.toml with 8..16 of 31 oracles colluding: the smallest coalition that
 #     slashes an honest provider;
-#  4. unless SIM_100K=0, scenarios/reference.toml at 100k providers for a day (run time).
+#  5. unless SIM_100K=0, scenarios/reference.toml at 100k providers for a day (run time).
 # Ends with honest_slashed_under_attack, honest_wei_lost_under_attack,
 # cheater_caught_rate_adaptive, sybil_stake_to_slash_honest_pct, gas_per_day_10k and
 # sim_seconds_100k_day. Reports are in target/sim/.
@@ -18,6 +19,17 @@ echo "== every strategy beside 10k honest providers, a week (scenarios/attacks.t
 "$bin" sim scenarios/attacks.toml --out target/sim/attacks.json | tee target/sim/attacks.txt
 echo "== the seed grinder as an oracle (scenarios/grinder.toml) =="
 "$bin" sim scenarios/grinder.toml --out target/sim/grinder.json | grep -E '^(attack|  )' | tee target/sim/grinder.txt
+
+echo "== audits that follow demand against every hour alike (scenarios/time-of-day.toml) =="
+"$bin" sim scenarios/time-of-day.toml --out target/sim/time-of-day.json >/dev/null 2>&1
+"$bin" sim scenarios/time-of-day.toml --flat-audits --out target/sim/time-of-day-flat.json >/dev/null 2>&1
+python3 - <<'PY'
+import json
+for name, path in (("every hour alike", "target/sim/time-of-day-flat.json"), ("weighted to the evening", "target/sim/time-of-day.json")):
+    d = next(d for d in json.load(open(path))["detection"] if d["group"] == "oversold")
+    print(f"  oversold, {name:<24}: {d['slashed_share']:.3f} slashed in two days, median {d['median_audits_to_slash']} audits "
+          f"and {d['median_hours_to_slash']:.1f} h to the slash, {d['violations_per_audit']:.3f} violations per audit")
+PY
 
 echo "== the sybil coalition's size (scenarios/sybil.toml) =="
 for n in 8 9 10 11 12 13 14 15 16; do

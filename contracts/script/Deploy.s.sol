@@ -42,7 +42,8 @@ contract Deploy is Script {
             bonusMinAudits: 5,
             bonusAvailabilityBps: 9_990, // 99.9 %
             bonusPoolShareBps: 5_000,
-            minDepositSeconds: 60 // a session's deposit pays at least a minute at its rate
+            minDepositSeconds: 60, // a session's deposit pays at least a minute at its rate
+            auditHourWeights: 0 // every hour of the day audited alike
         });
     }
 
@@ -56,6 +57,8 @@ contract Deploy is Script {
         IWirepactMarket.Params memory p = defaults(token);
         p.epochLength = uint64(vm.envOr("WIREPACT_EPOCH_SECONDS", uint256(p.epochLength)));
         p.auditProbabilityBps = uint16(vm.envOr("WIREPACT_AUDIT_BPS", uint256(p.auditProbabilityBps)));
+        // 24 bytes, byte h = the weight of UTC hour h (see `Params.auditHourWeights`).
+        p.auditHourWeights = vm.envOr("WIREPACT_AUDIT_HOUR_WEIGHTS", p.auditHourWeights);
         address module = deployCode("AuditModule.sol:AuditModule", abi.encode(p));
         market = deployCode("WirepactMarket.sol:WirepactMarket", abi.encode(p, module));
         vm.stopBroadcast();

@@ -180,13 +180,14 @@ contract AuditModule is MarketBase {
         uint32 period = uint32(epoch / _rewardPeriodEpochs);
         if (available != 0) _periodAvailable[period] += available;
         uint256 count = violations.length / VIOLATION_LEN;
+        uint256 bps = _auditBpsAt(epoch);
         uint32 lastId;
         for (uint256 j; j < count; ++j) {
             bytes calldata v = violations[j * VIOLATION_LEN:(j + 1) * VIOLATION_LEN];
             uint32 id = uint32(bytes4(v[0:4]));
             if (id <= lastId) revert M.Market_ProvidersNotSorted();
             lastId = id;
-            if (!AuditSet.isAudited(seed, id, _auditProbabilityBps)) revert M.Market_ProviderNotAudited(epoch, id);
+            if (!AuditSet.isAudited(seed, id, bps)) revert M.Market_ProviderNotAudited(epoch, id);
             _judgeViolator(epoch, period, id, v, signers);
         }
         if (judges) _rewardOracles(signers);
@@ -542,8 +543,13 @@ contract AuditModule is MarketBase {
         return _mixSeed(chainSeed, stored);
     }
 
+    /// @notice The probability, in basis points, that a provider is audited in `epoch`.
+    function auditProbabilityAt(uint64 epoch) external view returns (uint16) {
+        return uint16(_auditBpsAt(epoch));
+    }
+
     function isAudited(uint64 epoch, uint32 providerId) external view returns (bool) {
-        return AuditSet.isAudited(auditSeed(epoch), providerId, _auditProbabilityBps);
+        return AuditSet.isAudited(auditSeed(epoch), providerId, _auditBpsAt(epoch));
     }
 
     /// @notice The digest oracles sign for an epoch's report.

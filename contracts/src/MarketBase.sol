@@ -64,6 +64,9 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
     uint16 internal immutable _bonusAvailabilityBps;
     uint16 internal immutable _bonusPoolShareBps;
     uint32 internal immutable _minDepositSeconds;
+    uint256 internal immutable _auditHourWeights;
+    /// The 24 hour weights' sum (0 when audits do not follow the hour).
+    uint256 internal immutable _auditWeightSum;
     /// `violationWindow` audits expressed in epochs: twice the epochs in which a provider is
     /// expected to be audited that many times, `ceil(2 * w * 10_000 / auditProbabilityBps)`, at
     /// most 192 (twice, so that audits that happen to come late still fall in the window).
@@ -202,6 +205,18 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
                 // the next) has closed
                 || p.unbondingDelay < 2 * uint256(p.epochLength)
         ) revert M.Market_InvalidParams();
+        uint256 weightSum;
+        if (p.auditHourWeights != 0) {
+            // 24 bytes, none of them zero: no hour of the day goes unaudited.
+            if (p.auditHourWeights >> 192 != 0) revert M.Market_InvalidParams();
+            for (uint256 h; h < 24; ++h) {
+                uint256 w = (p.auditHourWeights >> (8 * h)) & 0xff;
+                if (w == 0) revert M.Market_InvalidParams();
+                weightSum += w;
+            }
+        }
+        _auditHourWeights = p.auditHourWeights;
+        _auditWeightSum = weightSum;
         _token = IERC20(p.token);
         _genesis = genesis_;
         _paramsHashAtDeploy = keccak256(abi.encode(p));
@@ -234,6 +249,16 @@ abstract contract MarketBase is EIP712, ReentrancyGuardTransient {
 
 
     // ================================================================ shared
+
+    /// The audit probability of `epoch`, in basis points: the base one, weighted by the UTC
+    /// hour the epoch starts in when the market follows the hour.
+    function _auditBpsAt(uint64 epoch) internal view returns (uint256) {
+        uint256 sum = _auditWeightSum;
+        if (sum == 0) return _auditProbabilityBps;
+        uint256 hour = ((_genesis + uint256(epoch) * _epochLength) / 3600) % 24;
+        uint256 bps = (uint256(_auditProbabilityBps) * ((_auditHourWeights >> (8 * hour)) & 0xff) * 24) / sum;
+        return bps > BPS ? BPS : bps;
+    }
 
     function _epochNow() internal view returns (uint64) {
         return uint64((block.timestamp - _genesis) / _epochLength);

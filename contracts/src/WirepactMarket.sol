@@ -550,7 +550,8 @@ contract WirepactMarket is MarketBase {
             bonusMinAudits: _bonusMinAudits,
             bonusAvailabilityBps: _bonusAvailabilityBps,
             bonusPoolShareBps: _bonusPoolShareBps,
-            minDepositSeconds: _minDepositSeconds
+            minDepositSeconds: _minDepositSeconds,
+            auditHourWeights: _auditHourWeights
         });
     }
 

@@ -49,7 +49,8 @@ abstract contract BaseTest is Test, OracleModel {
             bonusMinAudits: 3,
             bonusAvailabilityBps: 9_990,
             bonusPoolShareBps: 5_000,
-            minDepositSeconds: 60
+            minDepositSeconds: 60,
+            auditHourWeights: 0
         });
     }
 

@@ -103,7 +103,7 @@ abstract contract OracleModel is CommonBase {
     function _auditedOffChain(uint64 epoch, uint32 id) internal view returns (bool) {
         bytes32 seed = _market().epochSeed(epoch);
         if (_committed[epoch]) seed = keccak256(abi.encode(seed, _secretOf(epoch)));
-        return AuditSet.isAudited(seed, id, _market().params().auditProbabilityBps);
+        return AuditSet.isAudited(seed, id, _market().auditProbabilityAt(epoch));
     }
 
     /// `submitReport` with no commitment and this epoch's reveal (for reports the tests build by

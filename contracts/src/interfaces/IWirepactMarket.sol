@@ -57,6 +57,11 @@ interface IWirepactMarket {
         /// A session's deposit must pay for at least this many seconds at its SLA rate and
         /// price: holding capacity costs in proportion to what it blocks.
         uint32 minDepositSeconds;
+        /// Audits that follow demand: 24 weights, one byte per UTC hour (byte `h` = bits
+        /// `8h..8h+7`), each at least 1. An epoch starting in hour `h` audits with probability
+        /// `auditProbabilityBps * w_h * 24 / sum(w)` (at most 100 %): the same audits a day,
+        /// more of them when providers are busiest. 0 = every hour alike.
+        uint256 auditHourWeights;
     }
 
     /// @notice Fields a provider declares at registration.
@@ -411,6 +416,10 @@ interface IWirepactMarket {
     function auditSeed(uint64 epoch) external view returns (bytes32);
     function isReported(uint64 epoch) external view returns (bool);
     function isAudited(uint64 epoch, uint32 providerId) external view returns (bool);
+
+    /// @notice The probability, in basis points, that a provider is audited in `epoch` (the
+    /// base one, weighted by the epoch's UTC hour when `auditHourWeights` is set).
+    function auditProbabilityAt(uint64 epoch) external view returns (uint16);
     function receiptDigest(bytes32 sessionId, uint64 cumulativeBytes, uint64 timestamp)
         external
         view

@@ -162,6 +162,7 @@ pub fn devnet_params() -> IWirepactMarket::Params {
         bonusAvailabilityBps: 9_990,
         bonusPoolShareBps: 5_000,
         minDepositSeconds: 60,
+        auditHourWeights: U256::ZERO,
     }
 }
 
@@ -199,6 +200,7 @@ pub fn default_params() -> IWirepactMarket::Params {
         bonusAvailabilityBps: 9_990,
         bonusPoolShareBps: 5_000,
         minDepositSeconds: 60,
+        auditHourWeights: U256::ZERO,
     }
 }
 

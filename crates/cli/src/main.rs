@@ -186,6 +186,10 @@ enum Cmd {
         /// coalition's size, for a sweep.
         #[arg(long)]
         liars: Option<u32>,
+        /// Audits every hour of the day alike (drops the scenario's `audit_hour_weights`), to
+        /// compare with audits that follow demand.
+        #[arg(long)]
+        flat_audits: bool,
     },
 }
 
@@ -531,7 +535,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Devnet(args) => devnet::run(args).await,
-        Cmd::Sim { scenario, out, scale, epochs, liars } => run_sim(&scenario, &out, scale, epochs, liars),
+        Cmd::Sim { scenario, out, scale, epochs, liars, flat_audits } => {
+            run_sim(&scenario, &out, scale, epochs, liars, flat_audits)
+        }
     }
 }
 
@@ -541,8 +547,12 @@ fn run_sim(
     scale: Option<f64>,
     epochs: Option<u64>,
     liars: Option<u32>,
+    flat_audits: bool,
 ) -> Result<()> {
     let mut sc = wirepact_sim::Scenario::load(path)?;
+    if flat_audits {
+        sc.market.audit_hour_weights = None;
+    }
     if let Some(n) = liars {
         if n + sc.oracles.offline > sc.oracles.count {
             bail!("--liars {n}: the scenario has {} oracles ({} offline)", sc.oracles.count, sc.oracles.offline);

@@ -31,7 +31,7 @@ use crate::probe::{probe_through_tunnel, Measurement, ProbeError, ProbePlan, Pro
 use crate::secrets::{fetch_secret, SecretDesk, Secrets};
 use crate::settle::ProbeSessions;
 use alloy::primitives::B256;
-use wirepact_proto::audit::{audit_seed, is_audited, seed_commit};
+use wirepact_proto::audit::{audit_bps_at, audit_seed, is_audited, seed_commit};
 use wirepact_proto::observations::MAX_LATENCY_MS;
 
 /// The oracle's configuration (`oracle.toml`; see `examples/oracle.toml`).
@@ -166,6 +166,8 @@ struct Ctx {
     secrets: Secrets,
     desk: SecretDesk,
     audit_bps: u16,
+    /// The market's `auditHourWeights` (0: every hour alike).
+    audit_hour_weights: alloy::primitives::U256,
 }
 
 /// What one probe of one provider came to.
@@ -253,7 +255,8 @@ impl Ctx {
         let seed = audit_seed(chain_seed, self.secret_for(epoch).await?);
         let mut out = Vec::new();
         for id in 1..=self.market.provider_count().await.map_err(|e| e.to_string())? {
-            if !is_audited(seed, id, self.audit_bps) {
+            let bps = audit_bps_at(self.audit_bps, self.audit_hour_weights, self.genesis, self.epoch_len, epoch);
+            if !is_audited(seed, id, bps) {
                 continue;
             }
             let p = self.market.provider(ProviderId(id)).await.map_err(|e| e.to_string())?;
@@ -1059,6 +1062,7 @@ pub async fn run_oracle(
         secrets,
         desk,
         audit_bps: params.auditProbabilityBps,
+        audit_hour_weights: params.auditHourWeights,
     });
 
     let follow = async {

@@ -49,6 +49,25 @@ pub fn is_audited(seed: B256, provider_id: u32, probability_bps: u16) -> bool {
     h % U256::from(BPS) < U256::from(probability_bps)
 }
 
+/// The audit probability of `epoch` in basis points, as the market's `auditProbabilityAt`:
+/// `base` weighted by the UTC hour the epoch starts in (`hour_weights`: one byte per hour, byte
+/// `h` = bits `8h..8h+7`; zero = every hour alike), at most 100 %.
+#[must_use]
+pub fn audit_bps_at(base: u16, hour_weights: U256, genesis: u64, epoch_len: u64, epoch: u64) -> u16 {
+    if hour_weights.is_zero() {
+        return base;
+    }
+    let weight = |h: usize| -> u64 { ((hour_weights >> (8 * h)) & U256::from(0xff)).to::<u64>() };
+    let sum: u64 = (0..24).map(weight).sum();
+    if sum == 0 {
+        return base;
+    }
+    let start = u128::from(genesis) + u128::from(epoch) * u128::from(epoch_len);
+    let hour = usize::try_from((start / 3600) % 24).unwrap_or(0);
+    let bps = u64::from(base) * weight(hour) * 24 / sum;
+    u16::try_from(bps.min(u64::from(BPS))).unwrap_or(BPS)
+}
+
 /// The audited ids among `1..=provider_count`, ascending (the order a report lists them in).
 #[must_use]
 pub fn audited_ids(seed: B256, provider_count: u32, probability_bps: u16) -> Vec<u32> {
@@ -58,6 +77,23 @@ pub fn audited_ids(seed: B256, provider_count: u32, probability_bps: u16) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Weight 3 for hour 20 UTC and 1 for the others (sum 26): the hour's epochs audit at
+    /// 1,000 * 3 * 24 / 26 bps, the others at 1,000 * 24 / 26, and without weights at 1,000.
+    #[test]
+    fn the_hour_weights_the_audit_probability() {
+        let mut w = U256::ZERO;
+        for h in 0..24usize {
+            w |= U256::from(if h == 20 { 3u8 } else { 1 }) << (8 * h);
+        }
+        let (genesis, len) = (1_767_225_600u64, 600u64); // midnight UTC
+        assert_eq!(audit_bps_at(1_000, w, genesis, len, 20 * 6), 2_769);
+        assert_eq!(audit_bps_at(1_000, w, genesis, len, 20 * 6 + 5), 2_769);
+        assert_eq!(audit_bps_at(1_000, w, genesis, len, 21 * 6), 923);
+        assert_eq!(audit_bps_at(1_000, U256::ZERO, genesis, len, 20 * 6), 1_000);
+        // Never above 100 %.
+        assert_eq!(audit_bps_at(9_000, w, genesis, len, 20 * 6), BPS);
+    }
 
     #[test]
     fn zero_seed_audits_nobody_and_full_probability_audits_everyone() {

@@ -73,5 +73,11 @@ pub fn market_params(sc: &Scenario) -> IWirepactMarket::Params {
     if let Some(v) = m.session_penalty_bps {
         p.sessionPenaltyBps = v;
     }
+    if let Some(w) = &m.audit_hour_weights {
+        p.auditHourWeights = w
+            .iter()
+            .enumerate()
+            .fold(alloy::primitives::U256::ZERO, |acc, (h, &x)| acc | (alloy::primitives::U256::from(x) << (8 * h)));
+    }
     p
 }

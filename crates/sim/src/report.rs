@@ -74,6 +74,9 @@ pub struct GroupStats {
     pub slashed_within_three_audits: u64,
     #[serde(skip)]
     pub audits_to_slash: Vec<u32>,
+    /// The epochs of the reports that first slashed them.
+    #[serde(skip)]
+    pub epochs_to_slash: Vec<u64>,
     pub declared_mbps: f64,
     pub true_mbps: f64,
     pub declared_mbps_active_at_end: f64,
@@ -143,6 +146,8 @@ pub struct Detection {
     pub slashed_within_three_audits_share: f64,
     pub median_audits_to_slash: Option<u32>,
     pub max_audits_to_slash: Option<u32>,
+    /// Median time from the start of the run to a provider's first slash, hours.
+    pub median_hours_to_slash: Option<f64>,
     pub violations_per_audit: f64,
 }
 
@@ -340,6 +345,14 @@ pub(crate) fn build(inp: Inputs<'_>) -> Report {
                 slashed_within_three_audits_share: ratio(g.slashed_within_three_audits, g.with_three_audits),
                 median_audits_to_slash: median(&mut a),
                 max_audits_to_slash: a.iter().max().copied(),
+                median_hours_to_slash: {
+                    let mut h = g.epochs_to_slash.clone();
+                    h.sort_unstable();
+                    #[allow(clippy::cast_precision_loss)]
+                    h.get(h.len().saturating_sub(1) / 2)
+                        .filter(|_| !h.is_empty())
+                        .map(|&e| ((e + 1) * p.epochLength) as f64 / 3600.0)
+                },
                 violations_per_audit: ratio(g.violations, g.audits),
             }
         })

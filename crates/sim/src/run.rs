@@ -65,6 +65,8 @@ struct Prov {
     violations: u32,
     slashes: u32,
     first_slash_audit: Option<u32>,
+    /// The epoch whose report first slashed it.
+    first_slash_epoch: Option<u64>,
     /// Audited, reported epochs of the current reward period (the bonus claim's proof).
     period_epochs: Vec<u64>,
     period: u64,
@@ -280,6 +282,7 @@ impl<'a> Sim<'a> {
                     violations: 0,
                     slashes: 0,
                     first_slash_audit: None,
+                    first_slash_epoch: None,
                     period_epochs: Vec::new(),
                     period: 0,
                     last_period_epochs: Vec::new(),
@@ -451,7 +454,7 @@ impl<'a> Sim<'a> {
         // leaves before the report lands.
         // A provider with no room for one more session cannot be probed (the oracle's probe
         // opens a session like any client's): it goes unmeasured.
-        let audited = self.audit_set(e, seed);
+        let audited = self.audit_set(e, seed)?;
         let full: Vec<bool> = audited
             .iter()
             .map(|&pi| {
@@ -649,10 +652,11 @@ impl<'a> Sim<'a> {
     /// The providers the epoch audits: the draw from the chain seed mixed with the secret
     /// committed for it (if any), among those the market still judges (active, or left in
     /// this very epoch).
-    fn audit_set(&self, e: u64, seed: B256) -> Vec<usize> {
+    fn audit_set(&mut self, e: u64, seed: B256) -> Result<Vec<usize>, SimError> {
         let draw = audit::audit_seed(seed, self.secrets.get(&e).copied());
         let count = u32::try_from(self.provs.len()).unwrap_or(u32::MAX);
-        audit::audited_ids(draw, count, self.params.auditProbabilityBps)
+        let bps = self.chain.market_view(&M::auditProbabilityAtCall { epoch: e })?;
+        Ok(audit::audited_ids(draw, count, bps)
             .into_iter()
             .map(|id| id as usize - 1)
             .filter(|&i| match self.provs[i].status {
@@ -660,7 +664,7 @@ impl<'a> Sim<'a> {
                 Status::Left { epoch } => epoch == e,
                 Status::Jailed { .. } => false,
             })
-            .collect()
+            .collect())
     }
 
     fn report(&mut self, e: u64, aggregator: usize, audited: &[usize], full: &[bool]) -> Result<(), SimError> {
@@ -825,6 +829,7 @@ impl<'a> Sim<'a> {
                     p.first_slash_audit = Some(p.audits + 1);
                 }
                 p.slashed_amount += s.amount;
+                p.first_slash_epoch.get_or_insert(e);
                 p.violation_epochs.clear();
                 if matches!(p.status, Status::Left { .. }) {
                     // It stays out; the slash came out of its unbonding stake.
@@ -1026,6 +1031,7 @@ impl<'a> Sim<'a> {
                         .filter(|p| p.first_slash_audit.is_some_and(|a| a <= 3))
                         .count() as u64,
                     audits_to_slash: ps.iter().filter_map(|p| p.first_slash_audit).collect(),
+                    epochs_to_slash: ps.iter().filter_map(|p| p.first_slash_epoch).collect(),
                     declared_mbps: cap * ps.len() as f64,
                     true_mbps: true_cap * ps.len() as f64,
                     declared_mbps_active_at_end: cap * ps.iter().filter(|p| p.status == Status::Active).count() as f64,

@@ -106,6 +106,9 @@ pub struct MarketOverrides {
     pub reward_period_epochs: Option<u32>,
     pub bonus_min_audits: Option<u16>,
     pub session_penalty_bps: Option<u16>,
+    /// Audits that follow demand: 24 weights (UTC hours 0-23, each 1-255); an epoch starting
+    /// in hour h audits with `audit_probability_bps * w_h * 24 / sum(w)`.
+    pub audit_hour_weights: Option<Vec<u8>>,
 }
 
 /// What a provider does with its promise.
@@ -302,6 +305,11 @@ impl Scenario {
         }
         if o.liars + o.offline > o.count {
             return bad("oracles.liars + oracles.offline exceed oracles.count".into());
+        }
+        if let Some(w) = &self.market.audit_hour_weights {
+            if w.len() != 24 || w.contains(&0) {
+                return bad("market.audit_hour_weights: 24 weights (UTC hours 0-23), each 1-255".into());
+            }
         }
         if let Some(g) = &self.attacks.grinder {
             if g.blocks == 0 || g.blocks > 64 {

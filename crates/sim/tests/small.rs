@@ -76,6 +76,30 @@ fn the_off_chain_audit_set_is_the_contracts() {
     }
 }
 
+/// Audits that follow the hour: the off-chain probability of each epoch is the market's.
+#[test]
+fn the_off_chain_hourly_audit_probability_is_the_contracts() {
+    let mut params = wirepact_chain::default_params();
+    params.epochLength = 1_800;
+    let mut weights = alloy::primitives::U256::ZERO;
+    for h in 0..24usize {
+        weights |= alloy::primitives::U256::from(1 + (h * 7) % 11) << (8 * h);
+    }
+    params.auditHourWeights = weights;
+    let chain_start = 1_767_225_600 + 1_234;
+    let mut chain = Chain::deploy(params.clone(), chain_start).expect("simulator");
+    let genesis: alloy::primitives::U256 = chain.market_view(&M::genesisCall {}).expect("simulator");
+    let genesis = genesis.to::<u64>();
+    let mut seen = std::collections::BTreeSet::new();
+    for epoch in 0..96u64 {
+        let on_chain = chain.market_view(&M::auditProbabilityAtCall { epoch }).expect("simulator");
+        let off = wirepact_proto::audit::audit_bps_at(params.auditProbabilityBps, weights, genesis, 1_800, epoch);
+        assert_eq!(on_chain, off, "epoch {epoch}");
+        seen.insert(on_chain);
+    }
+    assert!(seen.len() >= 8, "the hour changes the probability: {seen:?}");
+}
+
 #[test]
 fn a_refused_transaction_names_the_contracts_reason() {
     let mut chain = Chain::deploy(wirepact_chain::default_params(), 1_767_225_600).expect("simulator");

@@ -93,7 +93,7 @@ impl Sim<'_> {
         };
         let friend: Vec<bool> = self.provs.iter().map(|p| self.sc.providers[p.group].name == g.friends).collect();
         let count = u32::try_from(self.provs.len()).unwrap_or(u32::MAX);
-        let bps = self.params.auditProbabilityBps;
+        let bps = self.chain.market_view(&M::auditProbabilityAtCall { epoch: e })?;
         // What the grinder can compute: the chain seed, mixed with the secret if it holds it.
         let known = if g.knows_secret { self.secrets.get(&e).copied() } else { None };
         let friends_in = |seed: B256| -> usize {
