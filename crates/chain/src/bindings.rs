@@ -45,6 +45,14 @@ pub mod provider_status {
     pub const LEFT: u8 = 3;
 }
 
+/// `IWirepactMarket.OracleStatus` values (the ABI carries the enum as a `uint8`).
+pub mod oracle_status {
+    pub const NONE: u8 = 0;
+    pub const ACTIVE: u8 = 1;
+    pub const LEAVING: u8 = 2;
+    pub const SLASHED: u8 = 3;
+}
+
 /// `IWirepactMarket.SessionStatus` values (the ABI carries the enum as a `uint8`).
 pub mod session_status {
     pub const NONE: u8 = 0;

@@ -394,6 +394,73 @@ impl AlloyMarket {
         self.sender.send(tx, "minting test tokens").await
     }
 
+    /// Adds `amount` tokens from the wallet to provider `id`'s stake (approving the market first
+    /// if needed).
+    pub async fn add_stake(&self, id: ProviderId, amount: U256) -> Result<TransactionReceipt, ChainError> {
+        self.ensure_allowance(amount).await?;
+        self.sender.send(self.contract().addStake(id.0, amount).into_transaction_request(), "adding stake").await
+    }
+
+    /// Moves `amount` of provider `id`'s stake to unbonding (it restarts the unbonding delay).
+    pub async fn request_unstake(&self, id: ProviderId, amount: U256) -> Result<TransactionReceipt, ChainError> {
+        self.sender
+            .send(self.contract().requestUnstake(id.0, amount).into_transaction_request(), "requesting an unstake")
+            .await
+    }
+
+    /// Credits provider `id`'s unbonded stake to the owner's market balance.
+    pub async fn withdraw_unbonded(&self, id: ProviderId) -> Result<TransactionReceipt, ChainError> {
+        self.sender
+            .send(self.contract().withdrawUnbonded(id.0).into_transaction_request(), "withdrawing unbonded stake")
+            .await
+    }
+
+    /// Ends provider `id`'s jail (its stake must cover the minimum again).
+    pub async fn unjail(&self, id: ProviderId) -> Result<TransactionReceipt, ChainError> {
+        self.sender.send(self.contract().unjail(id.0).into_transaction_request(), "unjailing").await
+    }
+
+    /// Leaves the market: provider `id`'s whole stake starts unbonding.
+    pub async fn leave(&self, id: ProviderId) -> Result<TransactionReceipt, ChainError> {
+        self.sender.send(self.contract().leave(id.0).into_transaction_request(), "leaving the market").await
+    }
+
+    /// Stops (or resumes) taking new client sessions.
+    pub async fn set_paused(&self, id: ProviderId, paused: bool) -> Result<TransactionReceipt, ChainError> {
+        let what = if paused { "pausing" } else { "resuming" };
+        self.sender.send(self.contract().setPaused(id.0, paused).into_transaction_request(), what).await
+    }
+
+    /// Starts this oracle's exit (its stake unbonds).
+    pub async fn request_oracle_leave(&self) -> Result<TransactionReceipt, ChainError> {
+        self.sender
+            .send(self.contract().requestOracleLeave().into_transaction_request(), "leaving the oracle set")
+            .await
+    }
+
+    /// Credits this oracle's unbonded stake to its market balance.
+    pub async fn withdraw_oracle_stake(&self) -> Result<TransactionReceipt, ChainError> {
+        self.sender
+            .send(self.contract().withdrawOracleStake().into_transaction_request(), "withdrawing oracle stake")
+            .await
+    }
+
+    /// An oracle's record (status, stake, unbonding, the epochs it signs for).
+    pub async fn oracle(&self, who: Address) -> Result<IWirepactMarket::OracleView, ChainError> {
+        self.contract().oracle(who).call().await.map_err(|e| ChainError::from_contract("reading an oracle", e))
+    }
+
+    /// The timestamp of the chain's latest block (what the market compares deadlines with).
+    pub async fn block_timestamp(&self) -> Result<u64, ChainError> {
+        let block = self
+            .rpc()
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| ChainError::from_rpc("reading the latest block", e))?
+            .ok_or(ChainError::Unexpected("the node has no latest block"))?;
+        Ok(block.header.timestamp)
+    }
+
     pub async fn token_balance(&self, who: Address) -> Result<U256, ChainError> {
         self.token_contract()
             .balanceOf(who)

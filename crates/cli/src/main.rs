@@ -2,6 +2,7 @@
 //! operators (`deploy`, `providers`, `status`) and newcomers (`devnet`).
 
 mod devnet;
+mod lifecycle;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -96,11 +97,14 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Run an oracle: stake, audit providers through their tunnels, report by quorum.
+    /// Run an oracle: stake, audit providers through their tunnels, report by quorum; or, with
+    /// a subcommand, leave the oracle set and withdraw its stake.
     Oracle {
-        /// TOML config (see examples/oracle.toml).
+        /// TOML config (see examples/oracle.toml); needed to run the oracle.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<OracleCmd>,
         /// Test knob: report the opposite of what was measured.
         #[arg(long)]
         lie: bool,
@@ -108,6 +112,28 @@ enum Cmd {
         key: KeyArgs,
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// A provider's stake and standing: stake, unstake, withdraw-unbonded, unjail, pause,
+    /// resume, leave.
+    Provider {
+        #[command(subcommand)]
+        action: lifecycle::ProviderAction,
+        /// The provider (default: the one the key owns).
+        #[arg(long, global = true)]
+        provider: Option<u32>,
+        #[command(flatten)]
+        chain: lifecycle::ChainArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Send tokens from the market balance (refunds, collected earnings, unbonded stake) to the
+    /// wallet: AMOUNT tokens, or all of it.
+    Withdraw {
+        amount: Option<String>,
+        #[command(flatten)]
+        chain: lifecycle::ChainArgs,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Deploy the market (and, with --test-token, a mintable test token) to any EVM chain.
     Deploy {
@@ -197,11 +223,26 @@ enum Cmd {
 #[derive(Args, Debug, Clone)]
 struct KeyArgs {
     /// Keystore v3 file (as `cast wallet new` writes).
-    #[arg(long, env = "WIREPACT_KEYSTORE")]
+    #[arg(long, env = "WIREPACT_KEYSTORE", global = true)]
     keystore: Option<PathBuf>,
     /// File whose first line is the keystore password (else $WIREPACT_PASSWORD, else a prompt).
-    #[arg(long)]
+    #[arg(long, global = true)]
     password_file: Option<PathBuf>,
+}
+
+/// What an oracle operator does besides running the oracle.
+#[derive(Subcommand, Debug, Clone)]
+enum OracleCmd {
+    /// Leave the oracle set: the stake unbonds (it still signs until its last epoch).
+    Leave {
+        #[command(flatten)]
+        chain: lifecycle::ChainArgs,
+    },
+    /// Move the stake that finished unbonding to the market balance (then `wirepact withdraw`).
+    Withdraw {
+        #[command(flatten)]
+        chain: lifecycle::ChainArgs,
+    },
 }
 
 /// How a daemon runs.
@@ -360,7 +401,21 @@ async fn run(cmd: Cmd) -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Cmd::Oracle { config, lie, key, run } => {
+        Cmd::Oracle { action: Some(action), key, .. } => {
+            let (chain, what) = match &action {
+                OracleCmd::Leave { chain } => (chain, lifecycle::OracleAction::Leave),
+                OracleCmd::Withdraw { chain } => (chain, lifecycle::OracleAction::Withdraw),
+            };
+            lifecycle::oracle(chain, key.signer()?, &what).await
+        }
+        Cmd::Provider { action, provider, chain, key } => {
+            lifecycle::provider(&chain, key.signer()?, provider, &action).await
+        }
+        Cmd::Withdraw { amount, chain, key } => lifecycle::withdraw(&chain, key.signer()?, amount.as_deref()).await,
+        Cmd::Oracle { config, lie, key, run, action: None } => {
+            let Some(config) = config else {
+                bail!("wirepact oracle needs --config FILE to run (see examples/oracle.toml), or a subcommand: leave, withdraw");
+            };
             let mut cfg: wirepact_oracle::OracleConfig = read_config(&config)?;
             cfg.lie |= lie;
             let signer = key.signer()?;

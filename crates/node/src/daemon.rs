@@ -286,7 +286,7 @@ async fn ensure_registered(
             tracing::warn!(
                 provider = id.0,
                 until = p.jailedUntilEpoch,
-                "provider is jailed; `unjail` after that epoch"
+                "provider is jailed; run `wirepact provider unjail` once that epoch has begun (it says what stake is missing, if any)"
             );
         }
         return Ok(id);

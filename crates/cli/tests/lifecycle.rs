@@ -1,0 +1,223 @@
+//! The lifecycle commands on a devnet (issue 22): a provider slashed into jail is told when it
+//! may unjail and how much stake it lacks, stakes it, unjails; it unstakes (refused under the
+//! minimum, with the most it may), withdraws what unbonded once the delay is over, pauses,
+//! resumes, leaves; an oracle leaves and withdraws; every balance is checked to the wei and a
+//! refused command changes nothing.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, B256, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use wirepact_chain::bindings::{oracle_status, provider_status, IWirepactMarket};
+use wirepact_chain::{AlloyMarket, Devnet, Market, ReportSubmission, SendPolicy};
+use wirepact_proto::verdicts::{self, Row, Sla, Tolerances};
+use wirepact_proto::{domain, sign_report, Kbps, Millis, Observation, ProviderId};
+
+const ONE: u128 = 1_000_000_000_000_000_000;
+
+fn tokens_milli(milli: u128) -> U256 {
+    U256::from(milli) * U256::from(ONE / 1000)
+}
+
+fn policy() -> SendPolicy {
+    SendPolicy {
+        confirm_timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(20),
+        ..SendPolicy::default()
+    }
+}
+
+struct Cli {
+    rpc: String,
+    market: Address,
+}
+
+impl Cli {
+    fn run(&self, key: &PrivateKeySigner, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(args)
+            .args(["--rpc-url", &self.rpc, "--market", &self.market.to_string()])
+            .env("WIREPACT_PRIVATE_KEY", alloy::hex::encode_prefixed(key.to_bytes()))
+            .env_remove("WIREPACT_KEYSTORE")
+            .output()
+            .expect("run wirepact")
+    }
+
+    /// Runs a command that must succeed; returns what it printed.
+    fn ok(&self, key: &PrivateKeySigner, args: &[&str]) -> String {
+        let out = self.run(key, args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "wirepact {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Runs a command the market would refuse: it must exit non-zero and say `why`.
+    fn refused(&self, key: &PrivateKeySigner, args: &[&str], why: &str) {
+        let out = self.run(key, args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "wirepact {args:?} should be refused:\n{text}");
+        assert!(text.contains(why), "wirepact {args:?} should say {why:?}:\n{text}");
+    }
+}
+
+async fn warp(rpc: &str, seconds: u64) {
+    let p = wirepact_chain::market::connect(rpc).expect("rpc");
+    let _: serde_json::Value = p.raw_request("evm_increaseTime".into(), (seconds,)).await.expect("evm_increaseTime");
+    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await.expect("evm_mine");
+}
+
+/// Three of the four oracles sign a report of `epoch` that finds `pid` at 1 Mbit/s.
+async fn report_violation(deployer: &AlloyMarket, oracles: &[PrivateKeySigner], epoch: u64, pid: ProviderId) {
+    deployer.begin_epoch().await.expect("beginEpoch");
+    let obs: Vec<Observation> = vec![Observation {
+        provider: pid,
+        throughput: Kbps(1_000),
+        latency: Millis(40),
+        reachable: true,
+        measured: true,
+    }];
+    let rows: Vec<Row<'_>> = oracles.iter().map(|_| Row { stake: 10 * ONE, observations: &obs }).collect();
+    let agg = verdicts::aggregate(
+        epoch,
+        &[pid.0],
+        &rows,
+        40 * ONE,
+        |_| Some(Sla { session_mbps: 20, max_latency_ms: 80 }),
+        |_| 0,
+        Tolerances { throughput_bps: 1_000, latency_ms: 20 },
+    )
+    .expect("aggregate");
+    let report = agg.report(B256::ZERO);
+    let dom = domain(deployer.chain_id(), deployer.address());
+    let mut signers: Vec<&PrivateKeySigner> = oracles.iter().take(3).collect();
+    signers.sort_by_key(|k| k.address());
+    let signatures: Vec<Bytes> =
+        signers.iter().map(|k| Bytes::from(sign_report(k, &dom, &report).expect("sign").to_vec())).collect();
+    deployer
+        .submit_report(&ReportSubmission { report, seed_reveal: B256::ZERO, signatures })
+        .await
+        .expect("the report is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_to_the_wei() {
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(
+        &devnet.endpoint(),
+        devnet.signer(0).expect("key"),
+        None,
+        wirepact_chain::devnet_params(),
+        policy(),
+    )
+    .await
+    .expect("deploy");
+    let cli = Cli { rpc: devnet.endpoint(), market: deployer.address() };
+    let key = devnet.signer(1).expect("key");
+    let prov = deployer.with_signer(key.clone(), policy());
+    deployer.mint_test_tokens(prov.account(), tokens_milli(1_000_000)).await.expect("mint");
+    // 40 Mbit/s: the minimum stake is 40 tokens; it stakes 42.
+    let terms = IWirepactMarket::ProviderTerms {
+        capacityMbps: 40,
+        sessionMbps: 20,
+        maxLatencyMs: 80,
+        basePricePerGiB: alloy::primitives::Uint::from(ONE / 10),
+    };
+    let pid = prov
+        .register_provider(terms, B256::repeat_byte(1), "127.0.0.1:1", "lo", tokens_milli(42_000))
+        .await
+        .expect("register");
+    let oracles: Vec<PrivateKeySigner> = (3..7).map(|i| devnet.signer(i).expect("key")).collect();
+    for k in &oracles {
+        let o = deployer.with_signer(k.clone(), policy());
+        deployer.mint_test_tokens(o.account(), tokens_milli(10_000)).await.expect("mint");
+        o.register_oracle("https://o.example", tokens_milli(10_000)).await.expect("oracle");
+    }
+
+    // Two violating epochs (2 of 4 slash on the devnet): slashed 10 % (4.2 of 42), jailed.
+    let e0 = deployer.current_epoch().await.expect("epoch");
+    for e in [e0 + 1, e0 + 2] {
+        warp(&cli.rpc, 3_600).await;
+        assert_eq!(deployer.current_epoch().await.expect("epoch"), e);
+        report_violation(&deployer, &oracles, e, pid).await;
+    }
+    let p = prov.provider(pid).await.expect("provider");
+    assert_eq!(p.status, provider_status::JAILED);
+    assert_eq!(U256::from(p.stake), tokens_milli(37_800));
+    let until = u64::from(p.jailedUntilEpoch);
+
+    // Unjail: refused while jailed, then for the missing stake, which the message names.
+    cli.refused(&key, &["provider", "unjail"], &format!("jailed until epoch {until} (now {})", e0 + 2));
+    warp(&cli.rpc, 3_600 * (until - (e0 + 2))).await;
+    cli.refused(
+        &key,
+        &["provider", "unjail"],
+        "unjail needs a stake of at least 40 tokens (you have 37.8 tokens): `wirepact provider stake 2.2` first",
+    );
+    assert_eq!(prov.provider(pid).await.expect("p").status, provider_status::JAILED, "nothing changed");
+    let wallet = prov.token_balance(prov.account()).await.expect("wallet");
+    cli.ok(&key, &["provider", "stake", "2.2"]);
+    assert_eq!(U256::from(prov.provider(pid).await.expect("p").stake), tokens_milli(40_000));
+    assert_eq!(prov.token_balance(prov.account()).await.expect("wallet"), wallet - tokens_milli(2_200));
+    cli.ok(&key, &["provider", "unjail"]);
+    assert_eq!(prov.provider(pid).await.expect("p").status, provider_status::ACTIVE);
+    cli.refused(&key, &["provider", "unjail"], "is not jailed (it is active)");
+
+    // Unstake: under the minimum is refused with the most it may unstake.
+    cli.ok(&key, &["provider", "stake", "25"]);
+    cli.refused(&key, &["provider", "unstake", "30"], "unstake at most 25 tokens");
+    let out = cli.ok(&key, &["provider", "unstake", "25"]);
+    assert!(out.contains("withdrawable in 2 h 00 min"), "{out}");
+    let p = prov.provider(pid).await.expect("p");
+    assert_eq!((U256::from(p.stake), U256::from(p.unbonding)), (tokens_milli(40_000), tokens_milli(25_000)));
+    cli.refused(&key, &["provider", "withdraw-unbonded"], "25 tokens are still unbonding: withdrawable in");
+    warp(&cli.rpc, 7_200).await;
+    cli.ok(&key, &["provider", "withdraw-unbonded"]);
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), tokens_milli(25_000));
+    cli.refused(&key, &["provider", "withdraw-unbonded"], "has nothing unbonding");
+
+    // Pause and resume.
+    cli.ok(&key, &["provider", "pause"]);
+    assert!(prov.provider(pid).await.expect("p").paused);
+    cli.ok(&key, &["provider", "resume"]);
+    assert!(!prov.provider(pid).await.expect("p").paused);
+
+    // Leave with a session open is refused; closed, it leaves and its stake unbonds.
+    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
+    deployer.mint_test_tokens(client.account(), tokens_milli(10_000)).await.expect("mint");
+    client.deposit(tokens_milli(10_000)).await.expect("deposit");
+    let opened = client
+        .open_session(pid, tokens_milli(1_000), U256::MAX, PrivateKeySigner::random().address())
+        .await
+        .expect("open");
+    cli.refused(&key, &["provider", "leave"], "still has 20 Mbit/s of sessions open");
+    prov.close(&opened.terms).await.expect("close");
+    cli.ok(&key, &["provider", "leave"]);
+    let p = prov.provider(pid).await.expect("p");
+    assert_eq!(p.status, provider_status::LEFT);
+    assert_eq!((U256::from(p.stake), U256::from(p.unbonding)), (U256::ZERO, tokens_milli(40_000)));
+
+    // Withdraw: part, the rest, then nothing is left.
+    let wallet = prov.token_balance(prov.account()).await.expect("wallet");
+    cli.ok(&key, &["withdraw", "5"]);
+    cli.refused(&key, &["withdraw", "21"], "is 20 tokens; it cannot withdraw 21 tokens");
+    cli.ok(&key, &["withdraw"]);
+    assert_eq!(prov.token_balance(prov.account()).await.expect("wallet"), wallet + tokens_milli(25_000));
+    assert_eq!(prov.balance_of(prov.account()).await.expect("balance"), U256::ZERO);
+    cli.refused(&key, &["withdraw"], "is empty");
+
+    // An oracle leaves and withdraws its stake once it has unbonded.
+    let okey = &oracles[3];
+    let o = deployer.with_signer(okey.clone(), policy());
+    let before = o.token_balance(o.account()).await.expect("wallet");
+    let rewards = o.balance_of(o.account()).await.expect("balance");
+    cli.refused(okey, &["oracle", "withdraw"], "has no oracle stake unbonding");
+    cli.ok(okey, &["oracle", "leave"]);
+    assert_eq!(o.oracle(o.account()).await.expect("oracle").status, oracle_status::LEAVING);
+    cli.refused(okey, &["oracle", "withdraw"], "is still unbonding");
+    warp(&cli.rpc, 7_200 + 3 * 3_600).await;
+    cli.ok(okey, &["oracle", "withdraw"]);
+    cli.ok(okey, &["withdraw"]);
+    assert_eq!(o.token_balance(o.account()).await.expect("wallet"), before + rewards + tokens_milli(10_000));
+}
