@@ -3,6 +3,7 @@
 
 mod devnet;
 mod lifecycle;
+mod wallet;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -126,6 +127,11 @@ enum Cmd {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Keys: create or import a keystore v3 file, show its address, see balances.
+    Wallet {
+        #[command(subcommand)]
+        cmd: wallet::WalletCmd,
+    },
     /// Send tokens from the market balance (refunds, collected earnings, unbonded stake) to the
     /// wallet: AMOUNT tokens, or all of it.
     Withdraw {
@@ -222,7 +228,7 @@ enum Cmd {
 /// Which key signs transactions.
 #[derive(Args, Debug, Clone)]
 struct KeyArgs {
-    /// Keystore v3 file (as `cast wallet new` writes).
+    /// Keystore v3 file (as `wirepact wallet new` or `cast wallet new` writes).
     #[arg(long, env = "WIREPACT_KEYSTORE", global = true)]
     keystore: Option<PathBuf>,
     /// File whose first line is the keystore password (else $WIREPACT_PASSWORD, else a prompt).
@@ -274,7 +280,9 @@ impl KeyArgs {
         }
         match std::env::var("WIREPACT_PRIVATE_KEY") {
             Ok(k) => k.trim().parse().context("WIREPACT_PRIVATE_KEY is not a hex private key"),
-            Err(_) => bail!("no key: pass --keystore FILE (or set WIREPACT_PRIVATE_KEY on a devnet)"),
+            Err(_) => bail!(
+                "no key: pass --keystore FILE (create one with `wirepact wallet new me.json`), or set WIREPACT_PRIVATE_KEY on a devnet"
+            ),
         }
     }
 }
@@ -411,6 +419,7 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Provider { action, provider, chain, key } => {
             lifecycle::provider(&chain, key.signer()?, provider, &action).await
         }
+        Cmd::Wallet { cmd } => wallet::run(cmd).await,
         Cmd::Withdraw { amount, chain, key } => lifecycle::withdraw(&chain, key.signer()?, amount.as_deref()).await,
         Cmd::Oracle { config, lie, key, run, action: None } => {
             let Some(config) = config else {

@@ -221,3 +221,100 @@ async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_t
     cli.ok(okey, &["withdraw"]);
     assert_eq!(o.token_balance(o.account()).await.expect("wallet"), before + rewards + tokens_milli(10_000));
 }
+
+fn cast() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../contracts/node_modules/@foundry-rs/cast-linux-amd64/bin/cast");
+    assert!(p.is_file(), "cast is not installed at {} (run `make tools`)", p.display());
+    p
+}
+
+fn wirepact(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wirepact"));
+    c.args(args).env_remove("WIREPACT_PRIVATE_KEY").env_remove("WIREPACT_PASSWORD");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run wirepact")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `wirepact wallet new` writes a keystore only its password opens, readable by its owner
+/// alone, that `cast` reads to the same address; it never overwrites a file; `import` keeps a
+/// key's address.
+#[test]
+fn a_new_keystore_opens_with_its_password_only_and_cast_reads_it() {
+    let dir = std::env::temp_dir().join(format!("wirepact-wallet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "correct horse battery\n").expect("pw");
+    let ks = dir.join("me.json");
+    let (ks_s, pw_s) = (ks.to_str().expect("path"), pw.to_str().expect("path"));
+    let out = wirepact(&["wallet", "new", ks_s, "--password-file", pw_s], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let address = text(&out).lines().find_map(|l| l.strip_prefix("address ")).expect("an address line").to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&ks).expect("keystore").permissions().mode() & 0o777, 0o600);
+    }
+    let again = wirepact(&["wallet", "new", ks_s, "--password-file", pw_s], &[]);
+    assert!(!again.status.success() && text(&again).contains("exists"), "{}", text(&again));
+
+    let shown = wirepact(&["wallet", "address", ks_s, "--password-file", pw_s], &[]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), address);
+    let bad = dir.join("bad");
+    std::fs::write(&bad, "wrong\n").expect("pw");
+    let refused = wirepact(&["wallet", "address", ks_s, "--password-file", bad.to_str().expect("path")], &[]);
+    assert!(!refused.status.success() && text(&refused).contains("wrong password"), "{}", text(&refused));
+
+    let by_cast = Command::new(cast())
+        .args(["wallet", "address", "--keystore", ks_s, "--password-file", pw_s])
+        .output()
+        .expect("run cast");
+    assert!(by_cast.status.success(), "{}", text(&by_cast));
+    assert_eq!(String::from_utf8_lossy(&by_cast.stdout).trim().to_lowercase(), address.to_lowercase());
+
+    // Import: the key from the environment, never the command line.
+    let key = PrivateKeySigner::random();
+    let imported = dir.join("imported.json");
+    let hex = alloy::hex::encode_prefixed(key.to_bytes());
+    let out = wirepact(
+        &["wallet", "import", imported.to_str().expect("path"), "--password-file", pw_s],
+        &[("WIREPACT_PRIVATE_KEY", &hex)],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = wirepact(&["wallet", "address", imported.to_str().expect("path"), "--password-file", pw_s], &[]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), key.address().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `wirepact wallet balance` shows gas money and tokens, in tokens, and says when there is no
+/// gas money.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_balance_shows_gas_money_and_tokens() {
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(
+        &devnet.endpoint(),
+        devnet.signer(0).expect("key"),
+        None,
+        wirepact_chain::devnet_params(),
+        policy(),
+    )
+    .await
+    .expect("deploy");
+    let who = PrivateKeySigner::random().address();
+    deployer.mint_test_tokens(who, tokens_milli(12_500)).await.expect("mint");
+    let market = deployer.address().to_string();
+    let out =
+        wirepact(&["wallet", "balance", &who.to_string(), "--rpc-url", &devnet.endpoint(), "--market", &market], &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("wallet       12.5 tokens"), "{t}");
+    assert!(t.contains("market       0 tokens"), "{t}");
+    assert!(t.contains("no gas money"), "{t}");
+}
