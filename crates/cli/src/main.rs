@@ -141,7 +141,8 @@ enum Cmd {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Deploy the market (and, with --test-token, a mintable test token) to any EVM chain.
+    /// Deploy the market to any EVM chain (without --token, with a mintable test token: devnets
+    /// only).
     Deploy {
         #[arg(long, env = "WIREPACT_RPC_URL", default_value = "http://127.0.0.1:8545")]
         rpc_url: String,

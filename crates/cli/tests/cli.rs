@@ -41,6 +41,18 @@ fn shipped_example_configs_parse_and_list_every_key() {
         keys(&toml::to_string(&oracle).expect("serialize")),
         "examples/oracle.toml lists every key"
     );
+
+    // The examples' stakes are enough for a market deployed with the defaults.
+    let d = wirepact_chain::default_params();
+    let node_stake =
+        wirepact_proto::parse_tokens(node.stake.as_deref().expect("the example sets a stake")).expect("stake");
+    assert!(
+        node_stake >= U256::from(d.minStakePerMbps) * U256::from(node.capacity_mbps),
+        "examples/node.toml stakes less than the default minimum for its capacity"
+    );
+    let oracle_stake =
+        wirepact_proto::parse_tokens(oracle.stake.as_deref().expect("the example sets a stake")).expect("stake");
+    assert!(oracle_stake >= U256::from(d.minOracleStake), "examples/oracle.toml stakes less than the default minimum");
 }
 
 fn wirepact(args: &[&str]) -> std::process::Output {
