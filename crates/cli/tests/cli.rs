@@ -505,6 +505,126 @@ mod sla_watch {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+    /// An origin that answers each connection with exactly 1 MiB of 0x5a once it gets a byte.
+    async fn mib_origin() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1];
+                    if s.read_exact(&mut b).await.is_ok() {
+                        let _ = s.write_all(&vec![0x5au8; 1 << 20]).await;
+                        let _ = s.shutdown().await;
+                    }
+                });
+            }
+        });
+        a
+    }
+
+    /// Fetches the origin's 1 MiB through the proxy; the bytes received (bounded at 20 s).
+    async fn fetch_mib(proxy: SocketAddr, origin: SocketAddr) -> Result<usize, String> {
+        let work = async {
+            let mut s = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
+            let std::net::IpAddr::V4(ip) = origin.ip() else { return Err("v4".into()) };
+            s.write_all(&[5, 1, 0]).await.map_err(|e| e.to_string())?;
+            let mut r = [0u8; 2];
+            s.read_exact(&mut r).await.map_err(|e| e.to_string())?;
+            let mut req = vec![5, 1, 0, 1];
+            req.extend_from_slice(&ip.octets());
+            req.extend_from_slice(&origin.port().to_be_bytes());
+            s.write_all(&req).await.map_err(|e| e.to_string())?;
+            let mut rep = [0u8; 10];
+            s.read_exact(&mut rep).await.map_err(|e| e.to_string())?;
+            if rep[1] != 0 {
+                return Err(format!("SOCKS reply {}", rep[1]));
+            }
+            s.write_all(b"M").await.map_err(|e| e.to_string())?;
+            let mut body = Vec::with_capacity(1 << 20);
+            s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
+            if body.iter().any(|&b| b != 0x5a) {
+                return Err("corrupted".into());
+            }
+            Ok(body.len())
+        };
+        tokio::time::timeout(Duration::from_secs(20), work).await.map_err(|_| "timed out".to_string())?
+    }
+
+    /// Issue 22's hang: a small deposit ran out mid-download and later downloads hung until
+    /// curl gave up. Now the client opens the next session before the deposit runs out (here at
+    /// half of it) and moves new connections there: 40 MiB fetched in 1 MiB requests on
+    /// deposits that pay for ~21 MB each all arrive intact, over several sessions, each closed
+    /// on chain at the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_deposit_is_renewed_and_downloads_never_hang() {
+        let dir = std::env::temp_dir().join(format!("wirepact-renew-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let devnet = Devnet::start().expect("anvil (make tools)");
+        let rpc = devnet.endpoint();
+        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
+        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
+            .await
+            .expect("deploy");
+        for i in [1, 4] {
+            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
+        }
+        let d = dir.join("node1");
+        std::fs::create_dir_all(&d).expect("dir");
+        std::fs::write(
+            d.join("node.toml"),
+            format!(
+                "rpc_url = \"{rpc}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 capacity_mbps = 10\nsession_mbps = 1\nmax_latency_ms = 80\nprice_per_gib = \"1\"\n\
+                 egress_allow = [\"127.0.0.0/8\"]\n",
+                m.address(),
+                d.display()
+            ),
+        )
+        .expect("cfg");
+        let mut node = spawn_node(&d, &devnet.signer(1).expect("key").to_bytes().to_string(), &[]);
+        let key = devnet.signer(4).expect("key").to_bytes().to_string();
+        let (mut client, log, ready) =
+            spawn_client_with(&dir, &rpc, &m, &key, "deposit = \"0.02\"\nstandby = false\nrenew_at_percent = 50\n");
+        wait_for("the client's ready file", &log, || ready.exists()).await;
+        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).expect("ready")).expect("json");
+        let proxy: SocketAddr = c["proxy"].as_str().expect("proxy").parse().expect("addr");
+        let o = mib_origin().await;
+        for i in 0..40 {
+            match fetch_mib(proxy, o).await {
+                Ok(n) => assert_eq!(n, 1 << 20, "download {i} got {n} bytes"),
+                Err(e) => panic!(
+                    "download {i} failed: {e}; client log: {:?}",
+                    log.lock().map(|l| l.iter().rev().take(12).cloned().collect::<Vec<_>>())
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+
+        drop(client.stdin.take()); // clean stop
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut client.stdout.take().expect("stdout"), &mut out).expect("report");
+        assert!(client.wait().expect("wait").success(), "clean stop exits 0");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).expect("report json");
+        assert!(report["renewals"].as_u64().expect("renewals") >= 2, "{report}");
+        assert_eq!(report["failovers"], 0, "renewing is not failing over: {report}");
+        assert!(report["closed"].as_bool().expect("closed"), "every session closed: {report}");
+        // Every session the client opened was closed on chain.
+        let opened = m
+            .sessions_opened_with(wirepact_proto::ProviderId(1), 0, m.block_number().await.expect("block"))
+            .await
+            .expect("sessions");
+        assert!(opened.len() >= 3, "{} sessions", opened.len());
+        for t in &opened {
+            let st = m.session(t.session_id()).await.expect("session").status;
+            assert_ne!(st, session_status::OPEN, "session {} left open", t.session_id().0);
+        }
+        drop(node.stdin.take());
+        assert!(node.wait().expect("wait").success(), "node stops cleanly");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Three providers on a fresh market (prices 0.1, 0.2, 0.3; `extra(i)` adds node flags),
     /// and a funded client account (dev key 4).
     struct Three {
@@ -551,13 +671,24 @@ mod sla_watch {
         market: &AlloyMarket,
         key: &str,
     ) -> (Child, Arc<Mutex<Vec<String>>>, PathBuf) {
+        spawn_client_with(dir, rpc, market, key, "deposit = \"5\"\n")
+    }
+
+    /// [`spawn_client`] with `extra` config lines (which must set `deposit`).
+    fn spawn_client_with(
+        dir: &Path,
+        rpc: &str,
+        market: &AlloyMarket,
+        key: &str,
+        extra: &str,
+    ) -> (Child, Arc<Mutex<Vec<String>>>, PathBuf) {
         let cdir = dir.join("client");
         std::fs::create_dir_all(&cdir).expect("dir");
         std::fs::write(
             cdir.join("client.toml"),
             format!(
                 "rpc_url = \"{rpc}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                 deposit = \"5\"\nsla_window_secs = 3\nstall_secs = 2\n",
+                 sla_window_secs = 3\nstall_secs = 2\n{extra}",
                 market.address(),
                 cdir.display()
             ),

@@ -2,6 +2,13 @@
 //! warm standby (a second session, already connected to the next-ranked provider) takes over at
 //! once, and a new standby is opened in the background. Dead sessions are closed on chain so
 //! their unspent deposits come back.
+//!
+//! A session whose deposit is nearly spent is renewed before it runs out: at the client's
+//! `renew_at_percent` of the bytes its deposit pays for, new streams move to the standby (or
+//! to a new session, with the same provider if it is still the best), and the old session is
+//! retired: it keeps carrying the streams it has until they end or its deposit is used up, then
+//! gets its final receipt and is closed. A session that runs out with no successor yet is left
+//! like a dead one, so streams end with an error instead of hanging.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +31,35 @@ pub struct Link {
     pub watch: SlaWatch,
     /// When the tunnel came up.
     pub started: Instant,
+    /// Bytes the session's deposit pays for at its price (`u64::MAX`: no cap).
+    pub max_bytes: u64,
+    /// Bytes at which its successor is opened (the client's `renew_at_percent` of `max_bytes`).
+    pub renew_at: u64,
+}
+/// A session within this many bytes of its cap is used up (the provider stops there).
+pub const USED_UP_SLACK: u64 = 64 * 1024;
+
+impl Link {
+    /// Bytes `deposit` pays for at `price_per_gib` (rounded down; no cap at price 0).
+    #[must_use]
+    pub fn bytes_paid_for(deposit: u128, price_per_gib: u128) -> u64 {
+        if price_per_gib == 0 {
+            return u64::MAX;
+        }
+        u64::try_from(deposit.saturating_mul(1 << 30) / price_per_gib).unwrap_or(u64::MAX)
+    }
+
+    /// Whether its successor should be opened now.
+    #[must_use]
+    pub fn nearly_spent(&self) -> bool {
+        self.session.counted() >= self.renew_at
+    }
+
+    /// Whether the deposit is used up (the provider carries nothing more).
+    #[must_use]
+    pub fn used_up(&self) -> bool {
+        self.session.counted().saturating_add(USED_UP_SLACK) >= self.max_bytes
+    }
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +68,11 @@ struct Inner {
     standby: RwLock<Option<Arc<Link>>>,
     /// Links whose tunnel died, waiting to be closed on chain.
     dead: Mutex<Vec<Arc<Link>>>,
+    /// Links whose deposit is nearly spent: no new streams; closed once their streams end.
+    retiring: Mutex<Vec<Arc<Link>>>,
+    /// The active link is nearly spent and there was no standby: open its successor.
+    renewal_wanted: std::sync::atomic::AtomicBool,
+    renewals: AtomicU64,
     /// Providers that failed recently, and when.
     failed_at: Mutex<HashMap<u32, Instant>>,
     wake: Notify,
@@ -81,6 +122,94 @@ impl Failover {
                 *a = self.inner.standby.write().ok().and_then(|mut s| s.take());
             }
         }
+    }
+
+    /// Judges the active link's spending: nearly spent, it hands new streams to the standby
+    /// (or asks for a successor); used up with no successor, it is left like a dead link so
+    /// its streams end instead of hanging.
+    pub fn judge_spending(&self) {
+        let Some(a) = self.active() else { return };
+        if a.used_up() && self.standby().is_none() {
+            tracing::warn!(
+                provider = a.provider_id,
+                "the session's deposit is used up and no next session is open yet; its streams end, new ones wait for the next"
+            );
+            self.inner.renewal_wanted.store(false, Ordering::Relaxed);
+            self.retire_active(None);
+            return;
+        }
+        if !a.nearly_spent() {
+            return;
+        }
+        if let Some(next) = self.inner.standby.write().ok().and_then(|mut s| s.take()) {
+            tracing::info!(
+                from = a.provider_id,
+                to = next.provider_id,
+                "the session's deposit is nearly spent; new streams go to the standby's session"
+            );
+            self.retire_active(Some(next));
+        } else if !self.inner.renewal_wanted.swap(true, Ordering::Relaxed) {
+            tracing::info!(provider = a.provider_id, "the session's deposit is nearly spent; opening the next session");
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Whether the active link waits for a successor (see [`Self::judge_spending`]).
+    #[must_use]
+    pub fn wants_renewal(&self) -> bool {
+        self.inner.renewal_wanted.load(Ordering::Relaxed)
+    }
+
+    /// `next` takes the active link's place; the old one retires.
+    pub fn renew_with(&self, next: Link) {
+        self.inner.renewal_wanted.store(false, Ordering::Relaxed);
+        self.retire_active(Some(Arc::new(next)));
+    }
+
+    fn retire_active(&self, next: Option<Arc<Link>>) {
+        let old = self.inner.active.write().ok().and_then(|mut a| std::mem::replace(&mut *a, next));
+        if let Some(o) = old {
+            self.inner.renewals.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut r) = self.inner.retiring.lock() {
+                r.push(o);
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Retired links whose streams have ended, whose deposit is used up or whose tunnel died:
+    /// to be closed on chain with a final receipt.
+    pub fn take_retired(&self) -> Vec<Arc<Link>> {
+        let Ok(mut r) = self.inner.retiring.lock() else { return Vec::new() };
+        let (done, keep): (Vec<_>, Vec<_>) =
+            r.drain(..).partition(|l| l.session.relaying() == 0 || l.used_up() || !l.session.is_alive());
+        *r = keep;
+        done
+    }
+
+    /// Every retiring link (closed at shutdown).
+    pub fn take_all_retiring(&self) -> Vec<Arc<Link>> {
+        self.inner.retiring.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
+    }
+
+    /// Sessions renewed so far because their deposit was nearly spent.
+    #[must_use]
+    pub fn renewals(&self) -> u64 {
+        self.inner.renewals.load(Ordering::Relaxed)
+    }
+
+    /// Providers recently failed, and the standby's: not candidates for the active link's
+    /// successor (the active link's own provider is, if still the best).
+    #[must_use]
+    pub fn avoid_for_renewal(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .inner
+            .failed_at
+            .lock()
+            .map(|m| m.iter().filter(|(_, t)| t.elapsed() < AVOID_FOR).map(|(id, _)| *id).collect())
+            .unwrap_or_default();
+        v.extend(self.standby().map(|l| l.provider_id));
+        v
     }
 
     /// Providers in use or recently failed: not candidates for a new standby.

@@ -48,6 +48,10 @@ pub struct ClientConfig {
     pub provider: Option<u32>,
     /// Tokens put into the session (its spending cap; the rest comes back at close).
     pub deposit: String,
+    /// When a session has used this share of what its deposit pays for, the next one is
+    /// opened and takes new connections; the old one carries its open ones until they end.
+    #[serde(default = "default_renew_at_percent")]
+    pub renew_at_percent: u8,
     /// Refuse providers quoting more than this per GiB, in tokens.
     #[serde(default)]
     pub max_price_per_gib: Option<String>,
@@ -110,6 +114,10 @@ fn default_sla_window() -> u64 {
 }
 fn default_stall() -> u64 {
     3
+}
+
+fn default_renew_at_percent() -> u8 {
+    80
 }
 
 fn default_standby() -> bool {
@@ -175,6 +183,8 @@ pub struct ConnectReport {
     pub failovers: u64,
     /// Providers left because the client's own pings broke their SLA, and why.
     pub breaches: Vec<(u32, Breach)>,
+    /// Sessions replaced because their deposit was nearly spent.
+    pub renewals: u64,
 }
 
 fn unix_now() -> u64 {
@@ -423,7 +433,20 @@ impl Opener<'_> {
                     Duration::from_secs(self.cfg.sla_window_secs.max(1)),
                     Duration::from_secs(self.cfg.stall_secs.max(1)),
                 );
-                Ok(Link { provider_id: choice.id, terms: opened.terms, session, watch, started: Instant::now() })
+                let max_bytes =
+                    Link::bytes_paid_for(opened.terms.deposit.to::<u128>(), opened.terms.pricePerGiB.to::<u128>());
+                let renew_at =
+                    u64::try_from(u128::from(max_bytes) * u128::from(self.cfg.renew_at_percent.clamp(1, 100)) / 100)
+                        .unwrap_or(u64::MAX);
+                Ok(Link {
+                    provider_id: choice.id,
+                    terms: opened.terms,
+                    session,
+                    watch,
+                    started: Instant::now(),
+                    max_bytes,
+                    renew_at,
+                })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "tunnel failed; closing the session");
@@ -596,6 +619,7 @@ pub async fn run_connect(
             }
             let _ = route.check();
             route.promote_standby();
+            route.judge_spending();
             route.changed(Duration::from_millis(100)).await;
         }
     };
@@ -607,6 +631,32 @@ pub async fn run_connect(
         loop {
             for dead in route.take_dead() {
                 close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
+            }
+            for spent in route.take_retired() {
+                tracing::info!(
+                    provider = spent.provider_id,
+                    bytes = spent.session.counted(),
+                    "closing a session whose deposit is spent"
+                );
+                close_link(&market, &spent, Some(FINAL_RECEIPT_WAIT)).await;
+            }
+            if route.wants_renewal() && route.active().is_some() && Instant::now() >= next_open {
+                match opener.pick(&req, &route.avoid_for_renewal()).await {
+                    Ok(c) => match opener.open(&c).await {
+                        Ok(l) => {
+                            tracing::info!(provider = l.provider_id, "next session ready; new streams go to it");
+                            route.renew_with(l);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not open the next session; retrying");
+                            next_open = Instant::now() + STANDBY_RETRY_MIN;
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no provider for the next session; retrying");
+                        next_open = Instant::now() + STANDBY_RETRY_MIN;
+                    }
+                }
             }
             let need_active = route.active().is_none();
             let need_standby = need_active || (cfg.standby && route.standby().is_none());
@@ -682,6 +732,9 @@ pub async fn run_connect(
     for dead in route.take_dead() {
         closed &= close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
     }
+    for spent in route.take_all_retiring() {
+        closed &= close_link(&market, &spent, Some(FINAL_RECEIPT_WAIT)).await;
+    }
     if let Some(e) = device_failed {
         return Err(ClientError::Tun(e));
     }
@@ -696,6 +749,7 @@ pub async fn run_connect(
         closed,
         failovers: route.failovers(),
         breaches: route.breaches(),
+        renewals: route.renewals(),
     })
 }
 

@@ -581,6 +581,8 @@ pub struct ClientSession {
     born: Instant,
     lanes: Option<Arc<crate::lane::LanePool>>,
     lane_streams: AtomicU64,
+    /// App connections being relayed through this session right now.
+    relaying: AtomicU64,
     /// When bytes were last counted (ns after `born`): the receipt task forces a receipt of
     /// the rest after a second without any.
     last_count_ns: AtomicU64,
@@ -644,6 +646,7 @@ impl ClientSession {
             born: Instant::now(),
             lanes: lanes.map(crate::lane::LanePool::spawn),
             lane_streams: AtomicU64::new(0),
+            relaying: AtomicU64::new(0),
             closing: Arc::new(Notify::new()),
             granted: Notify::new(),
             ended: AtomicBool::new(false),
@@ -823,6 +826,13 @@ impl ClientSession {
         self.lane_streams.load(Ordering::Relaxed)
     }
 
+    /// App connections being relayed through this session right now (a session being retired
+    /// is closed once this reaches 0).
+    #[must_use]
+    pub fn relaying(&self) -> u64 {
+        self.relaying.load(Ordering::Relaxed)
+    }
+
     /// Authenticated lanes waiting to be used.
     #[must_use]
     pub fn ready_lanes(&self) -> usize {
@@ -923,6 +933,14 @@ impl ClientSession {
 
     /// Relays between an app's connection and a tunnel stream, counting both directions.
     pub async fn relay(&self, app: TcpStream, stream: TunnelStream) {
+        struct Relaying<'a>(&'a AtomicU64);
+        impl Drop for Relaying<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.relaying.fetch_add(1, Ordering::Relaxed);
+        let _relaying = Relaying(&self.relaying);
         let (mut ar, mut aw) = app.into_split();
         let (mut sr, mut sw) = tokio::io::split(stream);
         let up = async {
