@@ -265,6 +265,37 @@ impl AlloyMarket {
         Ok(out)
     }
 
+    /// The terms of the sessions `client` opened in blocks `[from_block, to_block]` (from
+    /// `SessionOpened`, filtered by the indexed client).
+    ///
+    /// # Errors
+    /// RPC failures.
+    pub async fn sessions_opened_by(
+        &self,
+        client: Address,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<SessionTerms>, ChainError> {
+        use alloy::sol_types::SolEvent;
+        let filter = Filter::new()
+            .address(self.address)
+            .event_signature(WirepactMarket::SessionOpened::SIGNATURE_HASH)
+            .topic3(client.into_word())
+            .from_block(from_block)
+            .to_block(to_block);
+        let logs = self.rpc().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading sessions", e))?;
+        let mut out = Vec::new();
+        for log in logs {
+            if let Ok(ev) = WirepactMarket::SessionOpened::decode_log(&log.inner) {
+                let terms = from_binding(&ev.data.terms);
+                if terms.session_id().0 == ev.data.sessionId {
+                    out.push(terms);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A handle on the market at `address`, sending from `signer`.
     pub async fn connect(
         url: &str,

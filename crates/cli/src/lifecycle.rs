@@ -311,3 +311,155 @@ pub async fn withdraw(
     println!("withdrew {} to the wallet {} ({} there now)", tokens(a), m.account(), tokens(wallet));
     Ok(())
 }
+
+/// `wirepact status`: an account's money (wallet, market balance, what its sessions lock and
+/// what comes back), and its provider's and oracle's standing, in tokens.
+pub async fn status(rpc_url: &str, market: Address, account: Address, json: bool, from_block: u64) -> Result<()> {
+    use wirepact_chain::bindings::session_status;
+    let m =
+        AlloyMarket::connect(rpc_url, market, alloy::signers::local::PrivateKeySigner::random(), SendPolicy::default())
+            .await
+            .with_context(|| format!("connecting to the market {market} at {rpc_url}"))?;
+    let params = m.params().await?;
+    let epoch = m.current_epoch().await?;
+    let head = m.block_timestamp().await?;
+    let wallet = m.token_balance(account).await?;
+    let balance = m.balance_of(account).await?;
+
+    // Sessions this account opened as a client: locked while open, refundable while closing.
+    let last = m.block_number().await?;
+    let mut locked = U256::ZERO;
+    let mut open = 0u32;
+    let mut refundable = U256::ZERO;
+    let mut closing = 0u32;
+    let mut refundable_at = 0u64;
+    for t in m.sessions_opened_by(account, from_block, last).await? {
+        let s = m.session(t.session_id()).await?;
+        let left = U256::from(t.deposit).saturating_sub(U256::from(s.paid));
+        if s.status == session_status::OPEN {
+            locked += left;
+            open += 1;
+        } else if s.status == session_status::CLOSING {
+            refundable += left;
+            closing += 1;
+            refundable_at = refundable_at.max(u64::from(s.closedAt) + params.claimGrace);
+        }
+    }
+
+    let mut v = serde_json::json!({
+        "account": account,
+        "epoch": epoch,
+        "wallet": format_tokens(wallet),
+        "market_balance": format_tokens(balance),
+        "sessions": {
+            "open": open,
+            "locked": format_tokens(locked),
+            "closing": closing,
+            "refundable": format_tokens(refundable),
+            "refundable_at": (closing > 0).then_some(refundable_at),
+        },
+    });
+    let mut text = vec![
+        format!("account {account} (epoch {epoch})"),
+        format!("wallet          {}", tokens(wallet)),
+        format!("market balance  {} (`wirepact withdraw` sends it to the wallet)", tokens(balance)),
+    ];
+    if open > 0 || closing > 0 {
+        let mut line = format!("in sessions     {} locked in {open} open session(s)", tokens(locked));
+        if closing > 0 {
+            line.push_str(&format!(
+                "; {} coming back from {closing} closed one(s), {} (the client's next start settles them)",
+                tokens(refundable),
+                if refundable_at <= head { "now".to_string() } else { in_how_long(refundable_at, head) }
+            ));
+        }
+        text.push(line);
+    }
+
+    if let Some(id) = m.provider_id_of(account).await? {
+        let p = m.provider(id).await?;
+        let minimum = m.min_provider_stake(p.capacityMbps).await?;
+        let genesis = m.genesis().await?;
+        let window = (2 * u64::from(params.violationWindow) * 10_000)
+            .div_ceil(u64::from(params.auditProbabilityBps.max(1)))
+            .min(192);
+        let last_v = u64::from(p.lastViolationEpoch);
+        let recent = (0..usize::try_from(window).unwrap_or(192))
+            .filter(|&i| p.violationBits.bit(i) && last_v >= i as u64 && last_v - i as u64 + window > epoch)
+            .count();
+        let standing = match p.status {
+            provider_status::JAILED if epoch < u64::from(p.jailedUntilEpoch) => format!(
+                "jailed until epoch {} ({}; then `wirepact provider unjail`)",
+                p.jailedUntilEpoch,
+                in_how_long(genesis + u64::from(p.jailedUntilEpoch) * params.epochLength, head)
+            ),
+            provider_status::JAILED => "jailed; the jail is over: `wirepact provider unjail`".to_string(),
+            s => status_name(s).to_string(),
+        };
+        text.push(format!("provider {}      {standing}{}", id.0, if p.paused { ", paused" } else { "" }));
+        let mut stake_line = format!("  stake {} (minimum {})", tokens(U256::from(p.stake)), tokens(minimum));
+        if p.unbonding > 0 {
+            stake_line.push_str(&format!(
+                ", {} unbonding ({})",
+                tokens(U256::from(p.unbonding)),
+                if head >= p.unbondingReadyAt {
+                    "withdrawable now: `wirepact provider withdraw-unbonded`".to_string()
+                } else {
+                    format!("withdrawable {}", in_how_long(p.unbondingReadyAt, head))
+                }
+            ));
+        }
+        text.push(stake_line);
+        text.push(format!(
+            "  sold {} of {} Mbit/s; violations: {recent} in the last {window} epochs ({} slash)",
+            p.committedMbps, p.capacityMbps, params.violationsToSlash
+        ));
+        text.push(format!(
+            "  earned, not yet collected: {} (the node collects it; the protocol fee is taken then)",
+            tokens(p.earned)
+        ));
+        v["provider"] = serde_json::json!({
+            "id": id.0,
+            "status": status_name(p.status),
+            "jailed_until_epoch": (p.status == provider_status::JAILED).then_some(p.jailedUntilEpoch),
+            "paused": p.paused,
+            "stake": format_tokens(U256::from(p.stake)),
+            "minimum_stake": format_tokens(minimum),
+            "unbonding": format_tokens(U256::from(p.unbonding)),
+            "unbonding_ready_at": (p.unbonding > 0).then_some(p.unbondingReadyAt),
+            "committed_mbps": p.committedMbps,
+            "capacity_mbps": p.capacityMbps,
+            "violations_in_window": recent,
+            "window_epochs": window,
+            "violations_to_slash": params.violationsToSlash,
+            "earned": format_tokens(p.earned),
+        });
+    }
+    let o = m.oracle(account).await?;
+    if o.status != oracle_status::NONE {
+        let what = match o.status {
+            oracle_status::ACTIVE => "active".to_string(),
+            oracle_status::LEAVING if head >= o.unbondingReadyAt => {
+                "leaving; the stake is withdrawable now: `wirepact oracle withdraw`".to_string()
+            }
+            oracle_status::LEAVING => {
+                format!("leaving; the stake is withdrawable {}", in_how_long(o.unbondingReadyAt, head))
+            }
+            _ => "slashed for equivocation".to_string(),
+        };
+        text.push(format!("oracle          {what}, stake {}", tokens(U256::from(o.stake))));
+        v["oracle"] = serde_json::json!({
+            "status": match o.status { oracle_status::ACTIVE => "active", oracle_status::LEAVING => "leaving", _ => "slashed" },
+            "stake": format_tokens(U256::from(o.stake)),
+            "unbonding_ready_at": (o.status == oracle_status::LEAVING).then_some(o.unbondingReadyAt),
+        });
+    }
+    if json {
+        println!("{v}");
+    } else {
+        for l in text {
+            println!("{l}");
+        }
+    }
+    Ok(())
+}

@@ -194,8 +194,13 @@ enum Cmd {
         /// The account to show.
         #[arg(long)]
         account: Address,
+        /// Machine-readable output (amounts as exact decimal token strings).
         #[arg(long)]
         json: bool,
+        /// Look for the account's sessions from this block on (public RPC endpoints may limit
+        /// how far back logs are searched).
+        #[arg(long, default_value_t = 0)]
+        from_block: u64,
     },
     /// The whole market on this machine: anvil, the contracts, providers and a client, live.
     Devnet(devnet::DevnetArgs),
@@ -565,39 +570,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Status { rpc_url, market, account, json } => {
-            let m = read_only(&rpc_url, market).await?;
-            let bal = m.balance_of(account).await?;
-            let wallet = m.token_balance(account).await?;
-            let epoch = m.current_epoch().await?;
-            let pid = m.provider_id_of(account).await?;
-            let v = serde_json::json!({
-                "account": account, "epoch": epoch, "wallet": format_tokens(wallet),
-                "market_balance": format_tokens(bal), "provider_id": pid.map(|p| p.0),
-            });
-            if json {
-                println!("{v}");
-            } else {
-                println!(
-                    "account {account}\nepoch {epoch}\nwallet {}\nmarket balance {}",
-                    format_tokens(wallet),
-                    format_tokens(bal)
-                );
-                if let Some(p) = pid {
-                    let info = m.provider(p).await?;
-                    println!(
-                        "provider {} status {} stake {} committed {}/{} Mbit/s violations {}\nearnings claimed, not yet collected {} (the node collects them; the protocol fee is taken then)",
-                        p.0,
-                        info.status,
-                        format_tokens(alloy::primitives::U256::from(info.stake)),
-                        info.committedMbps,
-                        info.capacityMbps,
-                        info.violationCount,
-                        format_tokens(info.earned)
-                    );
-                }
-            }
-            Ok(())
+        Cmd::Status { rpc_url, market, account, json, from_block } => {
+            lifecycle::status(&rpc_url, market, account, json, from_block).await
         }
         Cmd::Devnet(args) => devnet::run(args).await,
         Cmd::Sim { scenario, out, scale, epochs, liars, flat_audits } => {

@@ -136,16 +136,37 @@ async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_t
     }
 
     // Two violating epochs (2 of 4 slash on the devnet): slashed 10 % (4.2 of 42), jailed.
+    // `wirepact status` says how close the slash is, then that it is jailed, in words.
+    let who = prov.account().to_string();
+    let status = |json: bool| {
+        let mut a = vec!["status", "--account", who.as_str()];
+        if json {
+            a.push("--json");
+        }
+        cli.ok(&key, &a)
+    };
     let e0 = deployer.current_epoch().await.expect("epoch");
     for e in [e0 + 1, e0 + 2] {
         warp(&cli.rpc, 3_600).await;
         assert_eq!(deployer.current_epoch().await.expect("epoch"), e);
         report_violation(&deployer, &oracles, e, pid).await;
+        if e == e0 + 1 {
+            let s = status(false);
+            assert!(s.contains("provider 1      active"), "{s}");
+            assert!(s.contains("violations: 1 in the last 8 epochs (2 slash)"), "{s}");
+            assert!(s.contains("stake 42 tokens (minimum 40 tokens)"), "{s}");
+        }
     }
     let p = prov.provider(pid).await.expect("provider");
     assert_eq!(p.status, provider_status::JAILED);
     assert_eq!(U256::from(p.stake), tokens_milli(37_800));
     let until = u64::from(p.jailedUntilEpoch);
+    let s = status(false);
+    assert!(s.contains(&format!("jailed until epoch {until} (in ")), "{s}");
+    let j: serde_json::Value = serde_json::from_str(status(true).trim()).expect("json");
+    assert_eq!(j["provider"]["status"], "jailed");
+    assert_eq!(j["provider"]["stake"], "37.8");
+    assert_eq!(j["provider"]["jailed_until_epoch"], until);
 
     // Unjail: refused while jailed, then for the missing stake, which the message names.
     cli.refused(&key, &["provider", "unjail"], &format!("jailed until epoch {until} (now {})", e0 + 2));
@@ -191,6 +212,12 @@ async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_t
         .open_session(pid, tokens_milli(1_000), U256::MAX, PrivateKeySigner::random().address())
         .await
         .expect("open");
+    // The client's status shows the deposit locked in the open session.
+    let ckey = devnet.signer(2).expect("key");
+    let caccount = client.account().to_string();
+    let s = cli.ok(&ckey, &["status", "--account", &caccount]);
+    assert!(s.contains("in sessions     1 tokens locked in 1 open session(s)"), "{s}");
+    assert!(s.contains("market balance  9 tokens"), "{s}");
     cli.refused(&key, &["provider", "leave"], "still has 20 Mbit/s of sessions open");
     prov.close(&opened.terms).await.expect("close");
     cli.ok(&key, &["provider", "leave"]);
