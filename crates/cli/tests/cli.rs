@@ -625,6 +625,54 @@ mod sla_watch {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Issue 22: a client that could not write its `data_dir` deposited and opened a session
+    /// first, then failed, keeping no file that would ever settle it. Now it checks first:
+    /// it refuses to start, says so, and nothing reaches the chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_cannot_keep_its_files_sends_nothing_to_the_chain() {
+        let dir = std::env::temp_dir().join(format!("wirepact-datadir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let Three { devnet, market: m, nodes } = three_providers(&dir, |_| &[]).await;
+        let client = devnet.signer(4).expect("key");
+        let (wallet, inside) = (
+            m.token_balance(client.address()).await.expect("wallet"),
+            m.balance_of(client.address()).await.expect("balance"),
+        );
+        // `data_dir` under a regular file: no directory can be made there, root or not.
+        let blocker = dir.join("not-a-dir");
+        std::fs::write(&blocker, "x").expect("file");
+        let cfg = dir.join("client.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\ndeposit = \"5\"\n",
+                devnet.endpoint(),
+                m.address(),
+                blocker.join("client").display()
+            ),
+        )
+        .expect("cfg");
+        let out = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+            .args(["connect", "--config"])
+            .arg(&cfg)
+            .env("WIREPACT_PRIVATE_KEY", client.to_bytes().to_string())
+            .output()
+            .expect("run connect");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("fix `data_dir` (nothing was sent to the chain)"), "{text}");
+        assert_eq!(m.token_balance(client.address()).await.expect("wallet"), wallet);
+        assert_eq!(m.balance_of(client.address()).await.expect("balance"), inside);
+        let last = m.block_number().await.expect("block");
+        assert!(m.sessions_opened_by(client.address(), 0, last).await.expect("sessions").is_empty());
+        for mut n in nodes {
+            drop(n.stdin.take());
+            assert!(n.wait().expect("wait").success(), "node stops cleanly");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Three providers on a fresh market (prices 0.1, 0.2, 0.3; `extra(i)` adds node flags),
     /// and a funded client account (dev key 4).
     struct Three {

@@ -160,6 +160,8 @@ pub enum ClientError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("full-device mode: {0}")]
     Tun(String),
+    #[error("the client cannot keep its session files ({0}); fix `data_dir` (nothing was sent to the chain)")]
+    DataDir(StateError),
 }
 
 /// What a connected client reports once its proxy listens.
@@ -546,6 +548,7 @@ pub async fn run_connect(
     let req = cfg.requirements()?;
     let market = AlloyMarket::connect(&cfg.rpc_url, cfg.market, signer, policy).await?;
     let store = SessionStore::new(&cfg.data_dir);
+    store.check_writable().map_err(ClientError::DataDir)?;
     if let Err(e) = tidy_leftovers(&market, &store).await {
         tracing::warn!(error = %e, "could not finish sessions of a previous run; will retry next start");
     }

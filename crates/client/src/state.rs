@@ -57,6 +57,25 @@ impl SessionStore {
         self.dir.join(format!("{id}.json"))
     }
 
+    /// Checks that session files can be written here (durably), before anything goes on chain:
+    /// a session whose file cannot be kept would strand its deposit after a crash.
+    ///
+    /// # Errors
+    /// The I/O error, with the path.
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let probe = self.dir.join(".write-check.tmp");
+        let mut f = std::fs::File::create(&probe).map_err(io(&probe))?;
+        f.write_all(b"wirepact").map_err(io(&probe))?;
+        f.sync_all().map_err(io(&probe))?;
+        std::fs::remove_file(&probe).map_err(io(&probe))?;
+        Ok(())
+    }
+
     /// Writes `s` durably before it is used.
     ///
     /// # Errors
