@@ -368,7 +368,7 @@ contract AuditModule is MarketBase {
             if (r.unavailable < type(uint16).max) r.unavailable += 1;
         }
         if (c.violationCount < type(uint16).max) c.violationCount += 1;
-        emit M.ProviderViolated(epoch, id, reachable);
+        emit M.ProviderViolated(epoch, id, reachable, uint32(thr), uint32(lat));
 
         // The window: violations by epoch, anchored at the latest one seen (reports of two
         // epochs may land in either order).

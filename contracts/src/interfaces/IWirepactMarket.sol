@@ -241,7 +241,10 @@ interface IWirepactMarket {
     event ReportAccepted(
         uint64 indexed epoch, address indexed submitter, bytes32 root, uint32 available, uint256 violators
     );
-    event ProviderViolated(uint64 indexed epoch, uint32 indexed providerId, bool reachable);
+    /// The report's median figures for the violator (what its operator needs to see).
+    event ProviderViolated(
+        uint64 indexed epoch, uint32 indexed providerId, bool reachable, uint32 throughputKbps, uint32 latencyMs
+    );
     event ProviderSlashed(uint32 indexed providerId, uint64 indexed epoch, uint256 amount, uint256 toOracles, uint32 jailedUntilEpoch);
     event OracleRewarded(address indexed oracle, uint256 amount);
     event BonusPotFinalized(uint32 indexed period, uint256 pot, uint256 totalAvailable);

@@ -218,7 +218,11 @@ fn describe(e: &WirepactMarket::WirepactMarketEvents) -> Option<String> {
             "epoch {}: {} violated its SLA{}",
             v.epoch,
             name(v.providerId),
-            if v.reachable { "" } else { " (unreachable)" }
+            if v.reachable {
+                format!(" (measured {:.1} Mbit/s, {} ms)", f64::from(v.throughputKbps) / 1000.0, v.latencyMs)
+            } else {
+                " (unreachable)".to_string()
+            }
         ),
         E::ProviderSlashed(s) => format!(
             "{} SLASHED {} tokens, jailed until epoch {}",

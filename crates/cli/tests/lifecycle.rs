@@ -345,3 +345,106 @@ async fn wallet_balance_shows_gas_money_and_tokens() {
     assert!(t.contains("market       0 tokens"), "{t}");
     assert!(t.contains("no gas money"), "{t}");
 }
+
+/// The node says what happens to its provider (issue 22: operators were blind): each violation
+/// with the oracles' figures and how close the slash is, the slash and the jail; with
+/// `auto_unjail` it says what stake is missing when the jail is over, and unjails itself once
+/// the stake is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed() {
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(
+        &devnet.endpoint(),
+        devnet.signer(0).expect("key"),
+        None,
+        wirepact_chain::devnet_params(),
+        policy(),
+    )
+    .await
+    .expect("deploy");
+    let cli = Cli { rpc: devnet.endpoint(), market: deployer.address() };
+    let key = devnet.signer(1).expect("key");
+    let prov = deployer.with_signer(key.clone(), policy());
+    deployer.mint_test_tokens(prov.account(), tokens_milli(1_000_000)).await.expect("mint");
+    let oracles: Vec<PrivateKeySigner> = (3..7).map(|i| devnet.signer(i).expect("key")).collect();
+    for k in &oracles {
+        let o = deployer.with_signer(k.clone(), policy());
+        deployer.mint_test_tokens(o.account(), tokens_milli(10_000)).await.expect("mint");
+        o.register_oracle("https://o.example", tokens_milli(10_000)).await.expect("oracle");
+    }
+    // The node registers its provider (42 tokens staked, 40 the minimum).
+    let dir = std::env::temp_dir().join(format!("wirepact-standing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\ncapacity_mbps = 40\n\
+             session_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\nstake = \"42\"\nauto_unjail = true\n",
+            cli.rpc,
+            cli.market,
+            dir.display()
+        ),
+    )
+    .expect("cfg");
+    let ready = dir.join("ready.json");
+    let log = dir.join("node.log");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+        .args(["node", "--exit-with-stdin", "--config"])
+        .arg(dir.join("node.toml"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("WIREPACT_PRIVATE_KEY", alloy::hex::encode_prefixed(key.to_bytes()))
+        .env("WIREPACT_LOG", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn node");
+    let wait_log = |what: &str| {
+        let t = std::time::Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let plain: String = text.chars().filter(|c| !c.is_control() || *c == '\n').collect();
+            if plain.contains(what) {
+                return plain;
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "the node never said {what:?}; its log:\n{plain}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let t = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "node not ready: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = prov.provider_id_of(prov.account()).await.expect("id").expect("registered");
+
+    let e0 = deployer.current_epoch().await.expect("epoch");
+    warp(&cli.rpc, 3_600).await;
+    report_violation(&deployer, &oracles, e0 + 1, pid).await;
+    let said = wait_log("recorded a violation");
+    assert!(said.contains("measured_mbps=1") && said.contains("promised_mbps=20"), "{said}");
+    assert!(said.contains("1 in the last 8 epochs, a slash at 2"), "{said}");
+    warp(&cli.rpc, 3_600).await;
+    report_violation(&deployer, &oracles, e0 + 2, pid).await;
+    let said = wait_log("SLASHED");
+    assert!(said.contains("slashed=4.2 tokens") && said.contains("stake_left=37.8 tokens"), "{said}");
+
+    // The jail ends; the stake is short: it says what to stake, and does not unjail.
+    let until = u64::from(prov.provider(pid).await.expect("p").jailedUntilEpoch);
+    warp(&cli.rpc, 3_600 * (until - (e0 + 2))).await;
+    wait_log("`wirepact provider stake 2.2`, then the node unjails");
+    assert_eq!(prov.provider(pid).await.expect("p").status, provider_status::JAILED);
+    cli.ok(&key, &["provider", "stake", "2.2"]);
+    wait_log("unjailed (auto_unjail)");
+    assert_eq!(prov.provider(pid).await.expect("p").status, provider_status::ACTIVE);
+
+    drop(node.stdin.take());
+    assert!(node.wait().expect("wait").success(), "the node stops cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}

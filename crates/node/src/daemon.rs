@@ -91,6 +91,10 @@ pub struct NodeConfig {
     /// capacity held by unused sessions is freed. 0 turns it off.
     #[serde(default = "default_idle_close")]
     pub idle_close_secs: u64,
+    /// End a finished jail by itself when the stake covers the minimum (else say what stake
+    /// is missing). Off: `wirepact provider unjail` by hand.
+    #[serde(default)]
+    pub auto_unjail: bool,
     /// Misbehaviour on purpose, for tests, benchmarks and the devnet only.
     #[serde(default)]
     pub test_knobs: TestKnobs,
@@ -189,6 +193,8 @@ fn unix_now() -> u64 {
 
 /// How often the connection budget's evictions and refusals are logged (when there were any).
 const BUDGET_LOG_EVERY: Duration = Duration::from_secs(30);
+/// How often the provider's standing (violations, slash, jail) is read from the chain.
+const STANDING_EVERY: Duration = Duration::from_secs(2);
 
 /// How soon a bonus claim that could not reach the chain is tried again.
 const BONUS_RETRY: Duration = Duration::from_secs(5);
@@ -588,6 +594,20 @@ pub async fn run_node(
     };
 
     let bonus = bonus_loop(market.clone(), id);
+    // Violations, slashes and the jail, said in the log as they land (and the jail ended
+    // when it may be, with `auto_unjail`).
+    let standing = {
+        let (market, auto) = (market.clone(), cfg.auto_unjail);
+        async move {
+            let mut s = crate::standing::Standing::new(&market, id, auto);
+            loop {
+                if let Err(e) = s.pass().await {
+                    tracing::debug!(error = %e, "reading the provider's standing failed; retrying");
+                }
+                tokio::time::sleep(STANDING_EVERY).await;
+            }
+        }
+    };
     let idle = {
         let (db, market, live) = (db.clone(), market.clone(), live.clone());
         let idle_secs = cfg.idle_close_secs;
@@ -633,6 +653,7 @@ pub async fn run_node(
         () = bonus => {}
         () = idle => {}
         () = budget_log => {}
+        () = standing => {}
     }
     tracing::info!("shutting down: claiming everything receipted");
     // Every tunnel ends with the node: no receipt can follow the latest now.

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod db;
 pub mod idle;
 pub mod sessions;
+pub mod standing;
 
 pub use claimer::{ClaimOutcome, Claimer};
 pub use daemon::{run_node, NodeConfig, NodeError, NodeInfo, NodeReport, TestKnobs};

@@ -1,0 +1,120 @@
+//! What happens to this node's provider on chain, said in its log: each violation the oracles
+//! record (with their median figures against the promise, and how close a slash is), a
+//! slash, the jail and its end. With `auto_unjail` the node ends a finished jail itself when
+//! the stake allows, and says once what stake is missing when it does not.
+
+use alloy::primitives::U256;
+use wirepact_chain::bindings::{provider_status, WirepactMarket::WirepactMarketEvents as E};
+use wirepact_chain::{AlloyMarket, ChainError, Market};
+use wirepact_proto::{format_tokens, ProviderId};
+
+/// Follows the market's events for one provider.
+#[derive(Debug)]
+pub struct Standing<'a> {
+    market: &'a AlloyMarket,
+    id: ProviderId,
+    auto_unjail: bool,
+    next_block: Option<u64>,
+    /// The jail's end epoch for which the missing stake was already reported.
+    told_stake_for: Option<u32>,
+}
+
+impl<'a> Standing<'a> {
+    #[must_use]
+    pub fn new(market: &'a AlloyMarket, id: ProviderId, auto_unjail: bool) -> Self {
+        Self { market, id, auto_unjail, next_block: None, told_stake_for: None }
+    }
+
+    /// Reads the events since the last pass (the first pass starts at the chain's head) and
+    /// logs this provider's; then unjails if asked to and allowed.
+    ///
+    /// # Errors
+    /// RPC failures (the next pass retries the same blocks).
+    pub async fn pass(&mut self) -> Result<(), ChainError> {
+        let head = self.market.block_number().await?;
+        let from = *self.next_block.get_or_insert(head);
+        if from <= head {
+            for ev in self.market.events(from, head).await? {
+                self.say(&ev).await?;
+            }
+            self.next_block = Some(head + 1);
+        }
+        if self.auto_unjail {
+            self.unjail_when_allowed().await?;
+        }
+        Ok(())
+    }
+
+    async fn say(&self, ev: &E) -> Result<(), ChainError> {
+        match ev {
+            E::ProviderViolated(v) if v.providerId == self.id.0 => {
+                let p = self.market.provider(self.id).await?;
+                let params = self.market.params().await?;
+                let epoch = self.market.current_epoch().await?;
+                let window = (2 * u64::from(params.violationWindow) * 10_000)
+                    .div_ceil(u64::from(params.auditProbabilityBps.max(1)))
+                    .min(192);
+                let last = u64::from(p.lastViolationEpoch);
+                let recent = (0..usize::try_from(window).unwrap_or(192))
+                    .filter(|&i| p.violationBits.bit(i) && last >= i as u64 && last - i as u64 + window > epoch)
+                    .count();
+                if v.reachable {
+                    tracing::warn!(
+                        epoch = v.epoch,
+                        measured_mbps = f64::from(v.throughputKbps) / 1000.0,
+                        measured_latency_ms = v.latencyMs,
+                        promised_mbps = p.sessionMbps,
+                        promised_latency_ms = p.maxLatencyMs,
+                        "the oracles recorded a violation of this provider's SLA: {recent} in the last {window} epochs, a slash at {}",
+                        params.violationsToSlash
+                    );
+                } else {
+                    tracing::warn!(
+                        epoch = v.epoch,
+                        "the oracles recorded a violation: this provider was unreachable; {recent} in the last {window} epochs, a slash at {}",
+                        params.violationsToSlash
+                    );
+                }
+            }
+            E::ProviderSlashed(s) if s.providerId == self.id.0 => {
+                let p = self.market.provider(self.id).await?;
+                tracing::error!(
+                    epoch = s.epoch,
+                    slashed = %format!("{} tokens", format_tokens(s.amount)),
+                    stake_left = %format!("{} tokens", format_tokens(U256::from(p.stake))),
+                    jailed_until_epoch = s.jailedUntilEpoch,
+                    "this provider was SLASHED for violating its SLA and is jailed: no new sessions until that epoch, then `wirepact provider unjail` (or `auto_unjail = true`)"
+                );
+            }
+            E::ProviderUnjailed(u) if u.providerId == self.id.0 => {
+                tracing::info!("this provider is out of jail and takes sessions again");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn unjail_when_allowed(&mut self) -> Result<(), ChainError> {
+        let p = self.market.provider(self.id).await?;
+        if p.status != provider_status::JAILED || self.market.current_epoch().await? < u64::from(p.jailedUntilEpoch) {
+            return Ok(());
+        }
+        let minimum = self.market.min_provider_stake(p.capacityMbps).await?;
+        let stake = U256::from(p.stake);
+        if stake < minimum {
+            if self.told_stake_for != Some(p.jailedUntilEpoch) {
+                self.told_stake_for = Some(p.jailedUntilEpoch);
+                tracing::warn!(
+                    "the jail is over but the stake ({} tokens) is under the minimum ({} tokens): `wirepact provider stake {}`, then the node unjails",
+                    format_tokens(stake),
+                    format_tokens(minimum),
+                    format_tokens(minimum - stake)
+                );
+            }
+            return Ok(());
+        }
+        self.market.unjail(self.id).await?;
+        tracing::info!("the jail is over: unjailed (auto_unjail)");
+        Ok(())
+    }
+}
