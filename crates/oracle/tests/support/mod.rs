@@ -40,6 +40,7 @@ pub fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, capacity_mbps
         egress_allow: vec!["127.0.0.0/8".into()],
         auth_max_skew_secs: 120,
         idle_close_secs: 600,
+        auto_unjail: false,
         test_knobs: knobs,
     }
 }
