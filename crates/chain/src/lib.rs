@@ -11,8 +11,8 @@ pub use anvil::{find_anvil, Devnet};
 pub use bindings::{TestToken, WirepactMarket};
 pub use error::{ChainError, MarketRevert};
 pub use market::{
-    default_params, devnet_params, to_u96, AlloyMarket, Market, OpenedSession, ProviderInfo, ReportSubmission,
-    RPC_TIMEOUT,
+    default_params, devnet_params, to_u96, violations_in_window, AlloyMarket, Market, OpenedSession, ProviderInfo,
+    ReportSubmission, RPC_TIMEOUT,
 };
 pub use sender::{SendPolicy, TxSender};
 pub use wallet::{load_keystore, PasswordSource, WalletError};

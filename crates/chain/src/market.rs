@@ -133,6 +133,21 @@ pub fn to_u96(v: U256) -> Option<alloy::primitives::Uint<96, 2>> {
     alloy::primitives::Uint::<96, 2>::checked_from_limbs_slice(&v.as_limbs()[..2]).filter(|_| v.bit_len() <= 96)
 }
 
+/// A provider's violations the market still counts towards a slash at `epoch`, and the window
+/// in epochs they are counted over (`ceil(2 * w * 10_000 / auditProbabilityBps)`, at most 192,
+/// as the market computes it).
+#[must_use]
+pub fn violations_in_window(p: &ProviderInfo, params: &IWirepactMarket::Params, epoch: u64) -> (usize, u64) {
+    let window = (2 * u64::from(params.violationWindow) * 10_000)
+        .div_ceil(u64::from(params.auditProbabilityBps.max(1)))
+        .min(192);
+    let last = u64::from(p.lastViolationEpoch);
+    let recent = (0..usize::try_from(window).unwrap_or(192))
+        .filter(|&i| p.violationBits.bit(i) && last >= i as u64 && last - i as u64 + window > epoch)
+        .count();
+    (recent, window)
+}
+
 /// Devnet parameters: one-hour epochs, every provider audited, small stakes (tests, demo).
 #[must_use]
 pub fn devnet_params() -> IWirepactMarket::Params {
@@ -245,24 +260,7 @@ impl AlloyMarket {
         from_block: u64,
         to_block: u64,
     ) -> Result<Vec<SessionTerms>, ChainError> {
-        use alloy::sol_types::SolEvent;
-        let filter = Filter::new()
-            .address(self.address)
-            .event_signature(WirepactMarket::SessionOpened::SIGNATURE_HASH)
-            .topic2(B256::from(U256::from(provider.0)))
-            .from_block(from_block)
-            .to_block(to_block);
-        let logs = self.rpc().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading sessions", e))?;
-        let mut out = Vec::new();
-        for log in logs {
-            if let Ok(ev) = WirepactMarket::SessionOpened::decode_log(&log.inner) {
-                let terms = from_binding(&ev.data.terms);
-                if terms.session_id().0 == ev.data.sessionId {
-                    out.push(terms);
-                }
-            }
-        }
-        Ok(out)
+        self.sessions_opened(Filter::new().topic2(B256::from(U256::from(provider.0))), from_block, to_block).await
     }
 
     /// The terms of the sessions `client` opened in blocks `[from_block, to_block]` (from
@@ -276,11 +274,19 @@ impl AlloyMarket {
         from_block: u64,
         to_block: u64,
     ) -> Result<Vec<SessionTerms>, ChainError> {
+        self.sessions_opened(Filter::new().topic3(client.into_word()), from_block, to_block).await
+    }
+
+    async fn sessions_opened(
+        &self,
+        filter: Filter,
+        from_block: u64,
+        to_block: u64,
+    ) -> Result<Vec<SessionTerms>, ChainError> {
         use alloy::sol_types::SolEvent;
-        let filter = Filter::new()
+        let filter = filter
             .address(self.address)
             .event_signature(WirepactMarket::SessionOpened::SIGNATURE_HASH)
-            .topic3(client.into_word())
             .from_block(from_block)
             .to_block(to_block);
         let logs = self.rpc().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading sessions", e))?;

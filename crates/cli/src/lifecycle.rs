@@ -380,13 +380,7 @@ pub async fn status(rpc_url: &str, market: Address, account: Address, json: bool
         let p = m.provider(id).await?;
         let minimum = m.min_provider_stake(p.capacityMbps).await?;
         let genesis = m.genesis().await?;
-        let window = (2 * u64::from(params.violationWindow) * 10_000)
-            .div_ceil(u64::from(params.auditProbabilityBps.max(1)))
-            .min(192);
-        let last_v = u64::from(p.lastViolationEpoch);
-        let recent = (0..usize::try_from(window).unwrap_or(192))
-            .filter(|&i| p.violationBits.bit(i) && last_v >= i as u64 && last_v - i as u64 + window > epoch)
-            .count();
+        let (recent, window) = wirepact_chain::violations_in_window(&p, &params, epoch);
         let standing = match p.status {
             provider_status::JAILED if epoch < u64::from(p.jailedUntilEpoch) => format!(
                 "jailed until epoch {} ({}; then `wirepact provider unjail`)",

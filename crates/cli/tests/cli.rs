@@ -344,21 +344,30 @@ mod sla_watch {
         a
     }
 
+    /// A SOCKS5 CONNECT to `origin` (IPv4) through `proxy`: the stream, once the proxy says
+    /// it is connected.
+    async fn socks_connect(proxy: SocketAddr, origin: SocketAddr) -> std::io::Result<TcpStream> {
+        let mut s = TcpStream::connect(proxy).await?;
+        let std::net::IpAddr::V4(ip) = origin.ip() else { return Err(std::io::Error::other("an IPv4 origin")) };
+        s.write_all(&[5, 1, 0]).await?;
+        let mut r = [0u8; 2];
+        s.read_exact(&mut r).await?;
+        let mut req = vec![5, 1, 0, 1];
+        req.extend_from_slice(&ip.octets());
+        req.extend_from_slice(&origin.port().to_be_bytes());
+        s.write_all(&req).await?;
+        let mut rep = [0u8; 10];
+        s.read_exact(&mut rep).await?;
+        if rep[1] != 0 {
+            return Err(std::io::Error::other(format!("SOCKS reply {}", rep[1])));
+        }
+        Ok(s)
+    }
+
     /// One SOCKS5 request through the client to `origin`; true if the origin answered.
     async fn request(proxy: SocketAddr, origin: SocketAddr) -> bool {
         let work = async {
-            let mut s = TcpStream::connect(proxy).await.ok()?;
-            let std::net::IpAddr::V4(ip) = origin.ip() else { return None };
-            s.write_all(&[5, 1, 0]).await.ok()?;
-            let mut r = [0u8; 2];
-            s.read_exact(&mut r).await.ok()?;
-            let mut req = vec![5, 1, 0, 1];
-            req.extend_from_slice(&ip.octets());
-            req.extend_from_slice(&origin.port().to_be_bytes());
-            s.write_all(&req).await.ok()?;
-            let mut rep = [0u8; 10];
-            s.read_exact(&mut rep).await.ok()?;
-            (rep[1] == 0).then_some(())?;
+            let mut s = socks_connect(proxy, origin).await.ok()?;
             s.write_all(&[1]).await.ok()?;
             let mut body = [0u8; 6];
             s.read_exact(&mut body).await.ok()?;
@@ -369,17 +378,7 @@ mod sla_watch {
 
     /// Downloads through the proxy from the origin's bulk mode for `secs`; returns the bytes.
     async fn bulk(proxy: SocketAddr, origin: SocketAddr, secs: u64) -> u64 {
-        let mut s = TcpStream::connect(proxy).await.expect("proxy");
-        let std::net::IpAddr::V4(ip) = origin.ip() else { panic!("v4 origin") };
-        s.write_all(&[5, 1, 0]).await.expect("greet");
-        let mut r = [0u8; 2];
-        s.read_exact(&mut r).await.expect("method");
-        let mut req = vec![5, 1, 0, 1];
-        req.extend_from_slice(&ip.octets());
-        req.extend_from_slice(&origin.port().to_be_bytes());
-        s.write_all(&req).await.expect("connect");
-        let mut rep = [0u8; 10];
-        s.read_exact(&mut rep).await.expect("reply");
+        let mut s = socks_connect(proxy, origin).await.expect("through the proxy");
         s.write_all(b"B").await.expect("bulk");
         let mut got = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
@@ -526,20 +525,7 @@ mod sla_watch {
     /// Fetches the origin's 1 MiB through the proxy; the bytes received (bounded at 20 s).
     async fn fetch_mib(proxy: SocketAddr, origin: SocketAddr) -> Result<usize, String> {
         let work = async {
-            let mut s = TcpStream::connect(proxy).await.map_err(|e| e.to_string())?;
-            let std::net::IpAddr::V4(ip) = origin.ip() else { return Err("v4".into()) };
-            s.write_all(&[5, 1, 0]).await.map_err(|e| e.to_string())?;
-            let mut r = [0u8; 2];
-            s.read_exact(&mut r).await.map_err(|e| e.to_string())?;
-            let mut req = vec![5, 1, 0, 1];
-            req.extend_from_slice(&ip.octets());
-            req.extend_from_slice(&origin.port().to_be_bytes());
-            s.write_all(&req).await.map_err(|e| e.to_string())?;
-            let mut rep = [0u8; 10];
-            s.read_exact(&mut rep).await.map_err(|e| e.to_string())?;
-            if rep[1] != 0 {
-                return Err(format!("SOCKS reply {}", rep[1]));
-            }
+            let mut s = socks_connect(proxy, origin).await.map_err(|e| e.to_string())?;
             s.write_all(b"M").await.map_err(|e| e.to_string())?;
             let mut body = Vec::with_capacity(1 << 20);
             s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;

@@ -101,8 +101,18 @@ async fn report_violation(deployer: &AlloyMarket, oracles: &[PrivateKeySigner], 
         .expect("the report is accepted");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_to_the_wei() {
+/// A devnet market (deployed by dev key 0), the provider's key (dev key 1, 1,000 tokens in its
+/// wallet) and four registered oracles (dev keys 3-6, 10 tokens staked each).
+struct Setup {
+    devnet: Devnet,
+    deployer: AlloyMarket,
+    cli: Cli,
+    key: PrivateKeySigner,
+    prov: AlloyMarket,
+    oracles: Vec<PrivateKeySigner>,
+}
+
+async fn setup() -> Setup {
     let devnet = Devnet::start().expect("anvil (run `make tools` first)");
     let deployer = AlloyMarket::deploy(
         &devnet.endpoint(),
@@ -117,6 +127,18 @@ async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_t
     let key = devnet.signer(1).expect("key");
     let prov = deployer.with_signer(key.clone(), policy());
     deployer.mint_test_tokens(prov.account(), tokens_milli(1_000_000)).await.expect("mint");
+    let oracles: Vec<PrivateKeySigner> = (3..7).map(|i| devnet.signer(i).expect("key")).collect();
+    for k in &oracles {
+        let o = deployer.with_signer(k.clone(), policy());
+        deployer.mint_test_tokens(o.account(), tokens_milli(10_000)).await.expect("mint");
+        o.register_oracle("https://o.example", tokens_milli(10_000)).await.expect("oracle");
+    }
+    Setup { devnet, deployer, cli, key, prov, oracles }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_to_the_wei() {
+    let Setup { devnet, deployer, cli, key, prov, oracles } = setup().await;
     // 40 Mbit/s: the minimum stake is 40 tokens; it stakes 42.
     let terms = IWirepactMarket::ProviderTerms {
         capacityMbps: 40,
@@ -128,12 +150,6 @@ async fn a_provider_and_an_oracle_live_through_jail_unstake_leave_and_withdraw_t
         .register_provider(terms, B256::repeat_byte(1), "127.0.0.1:1", "lo", tokens_milli(42_000))
         .await
         .expect("register");
-    let oracles: Vec<PrivateKeySigner> = (3..7).map(|i| devnet.signer(i).expect("key")).collect();
-    for k in &oracles {
-        let o = deployer.with_signer(k.clone(), policy());
-        deployer.mint_test_tokens(o.account(), tokens_milli(10_000)).await.expect("mint");
-        o.register_oracle("https://o.example", tokens_milli(10_000)).await.expect("oracle");
-    }
 
     // Two violating epochs (2 of 4 slash on the devnet): slashed 10 % (4.2 of 42), jailed.
     // `wirepact status` says how close the slash is, then that it is jailed, in words.
@@ -352,26 +368,7 @@ async fn wallet_balance_shows_gas_money_and_tokens() {
 /// the stake is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed() {
-    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
-    let deployer = AlloyMarket::deploy(
-        &devnet.endpoint(),
-        devnet.signer(0).expect("key"),
-        None,
-        wirepact_chain::devnet_params(),
-        policy(),
-    )
-    .await
-    .expect("deploy");
-    let cli = Cli { rpc: devnet.endpoint(), market: deployer.address() };
-    let key = devnet.signer(1).expect("key");
-    let prov = deployer.with_signer(key.clone(), policy());
-    deployer.mint_test_tokens(prov.account(), tokens_milli(1_000_000)).await.expect("mint");
-    let oracles: Vec<PrivateKeySigner> = (3..7).map(|i| devnet.signer(i).expect("key")).collect();
-    for k in &oracles {
-        let o = deployer.with_signer(k.clone(), policy());
-        deployer.mint_test_tokens(o.account(), tokens_milli(10_000)).await.expect("mint");
-        o.register_oracle("https://o.example", tokens_milli(10_000)).await.expect("oracle");
-    }
+    let Setup { devnet: _devnet, deployer, cli, key, prov, oracles } = setup().await;
     // The node registers its provider (42 tokens staked, 40 the minimum).
     let dir = std::env::temp_dir().join(format!("wirepact-standing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

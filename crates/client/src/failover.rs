@@ -202,25 +202,23 @@ impl Failover {
     /// successor (the active link's own provider is, if still the best).
     #[must_use]
     pub fn avoid_for_renewal(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self
-            .inner
+        let mut v = self.recently_failed();
+        v.extend(self.standby().map(|l| l.provider_id));
+        v
+    }
+
+    fn recently_failed(&self) -> Vec<u32> {
+        self.inner
             .failed_at
             .lock()
             .map(|m| m.iter().filter(|(_, t)| t.elapsed() < AVOID_FOR).map(|(id, _)| *id).collect())
-            .unwrap_or_default();
-        v.extend(self.standby().map(|l| l.provider_id));
-        v
+            .unwrap_or_default()
     }
 
     /// Providers in use or recently failed: not candidates for a new standby.
     #[must_use]
     pub fn avoid(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self
-            .inner
-            .failed_at
-            .lock()
-            .map(|m| m.iter().filter(|(_, t)| t.elapsed() < AVOID_FOR).map(|(id, _)| *id).collect())
-            .unwrap_or_default();
+        let mut v = self.recently_failed();
         v.extend(self.active().map(|l| l.provider_id));
         v.extend(self.standby().map(|l| l.provider_id));
         v

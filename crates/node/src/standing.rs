@@ -51,13 +51,7 @@ impl<'a> Standing<'a> {
                 let p = self.market.provider(self.id).await?;
                 let params = self.market.params().await?;
                 let epoch = self.market.current_epoch().await?;
-                let window = (2 * u64::from(params.violationWindow) * 10_000)
-                    .div_ceil(u64::from(params.auditProbabilityBps.max(1)))
-                    .min(192);
-                let last = u64::from(p.lastViolationEpoch);
-                let recent = (0..usize::try_from(window).unwrap_or(192))
-                    .filter(|&i| p.violationBits.bit(i) && last >= i as u64 && last - i as u64 + window > epoch)
-                    .count();
+                let (recent, window) = wirepact_chain::violations_in_window(&p, &params, epoch);
                 if v.reachable {
                     tracing::warn!(
                         epoch = v.epoch,

@@ -626,12 +626,7 @@ impl<'a> Sim<'a> {
                 },
             )?;
             self.tally("openSession", &ex);
-            let terms = ex
-                .logs
-                .iter()
-                .find_map(|l| M::SessionOpened::decode_log_data(&l.data).ok())
-                .ok_or_else(|| SimError::Evm("openSession without SessionOpened".into()))?
-                .terms;
+            let terms = opened_terms(&ex)?;
             let base = self.provs[pi].base_price_ratio(&terms);
             self.price_samples.push((f64::from(committed + sla) / f64::from(cap), base));
             self.money.deposits += U256::from(terms.deposit);
@@ -1084,6 +1079,15 @@ impl<'a> Sim<'a> {
             reward_pool: pool.to_string(),
         })
     }
+}
+
+/// The terms an `openSession` transaction opened (from its `SessionOpened`).
+fn opened_terms(ex: &Executed) -> Result<SessionTerms, SimError> {
+    ex.logs
+        .iter()
+        .find_map(|l| M::SessionOpened::decode_log_data(&l.data).ok())
+        .map(|o| o.terms)
+        .ok_or_else(|| SimError::Evm("openSession without SessionOpened".into()))
 }
 
 impl Prov {

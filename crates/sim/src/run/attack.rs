@@ -187,12 +187,7 @@ impl Sim<'_> {
                     },
                 )?;
                 self.tally("griefer: openSession", &ex);
-                let terms = ex
-                    .logs
-                    .iter()
-                    .find_map(|l| M::SessionOpened::decode_log_data(&l.data).ok())
-                    .ok_or_else(|| SimError::Evm("openSession without SessionOpened".into()))?
-                    .terms;
+                let terms = super::opened_terms(&ex)?;
                 let b = &mut self.att.grief;
                 b.gas += ex.gas;
                 b.opened += 1;
@@ -308,9 +303,6 @@ impl Sim<'_> {
     /// is over, before the report lands.
     pub(super) fn leave_before_slash(&mut self, e: u64, now: u64, audited: &[usize]) -> Result<(), SimError> {
         let k = u32::from(self.params.violationsToSlash);
-        let window = (2 * u64::from(self.params.violationWindow) * 10_000)
-            .div_ceil(u64::from(self.params.auditProbabilityBps.max(1)))
-            .min(192);
         for &pi in audited {
             let p = &self.provs[pi];
             if !matches!(p.behaviour, Behaviour::Leaver { .. }) || p.status != Status::Active {
@@ -318,10 +310,7 @@ impl Sim<'_> {
             }
             // What it can read of itself on chain: the violations in the market's window.
             let v = self.chain.market_view(&M::providerCall { providerId: p.id })?;
-            let last = u64::from(v.lastViolationEpoch);
-            let recent = (0..window.min(256) as usize)
-                .filter(|&i| v.violationBits.bit(i) && last >= i as u64 && last - i as u64 + window > e)
-                .count();
+            let (recent, _) = wirepact_chain::violations_in_window(&v, &self.params, e);
             if u32::try_from(recent).unwrap_or(u32::MAX) + 1 < k {
                 continue;
             }
