@@ -316,10 +316,7 @@ pub async fn withdraw(
 /// what comes back), and its provider's and oracle's standing, in tokens.
 pub async fn status(rpc_url: &str, market: Address, account: Address, json: bool, from_block: u64) -> Result<()> {
     use wirepact_chain::bindings::session_status;
-    let m =
-        AlloyMarket::connect(rpc_url, market, alloy::signers::local::PrivateKeySigner::random(), SendPolicy::default())
-            .await
-            .with_context(|| format!("connecting to the market {market} at {rpc_url}"))?;
+    let m = crate::read_only(rpc_url, market).await?;
     let params = m.params().await?;
     let epoch = m.current_epoch().await?;
     let head = m.block_timestamp().await?;

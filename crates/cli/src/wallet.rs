@@ -8,7 +8,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use wirepact_chain::{load_keystore, AlloyMarket, Market, PasswordSource, SendPolicy};
+use wirepact_chain::{load_keystore, Market, PasswordSource};
 use wirepact_proto::format_tokens;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -120,9 +120,7 @@ pub async fn run(cmd: WalletCmd) -> Result<()> {
                 .with_context(|| format!("reading the balance of {account} at {rpc_url}"))?;
             println!("gas money    {} (the chain's coin)", format_ether(coin));
             if let Some(m) = market {
-                let view = AlloyMarket::connect(&rpc_url, m, PrivateKeySigner::random(), SendPolicy::default())
-                    .await
-                    .with_context(|| format!("connecting to the market {m}"))?;
+                let view = crate::read_only(&rpc_url, m).await?;
                 let wallet = view.token_balance(account).await?;
                 let inside = view.balance_of(account).await?;
                 println!("wallet       {} tokens", format_tokens(wallet));

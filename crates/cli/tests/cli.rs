@@ -10,6 +10,10 @@ use alloy::primitives::U256;
 use wirepact_client::ClientConfig;
 use wirepact_node::NodeConfig;
 
+/// The benchmarks' SOCKS5 client (`socks_connect`), shared with these tests.
+#[path = "../examples/support/mod.rs"]
+mod support;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -165,7 +169,7 @@ mod restart {
 
     use alloy::primitives::B256;
     use wirepact_chain::bindings::session_status;
-    use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
+    use wirepact_chain::Market;
     use wirepact_proto::SessionId;
 
     use super::*;
@@ -205,12 +209,8 @@ mod restart {
         let dir = std::env::temp_dir().join(format!("wirepact-restart-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let devnet = Devnet::start().expect("anvil (make tools)");
+        let (devnet, m) = super::sla_watch::devnet_market().await;
         let rpc = devnet.endpoint();
-        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
-        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
-            .await
-            .expect("deploy");
         let ten = U256::from(10u64).pow(U256::from(19));
         let (prov, user) = (devnet.signer(1).expect("key"), devnet.signer(2).expect("key"));
         m.mint_test_tokens(prov.address(), ten * U256::from(100)).await.expect("mint");
@@ -301,6 +301,7 @@ mod restart {
 /// the standby, and so is one that stops answering (SIGSTOP: the connection stays up, nothing
 /// resets it). Both sessions are closed on chain; new connections flow through the third.
 mod sla_watch {
+    use super::support::socks_connect;
     use std::io::{BufRead, BufReader};
     use std::net::SocketAddr;
     use std::process::{Child, Stdio};
@@ -344,30 +345,10 @@ mod sla_watch {
         a
     }
 
-    /// A SOCKS5 CONNECT to `origin` (IPv4) through `proxy`: the stream, once the proxy says
-    /// it is connected.
-    async fn socks_connect(proxy: SocketAddr, origin: SocketAddr) -> std::io::Result<TcpStream> {
-        let mut s = TcpStream::connect(proxy).await?;
-        let std::net::IpAddr::V4(ip) = origin.ip() else { return Err(std::io::Error::other("an IPv4 origin")) };
-        s.write_all(&[5, 1, 0]).await?;
-        let mut r = [0u8; 2];
-        s.read_exact(&mut r).await?;
-        let mut req = vec![5, 1, 0, 1];
-        req.extend_from_slice(&ip.octets());
-        req.extend_from_slice(&origin.port().to_be_bytes());
-        s.write_all(&req).await?;
-        let mut rep = [0u8; 10];
-        s.read_exact(&mut rep).await?;
-        if rep[1] != 0 {
-            return Err(std::io::Error::other(format!("SOCKS reply {}", rep[1])));
-        }
-        Ok(s)
-    }
-
     /// One SOCKS5 request through the client to `origin`; true if the origin answered.
     async fn request(proxy: SocketAddr, origin: SocketAddr) -> bool {
         let work = async {
-            let mut s = socks_connect(proxy, origin).await.ok()?;
+            let mut s = socks_connect(proxy, origin).await?;
             s.write_all(&[1]).await.ok()?;
             let mut body = [0u8; 6];
             s.read_exact(&mut body).await.ok()?;
@@ -525,7 +506,7 @@ mod sla_watch {
     /// Fetches the origin's 1 MiB through the proxy; the bytes received (bounded at 20 s).
     async fn fetch_mib(proxy: SocketAddr, origin: SocketAddr) -> Result<usize, String> {
         let work = async {
-            let mut s = socks_connect(proxy, origin).await.map_err(|e| e.to_string())?;
+            let mut s = socks_connect(proxy, origin).await.ok_or("the proxy did not connect")?;
             s.write_all(b"M").await.map_err(|e| e.to_string())?;
             let mut body = Vec::with_capacity(1 << 20);
             s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
@@ -547,28 +528,13 @@ mod sla_watch {
         let dir = std::env::temp_dir().join(format!("wirepact-renew-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let devnet = Devnet::start().expect("anvil (make tools)");
+        let (devnet, m) = super::sla_watch::devnet_market().await;
         let rpc = devnet.endpoint();
-        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
-        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
-            .await
-            .expect("deploy");
         for i in [1, 4] {
             m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
         }
         let d = dir.join("node1");
-        std::fs::create_dir_all(&d).expect("dir");
-        std::fs::write(
-            d.join("node.toml"),
-            format!(
-                "rpc_url = \"{rpc}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                 capacity_mbps = 10\nsession_mbps = 1\nmax_latency_ms = 80\nprice_per_gib = \"1\"\n\
-                 egress_allow = [\"127.0.0.0/8\"]\n",
-                m.address(),
-                d.display()
-            ),
-        )
-        .expect("cfg");
+        write_node_config(&d, &rpc, &m, "capacity_mbps = 10\nsession_mbps = 1\nprice_per_gib = \"1\"\n");
         let mut node = spawn_node(&d, &devnet.signer(1).expect("key").to_bytes().to_string(), &[]);
         let key = devnet.signer(4).expect("key").to_bytes().to_string();
         let (mut client, log, ready) =
@@ -668,33 +634,49 @@ mod sla_watch {
     }
 
     async fn three_providers(dir: &Path, extra: impl Fn(usize) -> &'static [&'static str]) -> Three {
-        let devnet = Devnet::start().expect("anvil (make tools)");
+        let (devnet, m) = super::sla_watch::devnet_market().await;
         let rpc = devnet.endpoint();
-        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
-        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
-            .await
-            .expect("deploy");
         for i in 1..=4 {
             m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
         }
-        let market = m.address().to_string();
         let mut nodes = Vec::new();
         for i in 1..=3usize {
             let d = dir.join(format!("node{i}"));
-            std::fs::create_dir_all(&d).expect("dir");
-            std::fs::write(
-                d.join("node.toml"),
-                format!(
-                    "rpc_url = \"{rpc}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
-                     capacity_mbps = 100\nsession_mbps = 10\nmax_latency_ms = 80\nprice_per_gib = \"0.{i}\"\n\
-                     egress_allow = [\"127.0.0.0/8\"]\n",
-                    d.display()
-                ),
-            )
-            .expect("cfg");
+            write_node_config(
+                &d,
+                &rpc,
+                &m,
+                &format!("capacity_mbps = 100\nsession_mbps = 10\nprice_per_gib = \"0.{i}\"\n"),
+            );
             nodes.push(spawn_node(&d, &devnet.signer(i).expect("key").to_bytes().to_string(), extra(i)));
         }
         Three { devnet, market: m, nodes }
+    }
+
+    /// A fresh devnet market, deployed by dev key 0 with the devnet parameters.
+    pub(super) async fn devnet_market() -> (Devnet, AlloyMarket) {
+        let devnet = Devnet::start().expect("anvil (make tools)");
+        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
+        let m = AlloyMarket::deploy(&devnet.endpoint(), devnet.signer(0).expect("key"), None, devnet_params(), policy)
+            .await
+            .expect("deploy");
+        (devnet, m)
+    }
+
+    /// Writes `dir/node.toml`: a provider on `market` selling `terms` (capacity, session rate,
+    /// price), promising 80 ms, its egress allowed to loopback.
+    fn write_node_config(dir: &Path, rpc: &str, market: &AlloyMarket, terms: &str) {
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(
+            dir.join("node.toml"),
+            format!(
+                "rpc_url = \"{rpc}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 max_latency_ms = 80\negress_allow = [\"127.0.0.0/8\"]\n{terms}",
+                market.address(),
+                dir.display()
+            ),
+        )
+        .expect("cfg");
     }
 
     /// `wirepact connect` (dev key 4) against `rpc`, leaving providers after a 3 s SLA window
@@ -875,7 +857,7 @@ mod full_device {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
-    use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
+    use wirepact_chain::Market;
 
     use super::*;
 
@@ -981,12 +963,8 @@ mod full_device {
         let before = curl_in(&ns.0, &url);
         assert!(!before.status.success(), "the namespace reached the origin by itself");
 
-        let devnet = Devnet::start().expect("anvil (make tools)");
+        let (devnet, m) = super::sla_watch::devnet_market().await;
         let rpc = devnet.endpoint();
-        let policy = SendPolicy { poll_interval: Duration::from_millis(20), ..SendPolicy::default() };
-        let m = AlloyMarket::deploy(&rpc, devnet.signer(0).expect("key"), None, devnet_params(), policy)
-            .await
-            .expect("deploy");
         let ten = U256::from(10u64).pow(U256::from(19));
         m.mint_test_tokens(devnet.signer(1).expect("key").address(), ten * U256::from(100)).await.expect("mint");
         m.mint_test_tokens(devnet.signer(2).expect("key").address(), ten).await.expect("mint");

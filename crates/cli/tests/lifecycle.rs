@@ -101,6 +101,32 @@ async fn report_violation(deployer: &AlloyMarket, oracles: &[PrivateKeySigner], 
         .expect("the report is accepted");
 }
 
+/// Polls `found` every 100 ms, at most `tries` times.
+async fn poll<T>(tries: u32, mut found: impl FnMut() -> Option<T>) -> Option<T> {
+    for _ in 0..tries {
+        if let Some(v) = found() {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// A fresh devnet market, deployed by dev key 0 with the devnet parameters.
+async fn devnet_market() -> (Devnet, AlloyMarket) {
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(
+        &devnet.endpoint(),
+        devnet.signer(0).expect("key"),
+        None,
+        wirepact_chain::devnet_params(),
+        policy(),
+    )
+    .await
+    .expect("deploy");
+    (devnet, deployer)
+}
+
 /// A devnet market (deployed by dev key 0), the provider's key (dev key 1, 1,000 tokens in its
 /// wallet) and four registered oracles (dev keys 3-6, 10 tokens staked each).
 struct Setup {
@@ -113,16 +139,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
-    let deployer = AlloyMarket::deploy(
-        &devnet.endpoint(),
-        devnet.signer(0).expect("key"),
-        None,
-        wirepact_chain::devnet_params(),
-        policy(),
-    )
-    .await
-    .expect("deploy");
+    let (devnet, deployer) = devnet_market().await;
     let cli = Cli { rpc: devnet.endpoint(), market: deployer.address() };
     let key = devnet.signer(1).expect("key");
     let prov = deployer.with_signer(key.clone(), policy());
@@ -340,16 +357,7 @@ fn a_new_keystore_opens_with_its_password_only_and_cast_reads_it() {
 /// gas money.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wallet_balance_shows_gas_money_and_tokens() {
-    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
-    let deployer = AlloyMarket::deploy(
-        &devnet.endpoint(),
-        devnet.signer(0).expect("key"),
-        None,
-        wirepact_chain::devnet_params(),
-        policy(),
-    )
-    .await
-    .expect("deploy");
+    let (devnet, deployer) = devnet_market().await;
     let who = PrivateKeySigner::random().address();
     deployer.mint_test_tokens(who, tokens_milli(12_500)).await.expect("mint");
     let market = deployer.address().to_string();
@@ -398,47 +406,40 @@ async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed(
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn node");
+    let read_log = || -> String {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.chars().filter(|c| !c.is_control() || *c == '\n').collect()
+    };
+    // Waits by count (up to 300 polls 100 ms apart), never by reading a clock.
     let wait_log = |what: &str| {
-        let t = std::time::Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let plain: String = text.chars().filter(|c| !c.is_control() || *c == '\n').collect();
-            if plain.contains(what) {
-                return plain;
-            }
-            assert!(t.elapsed() < Duration::from_secs(30), "the node never said {what:?}; its log:\n{plain}");
-            std::thread::sleep(Duration::from_millis(100));
+        let what = what.to_owned();
+        async move {
+            poll(300, || Some(read_log()).filter(|l| l.contains(&what)))
+                .await
+                .unwrap_or_else(|| panic!("the node never said {what:?}; its log:\n{}", read_log()))
         }
     };
-    let t = std::time::Instant::now();
-    while !ready.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "node not ready: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(600, || ready.exists().then_some(())).await.unwrap_or_else(|| panic!("node not ready: {}", read_log()));
     let pid = prov.provider_id_of(prov.account()).await.expect("id").expect("registered");
 
     let e0 = deployer.current_epoch().await.expect("epoch");
     warp(&cli.rpc, 3_600).await;
     report_violation(&deployer, &oracles, e0 + 1, pid).await;
-    let said = wait_log("recorded a violation");
+    let said = wait_log("recorded a violation").await;
     assert!(said.contains("measured_mbps=1") && said.contains("promised_mbps=20"), "{said}");
     assert!(said.contains("1 in the last 8 epochs, a slash at 2"), "{said}");
     warp(&cli.rpc, 3_600).await;
     report_violation(&deployer, &oracles, e0 + 2, pid).await;
-    let said = wait_log("SLASHED");
+    let said = wait_log("SLASHED").await;
     assert!(said.contains("slashed=4.2 tokens") && said.contains("stake_left=37.8 tokens"), "{said}");
 
     // The jail ends; the stake is short: it says what to stake, and does not unjail.
     let until = u64::from(prov.provider(pid).await.expect("p").jailedUntilEpoch);
     warp(&cli.rpc, 3_600 * (until - (e0 + 2))).await;
-    wait_log("`wirepact provider stake 2.2`, then the node unjails");
+    wait_log("`wirepact provider stake 2.2`, then the node unjails").await;
     assert_eq!(prov.provider(pid).await.expect("p").status, provider_status::JAILED);
     cli.ok(&key, &["provider", "stake", "2.2"]);
-    wait_log("unjailed (auto_unjail)");
+    wait_log("unjailed (auto_unjail)").await;
     assert_eq!(prov.provider(pid).await.expect("p").status, provider_status::ACTIVE);
 
     drop(node.stdin.take());

@@ -81,8 +81,6 @@ struct Prov {
     claimed: U256,
     bonus: U256,
     slashed_amount: U256,
-    /// Epochs of the violations recorded in the market's window (the leaver counts them).
-    violation_epochs: Vec<u64>,
     /// Stake when it left, and what was slashed after it left.
     left_with: Option<U256>,
     slashed_after_leaving: U256,
@@ -292,7 +290,6 @@ impl<'a> Sim<'a> {
                     claimed: U256::ZERO,
                     bonus: U256::ZERO,
                     slashed_amount: U256::ZERO,
-                    violation_epochs: Vec::new(),
                     left_with: None,
                     slashed_after_leaving: U256::ZERO,
                 });
@@ -825,7 +822,6 @@ impl<'a> Sim<'a> {
                 }
                 p.slashed_amount += s.amount;
                 p.first_slash_epoch.get_or_insert(e);
-                p.violation_epochs.clear();
                 if matches!(p.status, Status::Left { .. }) {
                     // It stays out; the slash came out of its unbonding stake.
                     p.slashed_after_leaving += s.amount;
@@ -850,9 +846,6 @@ impl<'a> Sim<'a> {
             p.audits += 1;
             if violation {
                 p.violations += 1;
-                if p.slashed_after_leaving.is_zero() && !matches!(p.status, Status::Jailed { .. }) {
-                    p.violation_epochs.push(e);
-                }
             }
             if p.period != e / r {
                 p.last_period_epochs = std::mem::take(&mut p.period_epochs);

@@ -28,7 +28,6 @@ pub(super) struct Books {
     pub grind: GrindBooks,
     pub grief: GriefBooks,
     pub sybils: SybilBooks,
-    pub leaves: u64,
     pub leave_gas: u64,
 }
 
@@ -327,7 +326,6 @@ impl Sim<'_> {
             let (_, ex) = self.chain.market_send(owner, &M::leaveCall { providerId: id })?;
             self.tally("leave", &ex);
             self.att.leave_gas += ex.gas;
-            self.att.leaves += 1;
             let p = &mut self.provs[pi];
             p.left_with = Some(U256::from(v.stake) + U256::from(v.unbonding));
             p.status = Status::Left { epoch: e };
