@@ -327,7 +327,11 @@ mod sla_watch {
                 tokio::spawn(async move {
                     let mut b = [0u8; 1];
                     if s.read_exact(&mut b).await.is_ok() {
-                        if b[0] == b'B' {
+                        if b[0] == b'M' {
+                            // Exactly 1 MiB, then the end of the stream.
+                            let _ = s.write_all(&vec![0x5au8; 1 << 20]).await;
+                            let _ = s.shutdown().await;
+                        } else if b[0] == b'B' {
                             // Bulk: stream until the client goes away (bounded at 2 GiB).
                             let chunk = vec![0x5au8; 64 * 1024];
                             for _ in 0..32 * 1024 {
@@ -485,24 +489,6 @@ mod sla_watch {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    /// An origin that answers each connection with exactly 1 MiB of 0x5a once it gets a byte.
-    async fn mib_origin() -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let a = l.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    let mut b = [0u8; 1];
-                    if s.read_exact(&mut b).await.is_ok() {
-                        let _ = s.write_all(&vec![0x5au8; 1 << 20]).await;
-                        let _ = s.shutdown().await;
-                    }
-                });
-            }
-        });
-        a
-    }
-
     /// Fetches the origin's 1 MiB through the proxy; the bytes received (bounded at 20 s).
     async fn fetch_mib(proxy: SocketAddr, origin: SocketAddr) -> Result<usize, String> {
         let work = async {
@@ -542,7 +528,7 @@ mod sla_watch {
         wait_for("the client's ready file", &log, || ready.exists()).await;
         let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).expect("ready")).expect("json");
         let proxy: SocketAddr = c["proxy"].as_str().expect("proxy").parse().expect("addr");
-        let o = mib_origin().await;
+        let o = origin().await;
         for i in 0..40 {
             match fetch_mib(proxy, o).await {
                 Ok(n) => assert_eq!(n, 1 << 20, "download {i} got {n} bytes"),
