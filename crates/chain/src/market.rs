@@ -498,6 +498,23 @@ impl AlloyMarket {
         Ok(block.header.timestamp)
     }
 
+    /// The smallest deposit a session with provider `id` may have now (at its current quote).
+    pub async fn min_deposit(&self, id: ProviderId) -> Result<U256, ChainError> {
+        self.contract().minDeposit(id.0).call().await.map_err(|e| ChainError::from_contract("reading the minimum deposit", e))
+    }
+
+    /// What a settled session paid (from its `SessionSettled` event), if it settled.
+    pub async fn settled_paid(&self, id: SessionId) -> Result<Option<U256>, ChainError> {
+        use alloy::sol_types::SolEvent;
+        let filter = Filter::new()
+            .address(self.address)
+            .event_signature(WirepactMarket::SessionSettled::SIGNATURE_HASH)
+            .topic1(id.0)
+            .from_block(0);
+        let logs = self.rpc().get_logs(&filter).await.map_err(|e| ChainError::from_rpc("reading a settlement", e))?;
+        Ok(logs.iter().find_map(|l| WirepactMarket::SessionSettled::decode_log(&l.inner).ok().map(|e| e.data.paid)))
+    }
+
     pub async fn token_balance(&self, who: Address) -> Result<U256, ChainError> {
         self.token_contract()
             .balanceOf(who)

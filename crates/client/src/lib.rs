@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod budget;
+pub mod control;
 pub mod failover;
 #[cfg(target_os = "linux")]
 pub mod fulldevice;
@@ -28,6 +30,8 @@ use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDO
 pub use failover::{Failover, Link};
 pub use select::{cost, rank, Candidate, Excluded, Requirements};
 pub use sla::{Breach, SlaWatch};
+pub use budget::{Budget, Capped, Caps};
+pub use control::ClientMetrics;
 pub use state::{SavedSession, SessionStore, StateError};
 
 /// The client's configuration (`client.toml`); see `examples/client.toml`.
@@ -99,6 +103,17 @@ pub struct ClientConfig {
     /// With `tun`: the device's name.
     #[serde(default = "default_tun_name")]
     pub tun_name: String,
+    /// Spend at most this many tokens on sessions opened on one UTC day. A session's whole
+    /// deposit counts until it settles, then what it paid.
+    #[serde(default)]
+    pub max_spend_per_day: Option<String>,
+    /// Spend at most this many tokens in all (kept in `data_dir/budget.json` across runs).
+    #[serde(default)]
+    pub max_spend_total: Option<String>,
+    /// Local control endpoint (`wirepact client status|stop`, and Prometheus `/metrics`): keep it
+    /// on loopback. Off when not set.
+    #[serde(default)]
+    pub control_listen: Option<SocketAddr>,
 }
 
 fn default_price_tolerance_pct() -> u32 {
@@ -162,6 +177,10 @@ pub enum ClientError {
     Tun(String),
     #[error("the client cannot keep its session files ({0}); fix `data_dir` (nothing was sent to the chain)")]
     DataDir(StateError),
+    #[error(transparent)]
+    Capped(#[from] budget::Capped),
+    #[error("cannot serve the control endpoint on {addr}: {source}; change `control_listen`")]
+    Control { addr: SocketAddr, source: std::io::Error },
 }
 
 /// What a connected client reports once its proxy listens.
@@ -297,31 +316,50 @@ impl ClientConfig {
             region: self.region.clone(),
         })
     }
+
+    /// The spending caps this config states.
+    ///
+    /// # Errors
+    /// A cap that is not a token amount.
+    pub fn caps(&self) -> Result<budget::Caps, ClientError> {
+        let parse = |s: &Option<String>| -> Result<Option<u128>, ClientError> {
+            s.as_deref().map(|t| Ok(parse_tokens(t)?.saturating_to::<u128>())).transpose()
+        };
+        Ok(budget::Caps { per_day: parse(&self.max_spend_per_day)?, total: parse(&self.max_spend_total)? })
+    }
 }
 
 /// Closes or settles sessions a previous run left open; returns how many were finished.
 ///
 /// # Errors
 /// RPC or state-file failures (the files stay for the next try).
-pub async fn tidy_leftovers(market: &AlloyMarket, store: &SessionStore) -> Result<usize, ClientError> {
-    tidy_sessions(market, store, &[]).await
+pub async fn tidy_leftovers(
+    market: &AlloyMarket,
+    store: &SessionStore,
+    budget: &std::sync::Mutex<Budget>,
+) -> Result<usize, ClientError> {
+    tidy_sessions(market, store, budget, &[]).await
 }
 
 /// As [`tidy_leftovers`], leaving the sessions in `live` (the ones serving now) alone: sessions
 /// left after a failover are closed (if their close failed) and settled once their claim grace
-/// is over, while the client runs, not at its next start.
+/// is over, while the client runs, not at its next start. Every saved session is in the
+/// spending book (whole deposit) until it settles; then what it paid is.
 ///
 /// # Errors
 /// RPC or state-file failures (the files stay for the next try).
 pub async fn tidy_sessions(
     market: &AlloyMarket,
     store: &SessionStore,
+    budget: &std::sync::Mutex<Budget>,
     live: &[alloy::primitives::B256],
 ) -> Result<usize, ClientError> {
     let grace = market.params().await?.claimGrace;
     let mut done = 0;
     for s in store.load_all()? {
         let id = s.terms.session_id();
+        let deposit = s.terms.deposit.to::<u128>();
+        book(budget).opened(id.0, deposit, s.terms.openedAt.to::<u64>())?;
         if live.contains(&id.0) {
             continue;
         }
@@ -331,11 +369,17 @@ pub async fn tidy_sessions(
             market.close(&s.terms).await?;
         } else if st.status == session_status::CLOSING {
             if unix_now() >= u64::from(st.closedAt) + grace {
+                let paid = st.paid.to::<u128>();
                 market.settle(&s.terms).await?;
+                book(budget).settled(&id.0, paid, unix_now())?;
                 store.remove(&id.0)?;
                 done += 1;
             }
         } else {
+            // Settled by someone else (a provider's close settles at once): its event says
+            // what it paid; without one, the whole deposit stays counted.
+            let paid = market.settled_paid(id).await?.map_or(deposit, |p| p.saturating_to::<u128>());
+            book(budget).settled(&id.0, paid, unix_now())?;
             store.remove(&id.0)?;
             done += 1;
         }
@@ -343,10 +387,18 @@ pub async fn tidy_sessions(
     Ok(done)
 }
 
+/// The spending book (a panic elsewhere while it was held leaves it consistent: every change
+/// is one map update, written to disk before the lock is released).
+fn book(b: &std::sync::Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What opening a link needs.
 struct Opener<'a> {
     market: &'a AlloyMarket,
     store: &'a SessionStore,
+    budget: &'a std::sync::Mutex<Budget>,
+    metrics: &'a ClientMetrics,
     cfg: &'a ClientConfig,
     deposit: U256,
     max_price: U256,
@@ -355,6 +407,12 @@ struct Opener<'a> {
 }
 
 impl Opener<'_> {
+    /// Why no session can be opened at all now, if the caps leave no room (checked before
+    /// choosing a provider; the exact floor is the chosen provider's).
+    fn capped(&self) -> Option<Capped> {
+        book(self.budget).deposit_for(self.deposit.saturating_to(), 1, unix_now()).err()
+    }
+
     /// Funds, opens, persists and connects a session with `choice`. A session whose tunnel
     /// cannot be set up is closed again at once.
     async fn open(&self, choice: &Candidate) -> Result<Link, ClientError> {
@@ -364,30 +422,41 @@ impl Opener<'_> {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| ClientError::BadEndpoint(choice.endpoint.clone()))?;
+        // The deposit, cut to what the spending caps leave (never below the provider's floor).
+        let floor = market.min_deposit(ProviderId(choice.id)).await?;
+        let deposit = U256::from(book(self.budget).deposit_for(
+            self.deposit.saturating_to(),
+            floor.saturating_to(),
+            unix_now(),
+        )?);
         let have = market.balance_of(market.account()).await?;
-        if have < self.deposit {
+        if have < deposit {
             let wallet = market.token_balance(market.account()).await?;
-            if wallet < self.deposit - have {
+            if wallet < deposit - have {
                 return Err(ClientError::InsufficientFunds {
-                    need: format_tokens(self.deposit),
+                    need: format_tokens(deposit),
                     have: format_tokens(have),
                     wallet: format_tokens(wallet),
                 });
             }
-            market.deposit(self.deposit - have).await?;
+            market.deposit(deposit - have).await?;
         }
         let session_key = PrivateKeySigner::random();
         let max_price = select::open_price_cap(self.max_price, choice.quote, self.cfg.price_tolerance_pct)
             .ok_or(ClientError::ProviderUnavailable(choice.id))?;
-        let opened = market.open_session(ProviderId(choice.id), self.deposit, max_price, session_key.address()).await?;
+        let opened = market.open_session(ProviderId(choice.id), deposit, max_price, session_key.address()).await?;
         let saved = SavedSession { terms: opened.terms.clone(), session_key: session_key.clone() };
-        if let Err(e) = self.store.save(&saved) {
+        let kept = self.store.save(&saved).and_then(|()| {
+            book(self.budget).opened(opened.id.0, deposit.saturating_to(), opened.terms.openedAt.to::<u64>())
+        });
+        if let Err(e) = kept {
             // Without the file a crash would strand the deposit: close at once instead.
             tracing::error!(error = %e, "cannot persist the session; closing it");
             market.close(&opened.terms).await?;
             return Err(e.into());
         }
         let sid = opened.id.0;
+        self.metrics.sessions_opened.inc();
         tracing::info!(provider = choice.id, session = %sid, price = %format_tokens(opened.terms.pricePerGiB.to()), "session opened");
         // Receipts and auths are dated on the chain's clock: the session's `openedAt` (the
         // block that just opened it) plus the time elapsed since. A machine whose clock is off
@@ -515,13 +584,14 @@ const STANDBY_RETRY_MAX: Duration = Duration::from_secs(60);
 const TIDY_EVERY: Duration = Duration::from_secs(30);
 
 /// Signs a final receipt on a live link and closes its session on chain.
-async fn close_link(market: &AlloyMarket, link: &Link, final_receipt: Option<Duration>) -> bool {
+async fn close_link(market: &AlloyMarket, metrics: &ClientMetrics, link: &Link, final_receipt: Option<Duration>) -> bool {
     if let (Some(wait), true) = (final_receipt, link.session.is_alive()) {
         if let Err(e) = link.session.finish(wait).await {
             tracing::warn!(provider = link.provider_id, error = %e, "the provider did not acknowledge the final receipt");
         }
     }
     link.session.close();
+    metrics.bytes_done.fetch_add(link.session.counted(), std::sync::atomic::Ordering::Relaxed);
     match market.close(&link.terms).await {
         Ok(_) => true,
         Err(e) => {
@@ -549,22 +619,38 @@ pub async fn run_connect(
     let market = AlloyMarket::connect(&cfg.rpc_url, cfg.market, signer, policy).await?;
     let store = SessionStore::new(&cfg.data_dir);
     store.check_writable().map_err(ClientError::DataDir)?;
-    if let Err(e) = tidy_leftovers(&market, &store).await {
+    let budget = std::sync::Arc::new(std::sync::Mutex::new(
+        Budget::load(&cfg.data_dir, cfg.caps()?).map_err(ClientError::DataDir)?,
+    ));
+    // Bound before anything goes on chain: a taken port costs no deposit.
+    let control = match cfg.control_listen {
+        Some(addr) => {
+            Some(wirepact_admin::bind(addr).await.map_err(|source| ClientError::Control { addr, source })?)
+        }
+        None => None,
+    };
+    if let Err(e) = tidy_leftovers(&market, &store, &budget).await {
         tracing::warn!(error = %e, "could not finish sessions of a previous run; will retry next start");
     }
     let listener =
         TcpListener::bind(cfg.listen).await.map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
     let proxy = listener.local_addr().map_err(|source| ClientError::Listen { addr: cfg.listen, source })?;
     let latency_tolerance_ms = market.params().await?.latencyToleranceMs;
+    let (metrics, registry) = ClientMetrics::registered();
     let opener = Opener {
         market: &market,
         store: &store,
+        budget: &budget,
+        metrics: &metrics,
         cfg: &cfg,
         deposit,
         max_price: req.max_price.unwrap_or(U256::MAX),
         latency_tolerance_ms,
     };
 
+    if let Some(c) = opener.capped() {
+        return Err(c.into());
+    }
     let first = opener.pick(&req, &[]).await?;
     let link = opener.open(&first).await?;
     // Full-device mode is set up before anyone is told the client is ready.
@@ -572,7 +658,7 @@ pub async fn run_connect(
     let device = match device {
         Some(Ok(d)) => Some(d),
         Some(Err(e)) => {
-            close_link(&market, &link, Some(FINAL_RECEIPT_WAIT)).await;
+            close_link(&market, &metrics, &link, Some(FINAL_RECEIPT_WAIT)).await;
             return Err(e);
         }
         None => None,
@@ -587,6 +673,43 @@ pub async fn run_connect(
     }
     let route = Failover::new(link);
     tracing::info!(%proxy, "proxy ready (SOCKS5 and HTTP CONNECT)");
+    // Why new connections are refused (a spending cap), while they are.
+    let (capped_tx, capped_rx) = tokio::sync::watch::channel::<Option<String>>(None);
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    if let Some(l) = control {
+        let (r, b, c, m) = (route.clone(), budget.clone(), capped_rx.clone(), metrics.clone());
+        let admin = wirepact_admin::Admin::new(registry, move || {
+            let capped = c.borrow().clone();
+            control::status(Some(&r), &b, capped, &m, proxy, unix_now())
+        })
+        .with_stop(stop.clone());
+        tracing::info!(addr = %l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "control endpoint ready (`wirepact client status`, /metrics)");
+        tokio::spawn(wirepact_admin::serve(l, std::sync::Arc::new(admin)));
+    }
+    // The local proxy, closed while a spending cap leaves no session to carry new connections
+    // (they are refused at once, not left hanging), and opened again when there is room.
+    let proxy_loop = async {
+        let mut listener = Some(listener);
+        loop {
+            let l = match listener.take() {
+                Some(l) => l,
+                None => match TcpListener::bind(proxy).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(%proxy, error = %e, "cannot listen again; retrying");
+                        tokio::time::sleep(STANDBY_RETRY_MIN).await;
+                        continue;
+                    }
+                },
+            };
+            let mut gate = capped_rx.clone();
+            tokio::select! {
+                () = serve_proxy(l, route.clone()) => return,
+                _ = gate.wait_for(Option::is_some) => {}
+            }
+            let _ = gate.wait_for(Option::is_none).await;
+        }
+    };
     let stop_device = device.as_ref().map(fulldevice_stopper);
     let mut device_failed = None;
     let device_run = async {
@@ -632,8 +755,23 @@ pub async fn run_connect(
         let mut last_miss: Option<String> = None;
         let mut next_tidy = Instant::now() + TIDY_EVERY;
         loop {
+            // The caps are checked before any provider is looked at: while they leave no room,
+            // no session is opened (and, without an active one, no connection is taken).
+            let cap = opener.capped();
+            let refusing = cap.is_some() && route.active().is_none();
+            let reason = refusing.then(|| cap.as_ref().map(ToString::to_string)).flatten();
+            if *capped_tx.borrow() != reason {
+                match &reason {
+                    Some(why) => tracing::warn!("{why}"),
+                    None if capped_tx.borrow().is_some() => {
+                        tracing::info!("the spending caps leave room again; accepting connections");
+                    }
+                    None => {}
+                }
+                capped_tx.send_replace(reason);
+            }
             for dead in route.take_dead() {
-                close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
+                close_link(&market, &metrics, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
             }
             for spent in route.take_retired() {
                 tracing::info!(
@@ -641,9 +779,9 @@ pub async fn run_connect(
                     bytes = spent.session.counted(),
                     "closing a session whose deposit is spent"
                 );
-                close_link(&market, &spent, Some(FINAL_RECEIPT_WAIT)).await;
+                close_link(&market, &metrics, &spent, Some(FINAL_RECEIPT_WAIT)).await;
             }
-            if route.wants_renewal() && route.active().is_some() && Instant::now() >= next_open {
+            if route.wants_renewal() && route.active().is_some() && cap.is_none() && Instant::now() >= next_open {
                 match opener.pick(&req, &route.avoid_for_renewal()).await {
                     Ok(c) => match opener.open(&c).await {
                         Ok(l) => {
@@ -663,7 +801,7 @@ pub async fn run_connect(
             }
             let need_active = route.active().is_none();
             let need_standby = need_active || (cfg.standby && route.standby().is_none());
-            if need_standby && Instant::now() >= next_open {
+            if need_standby && cap.is_none() && Instant::now() >= next_open {
                 let opened = match opener.pick(&req, &route.avoid()).await {
                     Ok(c) => opener.open(&c).await,
                     Err(e) => Err(e),
@@ -700,7 +838,7 @@ pub async fn run_connect(
             if Instant::now() >= next_tidy {
                 let live: Vec<_> =
                     route.active().into_iter().chain(route.standby()).map(|l| l.terms.session_id().0).collect();
-                if let Err(e) = tidy_sessions(&market, &store, &live).await {
+                if let Err(e) = tidy_sessions(&market, &store, &budget, &live).await {
                     tracing::debug!(error = %e, "settling sessions left behind failed; retried later");
                 }
                 next_tidy = Instant::now() + TIDY_EVERY;
@@ -713,7 +851,8 @@ pub async fn run_connect(
     };
     tokio::select! {
         () = shutdown => {}
-        () = serve_proxy(listener, route.clone()) => {}
+        () = stop.notified() => tracing::info!("stop asked on the control endpoint"),
+        () = proxy_loop => {}
         () = manage => {}
         e = &mut device_run => {
             tracing::error!(error = %e, "the full-device route stopped; closing the sessions");
@@ -730,13 +869,13 @@ pub async fn run_connect(
     let active = route.active();
     let mut closed = true;
     for l in route.active().into_iter().chain(route.standby()) {
-        closed &= close_link(&market, &l, Some(FINAL_RECEIPT_WAIT)).await;
+        closed &= close_link(&market, &metrics, &l, Some(FINAL_RECEIPT_WAIT)).await;
     }
     for dead in route.take_dead() {
-        closed &= close_link(&market, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
+        closed &= close_link(&market, &metrics, &dead, Some(LEAVING_RECEIPT_WAIT)).await;
     }
     for spent in route.take_all_retiring() {
-        closed &= close_link(&market, &spent, Some(FINAL_RECEIPT_WAIT)).await;
+        closed &= close_link(&market, &metrics, &spent, Some(FINAL_RECEIPT_WAIT)).await;
     }
     if let Some(e) = device_failed {
         return Err(ClientError::Tun(e));
