@@ -36,19 +36,28 @@ pub enum WalletError {
 impl PasswordSource {
     /// Reads the password. The string is not logged anywhere.
     pub fn read(&self) -> Result<String, WalletError> {
+        self.read_with_prompt("keystore password: ")
+    }
+
+    /// As [`Self::read`]; a prompt names the keystore it unlocks.
+    pub fn read_for(&self, keystore: &Path) -> Result<String, WalletError> {
+        self.read_with_prompt(&format!("password for keystore {}: ", keystore.display()))
+    }
+
+    fn read_with_prompt(&self, prompt: &str) -> Result<String, WalletError> {
         match self {
             PasswordSource::Env(name) => std::env::var(name).map_err(|_| WalletError::MissingEnv(name.clone())),
             PasswordSource::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.lines().next().unwrap_or_default().to_owned())
                 .map_err(|source| WalletError::PasswordFile { path: path.clone(), source }),
-            PasswordSource::Prompt => rpassword::prompt_password("keystore password: ").map_err(WalletError::Prompt),
+            PasswordSource::Prompt => rpassword::prompt_password(prompt).map_err(WalletError::Prompt),
         }
     }
 }
 
 /// Decrypts a keystore v3 file.
 pub fn load_keystore(path: &Path, password: &PasswordSource) -> Result<PrivateKeySigner, WalletError> {
-    let pw = password.read()?;
+    let pw = password.read_for(path)?;
     PrivateKeySigner::decrypt_keystore(path, pw)
         .map_err(|e| WalletError::Keystore { path: path.to_owned(), reason: e.to_string() })
 }

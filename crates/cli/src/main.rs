@@ -1,6 +1,7 @@
 //! `wirepact`: one binary for providers (`node`), users (`connect`), oracles (`oracle`),
 //! operators (`deploy`, `providers`, `status`) and newcomers (`devnet`).
 
+mod control;
 mod devnet;
 mod lifecycle;
 mod wallet;
@@ -28,8 +29,29 @@ struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. "info" or "wirepact_node=debug".
     #[arg(long, global = true, env = "WIREPACT_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text, or as one JSON object per line (for log collectors).
+    #[arg(long, global = true, env = "WIREPACT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The chain and market of a daemon, over its config file's (`--rpc-url`, `--market`, or
+/// $WIREPACT_RPC_URL, $WIREPACT_MARKET).
+#[derive(Args, Debug, Clone)]
+struct ChainOverride {
+    /// JSON-RPC endpoint of the chain (overrides the config's `rpc_url`).
+    #[arg(long, env = "WIREPACT_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Address of the market contract (overrides the config's `market`).
+    #[arg(long, env = "WIREPACT_MARKET")]
+    market: Option<Address>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,6 +72,8 @@ enum Cmd {
         /// Test knob: drop this share of connections before the handshake (0.0-1.0).
         #[arg(long)]
         fail_probability: Option<f64>,
+        #[command(flatten)]
+        chain: ChainOverride,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -94,6 +118,8 @@ enum Cmd {
         #[arg(long, requires = "tun")]
         tun_name: Option<String>,
         #[command(flatten)]
+        chain: ChainOverride,
+        #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
         run: RunArgs,
@@ -109,6 +135,8 @@ enum Cmd {
         /// Test knob: report the opposite of what was measured.
         #[arg(long)]
         lie: bool,
+        #[command(flatten)]
+        chain: ChainOverride,
         #[command(flatten)]
         key: KeyArgs,
         #[command(flatten)]
@@ -126,6 +154,14 @@ enum Cmd {
         chain: lifecycle::ChainArgs,
         #[command(flatten)]
         key: KeyArgs,
+    },
+    /// Ask a running client (`wirepact connect` with `control_listen`) how it does, or stop it.
+    Client {
+        #[command(subcommand)]
+        cmd: control::ClientCmd,
+        /// The client's control endpoint (its `control_listen`).
+        #[arg(long, global = true, env = "WIREPACT_CONTROL", default_value = "127.0.0.1:7980")]
+        control: std::net::SocketAddr,
     },
     /// Keys: create or import a keystore v3 file, show its address, see balances.
     Wallet {
@@ -380,13 +416,27 @@ fn write_ready(path: Option<&PathBuf>, value: &impl serde::Serialize) -> Result<
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
-    match run(cli.cmd).await {
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(ansi).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(cli.cmd));
+    // A daemon stopped another way (its control endpoint, a signal) may still be reading an
+    // open stdin (`--exit-with-stdin`): that read must not keep the process alive.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -397,8 +447,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Node { config, shape_mbps, extra_latency_ms, fail_probability, key, run } => {
+        Cmd::Node { config, shape_mbps, extra_latency_ms, fail_probability, chain, key, run } => {
             let mut cfg: NodeConfig = read_config(&config)?;
+            cfg.rpc_url = chain.rpc_url.unwrap_or(cfg.rpc_url);
+            cfg.market = chain.market.unwrap_or(cfg.market);
             cfg.test_knobs.shape_mbps = shape_mbps.or(cfg.test_knobs.shape_mbps);
             cfg.test_knobs.extra_latency_ms = extra_latency_ms.unwrap_or(cfg.test_knobs.extra_latency_ms);
             cfg.test_knobs.fail_probability = fail_probability.unwrap_or(cfg.test_knobs.fail_probability);
@@ -426,12 +478,15 @@ async fn run(cmd: Cmd) -> Result<()> {
             lifecycle::provider(&chain, key.signer()?, provider, &action).await
         }
         Cmd::Wallet { cmd } => wallet::run(cmd).await,
+        Cmd::Client { cmd, control } => control::run(cmd, control).await,
         Cmd::Withdraw { amount, chain, key } => lifecycle::withdraw(&chain, key.signer()?, amount.as_deref()).await,
-        Cmd::Oracle { config, lie, key, run, action: None } => {
+        Cmd::Oracle { config, lie, chain, key, run, action: None } => {
             let Some(config) = config else {
                 bail!("wirepact oracle needs --config FILE to run (see examples/oracle.toml), or a subcommand: leave, withdraw");
             };
             let mut cfg: wirepact_oracle::OracleConfig = read_config(&config)?;
+            cfg.rpc_url = chain.rpc_url.unwrap_or(cfg.rpc_url);
+            cfg.market = chain.market.unwrap_or(cfg.market);
             cfg.lie |= lie;
             let signer = key.signer()?;
             let tx = ready_writer(run.ready_file.clone(), |_| {});
@@ -457,10 +512,13 @@ async fn run(cmd: Cmd) -> Result<()> {
             tun,
             tun_netns,
             tun_name,
+            chain,
             key,
             run,
         } => {
             let mut cfg: ClientConfig = read_config(&config)?;
+            cfg.rpc_url = chain.rpc_url.unwrap_or(cfg.rpc_url);
+            cfg.market = chain.market.unwrap_or(cfg.market);
             cfg.provider = provider.or(cfg.provider);
             cfg.listen = listen.unwrap_or(cfg.listen);
             cfg.min_mbps = min_mbps.unwrap_or(cfg.min_mbps);

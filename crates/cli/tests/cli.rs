@@ -563,6 +563,118 @@ mod sla_watch {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Issue 22: a user's daily spending cap holds to the wei. Sessions are renewed while the
+    /// cap leaves room (the last deposit cut to what is left); then the proxy refuses new
+    /// connections at once (no hang), the control endpoint says why, and `wirepact client stop`
+    /// closes every session.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spending_cap_is_never_passed_and_then_connections_are_refused_not_hung() {
+        let dir = std::env::temp_dir().join(format!("wirepact-cap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (devnet, m) = super::sla_watch::devnet_market().await;
+        let rpc = devnet.endpoint();
+        for i in [1, 4] {
+            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
+        }
+        let d = dir.join("node1");
+        write_node_config(&d, &rpc, &m, "capacity_mbps = 10\nsession_mbps = 1\nprice_per_gib = \"1\"\n");
+        let mut node = spawn_node(&d, &devnet.signer(1).expect("key").to_bytes().to_string(), &[]);
+        let control = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let key = devnet.signer(4).expect("key").to_bytes().to_string();
+        let (mut client, log, ready) = spawn_client_with(
+            &dir,
+            &rpc,
+            &m,
+            &key,
+            &format!(
+                "deposit = \"0.02\"\nstandby = false\nrenew_at_percent = 50\nmax_spend_per_day = \"0.05\"\ncontrol_listen = \"{control}\"\n"
+            ),
+        );
+        wait_for("the client's ready file", &log, || ready.exists()).await;
+        let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).expect("ready")).expect("json");
+        let proxy: SocketAddr = c["proxy"].as_str().expect("proxy").parse().expect("addr");
+        let o = origin().await;
+        // 0.05 tokens at 1 token/GiB pay for ~51 MiB at most; a renewed session carries only its
+        // open streams after renewing, and the rest of its deposit counts until it settles.
+        let mut done = 0;
+        for _ in 0..80 {
+            match tokio::time::timeout(Duration::from_secs(30), fetch_mib(proxy, o)).await {
+                Ok(Ok(n)) if n == 1 << 20 => done += 1,
+                Ok(_) => break,
+                Err(_) => panic!("a download hung at the cap after {done} MiB"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!((20..=52).contains(&done), "{done} MiB before the cap; 0.05 tokens pay for ~51 at most");
+
+        let cli = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+                .args(args)
+                .args(["--control", &control.to_string()])
+                .output()
+                .expect("run wirepact client");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let mut status = serde_json::Value::Null;
+        for _ in 0..100 {
+            status = serde_json::from_str(&cli(&["client", "status", "--json"])).expect("status json");
+            if status["accepting"] == false {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status["accepting"], false, "{status}");
+        assert!(status["capped"].as_str().expect("why").contains("spending cap reached"), "{status}");
+        assert_eq!(status["spend"]["cap_per_day"], "0.05", "{status}");
+        assert_eq!(status["spend"]["today"], "0.05", "deposits count until they settle: {status}");
+        // Refused at once, not accepted and left hanging.
+        let refused = tokio::net::TcpStream::connect(proxy).await;
+        assert!(refused.is_err(), "the proxy still accepts connections while capped");
+        let text = cli(&["client", "status"]);
+        assert!(text.contains("REFUSING new connections") && text.contains("max_spend_per_day"), "{text}");
+        let metrics = reqwest_text(&format!("http://{control}/metrics")).await;
+        assert!(metrics.contains("wirepact_client_capped 1"), "{metrics}");
+        assert!(metrics.contains("wirepact_client_sessions_opened_total 3"), "{metrics}");
+
+        assert!(cli(&["client", "stop"]).contains("stopping"));
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut client.stdout.take().expect("stdout"), &mut out).expect("report");
+        assert!(client.wait().expect("wait").success(), "a stop on the control endpoint exits 0");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).expect("report json");
+        assert!(report["closed"].as_bool().expect("closed"), "{report}");
+        // Three sessions, 0.02 + 0.02 + the 0.01 left: the cap to the wei, and all closed.
+        let opened = m
+            .sessions_opened_with(wirepact_proto::ProviderId(1), 0, m.block_number().await.expect("block"))
+            .await
+            .expect("sessions");
+        let deposits: Vec<U256> = opened.iter().map(|t| U256::from(t.deposit)).collect();
+        assert_eq!(deposits, vec![tokens(2) / U256::from(100), tokens(2) / U256::from(100), tokens(1) / U256::from(100)]);
+        for t in &opened {
+            let st = m.session(t.session_id()).await.expect("session");
+            assert_ne!(st.status, session_status::OPEN, "session {} left open", t.session_id().0);
+            assert!(U256::from(st.paid) <= U256::from(t.deposit));
+        }
+        drop(node.stdin.take());
+        assert!(node.wait().expect("wait").success(), "node stops cleanly");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn reqwest_text(url: &str) -> String {
+        let mut s = TcpStream::connect(url.trim_start_matches("http://").split('/').next().expect("host"))
+            .await
+            .expect("connect");
+        let path = format!("/{}", url.trim_start_matches("http://").split_once('/').map_or("", |(_, p)| p));
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
     /// Issue 22: a client that could not write its `data_dir` deposited and opened a session
     /// first, then failed, keeping no file that would ever settle it. Now it checks first:
     /// it refuses to start, says so, and nothing reaches the chain.

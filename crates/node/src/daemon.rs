@@ -28,6 +28,7 @@ use wirepact_tunnel::session::{serve_provider, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept_observed, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
 
 use crate::claimer::{ClaimError, Claimer};
+use crate::dashboard::{pending_claims, Board, CountingStore};
 use crate::db::{DbError, ReceiptDb};
 use crate::idle::IdleCloser;
 use crate::sessions::ChainSessions;
@@ -95,6 +96,10 @@ pub struct NodeConfig {
     /// is missing). Off: `wirepact provider unjail` by hand.
     #[serde(default)]
     pub auto_unjail: bool,
+    /// The operator's dashboard (`/`), status (`/api/status`) and Prometheus metrics
+    /// (`/metrics`), read-only. Keep it on loopback (no authentication); off when not set.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
     /// Misbehaviour on purpose, for tests, benchmarks and the devnet only.
     #[serde(default)]
     pub test_knobs: TestKnobs,
@@ -157,6 +162,8 @@ pub enum NodeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("provider {0} has left the market; register with another account")]
     Left(u32),
+    #[error("cannot serve the dashboard on {addr}: {source}; change `admin_listen`")]
+    Admin { addr: SocketAddr, source: std::io::Error },
 }
 
 /// What a started node reports (to the CLI, the devnet, tests).
@@ -427,6 +434,10 @@ pub async fn run_node(
         TcpListener::bind(cfg.listen).await.map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
     let local = listener.local_addr().map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
     let endpoint = cfg.endpoint.clone().unwrap_or_else(|| local.to_string());
+    let admin_l = match cfg.admin_listen {
+        Some(addr) => Some(wirepact_admin::bind(addr).await.map_err(|source| NodeError::Admin { addr, source })?),
+        None => None,
+    };
     let id = ensure_registered(&market, &cfg, identity.tunnel_key(), &endpoint).await?;
     warn_if_clock_behind(&market).await;
     let dom = domain(market.chain_id(), market.address());
@@ -442,12 +453,25 @@ pub async fn run_node(
     }
 
     let report = Arc::new(Mutex::new(NodeReport::default()));
+    let (board, registry) = Board::new(id.0);
+    let receipts = Arc::new(CountingStore::new(db.clone(), board.clone()));
     let claim_now = Arc::new(Notify::new());
     // A session is served over one tunnel: counters start at zero, so a second connection
     // for the same session would bill from zero again. Clients open a new session instead.
     let used: Arc<Mutex<HashSet<B256>>> = Arc::new(Mutex::new(HashSet::new()));
     // Sessions whose tunnel is up now (the claimer leaves their latest second alone).
     let live: Arc<Mutex<HashSet<B256>>> = Arc::new(Mutex::new(HashSet::new()));
+    if let Some(l) = admin_l {
+        let (board, report, live, db) = (board.clone(), report.clone(), live.clone(), db.clone());
+        let admin = wirepact_admin::Admin::new(registry, move || {
+            let r = report.lock().map(|r| r.clone()).unwrap_or_default();
+            let n = live.lock().map_or(0, |l| l.len());
+            board.status(&r, n, pending_claims(&db))
+        })
+        .with_page(crate::dashboard::PAGE);
+        tracing::info!(addr = %l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "dashboard ready (read-only; /metrics for Prometheus)");
+        tokio::spawn(wirepact_admin::serve(l, Arc::new(admin)));
+    }
     let impair = Impairment::new(cfg.test_knobs.shape_mbps, Duration::from_millis(cfg.test_knobs.extra_latency_ms));
     let fail_probability = cfg.test_knobs.fail_probability;
     if !impair.is_off() || fail_probability > 0.0 {
@@ -455,6 +479,7 @@ pub async fn run_node(
     }
     let serve = {
         let (report, claim_now, db) = (report.clone(), claim_now.clone(), db.clone());
+        let receipts = receipts.clone();
         let window = cfg.window_bytes;
         let lanes = ProviderLanes::default();
         let admission = admission.clone();
@@ -485,7 +510,7 @@ pub async fn run_node(
                 let (acceptor, checker, sessions, dom, egress, impair) =
                     (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone(), impair.clone());
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
-                let (lanes, live) = (lanes.clone(), live.clone());
+                let (lanes, live, receipts) = (lanes.clone(), live.clone(), receipts.clone());
                 tokio::spawn(async move {
                     let acc = accept_observed(
                         &acceptor,
@@ -528,7 +553,7 @@ pub async fn run_node(
                         tracing::warn!(session = %session_id, "session already served over another tunnel; refused");
                         return;
                     };
-                    let store: Arc<dyn ReceiptStore> = db.clone();
+                    let store: Arc<dyn ReceiptStore> = receipts;
                     let cfg = ProviderSession {
                         domain: dom,
                         session_id,
@@ -568,7 +593,7 @@ pub async fn run_node(
 
     let claims = {
         let (db, market, report, claim_now) = (db.clone(), market.clone(), report.clone(), claim_now.clone());
-        let live = live.clone();
+        let (live, receipts) = (live.clone(), receipts.clone());
         let every = Duration::from_secs(cfg.claim_interval_secs);
         async move {
             loop {
@@ -577,6 +602,7 @@ pub async fn run_node(
                     () = claim_now.notified() => true,
                 };
                 let live = live.lock().map(|l| l.clone()).unwrap_or_default();
+                receipts.retain(&live);
                 let claimer = Claimer { db: &db, market: &*market, threshold, live };
                 match claimer.run(forced).await {
                     Ok(out) => {
@@ -597,9 +623,9 @@ pub async fn run_node(
     // Violations, slashes and the jail, said in the log as they land (and the jail ended
     // when it may be, with `auto_unjail`).
     let standing = {
-        let (market, auto) = (market.clone(), cfg.auto_unjail);
+        let (market, auto, board) = (market.clone(), cfg.auto_unjail, board.clone());
         async move {
-            let mut s = crate::standing::Standing::new(&market, id, auto);
+            let mut s = crate::standing::Standing::new(&market, id, auto).with_board(board);
             loop {
                 if let Err(e) = s.pass().await {
                     tracing::debug!(error = %e, "reading the provider's standing failed; retrying");

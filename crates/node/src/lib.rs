@@ -3,6 +3,7 @@
 pub mod bonus;
 pub mod claimer;
 pub mod daemon;
+pub mod dashboard;
 pub mod db;
 pub mod idle;
 pub mod sessions;

@@ -41,6 +41,7 @@ pub fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, capacity_mbps
         auth_max_skew_secs: 120,
         idle_close_secs: 600,
         auto_unjail: false,
+        admin_listen: None,
         test_knobs: knobs,
     }
 }
