@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: soak bench-abuse bench-mux sim sim-scale sim-attacks bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: browser soak bench-abuse bench-mux sim sim-scale sim-attacks bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -59,8 +59,14 @@ abi-check: abi
 
 test: test-contracts abi-check test-rust fuzz-smoke
 
+# Debian's Chromium renders the node's dashboard in its test (installed once, from apt).
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (the dashboard test renders the page in it)"; \
+	  export DEBIAN_FRONTEND=noninteractive; SUDO=$$(command -v sudo || true); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
 # Rust: tests (the chain tests start anvil from the npm package), clippy, formatting.
-test-rust: tools
+test-rust: tools browser
 	cargo test --workspace --locked
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo fmt --all --check

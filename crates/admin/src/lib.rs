@@ -110,10 +110,7 @@ async fn status(State(a): State<Arc<Admin>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(a): State<Arc<Admin>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        a.metrics_text(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], a.metrics_text())
         .into_response()
 }
 

@@ -500,7 +500,11 @@ impl AlloyMarket {
 
     /// The smallest deposit a session with provider `id` may have now (at its current quote).
     pub async fn min_deposit(&self, id: ProviderId) -> Result<U256, ChainError> {
-        self.contract().minDeposit(id.0).call().await.map_err(|e| ChainError::from_contract("reading the minimum deposit", e))
+        self.contract()
+            .minDeposit(id.0)
+            .call()
+            .await
+            .map_err(|e| ChainError::from_contract("reading the minimum deposit", e))
     }
 
     /// What a settled session paid (from its `SessionSettled` event), if it settled.

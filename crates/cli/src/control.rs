@@ -120,6 +120,11 @@ mod tests {
         let text = render(&v);
         assert!(text.contains("REFUSING new connections"), "{text}");
         assert!(text.contains("spending cap reached"), "{text}");
-        assert!(text.contains("today 2 tokens (cap 2 tokens), paid in all 1.5 tokens (no cap), locked in sessions 0.5 tokens"), "{text}");
+        assert!(
+            text.contains(
+                "today 2 tokens (cap 2 tokens), paid in all 1.5 tokens (no cap), locked in sessions 0.5 tokens"
+            ),
+            "{text}"
+        );
     }
 }

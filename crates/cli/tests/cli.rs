@@ -653,7 +653,10 @@ mod sla_watch {
             .await
             .expect("sessions");
         let deposits: Vec<U256> = opened.iter().map(|t| U256::from(t.deposit)).collect();
-        assert_eq!(deposits, vec![tokens(2) / U256::from(100), tokens(2) / U256::from(100), tokens(1) / U256::from(100)]);
+        assert_eq!(
+            deposits,
+            vec![tokens(2) / U256::from(100), tokens(2) / U256::from(100), tokens(1) / U256::from(100)]
+        );
         for t in &opened {
             let st = m.session(t.session_id()).await.expect("session");
             assert_ne!(st.status, session_status::OPEN, "session {} left open", t.session_id().0);

@@ -446,3 +446,130 @@ async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed(
     assert!(node.wait().expect("wait").success(), "the node stops cleanly");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Headless Chromium, if this machine has it (`make test` installs Debian's package).
+fn chromium() -> Option<&'static str> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists())
+}
+
+/// The operator's dashboard (issue 22: operators could not tell a slash was coming). A node
+/// with `admin_listen` serves its status, its metrics and a page; after the oracles record a
+/// violation, the page rendered in headless Chromium shows the chain's numbers: the stake, the
+/// violation with what was measured against the promise, and the slash risk. The screenshot
+/// is kept as `target/dashboard.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_chains_numbers_and_the_slash_coming() {
+    let browser = chromium().unwrap_or_else(|| {
+        panic!("this test renders the dashboard in Chromium: `apt-get install chromium` (make test does it)")
+    });
+    let Setup { devnet: _devnet, deployer, cli, key, prov, oracles } = setup().await;
+    let dir = std::env::temp_dir().join(format!("wirepact-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\ncapacity_mbps = 40\n\
+             session_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\nstake = \"42\"\nadmin_listen = \"{admin}\"\n",
+            cli.rpc,
+            cli.market,
+            dir.display()
+        ),
+    )
+    .expect("cfg");
+    let ready = dir.join("ready.json");
+    let log = dir.join("node.log");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+        .args(["node", "--exit-with-stdin", "--config"])
+        .arg(dir.join("node.toml"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("WIREPACT_PRIVATE_KEY", alloy::hex::encode_prefixed(key.to_bytes()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn node");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    poll(600, || ready.exists().then_some(())).await.unwrap_or_else(|| panic!("node not ready: {}", read_log()));
+    let pid = prov.provider_id_of(prov.account()).await.expect("id").expect("registered");
+    let e0 = deployer.current_epoch().await.expect("epoch");
+    warp(&cli.rpc, 3_600).await;
+    report_violation(&deployer, &oracles, e0 + 1, pid).await;
+
+    let http = reqwest::Client::new();
+    let base = format!("http://{admin}");
+    let mut status = serde_json::Value::Null;
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/api/status")).send().await {
+            status = r.json().await.expect("status json");
+            if status["violations"]["seen"].as_array().is_some_and(|v| !v.is_empty()) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let p = prov.provider(pid).await.expect("provider");
+    let stake = wirepact_proto::format_tokens(U256::from(p.stake));
+    assert_eq!(stake, "42");
+    assert_eq!(status["money"]["stake"], stake.as_str(), "{status}");
+    assert_eq!(status["violations"]["seen"][0]["measured_mbps"], 1.0, "{status}");
+    assert_eq!(status["violations"]["seen"][0]["epoch"], e0 + 1, "{status}");
+    assert_eq!(status["slash_risk"], "1 violation in the last 8 epochs; 2 slash", "{status}");
+    assert_eq!(status["audits"]["failed"], 1, "{status}");
+
+    // The metrics, scraped and parsed.
+    let text = http.get(format!("{base}/metrics")).send().await.expect("scrape").text().await.expect("text");
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert!((metric("wirepact_node_violations_recent ") - 1.0).abs() < f64::EPSILON);
+    assert!((metric("wirepact_node_violations_to_slash ") - 2.0).abs() < f64::EPSILON);
+    assert!((metric("wirepact_node_tokens{kind=\"stake\"} ") - 42.0).abs() < 1e-9);
+    assert!((metric("wirepact_node_jailed ") - 0.0).abs() < f64::EPSILON);
+
+    // The page, rendered by a real browser: its script fetches the status and fills it in.
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard.png");
+    let profile = dir.join("chromium-profile");
+    let chrome = |extra: &[&str]| {
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=4000",
+                "--window-size=1100,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(format!("{base}/"))
+            .output()
+            .expect("run chromium")
+    };
+    let dom = String::from_utf8_lossy(&chrome(&["--dump-dom"]).stdout).into_owned();
+    let cell = |id: &str| -> String {
+        let start = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in:\n{dom}"));
+        let open = dom[start..].find('>').expect(">") + start + 1;
+        let close = dom[open..].find('<').expect("<") + open;
+        dom[open..close].to_string()
+    };
+    assert_eq!(cell("stake"), format!("{stake} tokens"), "the page's stake is the chain's");
+    assert_eq!(cell("provider"), format!("#{}", pid.0));
+    assert_eq!(cell("risk"), "slash risk: 1 violation in the last 8 epochs; 2 slash");
+    assert!(dom.contains("<td>1.00</td><td>20</td>"), "the violation row shows measured vs promised:\n{dom}");
+    assert!(dom.contains("class=\"risk bad\""), "one violation from a 2-violation slash is shown as danger:\n{dom}");
+    let out = chrome(&[&format!("--screenshot={}", shot.display())]);
+    assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+
+    drop(node.stdin.take());
+    assert!(node.wait().expect("wait").success(), "the node stops cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}

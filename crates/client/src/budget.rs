@@ -229,7 +229,9 @@ mod dec_map {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u64, u128>, D::Error> {
         let m = BTreeMap::<String, String>::deserialize(d)?;
         m.into_iter()
-            .map(|(k, v)| Ok((k.parse().map_err(serde::de::Error::custom)?, v.parse().map_err(serde::de::Error::custom)?)))
+            .map(|(k, v)| {
+                Ok((k.parse().map_err(serde::de::Error::custom)?, v.parse().map_err(serde::de::Error::custom)?))
+            })
             .collect()
     }
 }
@@ -285,7 +287,9 @@ mod tests {
         let mut b = Budget::load(&dir, caps).expect("reload");
         assert_eq!(b.deposit_for(5 * TOKEN, TOKEN, later), Ok(2 * TOKEN));
         b.opened(id(2), 2 * TOKEN, later).expect("open");
-        assert!(matches!(b.deposit_for(TOKEN, TOKEN, later), Err(Capped::Total { spent, cap }) if spent == 5 * TOKEN && cap == 5 * TOKEN));
+        assert!(
+            matches!(b.deposit_for(TOKEN, TOKEN, later), Err(Capped::Total { spent, cap }) if spent == 5 * TOKEN && cap == 5 * TOKEN)
+        );
         assert_eq!(b.summary(later), Spending { paid_total: 3 * TOKEN, locked: 2 * TOKEN, today: 2 * TOKEN });
         // Opening twice (a restart that finds the session file again) counts once.
         b.opened(id(2), 2 * TOKEN, later).expect("again");

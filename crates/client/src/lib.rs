@@ -27,11 +27,11 @@ use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{chain_clock, serve_proxy, ClientSession, SessionError};
 use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDOW};
 
+pub use budget::{Budget, Capped, Caps};
+pub use control::ClientMetrics;
 pub use failover::{Failover, Link};
 pub use select::{cost, rank, Candidate, Excluded, Requirements};
 pub use sla::{Breach, SlaWatch};
-pub use budget::{Budget, Capped, Caps};
-pub use control::ClientMetrics;
 pub use state::{SavedSession, SessionStore, StateError};
 
 /// The client's configuration (`client.toml`); see `examples/client.toml`.
@@ -584,7 +584,12 @@ const STANDBY_RETRY_MAX: Duration = Duration::from_secs(60);
 const TIDY_EVERY: Duration = Duration::from_secs(30);
 
 /// Signs a final receipt on a live link and closes its session on chain.
-async fn close_link(market: &AlloyMarket, metrics: &ClientMetrics, link: &Link, final_receipt: Option<Duration>) -> bool {
+async fn close_link(
+    market: &AlloyMarket,
+    metrics: &ClientMetrics,
+    link: &Link,
+    final_receipt: Option<Duration>,
+) -> bool {
     if let (Some(wait), true) = (final_receipt, link.session.is_alive()) {
         if let Err(e) = link.session.finish(wait).await {
             tracing::warn!(provider = link.provider_id, error = %e, "the provider did not acknowledge the final receipt");
@@ -624,9 +629,7 @@ pub async fn run_connect(
     ));
     // Bound before anything goes on chain: a taken port costs no deposit.
     let control = match cfg.control_listen {
-        Some(addr) => {
-            Some(wirepact_admin::bind(addr).await.map_err(|source| ClientError::Control { addr, source })?)
-        }
+        Some(addr) => Some(wirepact_admin::bind(addr).await.map_err(|source| ClientError::Control { addr, source })?),
         None => None,
     };
     if let Err(e) = tidy_leftovers(&market, &store, &budget).await {

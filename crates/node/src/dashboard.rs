@@ -94,7 +94,11 @@ impl Board {
         let metrics = Metrics::default();
         let receipts = Counter::default();
         let mut r = Registry::with_prefix("wirepact_node");
-        r.register("bytes_receipted", "Bytes clients signed receipts for (what the node is paid for)", metrics.bytes.clone());
+        r.register(
+            "bytes_receipted",
+            "Bytes clients signed receipts for (what the node is paid for)",
+            metrics.bytes.clone(),
+        );
         r.register("receipts", "Receipts stored", receipts.clone());
         r.register("sessions_live", "Sessions whose tunnel is up", metrics.sessions_live.clone());
         r.register("sessions_served", "Session tunnels ended since the node started", metrics.sessions_served.clone());
@@ -108,7 +112,11 @@ impl Board {
         r.register("violations_to_slash", "Violations in the window that slash", metrics.violations_to_slash.clone());
         r.register("jailed", "1 while the provider is jailed", metrics.jailed.clone());
         r.register("slashes", "Slashes seen since the node started", metrics.slashes.clone());
-        r.register("audits", "Audited epochs seen since the node started, by verdict (passed, failed)", metrics.audits.clone());
+        r.register(
+            "audits",
+            "Audited epochs seen since the node started, by verdict (passed, failed)",
+            metrics.audits.clone(),
+        );
         (Arc::new(Self { id, data: Mutex::new(Data::default()), receipted: AtomicU64::new(0), receipts, metrics }), r)
     }
 
@@ -292,7 +300,7 @@ pub fn pending_claims(db: &ReceiptDb) -> U256 {
         .filter_map(|(id, r, claimed)| {
             let t = db.terms(*id).ok().flatten()?;
             let bytes = U256::from(r.cumulative_bytes.saturating_sub(*claimed));
-            Some(bytes * U256::from(t.pricePerGiB) >> 30)
+            Some((bytes * U256::from(t.pricePerGiB)) >> 30)
         })
         .fold(U256::ZERO, |a, b| a + b)
 }

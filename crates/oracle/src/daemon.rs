@@ -27,6 +27,7 @@ use crate::exchange::{
     fetch, fetch_report, fetch_verdicts, router, verify, verify_proposal, verify_report_signature, Collected,
     ProposalRejected, Published, Reports, SignedObservations, SignedReport,
 };
+use crate::monitor::{Monitor, ProbeResult, ProbeRow};
 use crate::probe::{probe_through_tunnel, Measurement, ProbeError, ProbePlan, ProbeTarget, Sink};
 use crate::secrets::{fetch_secret, SecretDesk, Secrets};
 use crate::settle::ProbeSessions;
@@ -80,6 +81,10 @@ pub struct OracleConfig {
     /// full speed for one that did not). For tests and the devnet only.
     #[serde(default)]
     pub lie: bool,
+    /// The operator's page (`/`), status (`/api/status`) and Prometheus metrics (`/metrics`),
+    /// read-only. Keep it on loopback (no authentication); off when not set.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 fn default_true() -> bool {
@@ -116,6 +121,8 @@ pub struct OracleInfo {
     pub oracle: Address,
     pub listen: SocketAddr,
     pub sink: SocketAddr,
+    /// Where the operator's page and metrics are served, if they are.
+    pub admin: Option<SocketAddr>,
 }
 
 /// `IWirepactMarket.OracleStatus.Active` (the ABI carries the enum as a `uint8`).
@@ -168,6 +175,8 @@ struct Ctx {
     audit_bps: u16,
     /// The market's `auditHourWeights` (0: every hour alike).
     audit_hour_weights: alloy::primitives::U256,
+    /// What the operator's page and metrics show.
+    monitor: Monitor,
 }
 
 /// What one probe of one provider came to.
@@ -180,7 +189,26 @@ enum Probed {
     NotMeasured(String),
 }
 
+fn mbps(kbps: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // display
+    let v = kbps as f64 / 1000.0;
+    v
+}
+
 impl Ctx {
+    /// Reads this oracle's stake and standing for the operator's page.
+    async fn read_standing(&self) {
+        if let Ok(o) = self.view().oracle(self.signer.address()).call().await {
+            let status = match o.status {
+                1 => "active".to_string(),
+                2 => format!("leaving (signs until epoch {}; stake unbonds)", o.untilEpoch),
+                3 => "SLASHED for equivocation".to_string(),
+                _ => "not registered".to_string(),
+            };
+            self.monitor.standing(U256::from(o.stake), &status);
+        }
+    }
+
     /// The epoch at unix time `now`, as the contract computes it from a block at that time.
     /// (Read from the clock, not a view call: a devnet mines only on transactions.)
     fn epoch_at(&self, now: u64) -> u64 {
@@ -412,8 +440,12 @@ impl Ctx {
         }
         let targets = match self.audited(epoch).await {
             Ok(t) => t,
-            Err(e) => return tracing::warn!(epoch, error = %e, "cannot read the audit set; epoch missed"),
+            Err(e) => {
+                self.monitor.missed();
+                return tracing::warn!(epoch, error = %e, "cannot read the audit set; epoch missed");
+            }
         };
+        self.read_standing().await;
         if targets.is_empty() {
             // Still agree on a report: it carries the commitment to the secret of epoch + 2.
             tracing::info!(epoch, seeded, "nothing audited this epoch");
@@ -431,6 +463,15 @@ impl Ctx {
             let mut m = match self.probe_one(t).await {
                 Probed::Measured(m) => m,
                 Probed::NotMeasured(reason) => {
+                    self.monitor.probed(ProbeRow {
+                        epoch,
+                        provider: t.id,
+                        result: ProbeResult::NotMeasured,
+                        measured_mbps: 0.0,
+                        promised_mbps: mbps(t.sla_kbps),
+                        latency_ms: 0,
+                        reason: Some(reason.clone()),
+                    });
                     obs.push(Observation::not_measured(ProviderId(t.id)));
                     unmeasured.push((t.id, reason));
                     continue;
@@ -447,6 +488,19 @@ impl Ctx {
                 }
             }
             let (mut thr, lat) = (m.throughput_kbps, m.latency_us.div_ceil(1000));
+            self.monitor.probed(ProbeRow {
+                epoch,
+                provider: t.id,
+                result: match (m.reachable, m.looks_like_violation(t.sla_kbps)) {
+                    (false, _) => ProbeResult::Unreachable,
+                    (true, true) => ProbeResult::BelowSla,
+                    (true, false) => ProbeResult::Available,
+                },
+                measured_mbps: mbps(m.throughput_kbps),
+                promised_mbps: mbps(t.sla_kbps),
+                latency_ms: lat,
+                reason: None,
+            });
             if self.cfg.lie {
                 thr = if thr >= t.sla_kbps * 9 / 10 { 0 } else { t.sla_kbps * 2 };
             }
@@ -896,8 +950,14 @@ impl<'a> Round<'a> {
             signatures: ordered.into_iter().map(|(_, s)| s.clone()).collect(),
         };
         match ctx.market.submit_report(&submission).await {
-            Ok(_) => tracing::info!(epoch, signers = self.sigs.len(), "report submitted"),
-            Err(e) => tracing::warn!(epoch, error = %e, "report not accepted (another oracle may have submitted)"),
+            Ok(_) => {
+                ctx.monitor.reported(true);
+                tracing::info!(epoch, signers = self.sigs.len(), "report submitted");
+            }
+            Err(e) => {
+                ctx.monitor.reported(false);
+                tracing::warn!(epoch, error = %e, "report not accepted (another oracle may have submitted)");
+            }
         }
         Step::Done
     }
@@ -1027,13 +1087,25 @@ pub async fn run_oracle(
         market: market.address(),
         oracles: Arc::default(),
     };
+    let (monitor, registry) = Monitor::new();
+    let mut admin_addr = None;
+    if let Some(addr) = cfg.admin_listen {
+        let l = wirepact_admin::bind(addr)
+            .await
+            .map_err(|e| OracleError::Config(format!("cannot serve the page on {addr}: {e}; change `admin_listen`")))?;
+        let (m, me) = (monitor.clone(), signer.address());
+        let admin = wirepact_admin::Admin::new(registry, move || m.status(me)).with_page(crate::monitor::PAGE);
+        admin_addr = l.local_addr().ok();
+        tracing::info!(addr = %admin_addr.unwrap_or(addr), "operator page ready (read-only; /metrics for Prometheus)");
+        tokio::spawn(wirepact_admin::serve(l, Arc::new(admin)));
+    }
     let router = router(&published, &reports, &desk);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http_l, router).await {
             tracing::error!(error = %e, "observation endpoint stopped");
         }
     });
-    let info = OracleInfo { oracle: signer.address(), listen, sink: sink.addr };
+    let info = OracleInfo { oracle: signer.address(), listen, sink: sink.addr, admin: admin_addr };
     tracing::info!(oracle = %info.oracle, %listen, sink = %sink.addr, "oracle running");
     if let Some(r) = ready {
         let _ = r.send(info);
@@ -1063,7 +1135,9 @@ pub async fn run_oracle(
         desk,
         audit_bps: params.auditProbabilityBps,
         audit_hour_weights: params.auditHourWeights,
+        monitor,
     });
+    ctx.read_standing().await;
 
     let follow = async {
         let mut last: Option<u64> = None;

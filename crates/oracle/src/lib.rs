@@ -2,6 +2,7 @@
 
 pub mod daemon;
 pub mod exchange;
+pub mod monitor;
 pub mod probe;
 pub mod secrets;
 pub mod settle;

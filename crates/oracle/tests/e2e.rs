@@ -51,9 +51,10 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     assert_eq!(opened.terms.violationsAtOpen, 0);
 
     // Oracles 4..=7; the last one lies.
+    let mut pages = Vec::new();
     for i in 4..=7usize {
         let cfg = oracle_cfg(&rpc, &m, &dir.join(format!("oracle{i}")), i == 7);
-        start_oracle(cfg, devnet.signer(i).expect("key")).await;
+        pages.push(start_oracle(cfg, devnet.signer(i).expect("key")).await.admin.expect("admin endpoint"));
     }
 
     // Within w = 4 audited epochs (plus the report lag) the shaped provider must be slashed.
@@ -113,6 +114,32 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
         .filter(|e| matches!(e, WirepactMarket::WirepactMarketEvents::ReportAccepted(_)))
         .count();
     assert!(reports >= 2, "{reports} reports");
+    // The oracles' metrics (issue 22), scraped and parsed: what they probed and reported.
+    let http = reqwest::Client::new();
+    let mut accepted = 0.0;
+    for (i, addr) in pages.iter().enumerate() {
+        let text = http.get(format!("http://{addr}/metrics")).send().await.expect("scrape").text().await.expect("text");
+        let value = |name: &str| -> f64 {
+            text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+        };
+        assert!(
+            value("wirepact_oracle_probes_total{result=\"below_sla\"} ") >= 1.0,
+            "oracle {i} saw the shaped provider:\n{text}"
+        );
+        assert!(
+            value("wirepact_oracle_probes_total{result=\"available\"} ") >= 1.0,
+            "oracle {i} saw the honest one:\n{text}"
+        );
+        assert!(value("wirepact_oracle_stake_tokens ") > 0.0, "{text}");
+        accepted += value("wirepact_oracle_reports_total{outcome=\"accepted\"} ");
+        let status: serde_json::Value =
+            http.get(format!("http://{addr}/api/status")).send().await.expect("status").json().await.expect("json");
+        assert_eq!(status["status"], "active", "{status}");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let seen = reports as f64;
+    // Read after the chain's count: later reports may have landed in between.
+    assert!(accepted >= seen, "the oracles count {accepted} accepted reports, the chain {reports} before");
     // The honest provider claims the reliability bonus of the first reward period (3 epochs),
     // one epoch into the next; the slashed one gets none.
     let deadline = Instant::now() + Duration::from_secs(EPOCH * 7);

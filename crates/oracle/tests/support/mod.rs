@@ -74,18 +74,19 @@ pub fn oracle_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, lie: bool) 
         fallback_pct: 30,
         confirm_suspects: false,
         lie,
+        admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
     }
 }
 
 /// Runs an oracle with `cfg` in the background; returns once it is registered and serving.
-pub async fn start_oracle(cfg: OracleConfig, key: PrivateKeySigner) {
+pub async fn start_oracle(cfg: OracleConfig, key: PrivateKeySigner) -> wirepact_oracle::OracleInfo {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = wirepact_oracle::run_oracle(cfg, key, policy(), std::future::pending(), Some(tx)).await {
             panic!("oracle failed: {e}");
         }
     });
-    tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oracle ready in time").expect("oracle ready");
+    tokio::time::timeout(Duration::from_secs(30), rx).await.expect("oracle ready in time").expect("oracle ready")
 }
 
 /// A market on `devnet` with `epoch`-second epochs (and `adjust` applied to the devnet
