@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use wirepact_chain::bindings::{session_status, TestToken, WirepactMarket};
 use wirepact_chain::{devnet_params, AlloyMarket, Devnet, Market, SendPolicy};
-use wirepact_proto::{format_tokens, ProviderId};
+use wirepact_proto::{format_tokens, parse_tokens, ProviderId};
 
 #[derive(Args, Debug)]
 pub struct DevnetArgs {
@@ -202,37 +202,132 @@ async fn fetch_once(proxy: SocketAddr, origin: SocketAddr, n: u64) -> Result<u64
     Ok(n)
 }
 
-/// One line for the events worth watching.
-fn describe(e: &WirepactMarket::WirepactMarketEvents) -> Option<String> {
+/// Who is who on the devnet: providers by id, and the client and oracles by address.
+struct Names {
+    accounts: BTreeMap<Address, String>,
+}
+
+impl Names {
+    fn provider(id: u32) -> &'static str {
+        PROVIDERS.get((id as usize).wrapping_sub(1)).map_or("?", |p| p.0)
+    }
+
+    fn account(&self, a: Address) -> String {
+        self.accounts.get(&a).cloned().unwrap_or_else(|| format!("{:.10}", a.to_string()))
+    }
+
+    fn is_oracle(&self, a: Address) -> bool {
+        self.accounts.get(&a).is_some_and(|n| n != "client")
+    }
+}
+
+/// A line of the story: `highlight` for slashes and bonuses (they must not scroll away).
+struct Line {
+    text: String,
+    highlight: bool,
+}
+
+/// The events worth a line. Probe sessions (opened by oracles) are not: they are counted into
+/// `probes` (by oracle) and told as one line per epoch.
+fn describe(
+    e: &WirepactMarket::WirepactMarketEvents,
+    names: &Names,
+    probes: &mut BTreeMap<String, u32>,
+) -> Option<Line> {
     use WirepactMarket::WirepactMarketEvents as E;
-    let name = |id: u32| PROVIDERS.get((id as usize).wrapping_sub(1)).map_or("?", |p| p.0);
-    Some(match e {
-        E::SessionOpened(o) => format!("session opened with {} by {:.10}", name(o.providerId), o.client.to_string()),
-        E::ReportAccepted(r) => {
-            format!(
-                "epoch {} reported ({} providers judged available, {} violators)",
-                r.epoch, r.available, r.violators
-            )
+    let name = Names::provider;
+    let plain = |text: String| Some(Line { text, highlight: false });
+    match e {
+        E::SessionOpened(o) if names.is_oracle(o.client) => {
+            *probes.entry(names.account(o.client)).or_default() += 1;
+            None
         }
-        E::ProviderViolated(v) => format!(
+        E::SessionOpened(o) => plain(format!(
+            "{} opened a session with {} ({} tokens at {} per GiB)",
+            names.account(o.client),
+            name(o.providerId),
+            format_tokens(U256::from(o.terms.deposit)),
+            format_tokens(U256::from(o.terms.pricePerGiB))
+        )),
+        E::ReportAccepted(r) => plain(format!(
+            "epoch {} reported by {}: {} provider(s) judged available, {} violator(s)",
+            r.epoch,
+            names.account(r.submitter),
+            r.available,
+            r.violators
+        )),
+        E::ProviderViolated(v) => plain(format!(
             "epoch {}: {} violated its SLA{}",
             v.epoch,
             name(v.providerId),
             if v.reachable {
-                format!(" (measured {:.1} Mbit/s, {} ms)", f64::from(v.throughputKbps) / 1000.0, v.latencyMs)
+                format!(
+                    " (the oracles measured {:.1} Mbit/s, {} ms)",
+                    f64::from(v.throughputKbps) / 1000.0,
+                    v.latencyMs
+                )
             } else {
                 " (unreachable)".to_string()
             }
-        ),
-        E::ProviderSlashed(s) => format!(
-            "{} SLASHED {} tokens, jailed until epoch {}",
-            name(s.providerId),
-            format_tokens(s.amount),
-            s.jailedUntilEpoch
-        ),
-        E::BonusClaimed(b) => format!("{} claimed a bonus of {}", name(b.providerId), format_tokens(b.amount)),
-        _ => return None,
-    })
+        )),
+        E::ProviderSlashed(s) => Some(Line {
+            text: format!(
+                "{} SLASHED: {} tokens of its stake ({} to the reporting oracles), jailed until epoch {}",
+                name(s.providerId),
+                format_tokens(s.amount),
+                format_tokens(s.toOracles),
+                s.jailedUntilEpoch
+            ),
+            highlight: true,
+        }),
+        E::BonusClaimed(b) => Some(Line {
+            text: format!(
+                "{} earned the reliability BONUS for period {}: {} tokens",
+                name(b.providerId),
+                b.period,
+                format_tokens(b.amount)
+            ),
+            highlight: true,
+        }),
+        E::OracleSlashed(o) => Some(Line {
+            text: format!("{} SLASHED for equivocation: {} tokens", names.account(o.oracle), format_tokens(o.amount)),
+            highlight: true,
+        }),
+        _ => None,
+    }
+}
+
+/// The probe sessions counted since the last call, as one line (None if there were none).
+fn probe_line(epoch: u64, probes: &mut BTreeMap<String, u32>) -> Option<String> {
+    if probes.is_empty() {
+        return None;
+    }
+    let total: u32 = probes.values().sum();
+    let by: Vec<String> = probes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    probes.clear();
+    Some(format!("epoch {epoch}: the oracles opened {total} probe sessions ({})", by.join(", ")))
+}
+
+/// Each provider's figures at the start of an epoch (for the report's plots).
+#[derive(Debug, Clone, Serialize)]
+struct EpochSample {
+    epoch: u64,
+    /// By provider, in `PROVIDERS` order.
+    stake: Vec<String>,
+    /// Earned so far (collected into the market balance, plus claimed and not collected).
+    earned: Vec<String>,
+    violations: Vec<u32>,
+}
+
+async fn sample(m: &AlloyMarket, epoch: u64) -> Result<EpochSample> {
+    let mut s = EpochSample { epoch, stake: Vec::new(), earned: Vec::new(), violations: Vec::new() };
+    for i in 1..=PROVIDERS.len() {
+        let p = m.provider(ProviderId(u32::try_from(i)?)).await?;
+        s.stake.push(format_tokens(U256::from(p.stake)));
+        s.earned.push(format_tokens(m.balance_of(p.owner).await? + p.earned));
+        s.violations.push(p.violationCount);
+    }
+    Ok(s)
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -250,7 +345,12 @@ struct ProviderSummary {
     price_per_gib: String,
     stake_start: String,
     stake_end: String,
+    /// Paid by sessions (gross of the protocol fee).
     earned: String,
+    /// The reliability bonus.
+    bonus: String,
+    /// `earned` + `bonus`.
+    earned_total: String,
     bytes_claimed: u64,
     violations: u32,
 }
@@ -277,7 +377,13 @@ struct OracleSummary {
     address: Address,
     name: String,
     lies: bool,
+    stake_start: String,
     stake: String,
+    /// What it was paid for signing accepted reports (`OracleRewarded`; shares of slashes not
+    /// included).
+    report_rewards: String,
+    /// Accepted reports it submitted.
+    reports_submitted: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -322,6 +428,10 @@ struct Summary {
     market_holds: String,
     market_owes: String,
     books_balanced: bool,
+    /// The slashes and bonuses, as the live view told them.
+    story: Vec<String>,
+    /// Each provider's stake, earnings and violations at the start of every epoch.
+    timeline: Vec<EpochSample>,
 }
 
 fn selector_name(input: &[u8]) -> &'static str {
@@ -441,12 +551,18 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     params.rewardPeriodEpochs = 3;
     let deployer = AlloyMarket::deploy(&rpc, key(0)?, None, params, policy.clone()).await.context("deploying")?;
     let market = deployer.address();
+    // The story starts after the deployment: registrations, the client's sessions, reports.
+    let story_from = deployer.rpc().get_block_number().await? + 1;
     eprintln!("devnet: anvil at {rpc}, market {market}, token {}, work dir {}", deployer.token(), dir.display());
     for i in 1..=PROVIDERS.len() {
         deployer.mint_test_tokens(key(i)?.address(), tokens(1_000)).await?;
     }
     let client_addr = key(CLIENT_ACCOUNT)?.address();
     deployer.mint_test_tokens(client_addr, tokens(100)).await?;
+    let mut names = Names { accounts: BTreeMap::from([(client_addr, "client".to_string())]) };
+    for (i, (name, _)) in ORACLES.iter().enumerate() {
+        names.accounts.insert(key(FIRST_ORACLE_ACCOUNT + i)?.address(), (*name).to_string());
+    }
     for i in 0..ORACLES.len() {
         deployer.mint_test_tokens(key(FIRST_ORACLE_ACCOUNT + i)?.address(), tokens(100)).await?;
     }
@@ -465,7 +581,11 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         argv.extend_from_slice(knobs);
         let mut p = spawn(&exe, name, &argv, key(i + 1)?.to_bytes(), &dir)?;
         let info = wait_ready(&mut p, &ready, Duration::from_secs(60)).await?;
-        eprintln!("devnet: provider {name} ready: {info}");
+        eprintln!(
+            "devnet: provider {name} (#{}) serves tunnels on {}",
+            info["provider_id"],
+            info["listen"].as_str().unwrap_or("?")
+        );
         nodes.push((name.to_string(), price.to_string(), p));
     }
     let stakes_start: Vec<U256> = {
@@ -493,7 +613,11 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     )?;
     let c = wait_ready(&mut client, &cready, Duration::from_secs(60)).await?;
     let proxy: SocketAddr = c["proxy"].as_str().context("client ready file without proxy")?.parse()?;
-    eprintln!("devnet: client connected: {c}");
+    eprintln!(
+        "devnet: client connected to {} at {} tokens per GiB; proxy {proxy}",
+        c["provider_id"].as_u64().and_then(|i| u32::try_from(i).ok()).map_or("?", Names::provider),
+        c["price_per_gib"].as_str().unwrap_or("?")
+    );
 
     // Oracles.
     let mut oracles = Vec::new();
@@ -511,7 +635,11 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         }
         let mut p = spawn(&exe, name, &argv, key(FIRST_ORACLE_ACCOUNT + i)?.to_bytes(), &dir)?;
         let info = wait_ready(&mut p, &ready, Duration::from_secs(60)).await?;
-        eprintln!("devnet: {name} ready{}: {info}", if *lie { " (lies on purpose)" } else { "" });
+        eprintln!(
+            "devnet: {name} audits from {}{}",
+            info["oracle"].as_str().unwrap_or("?"),
+            if *lie { " (lies on purpose: reports the opposite of what it measures)" } else { "" }
+        );
         oracles.push(p);
     }
 
@@ -550,18 +678,30 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     let last = genesis + args.epochs;
     let mut shown = u64::MAX;
     let mut feed: Vec<String> = Vec::new();
+    let mut story: Vec<String> = Vec::new();
+    let mut probes: BTreeMap<String, u32> = BTreeMap::new();
+    let mut timeline: Vec<EpochSample> = Vec::new();
+    let color = !headless;
     let mut client_log_pos = 0usize;
-    let mut next_block = deployer.rpc().get_block_number().await? + 1;
+    let mut next_block = story_from;
     loop {
         let epoch = epoch_now();
         let head = deployer.rpc().get_block_number().await?;
         if head >= next_block {
             for e in deployer.events(next_block, head).await? {
-                if let Some(line) = describe(&e) {
-                    if headless {
-                        eprintln!("  {line}");
+                if let Some(line) = describe(&e, &names, &mut probes) {
+                    if line.highlight {
+                        story.push(line.text.clone());
                     }
-                    feed.push(line);
+                    let text = match (line.highlight, color) {
+                        (true, true) => format!("\x1b[1;33m*** {}\x1b[0m", line.text),
+                        (true, false) => format!("*** {}", line.text),
+                        (false, _) => line.text,
+                    };
+                    if headless {
+                        eprintln!("  {text}");
+                    }
+                    feed.push(text);
                 }
             }
             next_block = head + 1;
@@ -584,6 +724,16 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
                 }
             }
             client_log_pos = text.len();
+        }
+        if epoch != shown {
+            // Probe noise folded into one line for the epoch that just ended.
+            if let Some(l) = probe_line(epoch.saturating_sub(genesis + 1), &mut probes) {
+                if headless {
+                    eprintln!("  {l}");
+                }
+                feed.push(l);
+            }
+            timeline.push(sample(&deployer, epoch - genesis).await?);
         }
         if headless {
             if epoch != shown {
@@ -631,14 +781,22 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
                 ));
             }
             view.push_str(&format!(
-                "\nclient: fetched {} MiB through {proxy}, errors {}\n\nevents:\n",
+                "\nclient: fetched {} MiB through {proxy}, errors {}\n",
                 fetched.load(Ordering::Relaxed) >> 20,
                 errors.load(Ordering::Relaxed)
             ));
+            if !story.is_empty() {
+                view.push_str("\nwhat happened:\n");
+                for l in &story {
+                    view.push_str(&format!("  \x1b[1;33m{l}\x1b[0m\n"));
+                }
+            }
+            view.push_str("\nevents:\n");
             for l in &feed {
                 view.push_str(&format!("  {l}\n"));
             }
             eprint!("{view}");
+            shown = epoch;
         }
         if epoch >= last {
             break;
@@ -712,7 +870,7 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         deployer.settle(&terms).await.context("settling a session")?;
     }
 
-    let summary = summarize(
+    let mut summary = summarize(
         &deployer,
         &args,
         &stakes_start,
@@ -721,12 +879,24 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         client_addr,
     )
     .await?;
+    summary.story = story;
+    summary.timeline = timeline;
     print_summary(&summary);
     if let Some(p) = &args.summary {
         std::fs::write(p, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing {}", p.display()))?;
-        eprintln!("devnet: summary written to {}", p.display());
+        let html = p.with_extension("html");
+        std::fs::write(&html, crate::report::html(&serde_json::to_value(&summary)?))
+            .with_context(|| format!("writing {}", html.display()))?;
+        eprintln!("devnet: summary written to {} and {}", p.display(), html.display());
     }
     drop(devnet);
+    // A temp dir of our own goes once everything is settled (with --dir, it stays).
+    if args.dir.is_none() && !args.keep {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => eprintln!("devnet: removed the work dir {} (pass --dir to keep configs and logs)", dir.display()),
+            Err(e) => eprintln!("devnet: could not remove {}: {e}", dir.display()),
+        }
+    }
     Ok(())
 }
 
@@ -744,22 +914,37 @@ async fn summarize(
     let mut fees = U256::ZERO;
     let mut earned: BTreeMap<u32, (U256, u64)> = BTreeMap::new();
     let (mut reports, mut slashes, mut bonuses) = (0u64, Vec::new(), Vec::new());
+    let mut bonus_of: BTreeMap<u32, U256> = BTreeMap::new();
+    let mut oracle_start: BTreeMap<Address, U256> = BTreeMap::new();
+    let mut rewards: BTreeMap<Address, U256> = BTreeMap::new();
+    let mut submitted: BTreeMap<Address, u64> = BTreeMap::new();
+    let tok = |v: U256| format_tokens(v);
     for e in &events {
         use WirepactMarket::WirepactMarketEvents as E;
         match e {
-            E::ReportAccepted(_) => reports += 1,
-            E::BonusClaimed(b) => bonuses.push(BonusSummary {
-                provider: b.providerId,
-                name: PROVIDERS.get((b.providerId as usize).wrapping_sub(1)).map_or("?", |p| p.0).into(),
-                period: b.period,
-                amount: b.amount.to_string(),
-            }),
+            E::ReportAccepted(r) => {
+                reports += 1;
+                *submitted.entry(r.submitter).or_default() += 1;
+            }
+            E::OracleRegistered(o) => {
+                oracle_start.insert(o.oracle, o.stake);
+            }
+            E::OracleRewarded(o) => *rewards.entry(o.oracle).or_default() += o.amount,
+            E::BonusClaimed(b) => {
+                *bonus_of.entry(b.providerId).or_default() += b.amount;
+                bonuses.push(BonusSummary {
+                    provider: b.providerId,
+                    name: PROVIDERS.get((b.providerId as usize).wrapping_sub(1)).map_or("?", |p| p.0).into(),
+                    period: b.period,
+                    amount: tok(b.amount),
+                });
+            }
             E::ProviderSlashed(x) => slashes.push(SlashSummary {
                 provider: x.providerId,
                 name: PROVIDERS.get((x.providerId as usize).wrapping_sub(1)).map_or("?", |p| p.0).into(),
                 epoch: x.epoch,
-                amount: x.amount.to_string(),
-                to_oracles: x.toOracles.to_string(),
+                amount: tok(x.amount),
+                to_oracles: tok(x.toOracles),
             }),
             E::SessionOpened(o) => {
                 sessions.insert(
@@ -768,8 +953,8 @@ async fn summarize(
                         id: o.sessionId,
                         provider: o.providerId,
                         by_client: o.client == client,
-                        price_per_gib: U256::from(o.terms.pricePerGiB).to_string(),
-                        deposit: U256::from(o.terms.deposit).to_string(),
+                        price_per_gib: tok(U256::from(o.terms.pricePerGiB)),
+                        deposit: tok(U256::from(o.terms.deposit)),
                         bytes_claimed: 0,
                         paid_to_provider: "0".into(),
                         refund: "0".into(),
@@ -780,7 +965,7 @@ async fn summarize(
             E::SessionClaimed(c) => {
                 if let Some(s) = sessions.get_mut(&c.sessionId) {
                     s.bytes_claimed = c.cumulativeBytes;
-                    s.paid_to_provider = (s.paid_to_provider.parse::<U256>()? + c.amount).to_string();
+                    s.paid_to_provider = tok(parse_tokens(&s.paid_to_provider)? + c.amount);
                     let ent = earned.entry(s.provider).or_default();
                     ent.0 += c.amount;
                     ent.1 = ent.1.max(c.cumulativeBytes);
@@ -789,7 +974,7 @@ async fn summarize(
             E::EarningsCollected(c) => fees += c.fee,
             E::SessionSettled(s) => {
                 if let Some(x) = sessions.get_mut(&s.sessionId) {
-                    x.refund = s.refund.to_string();
+                    x.refund = tok(s.refund);
                     x.settled = true;
                 }
             }
@@ -808,9 +993,11 @@ async fn summarize(
             name: PROVIDERS[i - 1].0.into(),
             owner: p.owner,
             price_per_gib: PROVIDERS[i - 1].1.into(),
-            stake_start: stakes_start.get(i - 1).copied().unwrap_or_default().to_string(),
-            stake_end: U256::from(p.stake).to_string(),
-            earned: e.to_string(),
+            stake_start: tok(stakes_start.get(i - 1).copied().unwrap_or_default()),
+            stake_end: tok(U256::from(p.stake)),
+            earned: tok(e),
+            bonus: tok(bonus_of.get(&id).copied().unwrap_or_default()),
+            earned_total: tok(e + bonus_of.get(&id).copied().unwrap_or_default()),
             bytes_claimed: b,
             violations: p.violationCount,
         });
@@ -825,7 +1012,10 @@ async fn summarize(
             address: a,
             name: (*name).into(),
             lies: *lies,
-            stake: U256::from(o.stake).to_string(),
+            stake_start: tok(oracle_start.get(&a).copied().unwrap_or_default()),
+            stake: tok(U256::from(o.stake)),
+            report_rewards: tok(rewards.get(&a).copied().unwrap_or_default()),
+            reports_submitted: submitted.get(&a).copied().unwrap_or_default(),
         });
     }
     // The market's books: what it holds against everything it owes, to the wei.
@@ -842,12 +1032,12 @@ async fn summarize(
         owes += U256::from(v.stake) + U256::from(v.unbonding) + v.earned;
     }
     for o in &oracles {
-        owes += o.stake.parse::<U256>()?;
+        owes += parse_tokens(&o.stake)?;
     }
     for s in &sessions {
         let st = m.session(wirepact_proto::SessionId(*s.0)).await?;
         if st.status != wirepact_chain::bindings::session_status::NONE {
-            owes += s.1.deposit.parse::<U256>()? - U256::from(st.paid);
+            owes += parse_tokens(&s.1.deposit)? - U256::from(st.paid);
         }
     }
     let params = m.params().await?;
@@ -875,31 +1065,43 @@ async fn summarize(
         slashes,
         bonuses,
         oracles,
-        protocol_fees: fees.to_string(),
+        protocol_fees: tok(fees),
         gas: gas_by_kind(m).await?,
-        token_total_supply: supply.to_string(),
-        token_accounted: accounted.to_string(),
+        token_total_supply: tok(supply),
+        token_accounted: tok(accounted),
         token_conserved: supply == accounted,
-        market_holds: holds.to_string(),
-        market_owes: owes.to_string(),
+        market_holds: tok(holds),
+        market_owes: tok(owes),
         books_balanced: holds == owes,
+        story: Vec::new(),
+        timeline: Vec::new(),
     })
 }
 
 fn print_summary(s: &Summary) {
-    let t = |v: &str| v.parse::<U256>().map(format_tokens).unwrap_or_else(|_| v.to_owned());
+    let amount = |v: &str| parse_tokens(v).unwrap_or_default();
     println!("\n== summary ({} epochs of {} s) ==", s.epochs, s.epoch_seconds);
-    println!("{:<10} {:>3} {:>10} {:>10} {:>14} {:>12}", "provider", "id", "stake", "slashed", "earned", "bytes");
+    if !s.story.is_empty() {
+        println!("what happened:");
+        for l in &s.story {
+            println!("  {l}");
+        }
+        println!();
+    }
+    println!(
+        "{:<10} {:>3} {:>10} {:>10} {:>16} {:>14} {:>12}",
+        "provider", "id", "stake", "slashed", "earned (+bonus)", "bonus", "bytes"
+    );
     for p in &s.providers {
-        let slashed =
-            p.stake_start.parse::<U256>().unwrap_or_default().saturating_sub(p.stake_end.parse().unwrap_or_default());
+        let slashed = amount(&p.stake_start).saturating_sub(amount(&p.stake_end));
         println!(
-            "{:<10} {:>3} {:>10} {:>10} {:>14} {:>12}",
+            "{:<10} {:>3} {:>10} {:>10} {:>16} {:>14} {:>12}",
             p.name,
             p.id,
-            t(&p.stake_end),
+            p.stake_end,
             format_tokens(slashed),
-            t(&p.earned),
+            p.earned_total,
+            p.bonus,
             p.bytes_claimed
         );
     }
@@ -910,46 +1112,61 @@ fn print_summary(s: &Summary) {
             "{:<12} {:>3} {:>8} {:>14} {:>10}",
             format!("{:.10}", x.id.to_string()),
             x.provider,
-            t(&x.deposit),
-            t(&x.paid_to_provider),
-            t(&x.refund)
+            x.deposit,
+            x.paid_to_provider,
+            x.refund
         );
     }
     println!("(and {probes} oracle probe sessions; all in --summary)");
     println!("\n{} reports accepted", s.reports);
     for x in &s.slashes {
         println!(
-            "slashed: {} (#{}) in epoch {}: {} tokens, {} to the reporting oracles",
-            x.name,
-            x.provider,
-            x.epoch,
-            t(&x.amount),
-            t(&x.to_oracles)
+            "slashed: {} (#{}) in epoch {}: {} tokens, {} tokens to the reporting oracles",
+            x.name, x.provider, x.epoch, x.amount, x.to_oracles
         );
     }
     for b in &s.bonuses {
-        println!("bonus: {} (#{}) for period {}: {} tokens", b.name, b.provider, b.period, t(&b.amount));
+        println!("bonus: {} (#{}) for period {}: {} tokens", b.name, b.provider, b.period, b.amount);
+    }
+    println!("\n{:<10} {:>10} {:>10} {:>12} {:>8}", "oracle", "stake", "at start", "rewards", "reports");
+    for o in &s.oracles {
+        println!(
+            "{:<10} {:>10} {:>10} {:>12} {:>8}{}",
+            o.name,
+            o.stake,
+            o.stake_start,
+            o.report_rewards,
+            o.reports_submitted,
+            if o.lies { "  (lied on every probe)" } else { "" }
+        );
+    }
+    if let Some(liar) = s.oracles.iter().find(|o| o.lies) {
+        let honest_clean = s.providers.first().is_some_and(|p| p.violations == 0);
+        println!(
+            "the liar's fate: its readings were outvoted by the median of the honest oracles{}; it kept its stake ({} tokens: lying about a measurement is not provable on chain, only signing twice is) and was paid {} tokens for signing reports",
+            if honest_clean { " (the honest provider never recorded a violation)" } else { "" },
+            liar.stake,
+            liar.report_rewards
+        );
     }
     println!(
-        "\nclient fetched {} bytes ({} errors); protocol fees {}",
-        s.client_bytes_fetched,
-        s.client_fetch_errors,
-        t(&s.protocol_fees)
+        "\nclient fetched {} bytes ({} errors); protocol fees {} tokens",
+        s.client_bytes_fetched, s.client_fetch_errors, s.protocol_fees
     );
     println!("\n{:<18} {:>6} {:>12} {:>10}", "gas", "txs", "total", "average");
     for (k, g) in &s.gas {
         println!("{k:<18} {:>6} {:>12} {:>10}", g.count, g.total, g.average);
     }
     println!(
-        "\nmarket books: holds {} = owes {}: {}",
-        t(&s.market_holds),
-        t(&s.market_owes),
+        "\nmarket books: holds {} tokens = owes {} tokens: {}",
+        s.market_holds,
+        s.market_owes,
         if s.books_balanced { "exact, to the wei" } else { "MISMATCH" }
     );
     println!(
-        "token conservation: supply {} = wallets + market {}: {}",
-        t(&s.token_total_supply),
-        t(&s.token_accounted),
+        "token conservation: supply {} tokens = wallets + market {} tokens: {}",
+        s.token_total_supply,
+        s.token_accounted,
         if s.token_conserved { "exact" } else { "MISMATCH" }
     );
 }

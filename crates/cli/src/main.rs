@@ -4,6 +4,7 @@
 mod control;
 mod devnet;
 mod lifecycle;
+mod report;
 mod wallet;
 
 use std::path::{Path, PathBuf};
@@ -532,9 +533,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             let signer = key.signer()?;
             let tx = ready_writer(run.ready_file.clone(), |c: &wirepact_client::Connected| {
                 eprintln!(
-                    "connected to provider {} at {} per GiB; use e.g. curl --socks5-hostname {} https://example.org/",
+                    "connected to provider {} at {} tokens per GiB; use e.g. curl --socks5-hostname {} https://example.org/",
                     c.provider_id,
-                    format_tokens(c.price_per_gib),
+                    c.price_per_gib,
                     c.proxy
                 );
             });

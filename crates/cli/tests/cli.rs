@@ -86,8 +86,9 @@ fn config_mistakes_are_named_and_exit_non_zero() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An amount of the summary (an exact decimal token string) in wei.
 fn wei(v: &serde_json::Value) -> U256 {
-    v.as_str().expect("amount string").parse().expect("amount")
+    wirepact_proto::parse_tokens(v.as_str().expect("amount string")).expect("amount")
 }
 
 /// The devnet end to end: providers register (honest, oversold, flaky), four oracles (one
@@ -161,6 +162,27 @@ fn devnet_slashes_the_oversold_pays_the_honest_exactly_and_conserves_tokens() {
     for kind in ["openSession", "claim", "close", "settle", "registerProvider", "submitReport", "registerOracle"] {
         assert!(s["gas"][kind]["total"].as_u64().unwrap_or(0) > 0, "gas of {kind} reported");
     }
+
+    // The story (issue 22: the slashes scrolled away under unlabelled probe sessions): the
+    // slash is told, probe sessions are folded into a line per epoch with the oracles named,
+    // the liar's fate is shown, and the same summary is an HTML report with its plots.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("*** oversold SLASHED"), "{err}");
+    assert!(err.contains("the oracles opened") && err.contains("oracle-1 "), "{err}");
+    assert!(!err.contains("opened a session with honest (1 tokens"), "a probe session told alone:\n{err}");
+    assert!(err.contains("client opened a session with honest"), "{err}");
+    let story = s["story"].as_array().expect("story");
+    assert!(story.iter().any(|l| l.as_str().is_some_and(|l| l.starts_with("oversold SLASHED"))), "{story:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("the liar's fate: its readings were outvoted"), "{stdout}");
+    for p in providers {
+        assert_eq!(wei(&p["earned_total"]), wei(&p["earned"]) + wei(&p["bonus"]), "earned includes the bonus: {p}");
+    }
+    let timeline = s["timeline"].as_array().expect("timeline");
+    assert!(timeline.len() >= 4, "a sample per epoch: {timeline:?}");
+    let html = std::fs::read_to_string(summary.with_extension("html")).expect("the HTML report beside the JSON");
+    assert_eq!(html.matches("<svg").count(), 3, "earnings, stake and violations plotted");
+    assert!(html.contains("oversold SLASHED"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -189,7 +189,8 @@ pub struct Connected {
     pub provider_id: u32,
     pub session_id: alloy::primitives::B256,
     pub proxy: SocketAddr,
-    pub price_per_gib: U256,
+    /// Tokens per GiB, as an exact decimal string.
+    pub price_per_gib: String,
 }
 
 /// What the session came to.
@@ -671,7 +672,7 @@ pub async fn run_connect(
             provider_id: link.provider_id,
             session_id: link.terms.session_id().0,
             proxy,
-            price_per_gib: U256::from(link.terms.pricePerGiB),
+            price_per_gib: format_tokens(U256::from(link.terms.pricePerGiB)),
         });
     }
     let route = Failover::new(link);
