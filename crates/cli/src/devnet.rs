@@ -272,7 +272,7 @@ fn describe(
         )),
         E::ProviderSlashed(s) => Some(Line {
             text: format!(
-                "{} SLASHED: {} tokens of its stake ({} to the reporting oracles), jailed until epoch {}",
+                "{} SLASHED: {} tokens of its stake ({} tokens to the reporting oracles), jailed until epoch {}",
                 name(s.providerId),
                 format_tokens(s.amount),
                 format_tokens(s.toOracles),
@@ -811,6 +811,18 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     }
     load.abort();
     if args.keep {
+        // A funded account for the person trying it (anvil's well-known dev key: devnets only).
+        let spare = key(9)?;
+        deployer.mint_test_tokens(spare.address(), tokens(1_000)).await?;
+        eprintln!(
+            "\ndevnet: a funded account for you (anvil's public dev key 9, 10,000 ETH and 1,000 tokens; never use it on a real chain):\n  \
+             export WIREPACT_PRIVATE_KEY={} WIREPACT_RPC_URL={rpc} WIREPACT_MARKET={market}\n  \
+             wirepact status --account {}\n  \
+             more test tokens: wirepact wallet faucet {} 500",
+            alloy::hex::encode_prefixed(spare.to_bytes()),
+            spare.address(),
+            spare.address()
+        );
         eprintln!(
             "\ndevnet: the market keeps running (--keep).\n  \
              proxy (SOCKS5 and HTTP CONNECT): {proxy}\n  \

@@ -43,6 +43,18 @@ pub enum WalletCmd {
         #[arg(long, env = "WIREPACT_MARKET")]
         market: Option<Address>,
     },
+    /// Devnets only: mint the market's test token to ACCOUNT (the token `wirepact deploy`
+    /// makes without --token; a real token refuses). Sent from $WIREPACT_PRIVATE_KEY.
+    Faucet {
+        account: Address,
+        /// Tokens to mint.
+        #[arg(default_value = "100")]
+        amount: String,
+        #[arg(long, env = "WIREPACT_RPC_URL", default_value = "http://127.0.0.1:8545")]
+        rpc_url: String,
+        #[arg(long, env = "WIREPACT_MARKET")]
+        market: Address,
+    },
 }
 
 fn source(password_file: Option<&PathBuf>) -> PasswordSource {
@@ -129,6 +141,22 @@ pub async fn run(cmd: WalletCmd) -> Result<()> {
             if coin == U256::ZERO {
                 println!("no gas money: every transaction needs some; send a little of the chain's coin to {account}");
             }
+            Ok(())
+        }
+        WalletCmd::Faucet { account, amount, rpc_url, market } => {
+            let key: PrivateKeySigner = std::env::var("WIREPACT_PRIVATE_KEY")
+                .context("the faucet sends from $WIREPACT_PRIVATE_KEY (on a devnet, any of its dev keys)")?
+                .trim()
+                .parse()
+                .context("WIREPACT_PRIVATE_KEY is not a hex private key")?;
+            let amount = wirepact_proto::parse_tokens(&amount)?;
+            let m = wirepact_chain::AlloyMarket::connect(&rpc_url, market, key, wirepact_chain::SendPolicy::default())
+                .await
+                .with_context(|| format!("no market at {market} on {rpc_url}"))?;
+            m.mint_test_tokens(account, amount).await.with_context(|| {
+                "the market's token did not mint: only the test token of a devnet deployment (`wirepact deploy` without --token) has a faucet"
+            })?;
+            println!("minted {} tokens to {account}", format_tokens(amount));
             Ok(())
         }
     }

@@ -573,3 +573,14 @@ async fn the_dashboard_shows_the_chains_numbers_and_the_slash_coming() {
     assert!(node.wait().expect("wait").success(), "the node stops cleanly");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A newcomer on a devnet gets test tokens from the CLI (issue 22: `devnet --keep` named no
+/// way to get them): exactly what was asked, to the wei.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_faucet_mints_exactly_what_was_asked() {
+    let Setup { devnet: _devnet, deployer, cli, key, .. } = setup().await;
+    let who = PrivateKeySigner::random().address();
+    let said = cli.ok(&key, &["wallet", "faucet", &who.to_string(), "12.5"]);
+    assert!(said.contains("minted 12.5 tokens"), "{said}");
+    assert_eq!(deployer.token_balance(who).await.expect("balance"), tokens_milli(12_500));
+}

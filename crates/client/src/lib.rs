@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, session_status};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
+use wirepact_proto::repeats::{Repeats, Say};
 use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
@@ -694,13 +695,18 @@ pub async fn run_connect(
     // (they are refused at once, not left hanging), and opened again when there is room.
     let proxy_loop = async {
         let mut listener = Some(listener);
+        let mut bind_errors = Repeats::default();
         loop {
             let l = match listener.take() {
                 Some(l) => l,
                 None => match TcpListener::bind(proxy).await {
                     Ok(l) => l,
                     Err(e) => {
-                        tracing::warn!(%proxy, error = %e, "cannot listen again; retrying");
+                        match bind_errors.note(&e.to_string(), unix_now(), 60) {
+                            Say::New => tracing::warn!(%proxy, error = %e, "cannot listen again; retrying"),
+                            Say::Again(n) => tracing::warn!(%proxy, error = %e, repeats = n, "still cannot listen"),
+                            Say::Quiet => {}
+                        }
                         tokio::time::sleep(STANDBY_RETRY_MIN).await;
                         continue;
                     }
@@ -758,6 +764,7 @@ pub async fn run_connect(
         let mut standby_backoff = STANDBY_RETRY_MIN;
         let mut last_miss: Option<String> = None;
         let mut next_tidy = Instant::now() + TIDY_EVERY;
+        let (mut renew_errors, mut open_errors) = (Repeats::default(), Repeats::default());
         loop {
             // The caps are checked before any provider is looked at: while they leave no room,
             // no session is opened (and, without an active one, no connection is taken).
@@ -791,14 +798,19 @@ pub async fn run_connect(
                         Ok(l) => {
                             tracing::info!(provider = l.provider_id, "next session ready; new streams go to it");
                             route.renew_with(l);
+                            renew_errors.clear();
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "could not open the next session; retrying");
+                            if renew_errors.note(&e.to_string(), unix_now(), 60) != Say::Quiet {
+                                tracing::warn!(error = %e, "could not open the next session; retrying");
+                            }
                             next_open = Instant::now() + STANDBY_RETRY_MIN;
                         }
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, "no provider for the next session; retrying");
+                        if renew_errors.note(&e.to_string(), unix_now(), 60) != Say::Quiet {
+                            tracing::warn!(error = %e, "no provider for the next session; retrying");
+                        }
                         next_open = Instant::now() + STANDBY_RETRY_MIN;
                     }
                 }
@@ -819,6 +831,7 @@ pub async fn run_connect(
                         );
                         route.set_standby(l);
                         route.promote_standby();
+                        open_errors.clear();
                         standby_backoff = STANDBY_RETRY_MIN;
                         last_miss = None;
                     }
@@ -826,7 +839,13 @@ pub async fn run_connect(
                         // Said once at INFO (and again when the reason changes); repeats are DEBUG.
                         let why = e.to_string();
                         if need_active {
-                            tracing::warn!(error = %why, "no session could be opened; retrying");
+                            match open_errors.note(&why, unix_now(), 60) {
+                                Say::New => tracing::warn!(error = %why, "no session could be opened; retrying"),
+                                Say::Again(n) => {
+                                    tracing::warn!(error = %why, repeats = n, "still no session could be opened; retrying");
+                                }
+                                Say::Quiet => tracing::debug!(error = %why, "still no session"),
+                            }
                         } else if last_miss.as_deref() != Some(why.as_str()) {
                             tracing::info!(reason = %why, "no standby provider available; retrying with backoff");
                         } else {

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use wirepact_chain::bindings::{provider_status, IWirepactMarket};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
+use wirepact_proto::repeats::Say;
 use wirepact_proto::{domain, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::admission::{Admission, Limits};
 use wirepact_tunnel::egress::{Cidr, EgressPolicy};
@@ -485,11 +486,20 @@ pub async fn run_node(
         let admission = admission.clone();
         let live = live.clone();
         async move {
+            let mut accept_errors = wirepact_proto::repeats::Repeats::default();
             loop {
                 let (tcp, peer) = match listener.accept().await {
-                    Ok(c) => c,
+                    Ok(c) => {
+                        accept_errors.clear();
+                        c
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        // Out of files under a flood, say: once, then with a count each minute.
+                        match accept_errors.note(&e.to_string(), unix_now(), 60) {
+                            Say::New => tracing::warn!(error = %e, "accept failed"),
+                            Say::Again(n) => tracing::warn!(error = %e, repeats = n, "accept still failing"),
+                            Say::Quiet => {}
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }

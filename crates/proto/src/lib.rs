@@ -4,6 +4,7 @@ pub mod audit;
 pub mod eip712;
 pub mod frames;
 pub mod observations;
+pub mod repeats;
 pub mod units;
 pub mod verdicts;
 
