@@ -14,7 +14,9 @@ pub struct Candidate {
     pub max_latency_ms: u32,
     /// Capacity minus committed, Mbit/s.
     pub headroom_mbps: u32,
-    /// Current price per GiB (the congestion-priced quote), token base units.
+    /// Current price per GiB (the congestion-priced quote), token base units (in JSON: tokens,
+    /// an exact decimal string).
+    #[serde(with = "wirepact_proto::units::token_string")]
     pub quote: U256,
     /// Violations recorded against it so far.
     pub violations: u32,

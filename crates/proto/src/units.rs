@@ -169,3 +169,42 @@ mod price_tests {
         assert_eq!(price_ceiling(U256::MAX, 500), U256::MAX);
     }
 }
+
+/// Serde: a token amount as its exact decimal string in tokens ("1.5"), the form every JSON
+/// output of wirepact uses (`#[serde(with = "wirepact_proto::units::token_string")]`).
+pub mod token_string {
+    use super::{format_tokens, parse_tokens, TokenAmount};
+
+    /// # Errors
+    /// Never (a string is always written).
+    pub fn serialize<S: serde::Serializer>(v: &TokenAmount, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_tokens(*v))
+    }
+
+    /// # Errors
+    /// A string that is not a token amount.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TokenAmount, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        parse_tokens(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod token_string_tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Quote {
+        #[serde(with = "token_string")]
+        quote: TokenAmount,
+    }
+
+    #[test]
+    fn json_amounts_are_exact_decimal_token_strings_both_ways() {
+        let q = Quote { quote: alloy::primitives::U256::from(1_500_000_000_000_000_001u128) };
+        let text = serde_json::to_string(&q).expect("json");
+        assert_eq!(text, r#"{"quote":"1.500000000000000001"}"#);
+        assert_eq!(serde_json::from_str::<Quote>(&text).expect("back"), q);
+        assert!(serde_json::from_str::<Quote>(r#"{"quote":"0x10"}"#).is_err(), "hex is not a token amount");
+    }
+}
