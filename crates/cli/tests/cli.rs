@@ -1035,7 +1035,7 @@ mod full_device {
         if !Path::new("/dev/net/tun").exists() {
             return Some("/dev/net/tun is missing".into());
         }
-        for tool in ["ip", "curl"] {
+        for tool in ["ip", "curl", "python3"] {
             if Command::new(tool).arg("-V").output().is_err() && Command::new(tool).arg("--version").output().is_err() {
                 return Some(format!("`{tool}` is not installed"));
             }
@@ -1160,6 +1160,45 @@ mod full_device {
             .expect("getent");
         let answer = String::from_utf8_lossy(&dns.stdout).to_string();
         assert!(answer.starts_with("198.18.") || answer.starts_with("198.19."), "virtual DNS answer: {answer:?}");
+
+        // UDP too (issue 20): a datagram from the namespace reaches a UDP echo on the host
+        // through the device, the client's UDP ASSOCIATE and the provider, and comes back.
+        let echo = tokio::net::UdpSocket::bind((host, 0)).await.expect("udp echo");
+        let echo_addr = echo.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            for _ in 0..20 {
+                let Ok((n, from)) = echo.recv_from(&mut buf).await else { return };
+                let _ = echo.send_to(&buf[..n], from).await;
+            }
+        });
+        let probe = "import socket, sys\n\
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+            s.settimeout(5)\n\
+            for _ in range(3):\n\
+            \x20   s.sendto(b'wirepact-udp', (sys.argv[1], int(sys.argv[2])))\n\
+            \x20   try:\n\
+            \x20       print(s.recvfrom(2048)[0].decode()); break\n\
+            \x20   except socket.timeout:\n\
+            \x20       pass\n";
+        let udp = tokio::task::spawn_blocking({
+            let ns = ns.0.clone();
+            let (ip, port) = (echo_addr.ip().to_string(), echo_addr.port().to_string());
+            move || {
+                Command::new("ip")
+                    .args(["netns", "exec", &ns, "python3", "-c", probe, &ip, &port])
+                    .output()
+                    .expect("python3 in the namespace")
+            }
+        })
+        .await
+        .expect("udp probe");
+        assert_eq!(
+            String::from_utf8_lossy(&udp.stdout).trim(),
+            "wirepact-udp",
+            "the datagram's echo through the tunnel: {}",
+            String::from_utf8_lossy(&udp.stderr)
+        );
 
         drop(client.stdin.take()); // clean stop
         let mut out = String::new();

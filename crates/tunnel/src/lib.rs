@@ -10,6 +10,7 @@ pub mod mux;
 pub mod session;
 pub mod socks;
 pub mod transport;
+pub mod udp;
 
 pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
 pub use meter::{ClientMeter, MeterError, ProviderMeter, ReceiptDue, DEFAULT_WINDOW};

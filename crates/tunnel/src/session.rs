@@ -140,8 +140,18 @@ pub(crate) struct Credit {
 }
 
 impl Credit {
+    /// Credit for `window` bytes and no receipt yet (tests of a single stream kind).
+    #[cfg(test)]
+    pub(crate) fn for_test(window: u64) -> Self {
+        Self {
+            meter: Mutex::new(ProviderMeter::new(window).expect("window")),
+            more: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
     /// Waits until some of `n` bytes may be forwarded; returns how many (0: the session ended).
-    async fn acquire(&self, n: u64) -> u64 {
+    pub(crate) async fn acquire(&self, n: u64) -> u64 {
         // Fast path, the usual case: credit is there; no waiter is registered.
         if !self.closed.load(Ordering::Acquire) {
             let k = self.meter.lock().map(|mut m| m.take(n)).unwrap_or(0);
@@ -258,6 +268,15 @@ where
                         }
                     });
                 }
+                Ok(Ok(_)) if kind[0] == crate::udp::STREAM_UDP => {
+                    let c = data_credit.clone();
+                    let e = egress.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = serve_udp_stream(stream, c, &e).await {
+                            tracing::debug!(error = %err, "UDP flow ended");
+                        }
+                    });
+                }
                 _ => tracing::debug!("stream with an unknown type or no header dropped"),
             }
         }
@@ -338,7 +357,7 @@ where
     result.map(|()| ProviderStats { forwarded: m.forwarded(), receipted: m.receipted() })
 }
 
-async fn resolve(target: &Target, egress: &EgressPolicy) -> Result<std::net::SocketAddr, u8> {
+pub(crate) async fn resolve(target: &Target, egress: &EgressPolicy) -> Result<std::net::SocketAddr, u8> {
     let candidates: Vec<std::net::SocketAddr> = match target {
         Target::Ip(ip, port) => vec![(*ip, *port).into()],
         Target::Domain(d, port) => {
@@ -346,6 +365,42 @@ async fn resolve(target: &Target, egress: &EgressPolicy) -> Result<std::net::Soc
         }
     };
     candidates.into_iter().find(|a| egress.permits(a.ip())).ok_or(socks::REP_NOT_ALLOWED)
+}
+
+/// Reads a stream's target header; returns the target and any bytes read past it, or `None`
+/// when the stream ended first or the header was refused (the refusal already answered).
+async fn read_target_header<S>(s: &mut S) -> Result<Option<(Target, Vec<u8>)>, SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut head = Vec::with_capacity(64);
+    let mut b = [0u8; 64];
+    let (target, used) = loop {
+        match socks::parse_address(&head) {
+            Ok(t) => break t,
+            Err(SocksError::Incomplete) if head.len() < 262 => {}
+            Err(_) => {
+                s.write_all(&[socks::REP_ADDRESS_NOT_SUPPORTED]).await?;
+                return Ok(None);
+            }
+        }
+        let n = tokio::time::timeout(HEADER_TIMEOUT, s.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
+        if n == 0 {
+            return Ok(None);
+        }
+        head.extend_from_slice(&b[..n]);
+    };
+    let early = head.split_off(used);
+    Ok(Some((target, early)))
+}
+
+/// Serves one UDP flow stream: its target header, then [`crate::udp::serve_udp`].
+async fn serve_udp_stream<S>(mut s: S, credit: Arc<Credit>, egress: &EgressPolicy) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some((target, early)) = read_target_header(&mut s).await? else { return Ok(()) };
+    crate::udp::serve_udp(crate::mux::Prefixed::new(early, s), target, credit, egress).await
 }
 
 /// Serves one data stream (multiplexed or a lane): target header, status byte, relay.
@@ -359,24 +414,7 @@ pub(crate) async fn serve_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut head = Vec::with_capacity(64);
-    let mut b = [0u8; 64];
-    let (target, used) = loop {
-        match socks::parse_address(&head) {
-            Ok(t) => break t,
-            Err(SocksError::Incomplete) if head.len() < 262 => {}
-            Err(_) => {
-                s.write_all(&[socks::REP_ADDRESS_NOT_SUPPORTED]).await?;
-                return Ok(());
-            }
-        }
-        let n = tokio::time::timeout(HEADER_TIMEOUT, s.read(&mut b)).await.map_err(|_| SessionError::Timeout)??;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&b[..n]);
-    };
-    let early = head.split_off(used);
+    let Some((target, early)) = read_target_header(&mut s).await? else { return Ok(()) };
     let addr = match resolve(&target, egress).await {
         Ok(a) => a,
         Err(code) => {
@@ -932,6 +970,59 @@ impl ClientSession {
     }
 
     /// Relays between an app's connection and a tunnel stream, counting both directions.
+    /// Opens a UDP flow to `target` (see [`crate::udp`]): a multiplexed stream of kind
+    /// [`crate::udp::STREAM_UDP`], never a lane.
+    ///
+    /// # Errors
+    /// The session is gone, or the provider refused the target (its SOCKS reply code).
+    pub async fn open_udp(&self, target: &Target) -> Result<TunnelStream, SessionError> {
+        let mut s = self.mux.open().await?;
+        let mut head = vec![crate::udp::STREAM_UDP];
+        head.extend_from_slice(&target.encode());
+        s.write_all(&head).await?;
+        let mut status = [0u8; 1];
+        tokio::time::timeout(HEADER_TIMEOUT, s.read_exact(&mut status)).await.map_err(|_| SessionError::Timeout)??;
+        if status[0] != socks::REP_SUCCEEDED {
+            return Err(SessionError::StreamRefused(status[0]));
+        }
+        Ok(TunnelStream::Mux(s, crate::lane::LaneGuard::default()))
+    }
+
+    /// Sends one datagram on a UDP flow, framed, within the upload credit (all of the frame
+    /// or nothing: a datagram is not split).
+    ///
+    /// # Errors
+    /// The session ended, or the stream failed.
+    pub async fn send_datagram<W: AsyncWrite + Unpin>(&self, w: &mut W, payload: &[u8]) -> std::io::Result<()> {
+        let frame = crate::udp::frame(payload);
+        let mut left = frame.len() as u64;
+        while left > 0 {
+            let k = self.take_upload(left).await;
+            if k == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the session ended"));
+            }
+            left = left.saturating_sub(k);
+        }
+        w.write_all(&frame).await
+    }
+
+    /// Counts `n` bytes of a datagram frame that arrived (receipted like TCP bytes).
+    pub fn datagram_received(&self, n: u64) {
+        let at = self.count_now(n);
+        self.received.fetch_add(n, Ordering::Relaxed);
+        self.last_received_ns.store(at.max(1), Ordering::Relaxed);
+    }
+
+    /// A UDP flow (or another relay) began or ended on this session: [`Self::relaying`]
+    /// counts it, so a renewed session stays open for it.
+    pub(crate) fn relay_started(&self) {
+        self.relaying.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn relay_ended(&self) {
+        self.relaying.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub async fn relay(&self, app: TcpStream, stream: TunnelStream) {
         struct Relaying<'a>(&'a AtomicU64);
         impl Drop for Relaying<'_> {
@@ -1000,11 +1091,15 @@ const ROUTE_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens `target` on the route's current session; if that session's tunnel is gone, reports it
 /// and tries the next one the route offers.
-async fn open_routed<R: Route>(route: &R, target: &Target) -> Result<(Arc<ClientSession>, TunnelStream), SessionError> {
+pub(crate) async fn open_routed<R: Route>(
+    route: &R,
+    target: &Target,
+    udp: bool,
+) -> Result<(Arc<ClientSession>, TunnelStream), SessionError> {
     let start = tokio::time::Instant::now();
     loop {
         match route.current() {
-            Some(s) if s.is_alive() => match s.open(target).await {
+            Some(s) if s.is_alive() => match if udp { s.open_udp(target).await } else { s.open(target).await } {
                 Ok(stream) => return Ok((s, stream)),
                 Err(SessionError::Mux(_)) if start.elapsed() < ROUTE_WAIT => {
                     route.failed(&s);
@@ -1084,7 +1179,7 @@ async fn http_connect_one<R: Route>(mut app: TcpStream, mut buf: Vec<u8>, route:
             }
         }
     };
-    match open_routed(&route, &target).await {
+    match open_routed(&route, &target, false).await {
         Ok((session, stream)) => {
             app.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await?;
             session.relay(app, stream).await;
@@ -1115,8 +1210,9 @@ async fn socks_one<R: Route>(mut app: TcpStream, mut buf: Vec<u8>, route: R) -> 
     buf.drain(..used);
     app.write_all(&[5, 0]).await?;
     let target = loop {
-        match socks::parse_request(&buf) {
-            Ok((t, _)) => break t,
+        match socks::parse_command(&buf) {
+            Ok((socks::CMD_UDP_ASSOCIATE, _, _)) => return crate::udp::associate(app, route).await,
+            Ok((_, t, _)) => break t,
             Err(SocksError::Incomplete) if read_more(&mut app, &mut buf, 262).await? => {}
             Err(SocksError::Command(_)) => {
                 app.write_all(&socks::reply(socks::REP_COMMAND_NOT_SUPPORTED)).await?;
@@ -1128,7 +1224,7 @@ async fn socks_one<R: Route>(mut app: TcpStream, mut buf: Vec<u8>, route: R) -> 
             }
         }
     };
-    match open_routed(&route, &target).await {
+    match open_routed(&route, &target, false).await {
         Ok((session, stream)) => {
             app.write_all(&socks::reply(socks::REP_SUCCEEDED)).await?;
             session.relay(app, stream).await;

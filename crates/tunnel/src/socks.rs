@@ -1,11 +1,11 @@
-//! SOCKS5 (RFC 1928) CONNECT with no authentication, sans-IO: parse what the app sent,
-//! say what to answer. Domain names are passed through unresolved so DNS happens at the
+//! SOCKS5 (RFC 1928) CONNECT and UDP ASSOCIATE with no authentication, sans-IO: parse what
+//! the app sent, say what to answer. Domain names are passed through unresolved so DNS happens at the
 //! provider (no DNS leak from the client's machine).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Where an app wants to go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     Ip(std::net::IpAddr, u16),
     Domain(String, u16),
@@ -59,6 +59,8 @@ pub enum SocksError {
     AddressType(u8),
     #[error("domain name is empty or not valid UTF-8")]
     BadDomain,
+    #[error("fragmented UDP datagrams (fragment {0}) are not supported")]
+    Fragment(u8),
 }
 
 /// The method-selection message: returns its length if it offers "no auth" (0x00).
@@ -112,19 +114,56 @@ pub fn parse_address(buf: &[u8]) -> Result<(Target, usize), SocksError> {
     Ok((target, need))
 }
 
+/// SOCKS5 commands this proxy serves.
+pub const CMD_CONNECT: u8 = 1;
+pub const CMD_UDP_ASSOCIATE: u8 = 3;
+
 /// A CONNECT request: `05 01 00 | address`; returns the target and the bytes used.
 pub fn parse_request(buf: &[u8]) -> Result<(Target, usize), SocksError> {
+    match parse_command(buf)? {
+        (CMD_CONNECT, t, n) => Ok((t, n)),
+        (c, _, _) => Err(SocksError::Command(c)),
+    }
+}
+
+/// A CONNECT or UDP ASSOCIATE request: `05 CMD 00 | address`; returns the command, the address
+/// (for UDP ASSOCIATE, where the app will send from, often all zeros) and the bytes used.
+/// BIND (2) and unknown commands are [`SocksError::Command`].
+pub fn parse_command(buf: &[u8]) -> Result<(u8, Target, usize), SocksError> {
     if buf.len() < 3 {
         return Err(SocksError::Incomplete);
     }
     if buf[0] != 5 {
         return Err(SocksError::Version(buf[0]));
     }
-    if buf[1] != 1 {
-        return Err(SocksError::Command(buf[1]));
+    let cmd = buf[1];
+    if cmd != CMD_CONNECT && cmd != CMD_UDP_ASSOCIATE {
+        return Err(SocksError::Command(cmd));
+    }
+    let (t, n) = parse_address(&buf[3..])?;
+    Ok((cmd, t, 3 + n))
+}
+
+/// A datagram an app sent to the UDP relay: `RSV(2) | FRAG(1) | address | data`. Returns the
+/// destination and where the data starts. Fragments (FRAG != 0) are refused: they are
+/// optional in RFC 1928 and no common client sends them.
+pub fn parse_udp_request(buf: &[u8]) -> Result<(Target, usize), SocksError> {
+    if buf.len() < 4 {
+        return Err(SocksError::Incomplete);
+    }
+    if buf[2] != 0 {
+        return Err(SocksError::Fragment(buf[2]));
     }
     let (t, n) = parse_address(&buf[3..])?;
     Ok((t, 3 + n))
+}
+
+/// The header of a datagram relayed back to the app: `00 00 00 | address of its source`.
+#[must_use]
+pub fn udp_header(source: &Target) -> Vec<u8> {
+    let mut v = vec![0, 0, 0];
+    v.extend_from_slice(&source.encode());
+    v
 }
 
 /// Parses an HTTP `CONNECT host:port HTTP/1.x` request head; returns the target and the
@@ -169,10 +208,36 @@ pub fn reply(code: u8) -> [u8; 10] {
     [5, code, 0, 1, 0, 0, 0, 0, 0, 0]
 }
 
+/// A success reply naming a bound address (UDP ASSOCIATE: where the app sends its datagrams).
+#[must_use]
+pub fn reply_bound(addr: std::net::SocketAddr) -> Vec<u8> {
+    let mut v = vec![5, REP_SUCCEEDED, 0];
+    v.extend_from_slice(&Target::Ip(addr.ip(), addr.port()).encode());
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_udp_associate_is_told_where_to_send_and_datagram_headers_round_trip() {
+        let (cmd, _, used) = parse_command(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).expect("udp associate");
+        assert_eq!((cmd, used), (CMD_UDP_ASSOCIATE, 10));
+        assert_eq!(parse_request(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]), Err(SocksError::Command(3)), "not a CONNECT");
+        assert_eq!(parse_command(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).map(|c| c.0), Err(SocksError::Command(2)), "BIND");
+        let bound: std::net::SocketAddr = "127.0.0.1:5353".parse().expect("addr");
+        assert_eq!(reply_bound(bound), vec![5, 0, 0, 1, 127, 0, 0, 1, 0x14, 0xe9]);
+        let to = Target::Domain("dns.example".into(), 53);
+        let mut dgram = udp_header(&to);
+        let start = dgram.len();
+        dgram.extend_from_slice(b"query");
+        assert_eq!(parse_udp_request(&dgram), Ok((to, start)));
+        dgram[2] = 1;
+        assert_eq!(parse_udp_request(&dgram), Err(SocksError::Fragment(1)));
+        assert_eq!(parse_udp_request(&[0, 0]), Err(SocksError::Incomplete));
+    }
 
     #[test]
     fn parses_curl_style_requests() {

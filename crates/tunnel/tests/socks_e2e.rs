@@ -648,3 +648,97 @@ async fn a_client_dating_receipts_ahead_of_the_chain_gets_one_window_and_no_more
     assert!(got as u64 + 8 <= WINDOW, "{got} bytes served on no valid receipt, beyond one {WINDOW}-byte window");
     assert!(s.store.0.lock().expect("store").is_empty(), "no future-dated receipt was persisted");
 }
+
+/// A UDP echo origin on loopback: every datagram comes back as it was (bounded: 1,000).
+async fn udp_echo() -> SocketAddr {
+    let u = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let a = u.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        for _ in 0..1000 {
+            let Ok((n, from)) = u.recv_from(&mut buf).await else { return };
+            let _ = u.send_to(&buf[..n], from).await;
+        }
+    });
+    a
+}
+
+/// SOCKS5 UDP ASSOCIATE: the TCP connection that keeps the association and the relay address.
+async fn udp_associate(proxy: SocketAddr) -> (TcpStream, SocketAddr) {
+    let mut s = TcpStream::connect(proxy).await.expect("proxy");
+    s.write_all(&[5, 1, 0]).await.expect("greet");
+    let mut r = [0u8; 2];
+    s.read_exact(&mut r).await.expect("method");
+    s.write_all(&[5, 3, 0, 1, 0, 0, 0, 0, 0, 0]).await.expect("udp associate");
+    let mut rep = [0u8; 10];
+    s.read_exact(&mut rep).await.expect("reply");
+    assert_eq!(rep[..4], [5, 0, 0, 1], "UDP ASSOCIATE succeeded with an IPv4 relay address");
+    let relay = SocketAddr::from(([rep[4], rep[5], rep[6], rep[7]], u16::from_be_bytes([rep[8], rep[9]])));
+    assert!(relay.ip().is_loopback() && relay.port() != 0, "{relay}");
+    (s, relay)
+}
+
+fn udp_request(to: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let std::net::SocketAddr::V4(v4) = to else { panic!("v4") };
+    let mut v = vec![0, 0, 0, 1];
+    v.extend_from_slice(&v4.ip().octets());
+    v.extend_from_slice(&to.port().to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// Issue 20: UDP through the session. Datagrams of every size from 1 byte to 8 KiB go to an
+/// echo origin and come back intact, one by one, each reply naming its source; a destination
+/// the provider's egress policy refuses gets nothing through and costs nothing; every frame
+/// byte both ways is counted and the final receipt covers exactly that; the association ends
+/// with its TCP connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_datagrams_cross_the_session_intact_and_receipted_exactly() {
+    let echo = udp_echo().await;
+    let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
+    let (tcp, relay) = udp_associate(s.proxy).await;
+    let app = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+
+    // Refused by the provider's egress policy: nothing comes back, nothing is counted.
+    app.send_to(&udp_request("10.11.12.13:53".parse().expect("addr"), b"nope"), relay).await.expect("send");
+
+    let header = udp_request(echo, b"");
+    let mut expected = 0u64;
+    let mut buf = vec![0u8; 70_000];
+    let sizes: Vec<usize> = (0..120).map(|i| 1 + (i * 97) % 1400).chain([4096, 8192]).collect();
+    for (i, &n) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..n).map(|j| pattern(i * 31 + j)).collect();
+        app.send_to(&udp_request(echo, &data), relay).await.expect("send");
+        let (got, from) = tokio::time::timeout(Duration::from_secs(10), app.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("datagram {i} ({n} bytes) never came back"))
+            .expect("recv");
+        assert_eq!(from, relay, "replies come from the relay");
+        assert_eq!(&buf[..header.len()], &header[..], "the reply names the echo as its source");
+        assert_eq!(&buf[header.len()..got], &data[..], "datagram {i} intact");
+        // A frame is `len u16 | payload`, both ways.
+        expected += 2 * (2 + n as u64);
+    }
+    assert_eq!(s.client.counted(), expected, "every frame byte both ways, and nothing for the refused one");
+    let acked = s.client.finish(Duration::from_secs(10)).await.expect("final receipt acknowledged");
+    assert_eq!(acked, expected);
+    let receipts = s.store.0.lock().expect("store").clone();
+    assert_eq!(receipts.last().expect("a receipt").0, expected, "the provider can claim exactly that");
+
+    // The association ends with its TCP connection: the relay port closes.
+    drop(tcp);
+    let probe = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    probe.connect(relay).await.expect("connect");
+    let mut closed = false;
+    for _ in 0..100 {
+        let _ = probe.send(&header).await;
+        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(50), probe.recv(&mut buf)).await {
+            closed = e.kind() == std::io::ErrorKind::ConnectionRefused;
+            if closed {
+                break;
+            }
+        }
+    }
+    assert!(closed, "the relay socket outlived its association");
+    drop(s.provider_done);
+}
