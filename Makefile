@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: browser soak bench-abuse bench-mux sim sim-scale sim-attacks bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: browser bench-udp soak bench-abuse bench-mux sim sim-scale sim-attacks bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-meter criterion benchmark of the tunnel's meter"
 	@echo "make bench-tunnel tunnel vs direct loopback vs shadowsocks-rust (installs it once)"
 	@echo "make bench-mux  yamux vs HTTP/2 (h2) as the tunnel's multiplexer, on the tunnel's TLS"
+	@echo "make bench-udp  UDP through the tunnel vs shadowsocks-rust in UDP mode vs direct: loss, goodput, echo RTT"
 	@echo "make bench-failover gap until requests flow again after kill -9 of the provider (median)"
 	@echo "make soak       devnet daemons under mixed load for SOAK_MINUTES (20): file/RSS growth, stalls, unpaid wei"
 	@echo "make bench-abuse a connection flood against a provider at a 1,024-file limit, beside a paying client"
@@ -77,6 +78,10 @@ test-deep: tools
 # Tunnel throughput vs direct loopback and shadowsocks-rust; connect overhead (bench/tunnel.sh).
 bench-tunnel:
 	bench/tunnel.sh
+
+# UDP (SOCKS5 UDP ASSOCIATE) through the tunnel vs shadowsocks-rust's UDP relay vs direct (bench/udp.sh).
+bench-udp:
+	bench/udp.sh
 
 # yamux vs HTTP/2 on the tunnel's TLS (the multiplexer choice).
 bench-mux:

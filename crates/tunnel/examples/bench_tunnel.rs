@@ -26,6 +26,7 @@ use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, Pro
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
 
 mod support;
+use support::tunnel::tunnel;
 use support::{answer_size, ask_size, rate};
 
 /// Medians over the rounds of one stream count: throughputs (bytes/s) and, less noisy on a
@@ -64,13 +65,6 @@ async fn plain_relay() -> SocketAddr {
         }
     });
     a
-}
-
-struct Null;
-impl ReceiptStore for Null {
-    fn store(&self, _: B256, _: u64, _: u64, _: [u8; 65]) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 /// Origin: reads 8 bytes (the size wanted, u64 BE), sends that many bytes.
@@ -123,92 +117,6 @@ async fn fetch(proxy: Option<SocketAddr>, origin: SocketAddr, bytes: u64, stream
         }));
     }
     rate(start, tasks, bytes).await
-}
-
-struct Tunnel {
-    proxy: SocketAddr,
-    provider: SocketAddr,
-    tunnel_key: B256,
-    client: Arc<ClientSession>,
-}
-
-async fn tunnel(window: u64, lanes: bool) -> Tunnel {
-    let key = PrivateKeySigner::random();
-    let dom = domain(1, Address::repeat_byte(1));
-    let id = TunnelIdentity::generate("bench.example").expect("identity");
-    let tunnel_key = id.tunnel_key();
-    let acceptor = Arc::new(TlsAcceptor::from(id.server_config().expect("tls")));
-    let checker = Arc::new(Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 600, 4096)));
-    let mut sessions = HashMap::new();
-    sessions.insert(B256::repeat_byte(1), key.address());
-    let sessions = Arc::new(sessions);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let provider = listener.local_addr().expect("addr");
-    let cfg = ProviderSession {
-        domain: dom.clone(),
-        session_id: B256::repeat_byte(1),
-        session_key: key.address(),
-        window,
-        max_bytes: u64::MAX,
-        egress: EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
-        impair: Default::default(),
-        dial_timeout: Duration::from_secs(5),
-        lanes: Some(ProviderLanes::default()),
-        opened_at: 0,
-        // The client's test clock starts at 1_800_000_000 and ticks a second per receipt:
-        // the provider's clock is put a day past that start, so it never looks ahead.
-        clock_offset_secs: wirepact_tunnel::session::offset_to(1_800_000_000 + 86_400),
-    };
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, checker, sessions, cfg) = (acceptor.clone(), checker.clone(), sessions.clone(), cfg.clone());
-            tokio::spawn(async move {
-                if let Ok(Accepted::Session { stream, pending, .. }) =
-                    accept(&acceptor, tcp, &checker, &*sessions, 1_800_000_000, Duration::from_secs(2), window).await
-                {
-                    let _ = serve_connection(Prefixed::new(pending, stream), cfg, Arc::new(Null)).await;
-                }
-            });
-        }
-    });
-    let auth =
-        session_auth_frame(&key, &dom, B256::repeat_byte(1), tunnel_key, 1_800_000_000, rand_nonce()).expect("auth");
-    let t = connect(provider, "bench.example", tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
-    let clock = Arc::new(std::sync::atomic::AtomicU64::new(1_800_000_000));
-    let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let dialer = lanes.then(|| LaneDialer {
-        addr: provider,
-        server_name: "bench.example".into(),
-        tunnel_key,
-        session_key: key.clone(),
-        domain: dom.clone(),
-        session_id: B256::repeat_byte(1),
-        now: Arc::new(|| 1_800_000_000),
-        deadline: Duration::from_secs(5),
-    });
-    let cs = ClientSession::start_with_lanes(
-        Prefixed::new(t.pending, t.stream),
-        key,
-        dom,
-        B256::repeat_byte(1),
-        window,
-        now,
-        dialer,
-    )
-    .await
-    .expect("client");
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let proxy = l.local_addr().expect("addr");
-    tokio::spawn(serve_proxy(l, cs.clone()));
-    Tunnel { proxy, provider, tunnel_key, client: cs }
-}
-
-fn rand_nonce() -> [u8; 16] {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let mut n = [0u8; 16];
-    n[..8].copy_from_slice(&NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst).to_be_bytes());
-    n
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -3,6 +3,10 @@
 
 use std::time::Instant;
 
+/// Not every benchmark builds a tunnel (bench_mux does not).
+#[allow(dead_code)]
+pub mod tunnel;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
