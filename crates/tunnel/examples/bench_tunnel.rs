@@ -8,25 +8,19 @@
 //! cargo run --release -p wirepact-tunnel --example bench_tunnel -- [--bytes N] [--socks ADDR]
 //!     [--rounds N] [--streams N] [--window BYTES] [--no-lanes] [--only PATH]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use wirepact_proto::domain;
-use wirepact_tunnel::egress::EgressPolicy;
-use wirepact_tunnel::lane::{LaneDialer, ProviderLanes};
-use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
-use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
+use wirepact_tunnel::{connect, session_auth_frame, DEFAULT_WINDOW};
 
 mod support;
-use support::tunnel::tunnel;
+use support::tunnel::{rand_nonce, tunnel};
 use support::{answer_size, ask_size, rate};
 
 /// Medians over the rounds of one stream count: throughputs (bytes/s) and, less noisy on a

@@ -104,7 +104,7 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
     Tunnel { proxy, provider, tunnel_key, client: cs }
 }
 
-fn rand_nonce() -> [u8; 16] {
+pub fn rand_nonce() -> [u8; 16] {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut n = [0u8; 16];
     n[..8].copy_from_slice(&NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst).to_be_bytes());
