@@ -1,0 +1,142 @@
+//! The real node's connection dispatch (`run_node`, as `wirepact node` runs it): a session is
+//! served over one tunnel only. Its meters start at zero, so a second tunnel for the same
+//! session would bill from zero again; the node refuses it and keeps serving the first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use alloy::signers::local::PrivateKeySigner;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wirepact_chain::{AlloyMarket, Devnet, Market};
+use wirepact_node::{NodeConfig, NodeInfo};
+use wirepact_proto::{domain, ProviderId};
+use wirepact_tunnel::mux::Prefixed;
+use wirepact_tunnel::session::{serve_proxy, ClientSession};
+use wirepact_tunnel::{connect, session_auth_frame};
+
+mod support;
+use support::{policy, wei};
+
+/// An origin answering 64 KiB to each connection (bounded: 8).
+async fn origin() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut req = [0u8; 1];
+                if s.read_exact(&mut req).await.is_ok() {
+                    let _ = s.write_all(&[0x42; 65_536]).await;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    a
+}
+
+/// 64 KiB through `proxy` from `o`; the bytes that arrived.
+async fn fetch(proxy: std::net::SocketAddr, o: std::net::SocketAddr) -> usize {
+    let mut app = TcpStream::connect(proxy).await.expect("proxy");
+    let std::net::IpAddr::V4(ip) = o.ip() else { panic!("v4") };
+    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+    req.extend_from_slice(&ip.octets());
+    req.extend_from_slice(&o.port().to_be_bytes());
+    app.write_all(&req).await.expect("socks");
+    let mut rep = [0u8; 12];
+    app.read_exact(&mut rep).await.expect("socks reply");
+    assert_eq!(rep[3], 0, "SOCKS CONNECT succeeded");
+    app.write_all(b"G").await.expect("request");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
+    got.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_node_refuses_a_session_already_served_on_another_tunnel() {
+    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
+    let deployer = AlloyMarket::deploy(
+        &devnet.endpoint(),
+        devnet.signer(0).expect("key"),
+        None,
+        wirepact_chain::devnet_params(),
+        policy(),
+    )
+    .await
+    .expect("deploy");
+    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
+    deployer.mint_test_tokens(devnet.signer(1).expect("key").address(), wei(1_000)).await.expect("mint");
+    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
+
+    let dir = std::env::temp_dir().join(format!("wirepact-dispatch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg: NodeConfig = toml::from_str(&format!(
+        "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nserver_name = \"cdn.example.org\"\n\
+         capacity_mbps = 100\nsession_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\n\
+         egress_allow = [\"127.0.0.0/8\"]\n",
+        devnet.endpoint(),
+        deployer.address(),
+        dir.display()
+    ))
+    .expect("config");
+    let (tx, rx) = tokio::sync::oneshot::channel::<NodeInfo>();
+    let key = devnet.signer(1).expect("key");
+    tokio::spawn(async move {
+        let _ = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await;
+    });
+    let node = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("node ready in time").expect("ready");
+
+    let session_key = PrivateKeySigner::random();
+    client.deposit(wei(10)).await.expect("deposit");
+    let opened = client
+        .open_session(ProviderId(node.provider_id), wei(10), U256::MAX, session_key.address())
+        .await
+        .expect("open");
+    let dom = domain(devnet.chain_id(), deployer.address());
+    let now = opened.terms.openedAt.to::<u64>();
+    let tunnel = |nonce: u8| {
+        let (dom, session_key) = (dom.clone(), session_key.clone());
+        async move {
+            let auth =
+                session_auth_frame(&session_key, &dom, opened.id.0, node.tunnel_key, now, [nonce; 16]).expect("auth");
+            let t = connect(node.listen, "cdn.example.org", node.tunnel_key, &auth, Duration::from_secs(5))
+                .await
+                .expect("the tunnel authenticates");
+            let clock = Arc::new(std::sync::atomic::AtomicU64::new(now));
+            let tick = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+            ClientSession::start(Prefixed::new(t.pending, t.stream), session_key, dom, opened.id.0, 1 << 20, tick).await
+        }
+    };
+    let first = tunnel(1).await.expect("the first tunnel is served");
+    let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy = socks.local_addr().expect("addr");
+    tokio::spawn(serve_proxy(socks, first.clone()));
+    let o = origin().await;
+    assert_eq!(fetch(proxy, o).await, 65_536);
+
+    // The same session again, over a second tunnel (a fresh nonce: the auth itself is valid).
+    let refused = match tunnel(2).await {
+        Err(_) => true,
+        Ok(second) => {
+            let mut dead = false;
+            for _ in 0..100 {
+                if !second.is_alive() {
+                    dead = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            dead
+        }
+    };
+    assert!(refused, "a second tunnel for a session already served must not be served");
+    // The first goes on, and its meter never restarted.
+    assert!(first.is_alive());
+    assert_eq!(fetch(proxy, o).await, 65_536);
+    let acked = first.finish(Duration::from_secs(10)).await.expect("final receipt");
+    assert_eq!(acked, first.counted());
+    let _ = std::fs::remove_dir_all(&dir);
+}
