@@ -26,7 +26,7 @@ use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, Provi
 use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::{chain_clock, serve_proxy, ClientSession, SessionError};
-use wirepact_tunnel::{connect, session_auth_frame, TransportError, DEFAULT_WINDOW};
+use wirepact_tunnel::{session_auth_frame, TlsTransport, Transport, TransportError, DEFAULT_WINDOW};
 
 pub use budget::{Budget, Capped, Caps};
 pub use control::ClientMetrics;
@@ -282,7 +282,7 @@ pub async fn measure_handshakes(
             let mut best: Option<Duration> = None;
             for _ in 0..HANDSHAKE_SAMPLES {
                 let left = end.saturating_duration_since(tokio::time::Instant::now());
-                match wirepact_tunnel::handshake_time(a, &name, key, left).await {
+                match TlsTransport::new(&name, key).handshake_time(a, left).await {
                     Ok(t) => best = Some(best.map_or(t, |b| b.min(t))),
                     // Unreachable only if it never answered; a later miss keeps the first time.
                     Err(_) => break,
@@ -469,14 +469,19 @@ impl Opener<'_> {
             let tunnel_key = choice_key(market, choice.id).await?;
             let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, clock(), rand_nonce())
                 .map_err(|e| ClientError::Sign(e.to_string()))?;
-            let t = connect(addr, &self.cfg.server_name, tunnel_key, &auth, Duration::from_secs(10))
+            // Every connection of the session (the control one and its lanes) goes through
+            // one transport: TLS pinned to the provider's key, today.
+            let transport: std::sync::Arc<dyn Transport> =
+                std::sync::Arc::new(TlsTransport::new(&self.cfg.server_name, tunnel_key));
+            let t = transport
+                .dial(addr, &auth, Duration::from_secs(10))
                 .await
                 .map_err(|source| ClientError::Tunnel { id: choice.id, endpoint: choice.endpoint.clone(), source })?;
             // Bulk streams ride extra connections of the same session (lanes), so one
             // download is not held to one TLS connection's pace; the meter stays shared.
             let lanes = LaneDialer {
                 addr,
-                server_name: self.cfg.server_name.clone(),
+                transport,
                 tunnel_key,
                 session_key: session_key.clone(),
                 domain: dom.clone(),

@@ -310,7 +310,9 @@ pub async fn probe_through_tunnel(
     let auth = wirepact_tunnel::session_auth_frame(key, dom, t.session_id, t.tunnel_key, clock(), rand::random())
         .map_err(|e| ProbeError::Sign(e.to_string()))?;
     // Probes present themselves like any client would (a browser-like server name).
-    let tun = wirepact_tunnel::connect(t.addr, "www.example.com", t.tunnel_key, &auth, Duration::from_secs(5)).await?;
+    // The probe reaches the provider the way a customer's session does (the same transport).
+    let transport = wirepact_tunnel::TlsTransport::new("www.example.com", t.tunnel_key);
+    let tun = wirepact_tunnel::Transport::dial(&transport, t.addr, &auth, Duration::from_secs(5)).await?;
     let cs = ClientSession::start(
         wirepact_tunnel::mux::Prefixed::new(tun.pending, tun.stream),
         key.clone(),

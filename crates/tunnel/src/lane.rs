@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::mux::{MuxStream, Prefixed};
-use crate::transport::{ClientTunnel, TransportError, Wire};
+use crate::transport::{ClientTunnel, TransportError};
 
 /// First byte after `AuthOk` on a session's own connection: control stream and yamux follow.
 pub const CONN_SESSION: u8 = 0;
@@ -157,13 +157,15 @@ impl ProviderLanes {
 }
 
 /// The client's connection under a lane.
-pub type LaneIo = Prefixed<Box<tokio_rustls::client::TlsStream<Wire>>>;
+pub type LaneIo = Prefixed<crate::transport::BoxIo>;
 
 /// How a client dials lanes for its session: the provider, its pinned key, the session key.
 #[derive(Clone)]
 pub struct LaneDialer {
     pub addr: SocketAddr,
-    pub server_name: String,
+    /// What carries the lane (the session's own transport).
+    pub transport: Arc<dyn crate::transport::Transport>,
+    /// The provider's tunnel key, which the session auth is bound to.
     pub tunnel_key: B256,
     pub session_key: PrivateKeySigner,
     pub domain: Eip712Domain,
@@ -196,8 +198,7 @@ impl LaneDialer {
             nonce,
         )
         .map_err(|e| TransportError::Certificate(format!("signing the lane's auth: {e}")))?;
-        let ClientTunnel { stream, pending, .. } =
-            crate::transport::connect(self.addr, &self.server_name, self.tunnel_key, &auth, self.deadline).await?;
+        let ClientTunnel { stream, pending, .. } = self.transport.dial(self.addr, &auth, self.deadline).await?;
         Ok(Prefixed::new(pending, stream))
     }
 }

@@ -15,6 +15,6 @@ pub mod udp;
 pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
 pub use meter::{ClientMeter, MeterError, ProviderMeter, ReceiptDue, DEFAULT_WINDOW};
 pub use transport::{
-    accept, accept_observed, client_config, connect, handshake_time, spki_hash, Accepted, ClientTunnel, TransportError,
-    TunnelIdentity,
+    accept, accept_observed, client_config, connect, handshake_time, spki_hash, Accepted, BoxIo, ClientTunnel,
+    TlsTransport, TlsTunnel, Transport, TransportError, TunnelIdentity,
 };

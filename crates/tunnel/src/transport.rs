@@ -51,6 +51,68 @@ pub enum TransportError {
     Timeout(Duration),
 }
 
+/// An authenticated byte stream, whatever carries it (TLS today; camouflage or QUIC next):
+/// what the session layer reads and writes once a transport is through.
+pub trait TunnelIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static> TunnelIo for T {}
+
+/// A boxed [`TunnelIo`].
+pub type BoxIo = Box<dyn TunnelIo>;
+
+/// A future a [`Transport`] returns.
+pub type Dialing<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, TransportError>> + Send + 'a>>;
+
+/// The seam between the session layer and what carries it to a provider. A transport dials
+/// the provider's address, proves the session with `auth` the way it carries it, and hands
+/// back an authenticated stream with the provider's first credit line and any bytes already
+/// read past the handshake. Everything above it (sessions, lanes, probes) is the same for
+/// every transport; a new obfuscation is one implementation.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Dials `addr`, authenticates the session with `auth`; gives up after `deadline`.
+    fn dial<'a>(&'a self, addr: std::net::SocketAddr, auth: &'a Frame, deadline: Duration)
+        -> Dialing<'a, ClientTunnel>;
+
+    /// How long reaching `addr` takes, up to the point where a session could be proved (what
+    /// a client ranks providers by); the connection is then dropped unauthenticated.
+    fn handshake_time(&self, addr: std::net::SocketAddr, deadline: Duration) -> Dialing<'_, Duration>;
+}
+
+/// The first transport: TLS 1.3 (X25519MLKEM768 preferred) pinned to the provider's tunnel
+/// key, the session auth as the first message, `AuthOk` back.
+#[derive(Debug, Clone)]
+pub struct TlsTransport {
+    /// The SNI sent (and the decoy's certificate name).
+    pub server_name: String,
+    /// The provider's tunnel key (on chain): the certificate must carry it.
+    pub tunnel_key: B256,
+}
+
+impl TlsTransport {
+    #[must_use]
+    pub fn new(server_name: &str, tunnel_key: B256) -> Self {
+        Self { server_name: server_name.to_owned(), tunnel_key }
+    }
+}
+
+impl Transport for TlsTransport {
+    fn dial<'a>(
+        &'a self,
+        addr: std::net::SocketAddr,
+        auth: &'a Frame,
+        deadline: Duration,
+    ) -> Dialing<'a, ClientTunnel> {
+        Box::pin(async move {
+            let t = connect(addr, &self.server_name, self.tunnel_key, auth, deadline).await?;
+            let stream: BoxIo = t.stream;
+            Ok(ClientTunnel { stream, credit_until: t.credit_until, pending: t.pending })
+        })
+    }
+
+    fn handshake_time(&self, addr: std::net::SocketAddr, deadline: Duration) -> Dialing<'_, Duration> {
+        Box::pin(handshake_time(addr, &self.server_name, self.tunnel_key, deadline))
+    }
+}
+
 /// The provider's TLS identity; `tunnel_key()` is what it registers on chain.
 #[derive(Debug)]
 pub struct TunnelIdentity {
@@ -215,13 +277,25 @@ pub fn client_config(tunnel_key: B256) -> Result<Arc<ClientConfig>, TransportErr
 }
 
 /// What became of an accepted connection.
-#[derive(Debug)]
 pub enum Accepted {
     /// An authenticated session: forward its traffic. `pending` holds bytes the client sent
     /// right after its auth (already read from the stream).
-    Session { stream: Box<server::TlsStream<Wire>>, session_id: B256, pending: Vec<u8> },
+    Session { stream: BoxIo, session_id: B256, pending: Vec<u8> },
     /// Not a session: it was served the decoy site and closed.
     Decoy,
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Session { session_id, pending, .. } => f
+                .debug_struct("Session")
+                .field("session_id", session_id)
+                .field("pending", &pending.len())
+                .finish_non_exhaustive(),
+            Self::Decoy => f.write_str("Decoy"),
+        }
+    }
 }
 
 /// Provider side: TLS handshake, then the first message decides between tunnel and decoy.
@@ -372,9 +446,28 @@ pub fn detect_dead_peer(tcp: &TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A connected, authenticated tunnel on the client side.
-#[derive(Debug)]
+/// A connected, authenticated tunnel on the client side, whatever the transport.
 pub struct ClientTunnel {
+    pub stream: BoxIo,
+    /// The provider's first credit line.
+    pub credit_until: u64,
+    /// Bytes the provider sent right after `AuthOk` (already read from the stream).
+    pub pending: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientTunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTunnel")
+            .field("credit_until", &self.credit_until)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`connect`]'s tunnel: the TLS stream itself (its negotiated parameters and socket can be
+/// inspected), before [`TlsTransport`] boxes it into a [`ClientTunnel`].
+#[derive(Debug)]
+pub struct TlsTunnel {
     pub stream: Box<client::TlsStream<Wire>>,
     /// The provider's first credit line.
     pub credit_until: u64,
@@ -407,7 +500,7 @@ pub async fn connect(
     tunnel_key: B256,
     auth: &Frame,
     deadline: Duration,
-) -> Result<ClientTunnel, TransportError> {
+) -> Result<TlsTunnel, TransportError> {
     let work = async {
         let mut tls = dial(addr, server_name, tunnel_key).await?;
         let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
@@ -419,7 +512,7 @@ pub async fn connect(
             match Frame::decode(&buf) {
                 Ok((Frame::AuthOk { credit_until }, used)) => {
                     let pending = buf.split_off(used);
-                    return Ok(ClientTunnel { stream: Box::new(tls), credit_until, key_exchange, pending });
+                    return Ok(TlsTunnel { stream: Box::new(tls), credit_until, key_exchange, pending });
                 }
                 Ok((Frame::Error { code, message }, _)) => return Err(TransportError::Refused { code, message }),
                 Ok(_) => return Err(TransportError::NotATunnel),

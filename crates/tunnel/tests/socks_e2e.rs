@@ -166,7 +166,7 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let dialer = LaneDialer {
         addr: paddr,
-        server_name: SNI.into(),
+        transport: Arc::new(wirepact_tunnel::transport::TlsTransport::new(SNI, tunnel_key)),
         tunnel_key,
         session_key: key.clone(),
         domain: dom.clone(),

@@ -79,7 +79,7 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let dialer = lanes.then(|| LaneDialer {
         addr: provider,
-        server_name: "bench.example".into(),
+        transport: Arc::new(wirepact_tunnel::transport::TlsTransport::new("bench.example", tunnel_key)),
         tunnel_key,
         session_key: key.clone(),
         domain: dom.clone(),
