@@ -216,6 +216,31 @@ fn root_cause(e: &TransportError) -> String {
 }
 
 impl ChainError {
+    /// What to do next: retry (the RPC is down, a confirmation is late), add funds (a balance,
+    /// stake or gas is short), use another provider (it is not active, full or dearer than
+    /// allowed), or fix what was asked.
+    #[must_use]
+    pub fn kind(&self) -> wirepact_proto::ErrorKind {
+        use crate::bindings::WirepactMarket::WirepactMarketErrors as R;
+        use wirepact_proto::ErrorKind as K;
+        match self {
+            ChainError::Transport { .. } | ChainError::ConfirmationTimeout { .. } => K::Retry,
+            ChainError::Reverted { revert, .. } => match revert {
+                R::Market_InsufficientBalance(_) | R::Market_StakeBelowMinimum(_) => K::NeedFunds,
+                R::Market_ProviderNotActive(_) | R::Market_WouldOversell(_) | R::Market_PriceAboveMax(_) => K::Failover,
+                _ => K::FixConfig,
+            },
+            ChainError::Rejected { message, .. } | ChainError::RevertedOther { message, .. }
+                if message.to_ascii_lowercase().contains("insufficient") =>
+            {
+                K::NeedFunds
+            }
+            ChainError::Rejected { .. } | ChainError::RevertedOther { .. } => K::FixConfig,
+            ChainError::Unexpected(_) => K::PeerMisbehaved,
+            ChainError::Signing => K::Bug,
+        }
+    }
+
     /// Whether retrying the same operation later can succeed.
     #[must_use]
     pub fn is_retryable(&self) -> bool {

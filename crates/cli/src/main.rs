@@ -339,6 +339,15 @@ fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).with_context(|| format!("{} is not a valid config", path.display()))
 }
 
+/// What to do next about a failed command, when its error says so.
+fn error_kind(e: &anyhow::Error) -> Option<wirepact_proto::ErrorKind> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<wirepact_client::ClientError>()
+            .map(wirepact_client::ClientError::kind)
+            .or_else(|| c.downcast_ref::<wirepact_chain::ChainError>().map(wirepact_chain::ChainError::kind))
+    })
+}
+
 /// Resolves on Ctrl-C, SIGTERM, or (with `exit_with_stdin`) when stdin closes.
 async fn shutdown_signal(exit_with_stdin: bool) {
     let stdin_closed = async {
@@ -441,6 +450,9 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(k) = error_kind(&e) {
+                eprintln!("({k})");
+            }
             std::process::ExitCode::FAILURE
         }
     }

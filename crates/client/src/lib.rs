@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use wirepact_chain::bindings::{provider_status, session_status};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
 use wirepact_proto::repeats::{Repeats, Say};
+use wirepact_proto::ErrorKind;
 use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
@@ -182,6 +183,27 @@ pub enum ClientError {
     Capped(#[from] budget::Capped),
     #[error("cannot serve the control endpoint on {addr}: {source}; change `control_listen`")]
     Control { addr: SocketAddr, source: std::io::Error },
+}
+
+impl ClientError {
+    /// What to do next (see [`ErrorKind`]).
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ClientError::Token(_) | ClientError::Listen { .. } | ClientError::Tun(_) | ClientError::Control { .. } => {
+                ErrorKind::FixConfig
+            }
+            ClientError::Chain(e) => e.kind(),
+            ClientError::State(_) | ClientError::DataDir(_) => ErrorKind::Storage,
+            // Nothing matches now: the market may change; try again later.
+            ClientError::NoProvider { .. } => ErrorKind::Retry,
+            ClientError::ProviderUnavailable(_) | ClientError::BadEndpoint(_) => ErrorKind::Failover,
+            ClientError::InsufficientFunds { .. } | ClientError::Capped(_) => ErrorKind::NeedFunds,
+            ClientError::Tunnel { source, .. } => source.kind(),
+            ClientError::Session(e) => e.kind(),
+            ClientError::Sign(_) => ErrorKind::Bug,
+        }
+    }
 }
 
 /// What a connected client reports once its proxy listens.
@@ -988,4 +1010,25 @@ async fn choice_key(market: &AlloyMarket, id: u32) -> Result<alloy::primitives::
 
 fn rand_nonce() -> [u8; 16] {
     rand::random()
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// The client's errors say what to do: a provider whose endpoint is a decoy is left for
+    /// another; a short balance or a reached cap needs money, not a retry; a data_dir that
+    /// cannot be written is a storage problem.
+    #[test]
+    fn client_errors_say_what_to_do_next() {
+        let tunnel = ClientError::Tunnel { id: 1, endpoint: "x:1".into(), source: TransportError::NotATunnel };
+        assert_eq!(tunnel.kind(), ErrorKind::Failover);
+        let funds = ClientError::InsufficientFunds { need: "5".into(), have: "1".into(), wallet: "0".into() };
+        assert_eq!(funds.kind(), ErrorKind::NeedFunds);
+        assert_eq!(ClientError::Capped(Capped::Total { spent: 1, cap: 1 }).kind(), ErrorKind::NeedFunds);
+        let io = StateError::Io { path: "/x".into(), source: std::io::Error::other("disk full") };
+        assert_eq!(ClientError::DataDir(io).kind(), ErrorKind::Storage);
+        let rpc_down = ChainError::ConfirmationTimeout { hash: alloy::primitives::B256::ZERO, waited_secs: 60 };
+        assert_eq!(ClientError::Chain(rpc_down).kind(), ErrorKind::Retry);
+    }
 }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod eip712;
 pub mod frames;
+pub mod kind;
 pub mod observations;
 pub mod repeats;
 pub mod units;
@@ -14,6 +15,7 @@ pub use eip712::{
     SIGNING_DOMAIN_NAME, SIGNING_DOMAIN_VERSION,
 };
 pub use frames::{Frame, FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use kind::ErrorKind;
 pub use observations::{decode_observations, encode_observations, Observation, ObservationError};
 pub use units::price_ceiling;
 pub use units::{

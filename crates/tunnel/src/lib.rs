@@ -4,6 +4,7 @@ pub mod admission;
 pub mod auth;
 pub mod egress;
 pub mod impair;
+pub mod kind;
 pub mod lane;
 pub mod meter;
 pub mod mux;
@@ -13,6 +14,7 @@ pub mod transport;
 pub mod udp;
 
 pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
+pub use kind::ErrorKind;
 pub use meter::{ClientMeter, MeterError, ProviderMeter, ReceiptDue, DEFAULT_WINDOW};
 pub use transport::{
     accept, accept_observed, client_config, connect, handshake_time, spki_hash, Accepted, BoxIo, ClientTunnel,

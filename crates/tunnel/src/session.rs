@@ -1101,7 +1101,8 @@ pub(crate) async fn open_routed<R: Route>(
         match route.current() {
             Some(s) if s.is_alive() => match if udp { s.open_udp(target).await } else { s.open(target).await } {
                 Ok(stream) => return Ok((s, stream)),
-                Err(SessionError::Mux(_)) if start.elapsed() < ROUTE_WAIT => {
+                // Decided by kind: a session whose tunnel is gone hands over to the next one.
+                Err(e) if e.kind() == crate::ErrorKind::Failover && start.elapsed() < ROUTE_WAIT => {
                     route.failed(&s);
                     continue; // the route may have a standby ready right now
                 }
