@@ -533,14 +533,18 @@ mod sla_watch {
         tokio::time::timeout(Duration::from_secs(20), work).await.map_err(|_| "timed out".to_string())?
     }
 
-    /// Issue 22's hang: a small deposit ran out mid-download and later downloads hung until
-    /// curl gave up. Now the client opens the next session before the deposit runs out (here at
-    /// half of it) and moves new connections there: 40 MiB fetched in 1 MiB requests on
-    /// deposits that pay for ~21 MB each all arrive intact, over several sessions, each closed
-    /// on chain at the end.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_small_deposit_is_renewed_and_downloads_never_hang() {
-        let dir = std::env::temp_dir().join(format!("wirepact-renew-{}", std::process::id()));
+    /// A devnet with one provider (dev key 1) selling 1 Mbit/s sessions at 1 token per GiB (so
+    /// small deposits pay for a few MiB) and dev key 4 funded as its client.
+    struct Dear {
+        dir: PathBuf,
+        devnet: Devnet,
+        m: AlloyMarket,
+        rpc: String,
+        node: Child,
+    }
+
+    async fn dear_provider(name: &str) -> Dear {
+        let dir = std::env::temp_dir().join(format!("wirepact-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let (devnet, m) = super::sla_watch::devnet_market().await;
@@ -550,7 +554,18 @@ mod sla_watch {
         }
         let d = dir.join("node1");
         write_node_config(&d, &rpc, &m, "capacity_mbps = 10\nsession_mbps = 1\nprice_per_gib = \"1\"\n");
-        let mut node = spawn_node(&d, &devnet.signer(1).expect("key").to_bytes().to_string(), &[]);
+        let node = spawn_node(&d, &devnet.signer(1).expect("key").to_bytes().to_string(), &[]);
+        Dear { dir, devnet, m, rpc, node }
+    }
+
+    /// Issue 22's hang: a small deposit ran out mid-download and later downloads hung until
+    /// curl gave up. Now the client opens the next session before the deposit runs out (here at
+    /// half of it) and moves new connections there: 40 MiB fetched in 1 MiB requests on
+    /// deposits that pay for ~21 MB each all arrive intact, over several sessions, each closed
+    /// on chain at the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_deposit_is_renewed_and_downloads_never_hang() {
+        let Dear { dir, devnet, m, rpc, mut node } = dear_provider("renew").await;
         let key = devnet.signer(4).expect("key").to_bytes().to_string();
         let (mut client, log, ready) =
             spawn_client_with(&dir, &rpc, &m, &key, "deposit = \"0.02\"\nstandby = false\nrenew_at_percent = 50\n");
@@ -598,17 +613,7 @@ mod sla_watch {
     /// closes every session.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_spending_cap_is_never_passed_and_then_connections_are_refused_not_hung() {
-        let dir = std::env::temp_dir().join(format!("wirepact-cap-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let (devnet, m) = super::sla_watch::devnet_market().await;
-        let rpc = devnet.endpoint();
-        for i in [1, 4] {
-            m.mint_test_tokens(devnet.signer(i).expect("key").address(), tokens(1000)).await.expect("mint");
-        }
-        let d = dir.join("node1");
-        write_node_config(&d, &rpc, &m, "capacity_mbps = 10\nsession_mbps = 1\nprice_per_gib = \"1\"\n");
-        let mut node = spawn_node(&d, &devnet.signer(1).expect("key").to_bytes().to_string(), &[]);
+        let Dear { dir, devnet, m, rpc, mut node } = dear_provider("cap").await;
         let control = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr")

@@ -370,22 +370,25 @@ async fn wallet_balance_shows_gas_money_and_tokens() {
     assert!(t.contains("no gas money"), "{t}");
 }
 
-/// The node says what happens to its provider (issue 22: operators were blind): each violation
-/// with the oracles' figures and how close the slash is, the slash and the jail; with
-/// `auto_unjail` it says what stake is missing when the jail is over, and unjails itself once
-/// the stake is there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed() {
-    let Setup { devnet: _devnet, deployer, cli, key, prov, oracles } = setup().await;
-    // The node registers its provider (42 tokens staked, 40 the minimum).
-    let dir = std::env::temp_dir().join(format!("wirepact-standing-{}", std::process::id()));
+/// A `wirepact node` registering its provider with `key` on the setup's market (40 Mbit/s,
+/// 20 per session, 42 tokens staked: the minimum is 40), with `extra` config lines; its log
+/// goes to `node.log` in its directory.
+struct Node {
+    dir: std::path::PathBuf,
+    ready: std::path::PathBuf,
+    log: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+fn spawn_node(cli: &Cli, key: &PrivateKeySigner, name: &str, extra: &str) -> Node {
+    let dir = std::env::temp_dir().join(format!("wirepact-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(
         dir.join("node.toml"),
         format!(
             "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\ncapacity_mbps = 40\n\
-             session_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\nstake = \"42\"\nauto_unjail = true\n",
+             session_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\nstake = \"42\"\n{extra}",
             cli.rpc,
             cli.market,
             dir.display()
@@ -394,7 +397,7 @@ async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed(
     .expect("cfg");
     let ready = dir.join("ready.json");
     let log = dir.join("node.log");
-    let mut node = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+    let child = Command::new(env!("CARGO_BIN_EXE_wirepact"))
         .args(["node", "--exit-with-stdin", "--config"])
         .arg(dir.join("node.toml"))
         .arg("--ready-file")
@@ -406,6 +409,18 @@ async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed(
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn node");
+    Node { dir, ready, log, child }
+}
+
+/// The node says what happens to its provider (issue 22: operators were blind): each violation
+/// with the oracles' figures and how close the slash is, the slash and the jail; with
+/// `auto_unjail` it says what stake is missing when the jail is over, and unjails itself once
+/// the stake is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_logs_violations_and_its_slash_and_unjails_itself_when_allowed() {
+    let Setup { devnet: _devnet, deployer, cli, key, prov, oracles } = setup().await;
+    // The node registers its provider (42 tokens staked, 40 the minimum).
+    let Node { dir, ready, log, child: mut node } = spawn_node(&cli, &key, "standing", "auto_unjail = true\n");
     let read_log = || -> String {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.chars().filter(|c| !c.is_control() || *c == '\n').collect()
@@ -463,34 +478,9 @@ async fn the_dashboard_shows_the_chains_numbers_and_the_slash_coming() {
         panic!("this test renders the dashboard in Chromium: `apt-get install chromium` (make test does it)")
     });
     let Setup { devnet: _devnet, deployer, cli, key, prov, oracles } = setup().await;
-    let dir = std::env::temp_dir().join(format!("wirepact-dashboard-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
     let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-    std::fs::write(
-        dir.join("node.toml"),
-        format!(
-            "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\ncapacity_mbps = 40\n\
-             session_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\nstake = \"42\"\nadmin_listen = \"{admin}\"\n",
-            cli.rpc,
-            cli.market,
-            dir.display()
-        ),
-    )
-    .expect("cfg");
-    let ready = dir.join("ready.json");
-    let log = dir.join("node.log");
-    let mut node = Command::new(env!("CARGO_BIN_EXE_wirepact"))
-        .args(["node", "--exit-with-stdin", "--config"])
-        .arg(dir.join("node.toml"))
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("WIREPACT_PRIVATE_KEY", alloy::hex::encode_prefixed(key.to_bytes()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn node");
+    let Node { dir, ready, log, child: mut node } =
+        spawn_node(&cli, &key, "dashboard", &format!("admin_listen = \"{admin}\"\n"));
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     poll(600, || ready.exists().then_some(())).await.unwrap_or_else(|| panic!("node not ready: {}", read_log()));
     let pid = prov.provider_id_of(prov.account()).await.expect("id").expect("registered");

@@ -9,7 +9,7 @@ use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wirepact_chain::{AlloyMarket, Devnet, Market};
+use wirepact_chain::Market;
 use wirepact_node::{NodeConfig, NodeInfo};
 use wirepact_proto::{domain, ProviderId};
 use wirepact_tunnel::mux::Prefixed;
@@ -57,20 +57,7 @@ async fn fetch(proxy: std::net::SocketAddr, o: std::net::SocketAddr) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_node_refuses_a_session_already_served_on_another_tunnel() {
-    let devnet = Devnet::start().expect("anvil (run `make tools` first)");
-    let deployer = AlloyMarket::deploy(
-        &devnet.endpoint(),
-        devnet.signer(0).expect("key"),
-        None,
-        wirepact_chain::devnet_params(),
-        policy(),
-    )
-    .await
-    .expect("deploy");
-    let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
-    deployer.mint_test_tokens(devnet.signer(1).expect("key").address(), wei(1_000)).await.expect("mint");
-    deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
-
+    let (devnet, deployer, client) = support::market().await;
     let dir = std::env::temp_dir().join(format!("wirepact-dispatch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg: NodeConfig = toml::from_str(&format!(

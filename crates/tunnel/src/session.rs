@@ -846,8 +846,14 @@ impl ClientSession {
             }
             crate::lane::LanePool::release(&mut guard);
         }
+        Ok(TunnelStream::Mux(self.open_mux(STREAM_DATA, target).await?, guard))
+    }
+
+    /// A multiplexed stream of `kind` to `target`: the header out, the provider's status byte
+    /// back.
+    async fn open_mux(&self, kind: u8, target: &Target) -> Result<MuxStream, SessionError> {
         let mut s = self.mux.open().await?;
-        let mut head = vec![STREAM_DATA];
+        let mut head = vec![kind];
         head.extend_from_slice(&target.encode());
         s.write_all(&head).await?;
         let mut status = [0u8; 1];
@@ -855,7 +861,7 @@ impl ClientSession {
         if status[0] != socks::REP_SUCCEEDED {
             return Err(SessionError::StreamRefused(status[0]));
         }
-        Ok(TunnelStream::Mux(s, guard))
+        Ok(s)
     }
 
     /// Streams opened on a lane of their own so far (the rest went over the multiplexer).
@@ -969,22 +975,13 @@ impl ClientSession {
         self.mux.close_after(CLOSE_LINGER);
     }
 
-    /// Relays between an app's connection and a tunnel stream, counting both directions.
     /// Opens a UDP flow to `target` (see [`crate::udp`]): a multiplexed stream of kind
     /// [`crate::udp::STREAM_UDP`], never a lane.
     ///
     /// # Errors
     /// The session is gone, or the provider refused the target (its SOCKS reply code).
     pub async fn open_udp(&self, target: &Target) -> Result<TunnelStream, SessionError> {
-        let mut s = self.mux.open().await?;
-        let mut head = vec![crate::udp::STREAM_UDP];
-        head.extend_from_slice(&target.encode());
-        s.write_all(&head).await?;
-        let mut status = [0u8; 1];
-        tokio::time::timeout(HEADER_TIMEOUT, s.read_exact(&mut status)).await.map_err(|_| SessionError::Timeout)??;
-        if status[0] != socks::REP_SUCCEEDED {
-            return Err(SessionError::StreamRefused(status[0]));
-        }
+        let s = self.open_mux(crate::udp::STREAM_UDP, target).await?;
         Ok(TunnelStream::Mux(s, crate::lane::LaneGuard::default()))
     }
 
@@ -1023,6 +1020,7 @@ impl ClientSession {
         self.relaying.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Relays between an app's connection and a tunnel stream, counting both directions.
     pub async fn relay(&self, app: TcpStream, stream: TunnelStream) {
         struct Relaying<'a>(&'a AtomicU64);
         impl Drop for Relaying<'_> {

@@ -35,7 +35,9 @@ pub struct World {
     pub pid: ProviderId,
 }
 
-pub async fn world(capacity_mbps: u32, session_mbps: u32, tunnel_key: B256, endpoint: &str) -> World {
+/// A devnet market (deployed by signer 0 with the devnet parameters), signers 1 (the
+/// provider's) and 2 (the client's) holding 1,000 tokens each; the client's handle.
+pub async fn market() -> (Devnet, AlloyMarket, AlloyMarket) {
     let devnet = Devnet::start().expect("anvil (run `make tools` first)");
     let deployer = AlloyMarket::deploy(
         &devnet.endpoint(),
@@ -46,10 +48,15 @@ pub async fn world(capacity_mbps: u32, session_mbps: u32, tunnel_key: B256, endp
     )
     .await
     .expect("deploy");
-    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
     let client = deployer.with_signer(devnet.signer(2).expect("key"), policy());
-    deployer.mint_test_tokens(prov.account(), wei(1_000)).await.expect("mint");
+    deployer.mint_test_tokens(devnet.signer(1).expect("key").address(), wei(1_000)).await.expect("mint");
     deployer.mint_test_tokens(client.account(), wei(1_000)).await.expect("mint");
+    (devnet, deployer, client)
+}
+
+pub async fn world(capacity_mbps: u32, session_mbps: u32, tunnel_key: B256, endpoint: &str) -> World {
+    let (devnet, deployer, client) = market().await;
+    let prov = deployer.with_signer(devnet.signer(1).expect("key"), policy());
     let terms = IWirepactMarket::ProviderTerms {
         capacityMbps: capacity_mbps,
         sessionMbps: session_mbps,
