@@ -60,15 +60,20 @@ abi-check: abi
 
 test: test-contracts abi-check test-rust fuzz-smoke
 
-# Debian's Chromium renders the node's dashboard in its test (installed once, from apt).
+# Debian's Chromium renders the node's dashboard in its test; curl drives the proxy tests
+# (installed once, from apt, when missing).
 browser:
-	@command -v chromium >/dev/null || { echo "installing Debian's chromium (the dashboard test renders the page in it)"; \
+	@missing=""; for t in chromium curl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "installing from apt:$$missing (the tests drive them)"; \
 	  export DEBIAN_FRONTEND=noninteractive; SUDO=$$(command -v sudo || true); \
-	  $$SUDO apt-get install -y -q chromium >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	  $$SUDO apt-get install -y -q $$missing >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; }; fi
 
 # Rust: tests (the chain tests start anvil from the npm package), clippy, formatting.
 test-rust: tools browser
 	cargo test --workspace --locked
+	@# The full-device test (ignored by default: it needs root and network namespaces).
+	@if [ "$$(id -u)" = 0 ]; then cargo test --locked -p wirepact-cli --test cli -- --ignored full_device; \
+	else echo "NOT RUN (needs root): full_device::curl_in_a_namespace_without_proxy_settings_goes_through_the_provider"; fi
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo fmt --all --check
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use wirepact_chain::Market;
 use wirepact_node::{NodeConfig, NodeInfo};
 use wirepact_proto::{domain, ProviderId};
@@ -40,15 +40,7 @@ async fn origin() -> std::net::SocketAddr {
 
 /// 64 KiB through `proxy` from `o`; the bytes that arrived.
 async fn fetch(proxy: std::net::SocketAddr, o: std::net::SocketAddr) -> usize {
-    let mut app = TcpStream::connect(proxy).await.expect("proxy");
-    let std::net::IpAddr::V4(ip) = o.ip() else { panic!("v4") };
-    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
-    req.extend_from_slice(&ip.octets());
-    req.extend_from_slice(&o.port().to_be_bytes());
-    app.write_all(&req).await.expect("socks");
-    let mut rep = [0u8; 12];
-    app.read_exact(&mut rep).await.expect("socks reply");
-    assert_eq!(rep[3], 0, "SOCKS CONNECT succeeded");
+    let mut app = support::socks_connect(proxy, o).await;
     app.write_all(b"G").await.expect("request");
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");

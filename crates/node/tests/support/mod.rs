@@ -66,3 +66,19 @@ pub async fn world(capacity_mbps: u32, session_mbps: u32, tunnel_key: B256, endp
     let pid = prov.register_provider(terms, tunnel_key, endpoint, "lo", wei(100)).await.expect("register");
     World { devnet, deployer, prov, client, pid }
 }
+
+/// An app's connection through the SOCKS5 proxy at `proxy` to `origin` (IPv4), CONNECT
+/// already answered with success.
+pub async fn socks_connect(proxy: std::net::SocketAddr, origin: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut app = tokio::net::TcpStream::connect(proxy).await.expect("proxy");
+    let std::net::IpAddr::V4(ip) = origin.ip() else { panic!("v4") };
+    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+    req.extend_from_slice(&ip.octets());
+    req.extend_from_slice(&origin.port().to_be_bytes());
+    app.write_all(&req).await.expect("socks");
+    let mut rep = [0u8; 12];
+    app.read_exact(&mut rep).await.expect("socks reply");
+    assert_eq!(rep[3], 0, "SOCKS CONNECT succeeded");
+    app
+}
