@@ -479,6 +479,9 @@ mod sla_watch {
         })
         .await;
         let left_after = hung_at.elapsed();
+        // A figure, not an assertion (wall-clock bounds flake on a loaded machine): how soon a
+        // stall is judged is `sla.rs`' unit tests with time passed in; here the breach below
+        // must be the stall.
         eprintln!("left the hung provider {left_after:?} after SIGSTOP");
         assert!(request(proxy, o).await, "new connections flow through provider 3");
         assert!(Command::new("kill").args(["-CONT", &pid2]).status().expect("kill").success());
@@ -502,7 +505,6 @@ mod sla_watch {
         assert_eq!(breaches[0][1]["Latency"]["limit_ms"], 100, "promise 80 ms + tolerance 20 ms");
         assert_eq!(breaches[1][0], 2);
         assert!(breaches[1][1]["Stalled"]["for_ms"].as_u64().expect("stall") >= 2000, "{report}");
-        assert!(left_after < Duration::from_secs(6), "left the hung provider after {left_after:?}");
         assert!(report["closed"].as_bool().expect("closed"), "every session closed: {report}");
 
         for mut n in nodes {

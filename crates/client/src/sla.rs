@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use wirepact_tunnel::session::PingSample;
+use wirepact_tunnel::control::PingSample;
 
 /// When a link is judged broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,6 +31,7 @@ impl crate::session::SessionError {
             E::StreamRefused(_) => ErrorKind::Refused,
             E::Frame(_) | E::Meter(_) => ErrorKind::PeerMisbehaved,
             E::Store(_) => ErrorKind::Storage,
+            E::Poisoned => ErrorKind::Bug,
         }
     }
 }

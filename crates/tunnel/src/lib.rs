@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod control;
 pub mod egress;
 pub mod impair;
 pub mod kind;

@@ -20,14 +20,16 @@ use alloy::sol_types::Eip712Domain;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-use wirepact_proto::{recover_receipt, sign_receipt, Frame, FrameError, Receipt};
+use wirepact_proto::{Frame, FrameError};
+
+use crate::control::{ClientControl, ClientEvent, ProviderControl, ProviderStep};
 
 use crate::egress::EgressPolicy;
 use crate::impair::Impairment;
 use crate::lane::{
     read_opening, LaneDialer, LaneTarget, Opening, ProviderLanes, TunnelStream, CONN_LANE, CONN_SESSION, LANE_IDLE,
 };
-use crate::meter::{ClientMeter, MeterError, ProviderMeter};
+use crate::meter::{MeterError, ProviderMeter};
 use crate::mux::{self, MuxError, MuxHandle, MuxStream};
 use crate::socks::{self, SocksError, Target};
 
@@ -58,6 +60,8 @@ pub enum SessionError {
     NoSession,
     #[error("the session already has {0} lanes open")]
     TooManyLanes(usize),
+    #[error("a session lock was poisoned by a panic (a bug)")]
+    Poisoned,
 }
 
 /// Where the provider keeps receipts; `store` must be durable when it returns.
@@ -133,7 +137,7 @@ pub struct ProviderStats {
 
 /// A session's credit on the provider, shared by its multiplexed streams and its lanes.
 pub(crate) struct Credit {
-    meter: Mutex<ProviderMeter>,
+    control: Mutex<ProviderControl>,
     more: Notify,
     /// The session ended: nothing more is forwarded.
     closed: AtomicBool,
@@ -143,8 +147,10 @@ impl Credit {
     /// Credit for `window` bytes and no receipt yet (tests of a single stream kind).
     #[cfg(test)]
     pub(crate) fn for_test(window: u64) -> Self {
+        let meter = ProviderMeter::new(window).expect("window");
+        let domain = wirepact_proto::domain(0, Address::ZERO);
         Self {
-            meter: Mutex::new(ProviderMeter::new(window).expect("window")),
+            control: Mutex::new(ProviderControl::new(domain, B256::ZERO, Address::ZERO, meter)),
             more: Notify::new(),
             closed: AtomicBool::new(false),
         }
@@ -154,7 +160,7 @@ impl Credit {
     pub(crate) async fn acquire(&self, n: u64) -> u64 {
         // Fast path, the usual case: credit is there; no waiter is registered.
         if !self.closed.load(Ordering::Acquire) {
-            let k = self.meter.lock().map(|mut m| m.take(n)).unwrap_or(0);
+            let k = self.control.lock().map(|mut c| c.take(n)).unwrap_or(0);
             if k > 0 {
                 return k;
             }
@@ -166,7 +172,7 @@ impl Credit {
             if self.closed.load(Ordering::Acquire) {
                 return 0;
             }
-            let k = self.meter.lock().map(|mut m| m.take(n)).unwrap_or(0);
+            let k = self.control.lock().map(|mut c| c.take(n)).unwrap_or(0);
             if k > 0 {
                 return k;
             }
@@ -226,8 +232,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (_handle, mut inbound) = mux::spawn(io, false);
+    let meter = ProviderMeter::new(cfg.window)?.with_limit(cfg.max_bytes).opened_at(cfg.opened_at);
     let credit = Arc::new(Credit {
-        meter: Mutex::new(ProviderMeter::new(cfg.window)?.with_limit(cfg.max_bytes).opened_at(cfg.opened_at)),
+        control: Mutex::new(ProviderControl::new(cfg.domain.clone(), cfg.session_id, cfg.session_key, meter)),
         more: Notify::new(),
         closed: AtomicBool::new(false),
     });
@@ -287,64 +294,7 @@ where
         return Err(SessionError::NoControl);
     };
 
-    let mut buf = Vec::new();
-    let result = loop {
-        let frame = match read_frame(&mut control, &mut buf).await {
-            Ok(Some(f)) => f,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        if let Frame::Ping { nonce } = frame {
-            // The latency test knob holds pongs back too, as it does data, so a client sees it.
-            if !cfg.impair.extra_latency.is_zero() {
-                tokio::time::sleep(cfg.impair.extra_latency).await;
-            }
-            control.write_all(&Frame::Pong { nonce }.to_bytes()).await?;
-            continue;
-        }
-        let Frame::Receipt { cumulative_bytes, timestamp, signature } = frame else {
-            let _ = control
-                .write_all(
-                    &Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, "expected a receipt or a ping").to_bytes(),
-                )
-                .await;
-            continue;
-        };
-        let r = Receipt { sessionId: cfg.session_id, cumulativeBytes: cumulative_bytes, timestamp };
-        if let Err(e) = recover_receipt(&cfg.domain, &r, &signature, cfg.session_key) {
-            tracing::warn!(error = %e, "badly signed receipt refused");
-            control
-                .write_all(&Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, "bad signature").to_bytes())
-                .await?;
-            continue;
-        }
-        // Validate against the meter first, persist, then commit and acknowledge.
-        let now = unix_now_with(cfg.clock_offset_secs);
-        let check = credit.meter.lock().map(|m| m.check_receipt(cumulative_bytes, timestamp, now)).map_err(|_| ());
-        match check {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "receipt refused");
-                control
-                    .write_all(&Frame::error(wirepact_proto::frames::ERR_BAD_RECEIPT, &e.to_string()).to_bytes())
-                    .await?;
-                continue;
-            }
-            Err(_) => break Err(SessionError::Store("meter lock poisoned".into())),
-        }
-        if let Err(e) = store.store(cfg.session_id, cumulative_bytes, timestamp, signature) {
-            break Err(SessionError::Store(e));
-        }
-        let grant = credit.meter.lock().map_err(|_| SessionError::Store("meter lock poisoned".into()))?.on_receipt(
-            cumulative_bytes,
-            timestamp,
-            now,
-        )?;
-        credit.more.notify_waiters();
-        let mut out = Frame::ReceiptAck { cumulative_bytes }.to_bytes();
-        out.extend_from_slice(&Frame::CreditGrant { credit_until: grant }.to_bytes());
-        control.write_all(&out).await?;
-    };
+    let result = drive_provider(&mut control, &credit, &cfg, store.as_ref()).await;
     acceptor.abort();
     if let Some(lanes) = &cfg.lanes {
         lanes.unregister(cfg.session_id);
@@ -353,8 +303,41 @@ where
     // Lanes still open stop forwarding: no more receipts can pay for them.
     credit.closed.store(true, Ordering::Release);
     credit.more.notify_waiters();
-    let m = credit.meter.lock().map_err(|_| SessionError::Store("meter lock poisoned".into()))?;
-    result.map(|()| ProviderStats { forwarded: m.forwarded(), receipted: m.receipted() })
+    let c = credit.control.lock().map_err(|_| SessionError::Poisoned)?;
+    result.map(|()| ProviderStats { forwarded: c.meter().forwarded(), receipted: c.meter().receipted() })
+}
+
+/// The provider's control driver: frames in, [`ProviderControl`]'s steps out, receipts made
+/// durable before they are acknowledged. Returns when the client closes its control stream.
+async fn drive_provider(
+    control: &mut MuxStream,
+    credit: &Credit,
+    cfg: &ProviderSession,
+    store: &dyn ReceiptStore,
+) -> Result<(), SessionError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = read_frame(control, &mut buf).await? {
+        let now = unix_now_with(cfg.clock_offset_secs);
+        let step = credit.control.lock().map_err(|_| SessionError::Poisoned)?.on_frame(frame, now);
+        match step {
+            ProviderStep::Reply(reply) => {
+                // The latency test knob holds pongs back too, as it does data, so a client sees it.
+                if matches!(reply, Frame::Pong { .. }) && !cfg.impair.extra_latency.is_zero() {
+                    tokio::time::sleep(cfg.impair.extra_latency).await;
+                }
+                control.write_all(&reply.to_bytes()).await?;
+            }
+            ProviderStep::Persist(r) => {
+                store.store(cfg.session_id, r.cumulative, r.timestamp, r.signature).map_err(SessionError::Store)?;
+                let [ack, grant] = credit.control.lock().map_err(|_| SessionError::Poisoned)?.persisted(&r, now)?;
+                credit.more.notify_waiters();
+                let mut out = ack.to_bytes();
+                out.extend_from_slice(&grant.to_bytes());
+                control.write_all(&out).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn resolve(target: &Target, egress: &EgressPolicy) -> Result<std::net::SocketAddr, u8> {
@@ -533,104 +516,35 @@ where
 /// provider before the client closes the connection itself.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// How often the client pings the provider on the control stream.
-pub const PING_EVERY: Duration = Duration::from_secs(1);
-/// Round trips the client remembers.
-const PING_HISTORY: usize = 64;
-
-/// Bytes received from the provider while a ping was in flight above which its round trip
-/// measured the client's own queue more than the provider: such a sample is marked `loaded`.
-pub const LOADED_BYTES: u64 = 64 * 1024;
-
-/// The client's pings: at most one in flight; the recent round trips, newest last.
-#[derive(Debug, Default)]
-struct PingLog {
-    next_nonce: u64,
-    /// (nonce, sent at, bytes received by then)
-    in_flight: Option<(u64, Instant, u64)>,
-    recent: std::collections::VecDeque<PingSample>,
-}
-
-impl PingLog {
-    /// A nonce to send now, unless a ping is still unanswered.
-    /// `received`: downstream payload bytes so far.
-    fn start(&mut self, now: Instant, received: u64) -> Option<u64> {
-        if self.in_flight.is_some() {
-            return None;
-        }
-        self.next_nonce += 1;
-        self.in_flight = Some((self.next_nonce, now, received));
-        Some(self.next_nonce)
-    }
-
-    fn on_pong(&mut self, nonce: u64, now: Instant, received: u64) {
-        if let Some((n, sent, rx)) = self.in_flight {
-            if n == nonce {
-                self.in_flight = None;
-                if self.recent.len() == PING_HISTORY {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(PingSample {
-                    at: now,
-                    rtt: now.saturating_duration_since(sent),
-                    loaded: received.saturating_sub(rx) > LOADED_BYTES,
-                });
-            }
-        }
-    }
-}
-
-/// One answered ping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PingSample {
-    /// When the answer came.
-    pub at: Instant,
-    /// The round trip.
-    pub rtt: Duration,
-    /// More than [`LOADED_BYTES`] of the client's own downloads came in meanwhile: the round
-    /// trip includes the client's queue, not only the provider's.
-    pub loaded: bool,
-}
-
-/// What the client's pings saw (see [`ClientSession::latency`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LatencyView {
-    /// Answered pings, oldest first, at most 64.
-    pub recent: Vec<PingSample>,
-    /// When the ping still waiting for its answer was sent.
-    pub unanswered_since: Option<Instant>,
-    /// When the provider last delivered payload bytes to this client.
-    pub last_received: Option<Instant>,
-}
+pub use crate::control::{LatencyView, PingSample, LOADED_BYTES, PING_EVERY};
 
 /// The client's side of a session.
 #[derive(Debug)]
 pub struct ClientSession {
     mux: MuxHandle,
-    meter: Arc<Mutex<ClientMeter>>,
-    wake: Arc<Notify>,
-    acked: Arc<Mutex<u64>>,
-    acked_notify: Arc<Notify>,
-    pings: Arc<Mutex<PingLog>>,
-    /// Downstream payload bytes so far, and when the last arrived (ns after `born`, 0 = never):
-    /// atomics, so the copy loop takes no lock for them.
-    received: AtomicU64,
-    last_received_ns: AtomicU64,
-    born: Instant,
+    /// Receipts, pings, credit and acks, sans-IO ([`ClientControl`]); the data path counts
+    /// through it and the control driver polls it.
+    control: Mutex<ClientControl>,
+    /// A receipt is due now (half a window unsigned, or uploads out of credit).
+    wake: Notify,
+    /// The provider acknowledged receipts.
+    acked_notify: Notify,
     lanes: Option<Arc<crate::lane::LanePool>>,
     lane_streams: AtomicU64,
     /// App connections being relayed through this session right now.
     relaying: AtomicU64,
-    /// When bytes were last counted (ns after `born`): the receipt task forces a receipt of
-    /// the rest after a second without any.
-    last_count_ns: AtomicU64,
-    /// Set by [`ClientSession::close`]; the receipt task then closes the control stream.
-    closing: Arc<Notify>,
+    /// Set by [`ClientSession::close`]; the control driver then closes the control stream.
+    closing: Notify,
     /// A credit grant came in (uploads waiting for credit look again).
     granted: Notify,
     /// The session is over (closed here, or the provider's control stream ended): nothing
     /// waits for credit any more.
     ended: AtomicBool,
+}
+
+/// Now, on tokio's clock (paused in tests) as a std instant for the sans-IO cores.
+fn instant_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 impl ClientSession {
@@ -673,75 +587,38 @@ impl ClientSession {
         let (mut cr, mut cw) = tokio::io::split(control);
         let session = Arc::new(Self {
             mux,
-            meter: Arc::new(Mutex::new(ClientMeter::new(window)?)),
-            wake: Arc::new(Notify::new()),
-            acked: Arc::new(Mutex::new(0)),
-            acked_notify: Arc::new(Notify::new()),
-            pings: Arc::new(Mutex::new(PingLog::default())),
-            received: AtomicU64::new(0),
-            last_count_ns: AtomicU64::new(0),
-            last_received_ns: AtomicU64::new(0),
-            born: Instant::now(),
+            control: Mutex::new(ClientControl::new(session_key, domain, session_id, window, instant_now())?),
+            wake: Notify::new(),
+            acked_notify: Notify::new(),
             lanes: lanes.map(crate::lane::LanePool::spawn),
             lane_streams: AtomicU64::new(0),
             relaying: AtomicU64::new(0),
-            closing: Arc::new(Notify::new()),
+            closing: Notify::new(),
             granted: Notify::new(),
             ended: AtomicBool::new(false),
         });
-        // Receipts whenever half a window is unsigned (or a final one is forced), and pings.
+        // The control driver: sends what the core has due, sleeps until its next timer, a
+        // wake-up from the data path, or the close.
         let s = session.clone();
         tokio::spawn(async move {
-            let mut ping = tokio::time::interval(PING_EVERY);
-            ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // A receipt is forced after a second without new bytes (pings do not reset it).
-            let idle = tokio::time::sleep(Duration::from_secs(1));
-            tokio::pin!(idle);
-            let closing = s.closing.clone();
             loop {
-                let force = tokio::select! {
-                    () = closing.notified() => {
+                loop {
+                    let frame = s.control.lock().ok().and_then(|mut c| c.poll_transmit(instant_now(), now()));
+                    let Some(frame) = frame else { break };
+                    if cw.write_all(&frame.to_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                let Ok(deadline) = s.control.lock().map(|c| c.poll_timeout()) else { return };
+                tokio::select! {
+                    () = s.closing.notified() => {
                         // The provider sees its control stream end and ends the session
                         // with its lanes; the multiplexed connection follows.
                         let _ = cw.shutdown().await;
-                        break;
+                        return;
                     }
-                    () = s.wake.notified() => false,
-                    () = &mut idle => {
-                        // Force only after a quiet second; while bytes flow, wait for the next.
-                        let since = s.born.elapsed().saturating_sub(Duration::from_nanos(s.last_count_ns.load(Ordering::Relaxed)));
-                        let quiet = since >= Duration::from_secs(1);
-                        let next = if quiet { Duration::from_secs(1) } else { Duration::from_secs(1) - since };
-                        idle.as_mut().reset(tokio::time::Instant::now() + next);
-                        quiet
-                    }
-                    _ = ping.tick() => {
-                        let rx = s.received.load(Ordering::Relaxed);
-                        let nonce = s.pings.lock().ok().and_then(|mut p| p.start(Instant::now(), rx));
-                        if let Some(nonce) = nonce {
-                            if cw.write_all(&Frame::Ping { nonce }.to_bytes()).await.is_err() {
-                                break;
-                            }
-                        }
-                        continue;
-                    }
-                };
-                let due = s.meter.lock().ok().and_then(|m| m.receipt_due(now(), force));
-                let Some(due) = due else { continue };
-                let r = Receipt { sessionId: session_id, cumulativeBytes: due.cumulative, timestamp: due.timestamp };
-                let Ok(sig) = sign_receipt(&session_key, &domain, &r) else { break };
-                let mut signature = [0u8; 65];
-                signature.copy_from_slice(&sig);
-                let frame = Frame::Receipt { cumulative_bytes: due.cumulative, timestamp: due.timestamp, signature };
-                if cw.write_all(&frame.to_bytes()).await.is_err() {
-                    break;
-                }
-                if let Ok(mut m) = s.meter.lock() {
-                    let _ = m.on_signed(due);
-                    // Counting ran on while signing: another half window may be due already.
-                    if m.receipt_ready() {
-                        s.wake.notify_one();
-                    }
+                    () = s.wake.notified() => {}
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
                 }
             }
         });
@@ -750,28 +627,11 @@ impl ClientSession {
         tokio::spawn(async move {
             let mut buf = Vec::new();
             while let Ok(Some(f)) = read_frame(&mut cr, &mut buf).await {
-                match f {
-                    Frame::CreditGrant { credit_until } => {
-                        if let Ok(mut m) = s.meter.lock() {
-                            if let Err(e) = m.on_grant(credit_until) {
-                                tracing::warn!(error = %e, "provider sent a backwards grant");
-                            }
-                        }
-                        s.granted.notify_waiters();
-                    }
-                    Frame::ReceiptAck { cumulative_bytes } => {
-                        if let Ok(mut a) = s.acked.lock() {
-                            *a = (*a).max(cumulative_bytes);
-                        }
-                        s.acked_notify.notify_waiters();
-                    }
-                    Frame::Pong { nonce } => {
-                        if let Ok(mut p) = s.pings.lock() {
-                            p.on_pong(nonce, Instant::now(), s.received.load(Ordering::Relaxed));
-                        }
-                    }
-                    Frame::Error { code, message } => tracing::warn!(code, %message, "provider reported an error"),
-                    _ => tracing::warn!("unexpected control frame from the provider"),
+                let event = s.control.lock().map_or(ClientEvent::None, |mut c| c.on_frame(f, instant_now()));
+                match event {
+                    ClientEvent::Granted => s.granted.notify_waiters(),
+                    ClientEvent::Acked(_) => s.acked_notify.notify_waiters(),
+                    ClientEvent::None => {}
                 }
             }
             // No more grants can come: uploads waiting for one give up.
@@ -789,12 +649,12 @@ impl ClientSession {
     /// many may be sent now (0: the session is over).
     async fn take_upload(&self, n: u64) -> u64 {
         let try_take = || {
-            let (k, ready) = self.meter.lock().map_or((0, false), |mut m| {
-                let k = m.take_upload(n);
-                (k, m.receipt_ready())
+            let (k, ready) = self.control.lock().map_or((0, false), |mut c| {
+                let k = c.take_upload(n, instant_now());
+                (k, c.receipt_ready())
             });
-            if k > 0 {
-                self.counted_at(ready);
+            if ready {
+                self.wake.notify_one();
             }
             k
         };
@@ -893,55 +753,43 @@ impl ClientSession {
     /// unanswered, if any: what the client's SLA watch judges.
     #[must_use]
     pub fn latency(&self) -> LatencyView {
-        self.pings
-            .lock()
-            .map(|p| LatencyView {
-                recent: p.recent.iter().copied().collect(),
-                unanswered_since: p.in_flight.map(|(_, t, _)| t),
-                last_received: match self.last_received_ns.load(Ordering::Relaxed) {
-                    0 => None,
-                    ns => Some(self.born + Duration::from_nanos(ns)),
-                },
-            })
-            .unwrap_or_default()
+        self.control.lock().map(|c| c.latency()).unwrap_or_default()
     }
 
-    /// Counts `n` payload bytes of a stream this client opened.
+    /// Counts `n` billable bytes of a stream this client opened (a probe's own accounting;
+    /// the relay counts what it carries itself).
     pub fn count(&self, n: u64) {
-        self.count_now(n);
-    }
-
-    /// [`Self::count`], returning when it counted (nanoseconds since the session began), so
-    /// the relay reads the clock once per chunk.
-    fn count_now(&self, n: u64) -> u64 {
-        let ready = self.meter.lock().is_ok_and(|mut m| {
-            m.on_requested(n);
-            m.receipt_ready()
+        let ready = self.control.lock().is_ok_and(|mut c| {
+            c.count(n, instant_now());
+            c.receipt_ready()
         });
-        self.counted_at(ready)
-    }
-
-    /// Notes that bytes were just counted (and wakes the receipt task if one is due).
-    fn counted_at(&self, ready: bool) -> u64 {
-        let at = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_count_ns.store(at, Ordering::Relaxed);
-        // The receipt task is woken only when a receipt is due, not for every chunk.
         if ready {
             self.wake.notify_one();
         }
-        at
+    }
+
+    /// `n` payload bytes arrived from the provider: counted, timed, and the receipt driver
+    /// woken when one is due (not for every chunk).
+    fn received(&self, n: u64) {
+        let ready = self.control.lock().is_ok_and(|mut c| {
+            c.on_received(n, instant_now());
+            c.receipt_ready()
+        });
+        if ready {
+            self.wake.notify_one();
+        }
     }
 
     /// The highest cumulative byte count the provider acknowledged (persisted) so far.
     #[must_use]
     pub fn acknowledged(&self) -> u64 {
-        self.acked.lock().map(|a| *a).unwrap_or(0)
+        self.control.lock().map(|c| c.acknowledged()).unwrap_or(0)
     }
 
     /// Bytes counted so far.
     #[must_use]
     pub fn counted(&self) -> u64 {
-        self.meter.lock().map(|m| m.counted()).unwrap_or(0)
+        self.control.lock().map(|c| c.counted()).unwrap_or(0)
     }
 
     /// Signs a final receipt for everything counted and waits (up to `deadline`) for the ack.
@@ -952,7 +800,7 @@ impl ClientSession {
                 let notified = self.acked_notify.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if self.acked.lock().map(|a| *a >= target).unwrap_or(false) {
+                if self.acknowledged() >= target {
                     return;
                 }
                 notified.await;
@@ -1005,9 +853,7 @@ impl ClientSession {
 
     /// Counts `n` bytes of a datagram frame that arrived (receipted like TCP bytes).
     pub fn datagram_received(&self, n: u64) {
-        let at = self.count_now(n);
-        self.received.fetch_add(n, Ordering::Relaxed);
-        self.last_received_ns.store(at.max(1), Ordering::Relaxed);
+        self.received(n);
     }
 
     /// A UDP flow (or another relay) began or ended on this session: [`Self::relaying`]
@@ -1041,10 +887,7 @@ impl ClientSession {
         };
         let down = async {
             let r = pump(&mut sr, &mut aw, |n| {
-                let at = self.count_now(n);
-                self.received.fetch_add(n, Ordering::Relaxed);
-                // 0 means "nothing received yet".
-                self.last_received_ns.store(at.max(1), Ordering::Relaxed);
+                self.received(n);
                 std::future::ready(n)
             })
             .await;

@@ -316,12 +316,15 @@ async fn pings_time_the_round_trip_and_show_a_slow_providers_latency() {
     let fast = setup(open.clone()).await;
     let slow = setup_with(open, Impairment::new(None, Duration::from_millis(150)), false).await;
     let (f, s) = tokio::join!(pings(&fast.client, 2), pings(&slow.client, 2));
-    assert!(f.iter().all(|rtt| *rtt < Duration::from_millis(150)), "loopback round trips {f:?}");
+    assert_eq!(f.len(), 2, "the fast provider answers pings");
+    // The slow provider holds each pong back 150 ms, so no round trip can be shorter: a lower
+    // bound set by the provider, never a wall-clock ceiling. The round-trip arithmetic itself
+    // (one ping in flight, rtt to the millisecond, loaded samples) is `control.rs`' tests with
+    // time passed in.
     assert!(
-        s.iter().all(|rtt| *rtt >= Duration::from_millis(150) && *rtt < Duration::from_secs(5)),
+        s.iter().all(|rtt| *rtt >= Duration::from_millis(150)),
         "the provider's 150 ms shows in every round trip: {s:?}"
     );
-    assert!(fast.client.latency().unanswered_since.is_none_or(|t| t.elapsed() <= Duration::from_secs(3)));
 }
 
 /// Reads from `lane` until it closes or stays quiet for `quiet` (at most 30 s in all);

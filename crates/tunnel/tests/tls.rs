@@ -219,7 +219,7 @@ async fn handshake_time_measures_the_pinned_provider_and_refuses_an_impostor() {
     let took = wirepact_tunnel::handshake_time(s.addr, SNI, s.tunnel_key, Duration::from_secs(5))
         .await
         .expect("the pinned provider answers");
-    assert!(took > Duration::ZERO && took < Duration::from_secs(5), "{took:?}");
+    assert!(took > Duration::ZERO, "a handshake takes some time: {took:?}");
     // The provider saw a visitor that left without authenticating: no session was made.
     assert_ne!(s.results.recv().await, Some("session"));
     let wrong = wirepact_tunnel::handshake_time(s.addr, SNI, B256::repeat_byte(9), Duration::from_secs(5)).await;
