@@ -90,7 +90,7 @@ bench-udp:
 
 # yamux vs HTTP/2 on the tunnel's TLS (the multiplexer choice).
 bench-mux:
-	cargo run --release --locked -q -p wirepact-tunnel --example bench_mux
+	cargo run --release --locked -q -p wirepact-client --example bench_mux
 
 # Failover gap after kill -9 of the client's provider under load, median of 10 runs.
 bench-failover: tools

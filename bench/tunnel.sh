@@ -9,5 +9,5 @@ ROUNDS=${BENCH_ROUNDS:-5}
 source bench/shadowsocks.sh
 start_shadowsocks
 
-cargo run --release -q -p wirepact-tunnel --example bench_tunnel -- \
+cargo run --release -q -p wirepact-client --example bench_tunnel -- \
   --bytes "$BYTES" --rounds "$ROUNDS" --socks "$SS_LOCAL"

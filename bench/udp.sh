@@ -9,5 +9,5 @@ source bench/shadowsocks.sh
 # -U: TCP and UDP (the SOCKS5 UDP ASSOCIATE needs the TCP side too).
 start_shadowsocks -U
 
-cargo run --release -q -p wirepact-tunnel --example bench_udp -- \
+cargo run --release -q -p wirepact-client --example bench_udp -- \
   --socks "$SS_LOCAL" --seconds "${BENCH_SECONDS:-2}"

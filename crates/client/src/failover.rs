@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use wirepact_proto::SessionTerms;
-use wirepact_tunnel::session::{ClientSession, Route};
+use wirepact_tunnel::session::ClientSession;
+
+use crate::proxy::Route;
 
 use crate::sla::{Breach, SlaWatch};
 

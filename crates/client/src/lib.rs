@@ -5,9 +5,11 @@ pub mod control;
 pub mod failover;
 #[cfg(target_os = "linux")]
 pub mod fulldevice;
+pub mod proxy;
 pub mod select;
 pub mod sla;
 pub mod state;
+pub mod udp_proxy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,7 +28,10 @@ use wirepact_proto::ErrorKind;
 use wirepact_proto::{domain, format_tokens, parse_tokens, ParseTokenError, ProviderId};
 use wirepact_tunnel::lane::LaneDialer;
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{chain_clock, serve_proxy, ClientSession, SessionError};
+use wirepact_tunnel::session::{ClientSession, SessionError};
+
+use crate::proxy::serve_proxy;
+use wirepact_tunnel::clock::chain_clock;
 use wirepact_tunnel::{session_auth_frame, TlsTransport, Transport, TransportError, DEFAULT_WINDOW};
 
 pub use budget::{Budget, Capped, Caps};

@@ -25,7 +25,7 @@ use wirepact_tunnel::egress::{Cidr, EgressPolicy};
 use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::lane::{read_opening, Opening, ProviderLanes, LANE_IDLE};
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_provider, ProviderSession, ReceiptStore};
+use wirepact_tunnel::provider::{serve_provider, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{accept_observed, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
 
 use crate::claimer::{ClaimError, Claimer};

@@ -17,7 +17,7 @@ use wirepact_admin::prometheus_client::metrics::gauge::Gauge;
 use wirepact_admin::prometheus_client::registry::Registry;
 use wirepact_chain::bindings::{provider_status, IWirepactMarket};
 use wirepact_proto::format_tokens;
-use wirepact_tunnel::session::ReceiptStore;
+use wirepact_tunnel::provider::ReceiptStore;
 
 use crate::db::ReceiptDb;
 use crate::NodeReport;
@@ -329,7 +329,13 @@ impl CountingStore {
 }
 
 impl ReceiptStore for CountingStore {
-    fn store(&self, session: B256, cumulative: u64, timestamp: u64, signature: [u8; 65]) -> Result<(), String> {
+    fn store(
+        &self,
+        session: B256,
+        cumulative: u64,
+        timestamp: u64,
+        signature: [u8; 65],
+    ) -> Result<(), wirepact_tunnel::error::StoreError> {
         let before = match self.last.lock().ok().and_then(|l| l.get(&session).copied()) {
             Some(b) => b,
             None => self.db.receipt(session).ok().flatten().map_or(0, |r| r.cumulative_bytes),

@@ -22,13 +22,15 @@ const PRIOR: TableDefinition<&[u8], &[u8]> = TableDefinition::new("prior");
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("receipt database: {0}")]
-    Redb(String),
+    Redb(#[from] redb::Error),
+    #[error("a session key in the receipt database is not 32 bytes: the file is corrupt")]
+    BadKey,
     #[error("corrupt record for session {0}")]
     Corrupt(B256),
 }
 
-fn e(err: impl std::fmt::Display) -> DbError {
-    DbError::Redb(err.to_string())
+fn e(err: impl Into<redb::Error>) -> DbError {
+    DbError::Redb(err.into())
 }
 
 /// The latest receipt of a session.
@@ -174,7 +176,7 @@ impl ReceiptDb {
         let mut out = Vec::new();
         for row in receipts.iter().map_err(e)? {
             let (k, v) = row.map_err(e)?;
-            let id = B256::try_from(k.value()).map_err(|_| DbError::Redb("bad key".into()))?;
+            let id = B256::try_from(k.value()).map_err(|_| DbError::BadKey)?;
             let rec = StoredReceipt::decode(v.value(), id)?;
             let done = claimed.get(k.value()).map_err(e)?.map_or(0, |c| c.value());
             if lost.get(k.value()).map_err(e)?.is_some() {
@@ -188,11 +190,17 @@ impl ReceiptDb {
     }
 }
 
-impl wirepact_tunnel::session::ReceiptStore for ReceiptDb {
-    fn store(&self, session: B256, cumulative: u64, timestamp: u64, signature: [u8; 65]) -> Result<(), String> {
+impl wirepact_tunnel::provider::ReceiptStore for ReceiptDb {
+    fn store(
+        &self,
+        session: B256,
+        cumulative: u64,
+        timestamp: u64,
+        signature: [u8; 65],
+    ) -> Result<(), wirepact_tunnel::error::StoreError> {
         ReceiptDb::store(self, session, StoredReceipt { cumulative_bytes: cumulative, timestamp, signature })
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(wirepact_tunnel::error::StoreError::io)
     }
 }
 

@@ -10,10 +10,11 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wirepact_chain::Market;
+use wirepact_client::proxy::serve_proxy;
 use wirepact_node::{NodeConfig, NodeInfo};
 use wirepact_proto::{domain, ProviderId};
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_proxy, ClientSession};
+use wirepact_tunnel::session::ClientSession;
 use wirepact_tunnel::{connect, session_auth_frame};
 
 mod support;

@@ -18,9 +18,11 @@ use wirepact_proto::{domain, ProviderId};
 
 mod support;
 use support::{policy, wei, world, World};
+use wirepact_client::proxy::serve_proxy;
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
+use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
+use wirepact_tunnel::session::ClientSession;
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
 
 const BYTES: usize = 3 << 20;

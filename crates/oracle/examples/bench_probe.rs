@@ -20,12 +20,13 @@ use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_connection, ClientSession, ProviderSession, ReceiptStore};
+use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
+use wirepact_tunnel::session::ClientSession;
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
 
 struct Null;
 impl ReceiptStore for Null {
-    fn store(&self, _: B256, _: u64, _: u64, _: [u8; 65]) -> Result<(), String> {
+    fn store(&self, _: B256, _: u64, _: u64, _: [u8; 65]) -> Result<(), wirepact_tunnel::error::StoreError> {
         Ok(())
     }
 }

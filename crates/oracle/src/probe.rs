@@ -306,7 +306,7 @@ pub async fn probe_through_tunnel(
     sink: Sink,
     plan: &ProbePlan,
 ) -> Result<Measurement, ProbeError> {
-    let clock = wirepact_tunnel::session::chain_clock(t.opened_at, unix_now());
+    let clock = wirepact_tunnel::clock::chain_clock(t.opened_at, unix_now());
     let auth = wirepact_tunnel::session_auth_frame(key, dom, t.session_id, t.tunnel_key, clock(), rand::random())
         .map_err(|e| ProbeError::Sign(e.to_string()))?;
     // Probes present themselves like any client would (a browser-like server name).

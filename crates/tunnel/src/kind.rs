@@ -51,7 +51,10 @@ mod tests {
         assert_eq!(SessionError::Mux(MuxError::Closed).kind(), ErrorKind::Failover);
         assert_eq!(SessionError::StreamRefused(crate::socks::REP_NOT_ALLOWED).kind(), ErrorKind::Refused);
         assert_eq!(SessionError::Timeout.kind(), ErrorKind::Retry);
-        assert_eq!(SessionError::Store("disk full".into()).kind(), ErrorKind::Storage);
+        assert_eq!(
+            SessionError::Store(crate::error::StoreError::io(std::io::Error::other("disk full"))).kind(),
+            ErrorKind::Storage
+        );
         assert_eq!(TransportError::NotATunnel.kind(), ErrorKind::Failover);
         assert_eq!(TransportError::BadCertificate.kind(), ErrorKind::PeerMisbehaved);
         assert_eq!(TransportError::BadServerName("x y".into()).kind(), ErrorKind::FixConfig);

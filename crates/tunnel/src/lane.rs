@@ -6,8 +6,8 @@
 //! connection authenticated with the same session key (a fresh `SessionAuth`); its first byte
 //! after `AuthOk` says what it is:
 //!
-//! - [`CONN_SESSION`]: the session itself — control stream and yamux follow (one per session);
-//! - [`CONN_LANE`]: one data stream, no multiplexer — a target header, one status byte back,
+//! - [`CONN_SESSION`](crate::wire::CONN_SESSION): the session itself — control stream and yamux follow (one per session);
+//! - [`CONN_LANE`](crate::wire::CONN_LANE): one data stream, no multiplexer — a target header, one status byte back,
 //!   then payload, counted and gated by the session's credit exactly as a multiplexed stream.
 //!
 //! The client keeps a few authenticated lanes ready ([`LANE_POOL`]) so taking one costs the
@@ -31,11 +31,7 @@ use tokio::sync::Notify;
 
 use crate::mux::{MuxStream, Prefixed};
 use crate::transport::{ClientTunnel, TransportError};
-
-/// First byte after `AuthOk` on a session's own connection: control stream and yamux follow.
-pub const CONN_SESSION: u8 = 0;
-/// First byte after `AuthOk` on a lane: one data stream follows.
-pub const CONN_LANE: u8 = 1;
+use crate::wire::{CONN_LANE, CONN_SESSION};
 
 /// Authenticated lanes a client keeps ready.
 pub const LANE_POOL: usize = 2;
@@ -84,7 +80,7 @@ pub async fn read_opening<S: AsyncRead + Unpin>(io: &mut S, idle: Duration) -> R
 
 /// A lane as the provider serves it: the session's meter and policy.
 pub(crate) struct LaneTarget {
-    pub(crate) credit: Arc<crate::session::Credit>,
+    pub(crate) credit: Arc<crate::relay::Credit>,
     pub(crate) egress: crate::egress::EgressPolicy,
     pub(crate) impair: crate::impair::Impairment,
     pub(crate) dial_timeout: Duration,
@@ -133,14 +129,14 @@ impl ProviderLanes {
     /// Serves one lane of `session` (after [`read_opening`] said [`Opening::Lane`]): the
     /// stream is metered with the session's credit and ends when the session does. A lane of
     /// a session not being served is closed without a byte.
-    pub async fn serve<S>(&self, io: S, session: B256) -> Result<(), crate::session::SessionError>
+    pub async fn serve<S>(&self, io: S, session: B256) -> Result<(), crate::error::SessionError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let target = self.live.lock().ok().and_then(|l| l.get(&session).and_then(Weak::upgrade));
         let Some(t) = target else {
             tracing::debug!(%session, "lane for a session not being served; closed");
-            return Err(crate::session::SessionError::NoSession);
+            return Err(crate::error::SessionError::NoSession);
         };
         let (credit, egress, impair, dial) = (t.credit.clone(), t.egress.clone(), t.impair.clone(), t.dial_timeout);
         let open = t.open.clone();
@@ -149,10 +145,10 @@ impl ProviderLanes {
         if open.fetch_add(1, Ordering::AcqRel) >= PROVIDER_MAX_LANES {
             open.fetch_sub(1, Ordering::AcqRel);
             tracing::debug!(%session, "too many lanes for one session; closed");
-            return Err(crate::session::SessionError::TooManyLanes(PROVIDER_MAX_LANES));
+            return Err(crate::error::SessionError::TooManyLanes(PROVIDER_MAX_LANES));
         }
         let _count = LaneGuard { active: Some(open), in_use: None };
-        crate::session::serve_stream(io, credit, &egress, dial, impair).await
+        crate::relay::serve_stream(io, credit, &egress, dial, impair).await
     }
 }
 

@@ -2,17 +2,22 @@
 
 pub mod admission;
 pub mod auth;
+pub mod clock;
 pub mod control;
 pub mod egress;
+pub mod error;
 pub mod impair;
 pub mod kind;
 pub mod lane;
 pub mod meter;
 pub mod mux;
+pub mod provider;
+pub mod relay;
 pub mod session;
 pub mod socks;
 pub mod transport;
 pub mod udp;
+pub mod wire;
 
 pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
 pub use kind::ErrorKind;

@@ -12,14 +12,14 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use wirepact_client::proxy::serve_proxy;
 use wirepact_proto::{domain, recover_receipt, Receipt};
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::lane::{LaneDialer, ProviderLanes, LANE_POOL};
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{
-    serve_connection, serve_proxy, ClientSession, ProviderSession, ProviderStats, ReceiptStore,
-};
+use wirepact_tunnel::provider::{serve_connection, ProviderSession, ProviderStats, ReceiptStore};
+use wirepact_tunnel::session::ClientSession;
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
 
 const SNI: &str = "static.example.net";
@@ -31,8 +31,14 @@ const PAYLOAD: usize = 6 << 20;
 struct MemStore(Mutex<Vec<(u64, u64, [u8; 65])>>);
 
 impl ReceiptStore for MemStore {
-    fn store(&self, _s: B256, cumulative: u64, ts: u64, sig: [u8; 65]) -> Result<(), String> {
-        self.0.lock().map_err(|e| e.to_string())?.push((cumulative, ts, sig));
+    fn store(
+        &self,
+        _s: B256,
+        cumulative: u64,
+        ts: u64,
+        sig: [u8; 65],
+    ) -> Result<(), wirepact_tunnel::error::StoreError> {
+        self.0.lock().expect("store lock").push((cumulative, ts, sig));
         Ok(())
     }
 }
@@ -130,7 +136,7 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
         opened_at: 0,
         // The client's test clock starts at 1_800_000_000 and ticks a second per receipt:
         // the provider's clock is put a day past that start, so it never looks ahead.
-        clock_offset_secs: wirepact_tunnel::session::offset_to(1_800_000_000 + 86_400),
+        clock_offset_secs: wirepact_tunnel::clock::offset_to(1_800_000_000 + 86_400),
     };
     let (acceptor, checker, sessions) = (Arc::new(acceptor), Arc::new(checker), Arc::new(sessions));
     let done_tx = Arc::new(Mutex::new(Some(done_tx)));
@@ -347,8 +353,8 @@ async fn drain(lane: &mut (impl tokio::io::AsyncRead + Unpin), quiet: Duration) 
 /// not wait for that before its first stream; a lane that comes too early is closed and the
 /// stream takes the multiplexer).
 async fn served_session_and_lane_header(o: SocketAddr) -> (Setup, Vec<u8>) {
-    use wirepact_tunnel::lane::CONN_LANE;
     use wirepact_tunnel::socks::Target;
+    use wirepact_tunnel::wire::CONN_LANE;
     let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
     pings(&s.client, 1).await;
     let mut head = vec![CONN_LANE];

@@ -10,16 +10,18 @@ use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use wirepact_client::proxy::serve_proxy;
 use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::lane::{LaneDialer, ProviderLanes};
 use wirepact_tunnel::mux::Prefixed;
-use wirepact_tunnel::session::{serve_connection, serve_proxy, ClientSession, ProviderSession, ReceiptStore};
+use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
+use wirepact_tunnel::session::ClientSession;
 use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
 
 struct Null;
 impl ReceiptStore for Null {
-    fn store(&self, _: B256, _: u64, _: u64, _: [u8; 65]) -> Result<(), String> {
+    fn store(&self, _: B256, _: u64, _: u64, _: [u8; 65]) -> Result<(), wirepact_tunnel::error::StoreError> {
         Ok(())
     }
 }
@@ -57,7 +59,7 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
         opened_at: 0,
         // The client's test clock starts at 1_800_000_000 and ticks a second per receipt:
         // the provider's clock is put a day past that start, so it never looks ahead.
-        clock_offset_secs: wirepact_tunnel::session::offset_to(1_800_000_000 + 86_400),
+        clock_offset_secs: wirepact_tunnel::clock::offset_to(1_800_000_000 + 86_400),
     };
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
