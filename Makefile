@@ -5,7 +5,7 @@ FORGE := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin/f
 ANVIL := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/$(CONTRACTS)/node_modules/@foundry-rs/cast-linux-amd64/bin:$(PATH)
 
-.PHONY: browser bench-udp soak bench-abuse bench-mux sim sim-scale sim-attacks bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
+.PHONY: test-tools bench-udp soak bench-abuse bench-mux sim sim-scale sim-attacks bench-failover bench-probe help demo tools contracts test test-contracts test-rust test-deep gas gas-check abi abi-check bench-meter bench-tunnel fuzz fuzz-smoke
 
 help:
 	@echo "make demo       the whole market on a local devnet (anvil, providers, a client under load)"
@@ -60,16 +60,16 @@ abi-check: abi
 
 test: test-contracts abi-check test-rust fuzz-smoke
 
-# Debian's Chromium renders the node's dashboard in its test; curl drives the proxy tests
-# (installed once, from apt, when missing).
-browser:
-	@missing=""; for t in chromium curl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+# What the tests drive, from apt when missing: a headless browser (the dashboard), curl (the
+# proxies), iperf3 (UDP through --tun in the full-device test).
+test-tools:
+	@missing=""; for t in chromium curl iperf3; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then echo "installing from apt:$$missing (the tests drive them)"; \
 	  export DEBIAN_FRONTEND=noninteractive; SUDO=$$(command -v sudo || true); \
 	  $$SUDO apt-get install -y -q $$missing >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; }; fi
 
 # Rust: tests (the chain tests start anvil from the npm package), clippy, formatting.
-test-rust: tools browser
+test-rust: tools test-tools
 	cargo test --workspace --locked
 	@# The full-device test (ignored by default: it needs root and network namespaces).
 	@if [ "$$(id -u)" = 0 ]; then cargo test --locked -p wirepact-cli --test cli -- --ignored full_device; \

@@ -118,6 +118,15 @@ enum Cmd {
         /// With --tun: the TUN device's name.
         #[arg(long, requires = "tun")]
         tun_name: Option<String>,
+        /// With --tun: how DNS is answered. "virtual": inside, with placeholder addresses, the
+        /// names resolved by the provider; "tunnel": queries go as UDP through the tunnel to
+        /// the resolver they were sent to.
+        #[arg(long, requires = "tun", value_name = "virtual|tunnel")]
+        tun_dns: Option<wirepact_client::TunDns>,
+        /// With --tun-dns tunnel: the resolver that queries to a private address (the LAN's
+        /// router) go to instead [default: 1.1.1.1].
+        #[arg(long, requires = "tun")]
+        tun_dns_server: Option<std::net::IpAddr>,
         #[command(flatten)]
         chain: ChainOverride,
         #[command(flatten)]
@@ -525,6 +534,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             tun,
             tun_netns,
             tun_name,
+            tun_dns,
+            tun_dns_server,
             chain,
             key,
             run,
@@ -542,6 +553,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             cfg.tun |= tun;
             cfg.tun_netns = tun_netns.or(cfg.tun_netns);
             cfg.tun_name = tun_name.unwrap_or(cfg.tun_name);
+            cfg.tun_dns = tun_dns.unwrap_or(cfg.tun_dns);
+            cfg.tun_dns_server = tun_dns_server.or(cfg.tun_dns_server);
             let signer = key.signer()?;
             let tx = ready_writer(run.ready_file.clone(), |c: &wirepact_client::Connected| {
                 eprintln!(

@@ -1042,7 +1042,7 @@ mod full_device {
         if !Path::new("/dev/net/tun").exists() {
             return Some("/dev/net/tun is missing".into());
         }
-        for tool in ["ip", "curl", "python3"] {
+        for tool in ["ip", "curl", "python3", "iperf3"] {
             if Command::new(tool).arg("-V").output().is_err() && Command::new(tool).arg("--version").output().is_err() {
                 return Some(format!("`{tool}` is not installed"));
             }
@@ -1056,12 +1056,59 @@ mod full_device {
         None
     }
 
-    /// Deletes the namespace however the test ends.
+    /// Deletes the namespace (and its resolv.conf) however the test ends.
     struct Netns(String);
     impl Drop for Netns {
         fn drop(&mut self) {
             let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.0));
         }
+    }
+
+    /// A DNS server for one name on `ip:53`: an A query for `name` gets `answer`, any other
+    /// query an empty NOERROR. Returns how many queries for `name` it answered.
+    async fn dns_server(
+        ip: std::net::IpAddr,
+        name: &'static str,
+        answer: std::net::Ipv4Addr,
+    ) -> Arc<std::sync::atomic::AtomicU64> {
+        let sock = tokio::net::UdpSocket::bind((ip, 53)).await.expect("bind the test's DNS server on port 53");
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..200 {
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
+                let q = &buf[..n];
+                if n < 17 {
+                    continue;
+                }
+                // The question: labels from byte 12, then type and class.
+                let (mut at, mut labels) = (12, Vec::new());
+                while at < n && q[at] != 0 {
+                    let len = usize::from(q[at]);
+                    labels.push(String::from_utf8_lossy(q.get(at + 1..at + 1 + len).unwrap_or_default()).to_string());
+                    at += 1 + len;
+                }
+                let end = at + 5; // the zero label, type, class
+                if end > n {
+                    continue;
+                }
+                let qtype = u16::from_be_bytes([q[at + 1], q[at + 2]]);
+                let hit = labels.join(".").eq_ignore_ascii_case(name) && qtype == 1;
+                let mut r = Vec::with_capacity(64);
+                r.extend_from_slice(&q[..2]); // id
+                r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, u8::from(hit), 0, 0, 0, 0]);
+                r.extend_from_slice(&q[12..end]);
+                if hit {
+                    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                    r.extend_from_slice(&answer.octets());
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let _ = sock.send_to(&r, from).await;
+            }
+        });
+        answered
     }
 
     fn curl_in(ns: &str, url: &str) -> std::process::Output {
@@ -1122,28 +1169,35 @@ mod full_device {
             ),
         )
         .expect("cfg");
-        let ready = cdir.join("ready.json");
-        let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
-            .args(["connect", "--exit-with-stdin", "--tun", "--tun-netns", &ns.0, "--tun-name"])
-            .arg(format!("wpt{pid}"))
-            .arg("--config")
-            .arg(cdir.join("client.toml"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("WIREPACT_PRIVATE_KEY", devnet.signer(2).expect("key").to_bytes().to_string())
-            .env("WIREPACT_LOG", std::env::var("TUN_TEST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("client.log")).expect("log"))
-            .spawn()
-            .expect("spawn client");
-        let t = Instant::now();
-        while !ready.exists() {
-            let log = std::fs::read_to_string(dir.join("client.log")).unwrap_or_default();
-            assert!(client.try_wait().expect("wait").is_none(), "client exited: {log}");
-            assert!(t.elapsed() < Duration::from_secs(60), "client not ready: {log}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let client_key = devnet.signer(2).expect("key").to_bytes().to_string();
+        // A client routing the namespace through its tunnel, ready; `extra` adds flags.
+        let start_client = |extra: &[&str], log: &str| {
+            let ready = cdir.join(format!("{log}.ready.json"));
+            let mut client = Command::new(env!("CARGO_BIN_EXE_wirepact"))
+                .args(["connect", "--exit-with-stdin", "--tun", "--tun-netns", &ns.0, "--tun-name"])
+                .arg(format!("wpt{pid}"))
+                .args(extra)
+                .arg("--config")
+                .arg(cdir.join("client.toml"))
+                .arg("--ready-file")
+                .arg(&ready)
+                .env("WIREPACT_PRIVATE_KEY", &client_key)
+                .env("WIREPACT_LOG", std::env::var("TUN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(dir.join(log)).expect("log"))
+                .spawn()
+                .expect("spawn client");
+            let t = Instant::now();
+            while !ready.exists() {
+                let log = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+                assert!(client.try_wait().expect("wait").is_none(), "client exited: {log}");
+                assert!(t.elapsed() < Duration::from_secs(60), "client not ready: {log}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            client
+        };
+        let mut client = tokio::task::block_in_place(|| start_client(&[], "client.log"));
 
         let got = tokio::task::spawn_blocking({
             let (ns, url) = (ns.0.clone(), url.clone());
@@ -1217,6 +1271,70 @@ mod full_device {
         // The device went away with the client.
         let links = Command::new("ip").args(["-n", &ns.0, "link"]).output().expect("ip link");
         assert!(!String::from_utf8_lossy(&links.stdout).contains(&format!("wpt{pid}")), "device removed");
+
+        // DNS over UDP through the tunnel (`--tun-dns tunnel`): the namespace's resolver is a
+        // real address, its queries travel as datagrams to it through the provider, and curl
+        // fetches the origin by name. Then iperf3 runs a UDP test through the tunnel.
+        let name = "origin.wirepact.test";
+        let std::net::IpAddr::V4(host4) = host else { panic!("an IPv4 host address") };
+        let answered = dns_server(host, name, host4).await;
+        let etc = Path::new("/etc/netns").join(&ns.0);
+        std::fs::create_dir_all(&etc).expect("/etc/netns");
+        std::fs::write(etc.join("resolv.conf"), format!("nameserver {host}\noptions timeout:3 attempts:3\n"))
+            .expect("resolv.conf");
+        let host_s = host.to_string();
+        let mut client = tokio::task::block_in_place(|| {
+            start_client(&["--tun-dns", "tunnel", "--tun-dns-server", &host_s], "client-dns.log")
+        });
+        let by_name = format!("http://{name}:{}/file", o.port());
+        let got = tokio::task::spawn_blocking({
+            let ns = ns.0.clone();
+            move || curl_in(&ns, &by_name)
+        })
+        .await
+        .expect("curl");
+        let log = std::fs::read_to_string(dir.join("client-dns.log")).unwrap_or_default();
+        assert!(got.status.success(), "curl by name: {} / client log: {log}", String::from_utf8_lossy(&got.stderr));
+        assert_eq!(got.stdout.len(), BODY, "whole body fetched by name");
+        assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the resolver answered through the tunnel");
+
+        let iperf_port = {
+            let l = std::net::TcpListener::bind((host, 0)).expect("port");
+            l.local_addr().expect("addr").port().to_string()
+        };
+        let mut server = Command::new("iperf3")
+            .args(["-s", "-1", "-B", &host_s, "-p", &iperf_port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 server");
+        std::thread::sleep(Duration::from_millis(300));
+        let run = tokio::task::spawn_blocking({
+            let (ns, host_s, port) = (ns.0.clone(), host_s.clone(), iperf_port.clone());
+            move || {
+                Command::new("ip")
+                    .args(["netns", "exec", &ns, "timeout", "60", "iperf3", "-u", "-c", &host_s, "-p", &port])
+                    .args(["-b", "20M", "-t", "2", "--json"])
+                    .output()
+                    .expect("iperf3 in the namespace")
+            }
+        })
+        .await
+        .expect("iperf3");
+        let _ = server.kill();
+        let _ = server.wait();
+        let out: serde_json::Value = serde_json::from_slice(&run.stdout)
+            .unwrap_or_else(|e| panic!("iperf3 json ({e}): {}", String::from_utf8_lossy(&run.stdout)));
+        assert!(run.status.success(), "iperf3 -u through the tunnel: {out}");
+        let sum = &out["end"]["sum"];
+        let packets = sum["packets"].as_u64().expect("packets");
+        let lost = sum["lost_packets"].as_u64().expect("lost");
+        eprintln!("iperf3 -u 20 Mbit/s 2 s through --tun: {packets} datagrams, {lost} lost ({}%)", sum["lost_percent"]);
+        assert!(packets > 1000, "iperf3 sent its datagrams: {sum}");
+        assert!(lost < packets, "datagrams reached the iperf3 server through the tunnel: {sum}");
+        drop(client.stdin.take());
+        assert!(client.wait().expect("wait").success(), "clean stop exits 0");
+
         drop(node.stdin.take());
         assert!(node.wait().expect("wait").success(), "node stops cleanly");
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,9 +1,12 @@
 //! Full-device mode (`wirepact connect --tun`): a TUN device whose packets tun2proxy (a
 //! user-space TCP/IP stack, ipstack) turns into connections to the client's own SOCKS5 port,
-//! so applications need no proxy settings. DNS queries (UDP 53) are answered by tun2proxy's
-//! virtual DNS with placeholder addresses and the names travel to the provider inside the
-//! SOCKS request: the provider resolves them, nothing leaks to the local resolver. Other UDP
-//! is not carried (the tunnel is TCP only).
+//! so applications need no proxy settings. TCP goes as SOCKS CONNECT, UDP as SOCKS UDP
+//! ASSOCIATE (one tunnel stream per destination). DNS (UDP 53) has two modes ([`TunDns`]):
+//! `virtual` answers queries inside with placeholder addresses and sends the names to the
+//! provider inside each SOCKS request (the provider resolves them); `tunnel` sends each query
+//! as UDP through the tunnel to the resolver it was addressed to (a private resolver, such as
+//! the LAN's router, which the provider cannot reach, is replaced by `tun_dns_server`).
+//! Either way nothing leaks to the local network.
 //!
 //! Two targets:
 //! - **a network namespace** (`tun_netns`): the device is created here, moved into the
@@ -29,6 +32,8 @@ pub enum TunTarget {
     /// Every connection made inside this named network namespace (`ip netns add NAME`).
     Netns(String),
 }
+
+pub use crate::{TunDns, DEFAULT_DNS_SERVER};
 
 /// Address the device gets (inside the namespace, or here).
 pub const TUN_ADDRESS: &str = "10.0.0.33/24";
@@ -66,12 +71,15 @@ fn namespace_exists(name: &str) -> bool {
         && ["/run/netns", "/var/run/netns"].iter().any(|d| Path::new(d).join(name).exists())
 }
 
-fn stack_args(proxy: SocketAddr) -> Result<tun2proxy::Args, TunError> {
+fn stack_args(proxy: SocketAddr, dns: TunDns, dns_server: IpAddr) -> Result<tun2proxy::Args, TunError> {
     let url = format!("socks5://{proxy}");
     let proxy =
         tun2proxy::ProxyParameters::try_from(url.as_str()).map_err(|e| TunError::Stack(format!("{url}: {e}")))?;
     let mut args = tun2proxy::Args::default();
-    args.proxy(proxy).dns(tun2proxy::ArgDns::Virtual);
+    match dns {
+        TunDns::Virtual => args.proxy(proxy).dns(tun2proxy::ArgDns::Virtual),
+        TunDns::Tunnel => args.proxy(proxy).dns(tun2proxy::ArgDns::Direct).dns_addr(dns_server),
+    };
     Ok(args)
 }
 
@@ -94,9 +102,15 @@ impl FullDevice {
     ///
     /// # Errors
     /// A missing namespace, no permission for TUN devices, a failing `ip` command.
-    pub async fn setup(name: &str, target: TunTarget, proxy: SocketAddr) -> Result<Self, TunError> {
+    pub async fn setup(
+        name: &str,
+        target: TunTarget,
+        proxy: SocketAddr,
+        dns: TunDns,
+        dns_server: IpAddr,
+    ) -> Result<Self, TunError> {
         let stop = tun2proxy::CancellationToken::new();
-        let args = stack_args(proxy)?;
+        let args = stack_args(proxy, dns, dns_server)?;
         let run: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TunError>> + Send>> = match target {
             TunTarget::Netns(ns) => {
                 if !namespace_exists(&ns) {
@@ -168,6 +182,8 @@ mod tests {
             "wptest0",
             TunTarget::Netns("wirepact-no-such-namespace".into()),
             "127.0.0.1:1080".parse().expect("addr"),
+            TunDns::Virtual,
+            DEFAULT_DNS_SERVER,
         ));
         let e = r.expect_err("no such namespace");
         assert!(e.to_string().contains("ip netns add wirepact-no-such-namespace"), "{e}");

@@ -41,6 +41,32 @@ pub use select::{cost, rank, Candidate, Excluded, Requirements};
 pub use sla::{Breach, SlaWatch};
 pub use state::{SavedSession, SessionStore, StateError};
 
+/// How full-device mode (`tun`) answers DNS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunDns {
+    /// Placeholder addresses answered inside; names resolved by the provider (no DNS packet
+    /// leaves at all).
+    #[default]
+    Virtual,
+    /// Queries travel as UDP through the tunnel to the resolver they were sent to.
+    Tunnel,
+}
+
+impl std::str::FromStr for TunDns {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "virtual" => Ok(Self::Virtual),
+            "tunnel" => Ok(Self::Tunnel),
+            other => Err(format!("DNS mode {other:?}: use \"virtual\" or \"tunnel\"")),
+        }
+    }
+}
+
+/// The resolver queries to a private address go to in [`TunDns::Tunnel`] mode, unless set.
+pub const DEFAULT_DNS_SERVER: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(1, 1, 1, 1));
+
 /// The client's configuration (`client.toml`); see `examples/client.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +136,14 @@ pub struct ClientConfig {
     /// With `tun`: the device's name.
     #[serde(default = "default_tun_name")]
     pub tun_name: String,
+    /// With `tun`: "virtual" (names answered inside, resolved by the provider) or "tunnel"
+    /// (queries go as UDP through the tunnel to the resolver they were sent to).
+    #[serde(default)]
+    pub tun_dns: TunDns,
+    /// With `tun_dns = "tunnel"`: where queries addressed to a private resolver (the LAN's
+    /// router, which the provider cannot reach) go instead. Default 1.1.1.1.
+    #[serde(default)]
+    pub tun_dns_server: Option<std::net::IpAddr>,
     /// Spend at most this many tokens on sessions opened on one UTC day. A session's whole
     /// deposit counts until it settles, then what it paid.
     #[serde(default)]
@@ -978,7 +1012,10 @@ async fn full_device(cfg: &ClientConfig, market: &AlloyMarket, proxy: SocketAddr
             TunTarget::Device { bypass }
         }
     };
-    FullDevice::setup(&cfg.tun_name, target, proxy).await.map_err(|e| ClientError::Tun(e.to_string()))
+    let dns_server = cfg.tun_dns_server.unwrap_or(DEFAULT_DNS_SERVER);
+    FullDevice::setup(&cfg.tun_name, target, proxy, cfg.tun_dns, dns_server)
+        .await
+        .map_err(|e| ClientError::Tun(e.to_string()))
 }
 
 #[cfg(not(target_os = "linux"))]
