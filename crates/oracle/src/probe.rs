@@ -122,7 +122,7 @@ pub enum ProbeError {
     #[error("tunnel: {0}")]
     Tunnel(#[from] wirepact_tunnel::TransportError),
     #[error("cannot sign the session auth: {0}")]
-    Sign(String),
+    Sign(#[from] wirepact_proto::SignatureError),
     #[error("probe stream: {0}")]
     Io(#[from] std::io::Error),
     #[error("the probe timed out")]
@@ -307,8 +307,7 @@ pub async fn probe_through_tunnel(
     plan: &ProbePlan,
 ) -> Result<Measurement, ProbeError> {
     let clock = wirepact_tunnel::clock::chain_clock(t.opened_at, unix_now());
-    let auth = wirepact_tunnel::session_auth_frame(key, dom, t.session_id, t.tunnel_key, clock(), rand::random())
-        .map_err(|e| ProbeError::Sign(e.to_string()))?;
+    let auth = wirepact_tunnel::session_auth_frame(key, dom, t.session_id, t.tunnel_key, clock(), rand::random())?;
     // Probes present themselves like any client would (a browser-like server name).
     // The probe reaches the provider the way a customer's session does (the same transport).
     let transport = wirepact_tunnel::TlsTransport::new("www.example.com", t.tunnel_key);

@@ -168,8 +168,6 @@ pub enum SecretError {
     Malformed,
     #[error("the opened secret does not match the commitment")]
     WrongSecret,
-    #[error("signing the request: {0}")]
-    Sign(String),
 }
 
 /// What a request signs: the chain, the market, the epoch and the time.
@@ -181,17 +179,15 @@ pub fn request_message(chain_id: u64, market: Address, epoch: u64, time: u64) ->
 /// Signs a request for the secret of `epoch` at `time`.
 ///
 /// # Errors
-/// [`SecretError::Sign`].
+/// The key could not sign.
 pub fn sign_request(
     key: &PrivateKeySigner,
     chain_id: u64,
     market: Address,
     epoch: u64,
     time: u64,
-) -> Result<SecretRequest, SecretError> {
-    let sig = key
-        .sign_message_sync(request_message(chain_id, market, epoch, time).as_bytes())
-        .map_err(|e| SecretError::Sign(e.to_string()))?;
+) -> Result<SecretRequest, alloy::signers::Error> {
+    let sig = key.sign_message_sync(request_message(chain_id, market, epoch, time).as_bytes())?;
     Ok(SecretRequest {
         oracle: key.address(),
         epoch,

@@ -94,15 +94,16 @@ impl Chain {
             .gas_price(0)
             .chain_id(Some(CHAIN_ID))
             .build()
-            .map_err(|e| SimError::Evm(format!("building a transaction: {e:?}")))
+            .map_err(|e| SimError::Evm { what: "building a transaction", source: format!("{e:?}").into() })
     }
 
     fn create(&mut self, code: Vec<u8>, what: &str) -> Result<Address, SimError> {
         let tx = Self::tx(self.deployer, TxKind::Create, code)?;
-        let r = self.evm.transact_commit(tx).map_err(|e| SimError::Evm(format!("{what}: {e:?}")))?;
+        let r =
+            self.evm.transact_commit(tx).map_err(|e| SimError::Evm { what: "a deployment", source: Box::new(e) })?;
         match r {
             ExecutionResult::Success { output: Output::Create(_, Some(addr)), .. } => Ok(addr),
-            other => Err(SimError::Evm(format!("{what}: {}", describe(&other)))),
+            other => Err(SimError::Reverted(format!("deploying {what}: {}", describe(&other)))),
         }
     }
 
@@ -110,28 +111,29 @@ impl Chain {
     /// contract's reason (nothing is committed then).
     pub fn send(&mut self, from: Address, to: Address, data: Vec<u8>) -> Result<Executed, SimError> {
         let tx = Self::tx(from, TxKind::Call(to), data)?;
-        let r = self.evm.transact_commit(tx).map_err(|e| SimError::Evm(format!("{e:?}")))?;
+        let r =
+            self.evm.transact_commit(tx).map_err(|e| SimError::Evm { what: "a transaction", source: Box::new(e) })?;
         executed(r)
     }
 
     /// Runs `data` against `to` without committing anything (a view, or a dry run).
     pub fn dry_run(&mut self, from: Address, to: Address, data: Vec<u8>) -> Result<Executed, SimError> {
         let tx = Self::tx(from, TxKind::Call(to), data)?;
-        let r = self.evm.transact(tx).map_err(|e| SimError::Evm(format!("{e:?}")))?;
+        let r = self.evm.transact(tx).map_err(|e| SimError::Evm { what: "a call", source: Box::new(e) })?;
         executed(r.result)
     }
 
     /// A market call sent from `from`, its decoded return value and gas.
     pub fn market_send<C: SolCall>(&mut self, from: Address, call: &C) -> Result<(C::Return, Executed), SimError> {
         let e = self.send(from, self.market, call.abi_encode())?;
-        let ret = C::abi_decode_returns(&e.output).map_err(|err| SimError::Evm(format!("decoding a return: {err}")))?;
+        let ret = C::abi_decode_returns(&e.output).map_err(|source| SimError::Decode { what: "a return", source })?;
         Ok((ret, e))
     }
 
     /// A market view.
     pub fn market_view<C: SolCall>(&mut self, call: &C) -> Result<C::Return, SimError> {
         let e = self.dry_run(Address::ZERO, self.market, call.abi_encode())?;
-        C::abi_decode_returns(&e.output).map_err(|err| SimError::Evm(format!("decoding a view: {err}")))
+        C::abi_decode_returns(&e.output).map_err(|source| SimError::Decode { what: "a view", source })
     }
 
     /// A token call sent from `from`.
@@ -142,7 +144,7 @@ impl Chain {
     /// A token view.
     pub fn token_view<C: SolCall>(&mut self, call: &C) -> Result<C::Return, SimError> {
         let e = self.dry_run(Address::ZERO, self.token, call.abi_encode())?;
-        C::abi_decode_returns(&e.output).map_err(|err| SimError::Evm(format!("decoding a view: {err}")))
+        C::abi_decode_returns(&e.output).map_err(|source| SimError::Decode { what: "a view", source })
     }
 }
 

@@ -22,14 +22,31 @@ use wirepact_chain::bindings::IWirepactMarket;
 /// What can stop a simulation.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// The scenario file says something the simulator cannot run (the message says what).
     #[error("scenario: {0}")]
     Scenario(String),
-    #[error("EVM: {0}")]
-    Evm(String),
+    #[error("reading {path}: {source}")]
+    Read { path: std::path::PathBuf, source: std::io::Error },
+    #[error("scenario file: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// The EVM itself failed (not a revert): a bug in the simulator's setup.
+    #[error("the EVM could not run {what}: {source}")]
+    Evm { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    /// A return value did not decode as its ABI says: the bytecode and bindings disagree.
+    #[error("decoding {what}: {source}")]
+    Decode { what: &'static str, source: alloy::sol_types::Error },
+    #[error("signing {what}: {source}")]
+    Sign { what: &'static str, source: wirepact_proto::SignatureError },
+    #[error("a derived key is not a valid secp256k1 key: {0}")]
+    Key(#[from] alloy::signers::k256::ecdsa::Error),
+    /// The market refused a transaction the simulator expected to pass (its decoded reason).
     #[error("the market refused a transaction the simulator expected to pass: {0}")]
     Reverted(String),
+    /// The simulator's own model and the chain disagree (the message says where).
+    #[error("the simulator and the chain disagree: {0}")]
+    Invariant(String),
     #[error("writing the report: {0}")]
-    Output(String),
+    Output(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The market parameters a scenario runs with: the deploy defaults, with its overrides.

@@ -6,8 +6,8 @@ use plotters::prelude::*;
 use crate::report::Report;
 use crate::SimError;
 
-fn err<E: std::fmt::Display>(e: E) -> SimError {
-    SimError::Output(e.to_string())
+fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> SimError {
+    SimError::Output(Box::new(e))
 }
 
 /// Writes the report's plot to `path` (SVG).

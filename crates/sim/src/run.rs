@@ -301,8 +301,7 @@ impl<'a> Sim<'a> {
         for i in 0..o.count {
             let key = PrivateKeySigner::from_bytes(&keccak256(
                 [b"oracle".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat(),
-            ))
-            .map_err(|e| SimError::Evm(format!("oracle key: {e}")))?;
+            ))?;
             let kind = if i < o.liars {
                 OracleKind::Liar
             } else if i < o.liars + o.offline {
@@ -324,8 +323,7 @@ impl<'a> Sim<'a> {
         for i in 0..sc.demand.clients {
             let key = PrivateKeySigner::from_bytes(&keccak256(
                 [b"client".as_slice(), &i.to_be_bytes(), &sc.sim.seed.to_be_bytes()].concat(),
-            ))
-            .map_err(|e| SimError::Evm(format!("client key: {e}")))?;
+            ))?;
             let addr = Address::from_word(keccak256([b"client-wallet".as_slice(), &i.to_be_bytes()].concat()));
             self.mint(addr, budget, true)?;
             let e = self.chain.send(
@@ -540,7 +538,7 @@ impl<'a> Sim<'a> {
             let sid = keccak256(alloy::sol_types::SolValue::abi_encode(&s.terms));
             let receipt = Receipt { sessionId: sid, cumulativeBytes: s.bytes, timestamp: now };
             let sig = sign_receipt(&self.clients[s.client].key, &self.dom, &receipt)
-                .map_err(|e| SimError::Evm(format!("signing a receipt: {e}")))?;
+                .map_err(|source| SimError::Sign { what: "a receipt", source })?;
             let (_, ex) = self.chain.market_send(
                 owner,
                 &M::claimCall {
@@ -765,12 +763,12 @@ impl<'a> Sim<'a> {
             |id| verdicts::base_of(trees.range(first..).map(|(_, t)| t), id, first, e),
             tol,
         )
-        .map_err(|err| SimError::Evm(format!("aggregating epoch {e}: {err}")))?;
+        .map_err(|err| SimError::Invariant(format!("aggregating epoch {e}: {err}")))?;
         let report = agg.report(audit::seed_commit(next_secret));
         let mut signatures = Vec::with_capacity(signers.len());
         for &si in &signers {
             let sig = sign_report(&self.oracles[si].key, &self.dom, &report)
-                .map_err(|err| SimError::Evm(format!("signing the report: {err}")))?;
+                .map_err(|source| SimError::Sign { what: "the report", source })?;
             signatures.push(Bytes::from(sig.to_vec()));
         }
         let leader = self.oracles[aggregator].key.address();
@@ -808,7 +806,7 @@ impl<'a> Sim<'a> {
     ) -> Result<(), SimError> {
         let r = u64::from(self.params.rewardPeriodEpochs);
         if agg.verdicts.len() != audited.len() {
-            return Err(SimError::Evm("a report's verdicts do not match its providers".into()));
+            return Err(SimError::Invariant("a report's verdicts do not match its providers".into()));
         }
         let mut accepted = false;
         for log in logs {
@@ -836,7 +834,7 @@ impl<'a> Sim<'a> {
             }
         }
         if !accepted {
-            return Err(SimError::Evm(format!("the report of epoch {e} was not accepted")));
+            return Err(SimError::Invariant(format!("the report of epoch {e} was not accepted")));
         }
         for (k, &pi) in audited.iter().enumerate() {
             let Verdict::Judged { throughput_kbps, latency_ms, reachable, violation } = agg.verdicts[k].1 else {
@@ -924,11 +922,9 @@ impl<'a> Sim<'a> {
                 if e != last && e + 1 != last {
                     break;
                 }
-                let (base, proof) = self
-                    .trees
-                    .get(&e)
-                    .and_then(|t| t.proof(p.id))
-                    .ok_or_else(|| SimError::Evm(format!("no verdict leaf for provider {} in epoch {e}", p.id)))?;
+                let (base, proof) = self.trees.get(&e).and_then(|t| t.proof(p.id)).ok_or_else(|| {
+                    SimError::Invariant(format!("no verdict leaf for provider {} in epoch {e}", p.id))
+                })?;
                 leaves.push(IWirepactMarket::BonusLeaf { epoch: e, base, proof });
             }
             let call = M::claimBonusCall { providerId: p.id, period: period32, leaves };
@@ -1080,7 +1076,7 @@ fn opened_terms(ex: &Executed) -> Result<SessionTerms, SimError> {
         .iter()
         .find_map(|l| M::SessionOpened::decode_log_data(&l.data).ok())
         .map(|o| o.terms)
-        .ok_or_else(|| SimError::Evm("openSession without SessionOpened".into()))
+        .ok_or_else(|| SimError::Invariant("openSession without SessionOpened".into()))
 }
 
 impl Prov {

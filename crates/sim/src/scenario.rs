@@ -256,7 +256,8 @@ impl Default for DemandSection {
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &std::path::Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SimError::Scenario(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SimError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&text).map_err(|e| match e {
             SimError::Scenario(m) => SimError::Scenario(format!("{}: {m}", path.display())),
             other => other,
@@ -265,7 +266,7 @@ impl Scenario {
 
     /// Parses and checks scenario text.
     pub fn parse(text: &str) -> Result<Self, SimError> {
-        let s: Scenario = toml::from_str(text).map_err(|e| SimError::Scenario(e.to_string()))?;
+        let s: Scenario = toml::from_str(text)?;
         s.check()?;
         Ok(s)
     }

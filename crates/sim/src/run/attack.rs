@@ -106,7 +106,7 @@ impl Sim<'_> {
             self.chain.set_block(number, timestamp, randao);
             let out = self.chain.dry_run(caller, self.chain.market, data.clone())?;
             let seed = M::beginEpochCall::abi_decode_returns(&out.output)
-                .map_err(|err| SimError::Evm(format!("decoding beginEpoch: {err}")))?;
+                .map_err(|source| SimError::Decode { what: "beginEpoch", source })?;
             let n = friends_in(audit::audit_seed(seed, known));
             if best.is_none_or(|(b, _, _)| n < b) {
                 best = Some((n, number, randao));
@@ -289,7 +289,7 @@ impl Sim<'_> {
                             }
                         }
                     }
-                    Err(SimError::Reverted(_) | SimError::Evm(_)) => self.att.sybils.refused += 1,
+                    Err(SimError::Reverted(_) | SimError::Evm { .. }) => self.att.sybils.refused += 1,
                     Err(other) => return Err(other),
                 }
             }
