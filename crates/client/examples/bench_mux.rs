@@ -4,7 +4,7 @@
 //! (`mux::spawn`); h2 with windows large enough not to throttle (16 MiB connection, 4 MiB
 //! stream) and 64 KiB frames. Same process, same 2 worker threads, rounds interleaved.
 //!
-//! cargo run --release -p wirepact-tunnel --example bench_mux -- [--bytes N] [--rounds N]
+//! cargo run --release -p wirepact-client --example bench_mux -- [--bytes N] [--rounds N]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! (metering with a normal credit window vs one so large no receipt is ever needed) and the
 //! connect overhead of the tunnel (TLS handshake + session auth) over a plain TCP connect.
 //!
-//! cargo run --release -p wirepact-tunnel --example bench_tunnel -- [--bytes N] [--socks ADDR]
+//! cargo run --release -p wirepact-client --example bench_tunnel -- [--bytes N] [--socks ADDR]
 //!     [--rounds N] [--streams N] [--window BYTES] [--no-lanes] [--only PATH]
 
 use std::net::SocketAddr;
@@ -29,6 +29,7 @@ struct Row {
     tunnel_vs_direct: f64,
     tunnel_vs_off: f64,
     tunnel_vs_socks: Option<f64>,
+    tunnel_vs_relay: f64,
 }
 
 /// A bare SOCKS5 relay without encryption or multiplexing (one task per connection, kernel
@@ -164,7 +165,7 @@ async fn main() {
     let counts: Vec<u64> = arg("--streams").map_or(vec![1, 8], |v| vec![v.parse().expect("--streams N")]);
     for streams in counts {
         let (mut d, mut t, mut n, mut s, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut td, mut tn, mut ts, mut rd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut td, mut tn, mut ts, mut rd, mut tr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternate which tunnel goes first so a drift in the machine's load favours neither.
             let direct = fetch(None, o, bytes, streams).await;
@@ -188,6 +189,7 @@ async fn main() {
             td.push(tun / direct);
             tn.push(tun / no_receipts);
             rd.push(bare / direct);
+            tr.push(tun / bare);
         }
         let s = if s.is_empty() { None } else { Some(median(s)) };
         eprintln!("(streams={streams}: {} of the tunnel's streams so far had a lane)", on.client.lane_streams());
@@ -204,6 +206,7 @@ async fn main() {
             tunnel_vs_direct: median(td),
             tunnel_vs_off: median(tn),
             tunnel_vs_socks: if ts.is_empty() { None } else { Some(median(ts)) },
+            tunnel_vs_relay: median(tr),
         });
     }
 
@@ -236,5 +239,9 @@ async fn main() {
         None => println!("tunnel_vs_shadowsocks: n/a (no --socks given)"),
     }
     println!("receipts_on_vs_off: {:.3}", ratio(|r| r.tunnel_vs_off));
+    println!(
+        "tunnel_vs_plain_relay: {:.3} (the same hops without crypto or metering: this machine's limit for the data path)",
+        ratio(|r| r.tunnel_vs_relay)
+    );
     println!("connect_overhead_ms: {overhead:.2}");
 }

@@ -9,7 +9,7 @@
 //!
 //! and ends with `udp_vs_shadowsocks`, `udp_loss_pct_100mbps`, `udp_rtt_overhead_ms`.
 //!
-//! cargo run --release -p wirepact-tunnel --example bench_udp -- [--socks ADDR] [--seconds S]
+//! cargo run --release -p wirepact-client --example bench_udp -- [--socks ADDR] [--seconds S]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,7 +11,6 @@ use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use wirepact_client::proxy::serve_proxy;
 use wirepact_proto::{domain, recover_receipt, Receipt};
 use wirepact_tunnel::egress::EgressPolicy;
@@ -20,7 +19,9 @@ use wirepact_tunnel::lane::{LaneDialer, ProviderLanes, LANE_POOL};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_connection, ProviderSession, ProviderStats, ReceiptStore};
 use wirepact_tunnel::session::ClientSession;
-use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
+use wirepact_tunnel::{
+    connect, session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity,
+};
 
 const SNI: &str = "static.example.net";
 const SESSION: B256 = B256::repeat_byte(0x77);
@@ -114,7 +115,7 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
     let dom = domain(31337, Address::repeat_byte(3));
     let id = TunnelIdentity::generate(SNI).expect("identity");
     let tunnel_key = id.tunnel_key();
-    let acceptor = TlsAcceptor::from(id.server_config().expect("cfg"));
+    let acceptor = TlsServer::new(&id).expect("cfg");
     let checker = Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 60, 64));
     let mut sessions = HashMap::new();
     sessions.insert(SESSION, key.address());
@@ -147,7 +148,18 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
             let (acceptor, checker, sessions, cfg, pstore, done_tx) =
                 (acceptor.clone(), checker.clone(), sessions.clone(), cfg.clone(), pstore.clone(), done_tx.clone());
             tokio::spawn(async move {
-                let acc = accept(&acceptor, tcp, &checker, &*sessions, 1_800_000_000, Duration::from_secs(2), window)
+                let acc = acceptor
+                    .accept(
+                        tcp,
+                        AcceptContext {
+                            checker: &checker,
+                            lookup: &*sessions,
+                            now: 1_800_000_000,
+                            deadline: Duration::from_secs(2),
+                            credit_until: window,
+                        },
+                        Box::new(|| {}),
+                    )
                     .await
                     .expect("accept");
                 let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };

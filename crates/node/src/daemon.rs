@@ -15,7 +15,6 @@ use alloy::signers::local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_rustls::TlsAcceptor;
 use wirepact_chain::bindings::{provider_status, IWirepactMarket};
 use wirepact_chain::{AlloyMarket, ChainError, Market, SendPolicy};
 use wirepact_proto::repeats::Say;
@@ -26,7 +25,9 @@ use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::lane::{read_opening, Opening, ProviderLanes, LANE_IDLE};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_provider, ProviderSession, ReceiptStore};
-use wirepact_tunnel::{accept_observed, Accepted, AuthChecker, TransportError, TunnelIdentity, DEFAULT_WINDOW};
+use wirepact_tunnel::{
+    AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TransportError, TunnelIdentity, DEFAULT_WINDOW,
+};
 
 use crate::claimer::{ClaimError, Claimer};
 use crate::dashboard::{pending_claims, Board, CountingStore};
@@ -445,7 +446,8 @@ pub async fn run_node(
     let sessions = Arc::new(ChainSessions::new(market.clone(), id, db.clone()));
     let checker =
         Arc::new(Mutex::new(AuthChecker::new(dom.clone(), identity.tunnel_key(), cfg.auth_max_skew_secs, 65_536)));
-    let acceptor = TlsAcceptor::from(identity.server_config()?);
+    // The transport's provider side: the node wires no TLS itself.
+    let acceptor: Arc<dyn Acceptor> = Arc::new(TlsServer::new(&identity)?);
     let info =
         NodeInfo { provider_id: id.0, owner: market.account(), listen: local, tunnel_key: identity.tunnel_key() };
     tracing::info!(provider = id.0, listen = %local, endpoint, "serving tunnels");
@@ -522,16 +524,14 @@ pub async fn run_node(
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
                 let (lanes, live, receipts) = (lanes.clone(), live.clone(), receipts.clone());
                 tokio::spawn(async move {
-                    let acc = accept_observed(
-                        &acceptor,
-                        tcp,
-                        &checker,
-                        &*sessions,
-                        unix_now(),
-                        HANDSHAKE_DEADLINE,
-                        window,
-                        || slot.handshaken(),
-                    );
+                    let ctx = AcceptContext {
+                        checker: &checker,
+                        lookup: &*sessions,
+                        now: unix_now(),
+                        deadline: HANDSHAKE_DEADLINE,
+                        credit_until: window,
+                    };
+                    let acc = acceptor.accept(tcp, ctx, Box::new(|| slot.handshaken()));
                     let acc = tokio::select! {
                         r = acc => r,
                         () = slot.evicted() => return tracing::debug!(%peer, "unauthenticated connection closed to make room"),

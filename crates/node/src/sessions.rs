@@ -111,9 +111,11 @@ impl SessionLookup for ChainSessions {
         self.terms(session_id).map(|t| t.sessionKey)
     }
 
-    async fn resolve(&self, session_id: B256) {
-        if self.terms(&session_id).is_none() && !self.missed_recently(&session_id) {
-            self.fetch(session_id).await;
-        }
+    fn resolve(&self, session_id: B256) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if self.terms(&session_id).is_none() && !self.missed_recently(&session_id) {
+                self.fetch(session_id).await;
+            }
+        })
     }
 }

@@ -11,7 +11,6 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use wirepact_chain::{AlloyMarket, Devnet, Market};
 use wirepact_node::{Claimer, ReceiptDb, StoredReceipt};
 use wirepact_proto::{domain, ProviderId};
@@ -23,7 +22,9 @@ use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
 use wirepact_tunnel::session::ClientSession;
-use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
+use wirepact_tunnel::{
+    connect, session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity,
+};
 
 const BYTES: usize = 3 << 20;
 
@@ -71,7 +72,7 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
     // Provider side of the tunnel.
     let dom = domain(devnet.chain_id(), deployer.address());
     let tunnel_key = identity.tunnel_key();
-    let acceptor = TlsAcceptor::from(identity.server_config().expect("tls"));
+    let acceptor = TlsServer::new(&identity).expect("tls");
     let checker = Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 60, 64));
     let mut sessions = HashMap::new();
     sessions.insert(opened.id.0, session_key.address());
@@ -94,8 +95,20 @@ async fn tunnel_traffic_is_claimed_on_chain_to_the_wei() {
     let now = opened.terms.openedAt.to::<u64>();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
-        let acc =
-            accept(&acceptor, tcp, &checker, &sessions, now, Duration::from_secs(2), 1 << 20).await.expect("accept");
+        let acc = acceptor
+            .accept(
+                tcp,
+                AcceptContext {
+                    checker: &checker,
+                    lookup: &sessions,
+                    now,
+                    deadline: Duration::from_secs(2),
+                    credit_until: 1 << 20,
+                },
+                Box::new(|| {}),
+            )
+            .await
+            .expect("accept");
         let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
         let _ = serve_connection(Prefixed::new(pending, stream), cfg, store).await;
     });
@@ -199,14 +212,27 @@ async fn child_provider() {
     let db = Arc::new(ReceiptDb::open(std::path::Path::new(&db_path)).expect("db"));
     let identity = TunnelIdentity::generate("cdn.example.org").expect("identity");
     let dom = domain(chain_id, market);
-    let acceptor = TlsAcceptor::from(identity.server_config().expect("tls"));
+    let acceptor = TlsServer::new(&identity).expect("tls");
     let checker = Mutex::new(AuthChecker::new(dom.clone(), identity.tunnel_key(), 60, 64));
     let mut sessions = HashMap::new();
     sessions.insert(session, session_key);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("listening {} {}", listener.local_addr().expect("addr").port(), identity.tunnel_key());
     let (tcp, _) = listener.accept().await.expect("accept");
-    let acc = accept(&acceptor, tcp, &checker, &sessions, now, Duration::from_secs(5), 1 << 20).await.expect("accept");
+    let acc = acceptor
+        .accept(
+            tcp,
+            AcceptContext {
+                checker: &checker,
+                lookup: &sessions,
+                now,
+                deadline: Duration::from_secs(5),
+                credit_until: 1 << 20,
+            },
+            Box::new(|| {}),
+        )
+        .await
+        .expect("accept");
     let Accepted::Session { stream, pending, .. } = acc else { panic!("expected a session") };
     let cfg = ProviderSession {
         domain: dom,

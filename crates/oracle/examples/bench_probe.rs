@@ -14,7 +14,6 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use wirepact_oracle::{probe, ProbePlan, Sink};
 use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
@@ -22,7 +21,10 @@ use wirepact_tunnel::impair::Impairment;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
 use wirepact_tunnel::session::ClientSession;
-use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
+use wirepact_tunnel::{
+    connect, session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity,
+    DEFAULT_WINDOW,
+};
 
 struct Null;
 impl ReceiptStore for Null {
@@ -42,7 +44,7 @@ async fn session(shape_mbps: Option<u32>, extra_latency: Duration) -> Arc<Client
     let sid = B256::from(rand::random::<[u8; 32]>());
     let id = TunnelIdentity::generate("bench.example").expect("identity");
     let tunnel_key = id.tunnel_key();
-    let acceptor = TlsAcceptor::from(id.server_config().expect("tls"));
+    let acceptor = TlsServer::new(&id).expect("tls");
     let checker = Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 600, 64));
     let sessions: HashMap<B256, Address> = [(sid, key.address())].into();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -63,8 +65,19 @@ async fn session(shape_mbps: Option<u32>, extra_latency: Duration) -> Arc<Client
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         let _ = tcp.set_nodelay(true);
-        if let Ok(Accepted::Session { stream, pending, .. }) =
-            accept(&acceptor, tcp, &checker, &sessions, now(), Duration::from_secs(2), DEFAULT_WINDOW).await
+        if let Ok(Accepted::Session { stream, pending, .. }) = acceptor
+            .accept(
+                tcp,
+                AcceptContext {
+                    checker: &checker,
+                    lookup: &sessions,
+                    now: now(),
+                    deadline: Duration::from_secs(2),
+                    credit_until: DEFAULT_WINDOW,
+                },
+                Box::new(|| {}),
+            )
+            .await
         {
             let _ = serve_connection(Prefixed::new(pending, stream), cfg, Arc::new(Null)).await;
         }

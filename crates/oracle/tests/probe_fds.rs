@@ -13,14 +13,13 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use wirepact_oracle::{probe_through_tunnel, ProbePlan, ProbeTarget, Sink};
 use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::lane::ProviderLanes;
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
-use wirepact_tunnel::{accept, Accepted, AuthChecker, TunnelIdentity, DEFAULT_WINDOW};
+use wirepact_tunnel::{AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity, DEFAULT_WINDOW};
 
 struct Null;
 impl ReceiptStore for Null {
@@ -44,7 +43,7 @@ async fn a_probe_leaves_no_connection_open_at_either_end() {
     let dom = domain(31337, Address::repeat_byte(4));
     let identity = TunnelIdentity::generate("www.example.com").expect("identity");
     let tunnel_key = identity.tunnel_key();
-    let acceptor = Arc::new(TlsAcceptor::from(identity.server_config().expect("tls")));
+    let acceptor = Arc::new(TlsServer::new(&identity).expect("tls"));
     let keys: Vec<(B256, PrivateKeySigner)> = (0..PROBES)
         .map(|i| (B256::repeat_byte(0x40 + u8::try_from(i).expect("small")), PrivateKeySigner::random()))
         .collect();
@@ -63,9 +62,19 @@ async fn a_probe_leaves_no_connection_open_at_either_end() {
                 let (acceptor, checker, sessions, dom, lanes) =
                     (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), lanes.clone());
                 tokio::spawn(async move {
-                    let acc =
-                        accept(&acceptor, tcp, &checker, &*sessions, now(), Duration::from_secs(5), DEFAULT_WINDOW)
-                            .await;
+                    let acc = acceptor
+                        .accept(
+                            tcp,
+                            AcceptContext {
+                                checker: &checker,
+                                lookup: &*sessions,
+                                now: now(),
+                                deadline: Duration::from_secs(5),
+                                credit_until: DEFAULT_WINDOW,
+                            },
+                            Box::new(|| {}),
+                        )
+                        .await;
                     let Ok(Accepted::Session { stream, session_id, pending }) = acc else { return };
                     let cfg = ProviderSession {
                         domain: dom,

@@ -14,8 +14,8 @@ pub trait SessionLookup {
 
     /// Called with an auth's session id before `session_key`, so a lookup backed by the chain
     /// can fetch a session it has not cached yet (bounded by the first-message deadline).
-    fn resolve(&self, _session_id: B256) -> impl std::future::Future<Output = ()> + Send {
-        async {}
+    fn resolve(&self, _session_id: B256) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
     }
 }
 
@@ -65,7 +65,12 @@ impl AuthChecker {
     ///
     /// # Errors
     /// Any [`AuthError`]; the caller serves the decoy site and closes.
-    pub fn check(&mut self, frame: &Frame, now: u64, lookup: &impl SessionLookup) -> Result<B256, AuthError> {
+    pub fn check(
+        &mut self,
+        frame: &Frame,
+        now: u64,
+        lookup: &(impl SessionLookup + ?Sized),
+    ) -> Result<B256, AuthError> {
         let Frame::SessionAuth { session_id, tunnel_key, timestamp, nonce, signature } = frame else {
             return Err(AuthError::NotAuth);
         };

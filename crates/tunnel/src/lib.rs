@@ -23,6 +23,6 @@ pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
 pub use kind::ErrorKind;
 pub use meter::{ClientMeter, MeterError, ProviderMeter, ReceiptDue, DEFAULT_WINDOW};
 pub use transport::{
-    accept, accept_observed, client_config, connect, handshake_time, spki_hash, Accepted, BoxIo, ClientTunnel,
-    TlsTransport, TlsTunnel, Transport, TransportError, TunnelIdentity,
+    client_config, connect, handshake_time, spki_hash, AcceptContext, Accepted, Acceptor, BoxIo, ClientTunnel,
+    TlsServer, TlsTransport, TlsTunnel, Transport, TransportError, TunnelIdentity,
 };

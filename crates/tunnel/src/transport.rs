@@ -298,31 +298,99 @@ impl std::fmt::Debug for Accepted {
     }
 }
 
+/// What an [`Acceptor`] judges a connection by.
+#[derive(Clone, Copy)]
+pub struct AcceptContext<'a> {
+    /// Checks session auths (skew, replays, the session key).
+    pub checker: &'a Mutex<AuthChecker>,
+    /// The sessions this provider serves (backed by the chain in the node).
+    pub lookup: &'a (dyn SessionLookup + Sync),
+    /// Unix time now (the chain's clock).
+    pub now: u64,
+    /// For each step: the transport's handshake, the first message, the cover's answer.
+    pub deadline: Duration,
+    /// The first credit line, sent with the acceptance.
+    pub credit_until: u64,
+}
+
+impl std::fmt::Debug for AcceptContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptContext")
+            .field("now", &self.now)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The provider's side of a transport: an accepted TCP connection becomes an authenticated
+/// session stream, or is served as the transport's cover (a decoy page, a cover site) and
+/// closed. The node holds one `Arc<dyn Acceptor>` and never wires TLS itself, so a new
+/// camouflage is one implementation of [`Transport`] and one of this.
+pub trait Acceptor: Send + Sync + std::fmt::Debug {
+    /// Judges `tcp`; `handshaken` is called once the transport's own handshake completed (the
+    /// provider's connection budget then keeps it over idle and stalled connections).
+    fn accept<'a>(
+        &'a self,
+        tcp: TcpStream,
+        ctx: AcceptContext<'a>,
+        handshaken: Box<dyn FnOnce() + Send + 'a>,
+    ) -> Dialing<'a, Accepted>;
+}
+
+/// The provider's side of [`TlsTransport`]: the tunnel identity's certificate, the session
+/// auth as the first message, the decoy site for everything else.
+#[derive(Clone)]
+pub struct TlsServer {
+    acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsServer").finish_non_exhaustive()
+    }
+}
+
+impl TlsServer {
+    /// # Errors
+    /// The identity's certificate or key cannot be used.
+    pub fn new(identity: &TunnelIdentity) -> Result<Self, TransportError> {
+        Ok(Self { acceptor: TlsAcceptor::from(identity.server_config()?) })
+    }
+}
+
+impl Acceptor for TlsServer {
+    fn accept<'a>(
+        &'a self,
+        tcp: TcpStream,
+        ctx: AcceptContext<'a>,
+        handshaken: Box<dyn FnOnce() + Send + 'a>,
+    ) -> Dialing<'a, Accepted> {
+        Box::pin(accept_observed(
+            &self.acceptor,
+            tcp,
+            ctx.checker,
+            ctx.lookup,
+            ctx.now,
+            ctx.deadline,
+            ctx.credit_until,
+            handshaken,
+        ))
+    }
+}
+
 /// Provider side: TLS handshake, then the first message decides between tunnel and decoy.
 ///
 /// `now` is the current unix time (passed in); `credit_until` is sent in `AuthOk`. Each step
 /// has `deadline`: the TLS handshake (a connection that never sends a ClientHello, or stalls
 /// in the middle, is closed when it runs out), the first message, and the decoy's answer.
-pub async fn accept(
-    acceptor: &TlsAcceptor,
-    tcp: TcpStream,
-    checker: &Mutex<AuthChecker>,
-    lookup: &impl SessionLookup,
-    now: u64,
-    deadline: Duration,
-    credit_until: u64,
-) -> Result<Accepted, TransportError> {
-    accept_observed(acceptor, tcp, checker, lookup, now, deadline, credit_until, || {}).await
-}
-
-/// [`accept`], calling `handshaken` once the TLS handshake has completed (the provider's
-/// connection budget then keeps this connection over idle and stalled ones).
+/// `handshaken` is called once the TLS handshake has completed (the provider's connection
+/// budget then keeps this connection over idle and stalled ones).
 #[allow(clippy::too_many_arguments)]
-pub async fn accept_observed(
+async fn accept_observed(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     checker: &Mutex<AuthChecker>,
-    lookup: &impl SessionLookup,
+    lookup: &(impl SessionLookup + Sync + ?Sized),
     now: u64,
     deadline: Duration,
     credit_until: u64,

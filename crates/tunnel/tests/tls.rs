@@ -11,11 +11,11 @@ use rustls::pki_types::ServerName;
 use rustls::NamedGroup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 use wirepact_proto::{domain, Frame};
 use wirepact_tunnel::{
-    accept, client_config, connect, session_auth_frame, Accepted, AuthChecker, TransportError, TunnelIdentity,
-    DEFAULT_WINDOW,
+    client_config, connect, session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer,
+    TransportError, TunnelIdentity, DEFAULT_WINDOW,
 };
 
 const SNI: &str = "cdn.example.com";
@@ -32,7 +32,7 @@ struct Server {
 async fn server(session_key: Address, conns: usize) -> Server {
     let id = TunnelIdentity::generate(SNI).expect("identity");
     let tunnel_key = id.tunnel_key();
-    let acceptor = TlsAcceptor::from(id.server_config().expect("config"));
+    let acceptor = TlsServer::new(&id).expect("config");
     let checker = Arc::new(Mutex::new(AuthChecker::new(domain(31337, Address::repeat_byte(1)), tunnel_key, 60, 1024)));
     let mut sessions = HashMap::new();
     sessions.insert(SESSION, session_key);
@@ -42,7 +42,19 @@ async fn server(session_key: Address, conns: usize) -> Server {
     tokio::spawn(async move {
         for _ in 0..conns {
             let Ok((tcp, _)) = listener.accept().await else { return };
-            let r = accept(&acceptor, tcp, &checker, &sessions, NOW, Duration::from_millis(300), DEFAULT_WINDOW).await;
+            let r = acceptor
+                .accept(
+                    tcp,
+                    AcceptContext {
+                        checker: &checker,
+                        lookup: &sessions,
+                        now: NOW,
+                        deadline: Duration::from_millis(300),
+                        credit_until: DEFAULT_WINDOW,
+                    },
+                    Box::new(|| {}),
+                )
+                .await;
             let label = match r {
                 Ok(Accepted::Session { mut stream, session_id, .. }) => {
                     assert_eq!(session_id, SESSION);

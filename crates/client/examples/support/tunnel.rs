@@ -9,7 +9,6 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use wirepact_client::proxy::serve_proxy;
 use wirepact_proto::domain;
 use wirepact_tunnel::egress::EgressPolicy;
@@ -17,7 +16,9 @@ use wirepact_tunnel::lane::{LaneDialer, ProviderLanes};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
 use wirepact_tunnel::session::ClientSession;
-use wirepact_tunnel::{accept, connect, session_auth_frame, Accepted, AuthChecker, TunnelIdentity};
+use wirepact_tunnel::{
+    connect, session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity,
+};
 
 struct Null;
 impl ReceiptStore for Null {
@@ -39,7 +40,7 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
     let dom = domain(1, Address::repeat_byte(1));
     let id = TunnelIdentity::generate("bench.example").expect("identity");
     let tunnel_key = id.tunnel_key();
-    let acceptor = Arc::new(TlsAcceptor::from(id.server_config().expect("tls")));
+    let acceptor = Arc::new(TlsServer::new(&id).expect("tls"));
     let checker = Arc::new(Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 600, 4096)));
     let mut sessions = HashMap::new();
     sessions.insert(B256::repeat_byte(1), key.address());
@@ -66,8 +67,19 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
             let _ = tcp.set_nodelay(true);
             let (acceptor, checker, sessions, cfg) = (acceptor.clone(), checker.clone(), sessions.clone(), cfg.clone());
             tokio::spawn(async move {
-                if let Ok(Accepted::Session { stream, pending, .. }) =
-                    accept(&acceptor, tcp, &checker, &*sessions, 1_800_000_000, Duration::from_secs(2), window).await
+                if let Ok(Accepted::Session { stream, pending, .. }) = acceptor
+                    .accept(
+                        tcp,
+                        AcceptContext {
+                            checker: &checker,
+                            lookup: &*sessions,
+                            now: 1_800_000_000,
+                            deadline: Duration::from_secs(2),
+                            credit_until: window,
+                        },
+                        Box::new(|| {}),
+                    )
+                    .await
                 {
                     let _ = serve_connection(Prefixed::new(pending, stream), cfg, Arc::new(Null)).await;
                 }
