@@ -35,6 +35,9 @@ pub enum Frame {
     Ping { nonce: u64 },
     /// Provider -> client: the answer to a `Ping`.
     Pong { nonce: u64 },
+    /// Either side: `len` bytes that mean nothing, so control messages do not have the fixed
+    /// sizes an observer of record lengths could pick out. Ignored on receipt.
+    Padding { len: u16 },
 }
 
 pub const ERR_BAD_AUTH: u16 = 1;
@@ -53,6 +56,7 @@ const KIND_RECEIPT_ACK: u8 = 5;
 const KIND_ERROR: u8 = 6;
 const KIND_PING: u8 = 7;
 const KIND_PONG: u8 = 8;
+const KIND_PADDING: u8 = 9;
 
 /// Why bytes are not a frame.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -102,6 +106,7 @@ impl Frame {
             Frame::Error { .. } => KIND_ERROR,
             Frame::Ping { .. } => KIND_PING,
             Frame::Pong { .. } => KIND_PONG,
+            Frame::Padding { .. } => KIND_PADDING,
         }
     }
 
@@ -131,6 +136,8 @@ impl Frame {
                 p.extend_from_slice(&code.to_be_bytes());
                 p.extend_from_slice(truncate_message(message).as_bytes());
             }
+            // Zeros (encrypted by the transport like everything else), at most the frame limit.
+            Frame::Padding { len } => p.resize(usize::from(*len).min(MAX_FRAME_LEN), 0),
         }
         // Payloads are at most 32+32+8+16+65 or 2+256 bytes: the length fits u16.
         let len = u16::try_from(p.len()).unwrap_or(u16::MAX);
@@ -174,7 +181,7 @@ impl Frame {
             KIND_SESSION_AUTH => Some(32 + 32 + 8 + 16 + SIG),
             KIND_AUTH_OK | KIND_CREDIT_GRANT | KIND_RECEIPT_ACK | KIND_PING | KIND_PONG => Some(8),
             KIND_RECEIPT => Some(8 + 8 + SIG),
-            KIND_ERROR => None,
+            KIND_ERROR | KIND_PADDING => None,
             other => return Err(FrameError::UnknownKind(other)),
         };
         if let Some(e) = expected {
@@ -202,6 +209,8 @@ impl Frame {
             KIND_RECEIPT_ACK => Frame::ReceiptAck { cumulative_bytes: u64_at(p, 0) },
             KIND_PING => Frame::Ping { nonce: u64_at(p, 0) },
             KIND_PONG => Frame::Pong { nonce: u64_at(p, 0) },
+            // `len <= MAX_FRAME_LEN` was checked above.
+            KIND_PADDING => Frame::Padding { len: u16::try_from(len).unwrap_or(u16::MAX) },
             _ => {
                 if len < 2 || len - 2 > MAX_ERROR_MESSAGE {
                     return Err(FrameError::BadMessage);
@@ -250,6 +259,7 @@ mod tests {
             any::<u64>().prop_map(|c| Frame::ReceiptAck { cumulative_bytes: c }),
             any::<u64>().prop_map(|n| Frame::Ping { nonce: n }),
             any::<u64>().prop_map(|n| Frame::Pong { nonce: n }),
+            (0u16..=1024).prop_map(|len| Frame::Padding { len }),
             (any::<u16>(), "\\PC{0,64}").prop_map(|(c, m)| Frame::error(c, &m)),
         ]
     }

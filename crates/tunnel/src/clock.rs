@@ -3,6 +3,16 @@
 
 use std::sync::Arc;
 
+/// Now on tokio's clock (paused in tests), as a std instant for the sans-IO cores.
+pub(crate) fn instant_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A tokio sleep until a std instant from a sans-IO core's `poll_timeout`.
+pub(crate) fn sleep_until(at: std::time::Instant) -> tokio::time::Sleep {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(at))
+}
+
 /// Clock differences below this are this machine's clock being right (a block is a few
 /// seconds old when its receipt arrives); above it the local clock is off and is logged.
 const CLOCK_OFF_WARN_SECS: u64 = 30;

@@ -29,6 +29,8 @@ pub enum SessionError {
     TooManyLanes(usize),
     #[error("a session lock was poisoned by a panic (a bug)")]
     Poisoned,
+    #[error("the client sent nothing on its control stream for {} s: it is gone", crate::control::CONTROL_SILENCE.as_secs())]
+    Silent,
 }
 
 impl From<crate::wire::ReadFrameError> for SessionError {

@@ -26,7 +26,7 @@ impl crate::session::SessionError {
         use crate::session::SessionError as E;
         match self {
             // The session's tunnel is gone or never came up: another provider (or the standby).
-            E::Mux(_) | E::NoControl | E::NoSession => ErrorKind::Failover,
+            E::Mux(_) | E::NoControl | E::NoSession | E::Silent => ErrorKind::Failover,
             E::Io(_) | E::Timeout | E::TooManyLanes(_) => ErrorKind::Retry,
             E::StreamRefused(_) => ErrorKind::Refused,
             E::Frame(_) | E::Meter(_) => ErrorKind::PeerMisbehaved,

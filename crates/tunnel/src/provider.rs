@@ -10,7 +10,7 @@ use alloy::sol_types::Eip712Domain;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wirepact_proto::Frame;
 
-use crate::clock::unix_now_with;
+use crate::clock::{instant_now, sleep_until, unix_now_with};
 use crate::control::{ProviderControl, ProviderStep};
 use crate::egress::EgressPolicy;
 use crate::error::{SessionError, StoreError};
@@ -89,8 +89,14 @@ where
 {
     let (_handle, mut inbound) = mux::spawn(io, false);
     let meter = ProviderMeter::new(cfg.window)?.with_limit(cfg.max_bytes).opened_at(cfg.opened_at);
-    let credit =
-        Arc::new(Credit::new(ProviderControl::new(cfg.domain.clone(), cfg.session_id, cfg.session_key, meter)));
+    let credit = Arc::new(Credit::new(ProviderControl::new(
+        cfg.domain.clone(),
+        cfg.session_id,
+        cfg.session_key,
+        meter,
+        instant_now(),
+        rand::random(),
+    )));
     let lane_target = Arc::new(LaneTarget {
         credit: credit.clone(),
         egress: cfg.egress.clone(),
@@ -160,7 +166,8 @@ where
 }
 
 /// The provider's control driver: frames in, [`ProviderControl`]'s steps out, receipts made
-/// durable before they are acknowledged. Returns when the client closes its control stream.
+/// durable before they are acknowledged. Returns when the client closes its control stream;
+/// a client silent for [`crate::control::CONTROL_SILENCE`] is gone (an error).
 async fn drive_provider(
     control: &mut MuxStream,
     credit: &Credit,
@@ -168,26 +175,41 @@ async fn drive_provider(
     store: &dyn ReceiptStore,
 ) -> Result<(), SessionError> {
     let mut buf = Vec::new();
-    while let Some(frame) = read_frame(control, &mut buf).await? {
+    loop {
+        let deadline = credit.control()?.poll_timeout();
+        // `read_frame` keeps what it read in `buf`, so dropping it at the deadline loses nothing.
+        let frame = tokio::select! {
+            f = read_frame(control, &mut buf) => f?,
+            () = sleep_until(deadline) => {
+                if credit.control()?.is_silent(instant_now()) {
+                    return Err(SessionError::Silent);
+                }
+                continue;
+            }
+        };
+        let Some(frame) = frame else { return Ok(()) };
         let now = unix_now_with(cfg.clock_offset_secs);
-        let step = credit.control()?.on_frame(frame, now);
-        match step {
+        let step = credit.control()?.on_frame(frame, now, instant_now());
+        let out = match step {
             ProviderStep::Reply(reply) => {
                 // The latency test knob holds pongs back too, as it does data, so a client sees it.
-                if matches!(reply, Frame::Pong { .. }) && !cfg.impair.extra_latency.is_zero() {
+                if reply.iter().any(|f| matches!(f, Frame::Pong { .. })) && !cfg.impair.extra_latency.is_zero() {
                     tokio::time::sleep(cfg.impair.extra_latency).await;
                 }
-                control.write_all(&reply.to_bytes()).await?;
+                reply
             }
             ProviderStep::Persist(r) => {
                 store.store(cfg.session_id, r.cumulative, r.timestamp, r.signature).map_err(SessionError::Store)?;
-                let [ack, grant] = credit.control()?.persisted(&r, now)?;
+                let out = credit.control()?.persisted(&r, now)?;
                 credit.granted();
-                let mut out = ack.to_bytes();
-                out.extend_from_slice(&grant.to_bytes());
-                control.write_all(&out).await?;
+                out
             }
+        };
+        if !out.is_empty() {
+            // One write: one record on the wire.
+            let mut bytes = Vec::with_capacity(512);
+            out.iter().for_each(|f| f.encode(&mut bytes));
+            control.write_all(&bytes).await?;
         }
     }
-    Ok(())
 }

@@ -55,7 +55,14 @@ impl Credit {
         let meter = crate::meter::ProviderMeter::new(window).expect("window");
         let domain = wirepact_proto::domain(0, Address::ZERO);
         Self {
-            control: Mutex::new(ProviderControl::new(domain, B256::ZERO, Address::ZERO, meter)),
+            control: Mutex::new(ProviderControl::new(
+                domain,
+                B256::ZERO,
+                Address::ZERO,
+                meter,
+                std::time::Instant::now(),
+                0,
+            )),
             more: Notify::new(),
             closed: AtomicBool::new(false),
         }

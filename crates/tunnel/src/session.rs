@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::primitives::B256;
 use alloy::signers::local::PrivateKeySigner;
@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::clock::instant_now;
 use crate::control::{ClientControl, ClientEvent};
 pub use crate::error::SessionError;
 use crate::lane::{LaneDialer, TunnelStream};
@@ -56,11 +57,6 @@ pub struct ClientSession {
     /// The session is over (closed here, or the provider's control stream ended): nothing
     /// waits for credit any more.
     ended: AtomicBool,
-}
-
-/// Now, on tokio's clock (paused in tests) as a std instant for the sans-IO cores.
-fn instant_now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 impl ClientSession {
@@ -103,7 +99,14 @@ impl ClientSession {
         let (mut cr, mut cw) = tokio::io::split(control);
         let session = Arc::new(Self {
             mux,
-            control: Mutex::new(ClientControl::new(session_key, domain, session_id, window, instant_now())?),
+            control: Mutex::new(ClientControl::new(
+                session_key,
+                domain,
+                session_id,
+                window,
+                instant_now(),
+                rand::random(),
+            )?),
             wake: Notify::new(),
             acked_notify: Notify::new(),
             lanes: lanes.map(crate::lane::LanePool::spawn),
@@ -118,12 +121,16 @@ impl ClientSession {
         let s = session.clone();
         tokio::spawn(async move {
             loop {
-                loop {
-                    let frame = s.control.lock().ok().and_then(|mut c| c.poll_transmit(instant_now(), now()));
-                    let Some(frame) = frame else { break };
-                    if cw.write_all(&frame.to_bytes()).await.is_err() {
-                        return;
+                // Everything due goes in one write: one record on the wire, ending in padding.
+                let mut batch = Vec::new();
+                if let Ok(mut c) = s.control.lock() {
+                    let (at, unix) = (instant_now(), now());
+                    while let Some(frame) = c.poll_transmit(at, unix) {
+                        frame.encode(&mut batch);
                     }
+                }
+                if !batch.is_empty() && cw.write_all(&batch).await.is_err() {
+                    return;
                 }
                 let Ok(deadline) = s.control.lock().map(|c| c.poll_timeout()) else { return };
                 tokio::select! {
@@ -134,7 +141,7 @@ impl ClientSession {
                         return;
                     }
                     () = s.wake.notified() => {}
-                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+                    () = crate::clock::sleep_until(deadline) => {}
                 }
             }
         });

@@ -492,22 +492,24 @@ async fn serve_decoy(tls: &mut server::TlsStream<Wire>, mut buf: Vec<u8>, deadli
     let _ = tls.shutdown().await;
 }
 
-/// Keepalive probes after this long idle.
-pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(3);
+/// Keepalive probes after this long idle, and between them: Chrome's 45 s, so the probes a
+/// censor could time are a browser's (a session never idles that long: its pings are jittered
+/// control records; see `control`).
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(45);
 /// Unacknowledged data older than this kills the connection.
 pub const USER_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// A provider that loses power or its route sends no reset: without help the kernel notices
-/// only after minutes. Keepalive probes (idle 3 s, then every 1 s, 3 tries) and a TCP user
-/// timeout of 8 s on unacknowledged data make the tunnel fail within seconds, which is what
-/// lets the client fail over.
+/// A peer that loses power or its route sends no reset: without help the kernel notices only
+/// after minutes. A TCP user timeout of 8 s on unacknowledged data makes the tunnel fail within
+/// seconds while data flows; when it does not, the client's pings (its SLA watch's stall) and
+/// the provider's control-silence rule notice a dead peer, in records that look like any
+/// other. Keepalive stays on with a browser's cadence as the last resort.
 ///
 /// # Errors
 /// If the socket options cannot be set.
 pub fn detect_dead_peer(tcp: &TcpStream) -> std::io::Result<()> {
     let s = socket2::SockRef::from(tcp);
-    let ka =
-        socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(Duration::from_secs(1)).with_retries(3);
+    let ka = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_IDLE).with_retries(3);
     s.set_tcp_keepalive(&ka)?;
     #[cfg(target_os = "linux")]
     s.set_tcp_user_timeout(Some(USER_TIMEOUT))?;

@@ -100,8 +100,8 @@ async fn session_authenticates_over_post_quantum_tls() {
     let suite = t.stream.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
     assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
     assert_eq!(t.credit_until, DEFAULT_WINDOW);
-    // A silently dead provider is noticed in seconds (keepalive + user timeout), so the client
-    // can fail over; the kernel default would take minutes.
+    // A silently dead provider is noticed in seconds while data is unacknowledged (the user
+    // timeout); keepalive has a browser's 45 s cadence (idle sessions are watched by pings).
     let sock = socket2::SockRef::from(t.stream.get_ref().0.get_ref());
     assert!(sock.keepalive().expect("keepalive"), "keepalive on");
     assert_eq!(sock.tcp_keepalive_time().expect("idle"), wirepact_tunnel::transport::KEEPALIVE_IDLE);
