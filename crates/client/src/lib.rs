@@ -110,7 +110,9 @@ pub struct ClientConfig {
     /// if smaller. Receipts are signed every half window.
     #[serde(default = "default_window")]
     pub window_bytes: u64,
-    /// TLS server name sent to the provider (SNI).
+    /// TLS server name (SNI) sent to a provider whose endpoint is an IP address; one
+    /// registered by host name gets that name, as a browser would send it (the oracles'
+    /// probes follow the same rule).
     #[serde(default = "default_server_name")]
     pub server_name: String,
     /// Keep a second session open with the next-ranked provider, so new streams move there
@@ -187,7 +189,7 @@ fn default_window() -> u64 {
     DEFAULT_WINDOW
 }
 fn default_server_name() -> String {
-    "www.example.com".into()
+    wirepact_tunnel::transport::DEFAULT_SERVER_NAME.into()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +331,8 @@ pub async fn measure_handshakes(
     todo.truncate(at_most);
     let mut set = tokio::task::JoinSet::new();
     for c in todo {
-        let (id, endpoint, key, name) = (c.id, c.endpoint.clone(), c.tunnel_key, server_name.to_owned());
+        let name = wirepact_tunnel::transport::server_name_for(&c.endpoint, server_name);
+        let (id, endpoint, key) = (c.id, c.endpoint.clone(), c.tunnel_key);
         set.spawn(async move {
             // One deadline for the lookup and every sample: more samples never make the
             // pick wait longer than one slow provider did before.
@@ -532,8 +535,10 @@ impl Opener<'_> {
                 .map_err(|e| ClientError::Sign(e.to_string()))?;
             // Every connection of the session (the control one and its lanes) goes through
             // one transport: TLS pinned to the provider's key, today.
-            let transport: std::sync::Arc<dyn Transport> =
-                std::sync::Arc::new(TlsTransport::new(&self.cfg.server_name, tunnel_key));
+            let transport: std::sync::Arc<dyn Transport> = std::sync::Arc::new(TlsTransport::new(
+                &wirepact_tunnel::transport::server_name_for(&choice.endpoint, &self.cfg.server_name),
+                tunnel_key,
+            ));
             let t = transport
                 .dial(addr, &auth, Duration::from_secs(10))
                 .await

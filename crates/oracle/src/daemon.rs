@@ -370,6 +370,7 @@ impl Ctx {
             let dom = domain(self.market.chain_id(), self.market.address());
             let target = ProbeTarget {
                 addr,
+                endpoint: t.endpoint.clone(),
                 tunnel_key: t.tunnel_key,
                 session_id: opened.id.0,
                 opened_at: opened.terms.openedAt.to::<u64>(),

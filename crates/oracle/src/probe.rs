@@ -286,6 +286,8 @@ pub async fn probe(
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
     pub addr: SocketAddr,
+    /// The provider's registered endpoint (its host name is the SNI, as for a customer).
+    pub endpoint: String,
     pub tunnel_key: alloy::primitives::B256,
     pub session_id: alloy::primitives::B256,
     /// The session's `openedAt`: receipts and auth are dated on the chain's clock from it.
@@ -308,9 +310,10 @@ pub async fn probe_through_tunnel(
 ) -> Result<Measurement, ProbeError> {
     let clock = wirepact_tunnel::clock::chain_clock(t.opened_at, unix_now());
     let auth = wirepact_tunnel::session_auth_frame(key, dom, t.session_id, t.tunnel_key, clock(), rand::random())?;
-    // Probes present themselves like any client would (a browser-like server name).
-    // The probe reaches the provider the way a customer's session does (the same transport).
-    let transport = wirepact_tunnel::TlsTransport::new("www.example.com", t.tunnel_key);
+    // The probe reaches the provider the way a customer's session does: the same transport
+    // and the same server-name rule.
+    let sni = wirepact_tunnel::transport::server_name_for(&t.endpoint, wirepact_tunnel::transport::DEFAULT_SERVER_NAME);
+    let transport = wirepact_tunnel::TlsTransport::new(&sni, t.tunnel_key);
     let tun = wirepact_tunnel::Transport::dial(&transport, t.addr, &auth, Duration::from_secs(5)).await?;
     let cs = ClientSession::start(
         wirepact_tunnel::mux::Prefixed::new(tun.pending, tun.stream),

@@ -104,7 +104,14 @@ async fn a_probe_leaves_no_connection_open_at_either_end() {
     };
     let before = open_files();
     for (sid, key) in &keys {
-        let t = ProbeTarget { addr, tunnel_key, session_id: *sid, opened_at: now(), sla_kbps: 20_000 };
+        let t = ProbeTarget {
+            addr,
+            endpoint: addr.to_string(),
+            tunnel_key,
+            session_id: *sid,
+            opened_at: now(),
+            sla_kbps: 20_000,
+        };
         let m = probe_through_tunnel(&t, key, &dom, sink, &plan).await.expect("probe");
         assert!(m.reachable && m.throughput_kbps > 0, "{m:?}");
     }

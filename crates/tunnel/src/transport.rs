@@ -77,6 +77,30 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     fn handshake_time(&self, addr: std::net::SocketAddr, deadline: Duration) -> Dialing<'_, Duration>;
 }
 
+/// The server name sent when a provider's endpoint is an IP address (the client's
+/// `server_name` setting overrides it for customers).
+pub const DEFAULT_SERVER_NAME: &str = "www.example.com";
+
+/// The SNI rule every dial follows, a customer's session and an oracle's probe alike (a probe
+/// must look like a customer): the host name of the provider's registered endpoint, as a
+/// browser sends the name it connects to; `fallback` when the endpoint is an IP address.
+#[must_use]
+pub fn server_name_for(endpoint: &str, fallback: &str) -> String {
+    let host = match endpoint.strip_prefix('[') {
+        // "[v6]:port" is an address.
+        Some(_) => return fallback.to_owned(),
+        None => endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h),
+    };
+    let is_name = !host.is_empty()
+        && host.parse::<std::net::IpAddr>().is_err()
+        && ServerName::try_from(host.to_ascii_lowercase()).is_ok_and(|n| matches!(n, ServerName::DnsName(_)));
+    if is_name {
+        host.to_ascii_lowercase()
+    } else {
+        fallback.to_owned()
+    }
+}
+
 /// The first transport: TLS 1.3 (X25519MLKEM768 preferred) pinned to the provider's tunnel
 /// key, the session auth as the first message, `AuthOk` back.
 #[derive(Debug, Clone)]
@@ -617,4 +641,21 @@ pub async fn handshake_time(
         Ok::<_, TransportError>(took)
     };
     tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Customers and probes send the endpoint's host name, as a browser would; an address
+    /// gets the configured name, never the address itself (no browser sends an IP as SNI).
+    #[test]
+    fn the_server_name_is_the_endpoints_host_name_or_the_fallback() {
+        assert_eq!(server_name_for("vpn1.Alice.net:443", "x.example"), "vpn1.alice.net");
+        assert_eq!(server_name_for("203.0.113.9:443", "x.example"), "x.example");
+        assert_eq!(server_name_for("[2001:db8::1]:443", "x.example"), "x.example");
+        assert_eq!(server_name_for("localhost:9000", "x.example"), "localhost");
+        assert_eq!(server_name_for(":443", "x.example"), "x.example");
+        assert_eq!(server_name_for("bad name:443", "x.example"), "x.example");
+    }
 }
