@@ -6,6 +6,7 @@ pub mod clock;
 pub mod control;
 pub mod egress;
 pub mod error;
+pub mod hello;
 pub mod impair;
 pub mod kind;
 pub mod lane;
