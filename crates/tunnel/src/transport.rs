@@ -420,13 +420,17 @@ async fn accept_observed(
     credit_until: u64,
     handshaken: impl FnOnce(),
 ) -> Result<Accepted, TransportError> {
-    let first_message_deadline = deadline;
     let mut tls = tokio::time::timeout(deadline, acceptor.accept(wire(tcp)))
         .await
         .map_err(|_| TransportError::Timeout(deadline))??;
     handshaken();
+    // One deadline for the first message and the decoy's patience, drawn per connection
+    // (85-115 % of `deadline`): no exact timeout to measure, and every kind of garbage waits
+    // the same.
+    let first_message_deadline = deadline.mul_f64(rand::random_range(0.85..1.15));
+    let first_at = tokio::time::Instant::now() + first_message_deadline;
     let mut buf = Vec::with_capacity(256);
-    let frame = tokio::time::timeout(first_message_deadline, read_first_frame(&mut tls, &mut buf)).await;
+    let frame = tokio::time::timeout_at(first_at, read_first_frame(&mut tls, &mut buf)).await;
     let verdict = match frame {
         Ok(Ok(Some((f, used)))) => {
             // A lookup backed by the chain may fetch a session it has not seen yet.
@@ -450,7 +454,7 @@ async fn accept_observed(
         }
         None => {
             // A visitor that stops reading cannot hold the connection open either.
-            let _ = tokio::time::timeout(deadline * 2, serve_decoy(&mut tls, buf, first_message_deadline)).await;
+            let _ = tokio::time::timeout(deadline * 2, serve_decoy(&mut tls, buf, first_at)).await;
             Ok(Accepted::Decoy)
         }
     }
@@ -480,39 +484,73 @@ async fn read_first_frame(
     }
 }
 
-/// Answers like a small web server: the page for an HTTP request, 400 for anything else.
-async fn serve_decoy(tls: &mut server::TlsStream<Wire>, mut buf: Vec<u8>, deadline: Duration) {
+/// An HTTP response as the decoy's web server writes it (with a `Date`, as every server does).
+fn decoy_response(status: &str, content_type: &str, body: &str, with_body: bool) -> Vec<u8> {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let mut r = format!(
+        "HTTP/1.1 {status}\r\nServer: nginx\r\nDate: {date}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if with_body {
+        r.extend_from_slice(body.as_bytes());
+    }
+    r
+}
+
+fn error_page(status: &str) -> String {
+    format!("<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>\n")
+}
+
+/// Answers like a small web server: the page at `/` (headers only for HEAD), 404 for other
+/// paths, 405 for other methods, and 400 for anything that is not HTTP — after a whole line or
+/// at `until`, whatever its first byte was (the frame-version byte waits like any other).
+async fn serve_decoy(tls: &mut server::TlsStream<Wire>, mut buf: Vec<u8>, until: tokio::time::Instant) {
     // An HTTP request line starts with an upper-case method token and a space ("GET /").
     let looks_http = |b: &[u8]| {
         let method = b.iter().take(9).take_while(|c| c.is_ascii_uppercase()).count();
         method >= 3 && b.get(method) == Some(&b' ')
     };
-    if looks_http(&buf) {
-        let mut chunk = [0u8; 1024];
-        let read_head = async {
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                match tls.read(&mut chunk).await {
-                    Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                    _ => break,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(deadline, read_head).await;
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            DECOY_PAGE.len(),
-            DECOY_PAGE
-        );
-        let _ = tls.write_all(resp.as_bytes()).await;
-    } else if !buf.is_empty() {
-        let body = "<html><body><h1>400 Bad Request</h1></body></html>\n";
-        let resp = format!(
-            "HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            body.len(),
-            body
-        );
-        let _ = tls.write_all(resp.as_bytes()).await;
+    let mut chunk = [0u8; 1024];
+    if buf.is_empty() {
+        // Silence: wait for a first byte as long as anyone else would have waited.
+        if let Ok(Ok(n)) = tokio::time::timeout_at(until, tls.read(&mut chunk)).await {
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        if buf.is_empty() {
+            let _ = tls.shutdown().await;
+            return;
+        }
     }
+    let http = looks_http(&buf);
+    // A request's head ends with a blank line; anything else is answered once a line ends.
+    let complete = |b: &[u8]| if http { b.windows(4).any(|w| w == b"\r\n\r\n") } else { b.contains(&b'\n') };
+    let read_more = async {
+        while !complete(&buf) && buf.len() < 16 * 1024 {
+            match tls.read(&mut chunk).await {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(until, read_more).await;
+    let resp = if http {
+        let line = buf.split(|c| *c == b'\n').next().unwrap_or_default();
+        let mut parts = line.split(|c| *c == b' ');
+        let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let path = path.split(|c| *c == b'?').next().unwrap_or_default();
+        let html = "text/html; charset=utf-8";
+        match (method, path) {
+            (b"GET" | b"HEAD", b"/" | b"/index.html") => decoy_response("200 OK", html, DECOY_PAGE, method == b"GET"),
+            (b"GET" | b"HEAD", _) => {
+                decoy_response("404 Not Found", html, &error_page("404 Not Found"), method == b"GET")
+            }
+            _ => decoy_response("405 Not Allowed", html, &error_page("405 Not Allowed"), true),
+        }
+    } else {
+        decoy_response("400 Bad Request", "text/html", &error_page("400 Bad Request"), true)
+    };
+    let _ = tls.write_all(&resp).await;
     let _ = tls.shutdown().await;
 }
 

@@ -125,6 +125,59 @@ async fn a_browser_gets_the_decoy_page() {
     assert_eq!(srv.results.recv().await, Some("decoy"));
 }
 
+/// The decoy answers like a web server, not like a one-page stub: a `Date` header, HEAD
+/// without a body, 404 for a path it does not have, 405 for a method it does not take.
+#[tokio::test]
+async fn the_decoy_answers_paths_methods_and_head_like_a_web_server() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 4).await;
+    let mut ask = async |req: &str| {
+        let mut s = raw_tls(srv.addr, srv.tunnel_key).await;
+        s.write_all(req.as_bytes()).await.expect("write");
+        let r = read_all(&mut s).await;
+        assert_eq!(srv.results.recv().await, Some("decoy"));
+        r
+    };
+    let head = ask("HEAD / HTTP/1.1\r\nHost: a.example\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nDate: ") && head.contains(" GMT\r\n"), "a Date header: {head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD gets no body: {head:?}");
+    assert!(head.contains(&format!("Content-Length: {}\r\n", wirepact_tunnel::transport::DECOY_PAGE.len())));
+    let missing = ask("GET /wp-login.php HTTP/1.1\r\nHost: a.example\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
+    assert!(!missing.contains("It works"));
+    let post = ask("POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(post.starts_with("HTTP/1.1 405 Not Allowed\r\n"), "{post}");
+    let page = ask("GET /?q=1 HTTP/1.1\r\nHost: a.example\r\n\r\n").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n") && page.contains("It works"), "{page}");
+}
+
+/// The finding: one byte 0x01 (the frame version) waited the whole deadline for its 400 while
+/// 0x02 got it at once, which gave the protocol away to a prober. Now every non-HTTP first
+/// byte waits for the end of a line or the deadline, and gets the same answer. (Real time: a
+/// paused clock would jump ahead while the test waits on the sockets. The bound is a floor
+/// the server itself sets, so a loaded machine cannot make it fail.)
+#[tokio::test]
+async fn any_single_byte_waits_the_same_and_gets_the_same_400() {
+    let key = PrivateKeySigner::random();
+    let mut srv = server(key.address(), 3).await;
+    let mut answers = Vec::new();
+    for byte in [0x01u8, 0x02, 0xff] {
+        let mut s = raw_tls(srv.addr, srv.tunnel_key).await;
+        let start = std::time::Instant::now();
+        s.write_all(&[byte]).await.expect("write");
+        let r = read_all(&mut s).await;
+        let took = start.elapsed();
+        // The test server's deadline is 300 ms, drawn between 85 and 115 % per connection.
+        assert!(took >= Duration::from_millis(255), "byte {byte:#04x} answered after {took:?}");
+        assert_eq!(srv.results.recv().await, Some("decoy"));
+        let without_date: Vec<&str> = r.split("\r\n").filter(|l| !l.starts_with("Date: ")).collect();
+        answers.push(without_date.join("\r\n"));
+    }
+    assert!(answers[0].starts_with("HTTP/1.1 400 Bad Request\r\n"), "{}", answers[0]);
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+}
+
 #[tokio::test]
 async fn a_replayed_auth_gets_the_decoy_not_a_session() {
     let key = PrivateKeySigner::random();
