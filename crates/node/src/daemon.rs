@@ -54,6 +54,11 @@ pub struct NodeConfig {
     /// TLS server name (certificate and expected SNI): make it look like a web site.
     #[serde(default = "default_server_name")]
     pub server_name: String,
+    /// A real HTTPS site (`host:443`) that every connection not starting with a TLS
+    /// ClientHello is relayed to, byte for byte: plain HTTP, scanners, silence. Unset: the
+    /// built-in decoy page answers them.
+    #[serde(default)]
+    pub cover: Option<String>,
     /// Free-form region tag clients can filter on.
     #[serde(default)]
     pub region: String,
@@ -447,7 +452,7 @@ pub async fn run_node(
     let checker =
         Arc::new(Mutex::new(AuthChecker::new(dom.clone(), identity.tunnel_key(), cfg.auth_max_skew_secs, 65_536)));
     // The transport's provider side: the node wires no TLS itself.
-    let acceptor: Arc<dyn Acceptor> = Arc::new(TlsServer::new(&identity)?);
+    let acceptor: Arc<dyn Acceptor> = Arc::new(TlsServer::new(&identity)?.with_cover(cfg.cover.clone()));
     let info =
         NodeInfo { provider_id: id.0, owner: market.account(), listen: local, tunnel_key: identity.tunnel_key() };
     tracing::info!(provider = id.0, listen = %local, endpoint, "serving tunnels");
@@ -539,6 +544,7 @@ pub async fn run_node(
                     let (stream, session_id, pending) = match acc {
                         Ok(Accepted::Session { stream, session_id, pending }) => (stream, session_id, pending),
                         Ok(Accepted::Decoy) => return tracing::debug!(%peer, "served the decoy"),
+                        Ok(Accepted::Cover) => return tracing::debug!(%peer, "relayed to the cover site"),
                         Err(e) => return tracing::debug!(%peer, error = %e, "handshake failed"),
                     };
                     let Some(_established) = slot.establish() else {

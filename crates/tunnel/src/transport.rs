@@ -19,6 +19,7 @@ use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
 
 use crate::auth::{AuthChecker, SessionLookup};
+use crate::mux::Prefixed;
 
 /// ALPN the client offers, like a browser.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -288,6 +289,10 @@ fn wire(tcp: TcpStream) -> Wire {
     tokio::io::BufReader::with_capacity(WIRE_READ_BUFFER, tcp)
 }
 
+/// A provider's connection: the bytes it already read while deciding (the first flight,
+/// when a cover site is configured) replayed before the socket.
+pub type ServerWire = tokio::io::BufReader<Prefixed<TcpStream>>;
+
 /// The client's TLS configuration pinning `tunnel_key`.
 pub fn client_config(tunnel_key: B256) -> Result<Arc<ClientConfig>, TransportError> {
     let provider = Arc::new(crypto_provider());
@@ -307,6 +312,8 @@ pub enum Accepted {
     Session { stream: BoxIo, session_id: B256, pending: Vec<u8> },
     /// Not a session: it was served the decoy site and closed.
     Decoy,
+    /// Not a session: it was relayed to the cover site until either side closed.
+    Cover,
 }
 
 impl std::fmt::Debug for Accepted {
@@ -318,6 +325,7 @@ impl std::fmt::Debug for Accepted {
                 .field("pending", &pending.len())
                 .finish_non_exhaustive(),
             Self::Decoy => f.write_str("Decoy"),
+            Self::Cover => f.write_str("Cover"),
         }
     }
 }
@@ -362,10 +370,16 @@ pub trait Acceptor: Send + Sync + std::fmt::Debug {
 }
 
 /// The provider's side of [`TlsTransport`]: the tunnel identity's certificate, the session
-/// auth as the first message, the decoy site for everything else.
+/// auth as the first message, the decoy site for everything else — or, with a cover site,
+/// every connection whose first flight is not a TLS ClientHello relayed to that site, byte
+/// for byte both ways (plain HTTP, scanners' garbage, and silence, which meets the cover's
+/// own timeout).
 #[derive(Clone)]
 pub struct TlsServer {
     acceptor: TlsAcceptor,
+    cover: Option<String>,
+    /// "The cover site is unreachable" said once, then once a minute with a count.
+    cover_down: Arc<Mutex<wirepact_proto::repeats::Repeats>>,
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -378,7 +392,132 @@ impl TlsServer {
     /// # Errors
     /// The identity's certificate or key cannot be used.
     pub fn new(identity: &TunnelIdentity) -> Result<Self, TransportError> {
-        Ok(Self { acceptor: TlsAcceptor::from(identity.server_config()?) })
+        Ok(Self { acceptor: TlsAcceptor::from(identity.server_config()?), cover: None, cover_down: Arc::default() })
+    }
+
+    /// Relays what is not a ClientHello to `cover` (`host:port`, a real HTTPS site).
+    #[must_use]
+    pub fn with_cover(mut self, cover: Option<String>) -> Self {
+        self.cover = cover;
+        self
+    }
+}
+
+/// Longest a connection relayed to the cover site is kept (the cover's own timeouts usually
+/// end it first).
+pub const COVER_RELAY_MAX: Duration = Duration::from_secs(300);
+
+/// Largest first flight read before deciding (a ClientHello with a post-quantum key share is
+/// under 2 KiB; it may span records up to this).
+const FIRST_FLIGHT_MAX: usize = 16 * 1024 + 5;
+
+/// What the first flight said.
+enum FirstFlight {
+    /// A ClientHello: the tunnel's TLS takes it.
+    Hello(Vec<u8>),
+    /// Anything else, or the cover spoke or closed first: the relay to the cover goes on.
+    Cover,
+    /// The visitor left.
+    Gone,
+}
+
+/// Reads the first flight of `tcp`, passing every byte on to `cover` as it comes (so the cover
+/// sees the visitor's bytes and silences exactly as they happen), until it is a whole
+/// ClientHello (ours), or cannot be one, or the cover acts first.
+async fn first_flight(tcp: &mut TcpStream, cover: &mut TcpStream) -> FirstFlight {
+    let mut flight = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    loop {
+        tokio::select! {
+            r = tcp.read(&mut chunk) => match r {
+                Ok(n) if n > 0 => {
+                    if cover.write_all(&chunk[..n]).await.is_err() {
+                        return FirstFlight::Cover;
+                    }
+                    flight.extend_from_slice(&chunk[..n]);
+                    match crate::hello::ClientHello::parse(&flight) {
+                        Ok(_) => return FirstFlight::Hello(flight),
+                        Err(crate::hello::HelloError::Incomplete(_)) if flight.len() < FIRST_FLIGHT_MAX => {}
+                        Err(_) => return FirstFlight::Cover,
+                    }
+                }
+                _ => return FirstFlight::Gone,
+            },
+            // The cover answered or closed: from here it is the cover's conversation.
+            r = cover.readable() => {
+                let _ = r;
+                return FirstFlight::Cover;
+            }
+        }
+    }
+}
+
+/// Relays `tcp` and `cover` both ways until either side ends (at most [`COVER_RELAY_MAX`]).
+async fn relay_to_cover(mut tcp: TcpStream, mut cover: TcpStream) {
+    let _ = tokio::time::timeout(COVER_RELAY_MAX, tokio::io::copy_bidirectional(&mut tcp, &mut cover)).await;
+}
+
+async fn accept_with_cover(
+    server: &TlsServer,
+    cover_addr: &str,
+    mut tcp: TcpStream,
+    ctx: AcceptContext<'_>,
+    handshaken: Box<dyn FnOnce() + Send + '_>,
+) -> Result<Accepted, TransportError> {
+    // Dialled at once, so whatever is not ours meets the cover without a pause of ours.
+    let cover = tokio::time::timeout(ctx.deadline, TcpStream::connect(cover_addr)).await;
+    let Ok(Ok(mut cover)) = cover else {
+        let now = crate::clock::unix_now_with(0);
+        let say = server
+            .cover_down
+            .lock()
+            .map_or(wirepact_proto::repeats::Say::Quiet, |mut r| r.note("unreachable", now, 60));
+        match say {
+            wirepact_proto::repeats::Say::New => {
+                tracing::warn!(cover = cover_addr, "the cover site is unreachable; serving the decoy page instead");
+            }
+            wirepact_proto::repeats::Say::Again(n) => {
+                tracing::warn!(cover = cover_addr, times = n, "the cover site is still unreachable");
+            }
+            wirepact_proto::repeats::Say::Quiet => {}
+        }
+        return accept_observed(
+            &server.acceptor,
+            Prefixed::new(Vec::new(), tcp),
+            ctx.checker,
+            ctx.lookup,
+            ctx.now,
+            ctx.deadline,
+            ctx.credit_until,
+            handshaken,
+        )
+        .await;
+    };
+    if let Ok(mut r) = server.cover_down.lock() {
+        r.clear();
+    }
+    let _ = cover.set_nodelay(true);
+    match first_flight(&mut tcp, &mut cover).await {
+        FirstFlight::Hello(flight) => {
+            // The cover saw a ClientHello and a vanishing client, as it does every day.
+            drop(cover);
+            accept_observed(
+                &server.acceptor,
+                Prefixed::new(flight, tcp),
+                ctx.checker,
+                ctx.lookup,
+                ctx.now,
+                ctx.deadline,
+                ctx.credit_until,
+                handshaken,
+            )
+            .await
+        }
+        FirstFlight::Cover => {
+            relay_to_cover(tcp, cover).await;
+            Ok(Accepted::Cover)
+        }
+        FirstFlight::Gone => Ok(Accepted::Cover),
     }
 }
 
@@ -389,9 +528,12 @@ impl Acceptor for TlsServer {
         ctx: AcceptContext<'a>,
         handshaken: Box<dyn FnOnce() + Send + 'a>,
     ) -> Dialing<'a, Accepted> {
+        if let Some(cover) = &self.cover {
+            return Box::pin(accept_with_cover(self, cover, tcp, ctx, handshaken));
+        }
         Box::pin(accept_observed(
             &self.acceptor,
-            tcp,
+            Prefixed::new(Vec::new(), tcp),
             ctx.checker,
             ctx.lookup,
             ctx.now,
@@ -412,7 +554,7 @@ impl Acceptor for TlsServer {
 #[allow(clippy::too_many_arguments)]
 async fn accept_observed(
     acceptor: &TlsAcceptor,
-    tcp: TcpStream,
+    tcp: Prefixed<TcpStream>,
     checker: &Mutex<AuthChecker>,
     lookup: &(impl SessionLookup + Sync + ?Sized),
     now: u64,
@@ -420,9 +562,9 @@ async fn accept_observed(
     credit_until: u64,
     handshaken: impl FnOnce(),
 ) -> Result<Accepted, TransportError> {
-    let mut tls = tokio::time::timeout(deadline, acceptor.accept(wire(tcp)))
-        .await
-        .map_err(|_| TransportError::Timeout(deadline))??;
+    let io = tokio::io::BufReader::with_capacity(WIRE_READ_BUFFER, tcp);
+    let mut tls =
+        tokio::time::timeout(deadline, acceptor.accept(io)).await.map_err(|_| TransportError::Timeout(deadline))??;
     handshaken();
     // One deadline for the first message and the decoy's patience, drawn per connection
     // (85-115 % of `deadline`): no exact timeout to measure, and every kind of garbage waits
@@ -463,7 +605,7 @@ async fn accept_observed(
 /// Reads one frame if the connection starts like one (and how many bytes it took); `None`
 /// if it does not (e.g. HTTP).
 async fn read_first_frame(
-    tls: &mut server::TlsStream<Wire>,
+    tls: &mut server::TlsStream<ServerWire>,
     buf: &mut Vec<u8>,
 ) -> Result<Option<(Frame, usize)>, TransportError> {
     let mut chunk = [0u8; 512];
@@ -505,7 +647,7 @@ fn error_page(status: &str) -> String {
 /// Answers like a small web server: the page at `/` (headers only for HEAD), 404 for other
 /// paths, 405 for other methods, and 400 for anything that is not HTTP — after a whole line or
 /// at `until`, whatever its first byte was (the frame-version byte waits like any other).
-async fn serve_decoy(tls: &mut server::TlsStream<Wire>, mut buf: Vec<u8>, until: tokio::time::Instant) {
+async fn serve_decoy(tls: &mut server::TlsStream<ServerWire>, mut buf: Vec<u8>, until: tokio::time::Instant) {
     // An HTTP request line starts with an upper-case method token and a space ("GET /").
     let looks_http = |b: &[u8]| {
         let method = b.iter().take(9).take_while(|c| c.is_ascii_uppercase()).count();

@@ -63,6 +63,7 @@ async fn server(session_key: Address, conns: usize) -> Server {
                     "session"
                 }
                 Ok(Accepted::Decoy) => "decoy",
+                Ok(Accepted::Cover) => "cover",
                 Err(_) => "error",
             };
             let _ = tx.send(label).await;

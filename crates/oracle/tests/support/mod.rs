@@ -27,6 +27,7 @@ pub fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, capacity_mbps
         listen: "127.0.0.1:0".parse().expect("addr"),
         endpoint: None,
         server_name: "cdn.example.org".into(),
+        cover: None,
         region: String::new(),
         capacity_mbps,
         session_mbps: 20,
