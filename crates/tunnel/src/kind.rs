@@ -14,7 +14,8 @@ impl crate::transport::TransportError {
             // A certificate that is not the registered key, a broken handshake or frame.
             E::Tls(_) | E::BadCertificate | E::Frame(_) => ErrorKind::PeerMisbehaved,
             E::BadServerName(_) => ErrorKind::FixConfig,
-            E::Certificate(_) => ErrorKind::Bug,
+            E::Certificate(_) | E::Sign(_) | E::NoRandomness => ErrorKind::Bug,
+            E::IdentityFile { .. } | E::IdentityPem { .. } => ErrorKind::Storage,
         }
     }
 }

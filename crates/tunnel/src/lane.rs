@@ -184,7 +184,7 @@ impl LaneDialer {
         rustls::crypto::aws_lc_rs::default_provider()
             .secure_random
             .fill(&mut nonce)
-            .map_err(|_| TransportError::Certificate("no randomness for a nonce".into()))?;
+            .map_err(|_| TransportError::NoRandomness)?;
         let auth = crate::auth::session_auth_frame(
             &self.session_key,
             &self.domain,
@@ -192,8 +192,7 @@ impl LaneDialer {
             self.tunnel_key,
             (self.now)(),
             nonce,
-        )
-        .map_err(|e| TransportError::Certificate(format!("signing the lane's auth: {e}")))?;
+        )?;
         let ClientTunnel { stream, pending, .. } = self.transport.dial(self.addr, &auth, self.deadline).await?;
         Ok(Prefixed::new(pending, stream))
     }

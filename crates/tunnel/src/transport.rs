@@ -37,7 +37,16 @@ pub enum TransportError {
     #[error("TLS failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error("cannot create the tunnel certificate: {0}")]
-    Certificate(String),
+    Certificate(#[from] rcgen::Error),
+    /// The identity's files cannot be read or written (back them up: the key is on chain).
+    #[error("{what} {path}: {source}")]
+    IdentityFile { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
+    #[error("{path} is not a PEM certificate or PKCS#8 key: {source}")]
+    IdentityPem { path: std::path::PathBuf, source: rustls::pki_types::pem::Error },
+    #[error("signing the session auth: {0}")]
+    Sign(#[from] wirepact_proto::SignatureError),
+    #[error("the system's random source failed")]
+    NoRandomness,
     #[error("the certificate is not a valid X.509 end-entity certificate")]
     BadCertificate,
     #[error("server name {0:?} is not a valid DNS name or IP address")]
@@ -155,8 +164,7 @@ pub fn spki_hash(cert: &CertificateDer<'_>) -> Result<B256, TransportError> {
 impl TunnelIdentity {
     /// A fresh ECDSA P-256 key and a self-signed certificate for `server_name` (what SNI says).
     pub fn generate(server_name: &str) -> Result<Self, TransportError> {
-        let ck = rcgen::generate_simple_self_signed(vec![server_name.to_owned()])
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let ck = rcgen::generate_simple_self_signed(vec![server_name.to_owned()])?;
         let cert = ck.cert.der().clone();
         let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
         let tunnel_key = spki_hash(&cert)?;
@@ -174,20 +182,20 @@ impl TunnelIdentity {
     pub fn load_or_create(dir: &std::path::Path, server_name: &str) -> Result<Self, TransportError> {
         use rustls::pki_types::pem::PemObject;
         let (crt, key) = (dir.join("tunnel.crt"), dir.join("tunnel.key"));
-        let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
-            TransportError::Certificate(format!("{what} {}: {e}", p.display()))
+        let io = |what: &'static str, p: &std::path::Path, source: std::io::Error| TransportError::IdentityFile {
+            what,
+            path: p.to_path_buf(),
+            source,
         };
+        let pem = |p: &std::path::Path, source| TransportError::IdentityPem { path: p.to_path_buf(), source };
         if crt.exists() || key.exists() {
-            let cert = CertificateDer::from_pem_file(&crt)
-                .map_err(|e| TransportError::Certificate(format!("reading {}: {e}", crt.display())))?;
-            let key = PrivatePkcs8KeyDer::from_pem_file(&key)
-                .map_err(|e| TransportError::Certificate(format!("reading {}: {e}", key.display())))?;
+            let cert = CertificateDer::from_pem_file(&crt).map_err(|e| pem(&crt, e))?;
+            let key = PrivatePkcs8KeyDer::from_pem_file(&key).map_err(|e| pem(&key, e))?;
             let tunnel_key = spki_hash(&cert)?;
             return Ok(Self { cert, key, tunnel_key });
         }
         std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
-        let ck = rcgen::generate_simple_self_signed(vec![server_name.to_owned()])
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let ck = rcgen::generate_simple_self_signed(vec![server_name.to_owned()])?;
         write_private(&key, ck.signing_key.serialize_pem().as_bytes()).map_err(|e| io("writing", &key, e))?;
         std::fs::write(&crt, ck.cert.pem()).map_err(|e| io("writing", &crt, e))?;
         let cert = ck.cert.der().clone();
