@@ -603,7 +603,16 @@ async fn fifty_parallel_uploads_and_downloads_at_a_small_window_complete_intact(
     assert_eq!(acked, total);
     let receipts = s.store.0.lock().expect("store").clone();
     assert_eq!(receipts.last().map(|r| r.0), Some(total), "the provider can claim exactly what was moved");
-    assert!(receipts.len() as u64 >= total / SMALL, "the small window really gated the transfer");
+    // The small window gated the transfer: it took many receipts. Not one per window exactly:
+    // upload bytes count on the client when sent and on the provider when forwarded, so with
+    // uploads in flight (TCP and multiplexer buffers) one receipt can cover a few windows. The
+    // exact bound ("the provider never forwards beyond its credit") is the meter's property
+    // test; this floor only says the window was in play (it flaked at total/window under load).
+    assert!(
+        receipts.len() as u64 >= total / (4 * SMALL),
+        "the small window really gated the transfer: {} receipts for {total} bytes",
+        receipts.len()
+    );
 }
 
 /// What the local proxy answers to `bytes` (read until it closes; bounded).
