@@ -33,7 +33,7 @@ pub enum ChainError {
 }
 
 fn tokens(v: alloy::primitives::U256) -> String {
-    format!("{} tokens", wirepact_proto::format_tokens(v))
+    wirepact_proto::token_text(v)
 }
 
 /// A market revert as a sentence: the error's name (to search for), what it means and the

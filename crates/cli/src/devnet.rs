@@ -290,7 +290,11 @@ fn describe(
             highlight: true,
         }),
         E::OracleSlashed(o) => Some(Line {
-            text: format!("{} SLASHED for equivocation: {} tokens", names.account(o.oracle), format_tokens(o.amount)),
+            text: format!(
+                "{} SLASHED for equivocation: {}",
+                names.account(o.oracle),
+                wirepact_proto::token_text(o.amount)
+            ),
             highlight: true,
         }),
         _ => None,

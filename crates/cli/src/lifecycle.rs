@@ -46,7 +46,7 @@ pub enum OracleAction {
 }
 
 fn tokens(v: U256) -> String {
-    format!("{} tokens", format_tokens(v))
+    wirepact_proto::token_text(v)
 }
 
 fn amount(text: &str) -> Result<U256> {

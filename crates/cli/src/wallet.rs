@@ -135,7 +135,7 @@ pub async fn run(cmd: WalletCmd) -> Result<()> {
                 let view = crate::read_only(&rpc_url, m).await?;
                 let wallet = view.token_balance(account).await?;
                 let inside = view.balance_of(account).await?;
-                println!("wallet       {} tokens", format_tokens(wallet));
+                println!("wallet       {}", wirepact_proto::token_text(wallet));
                 println!("market       {} tokens (`wirepact withdraw` moves it to the wallet)", format_tokens(inside));
             }
             if coin == U256::ZERO {

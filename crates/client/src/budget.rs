@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use alloy::primitives::B256;
 use serde::{Deserialize, Serialize};
-use wirepact_proto::format_tokens;
 
 use crate::state::StateError;
 
@@ -191,7 +190,7 @@ impl Budget {
 }
 
 fn tok(wei: &u128) -> String {
-    format!("{} tokens", format_tokens(alloy::primitives::U256::from(*wei)))
+    wirepact_proto::token_text(alloy::primitives::U256::from(*wei))
 }
 
 fn next_midnight(day: u64) -> String {

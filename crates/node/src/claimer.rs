@@ -3,7 +3,6 @@
 use alloy::primitives::{Bytes, B256, U256};
 use wirepact_chain::bindings::WirepactMarket::WirepactMarketErrors as Revert;
 use wirepact_chain::{ChainError, Market};
-use wirepact_proto::format_tokens;
 use wirepact_proto::ProviderId;
 
 use crate::db::{DbError, ReceiptDb};
@@ -104,7 +103,7 @@ impl<M: Market> Claimer<'_, M> {
                     tracing::warn!(
                         session = %id,
                         bytes = rec.cumulative_bytes - done,
-                        lost = %format!("{} tokens", format_tokens(unclaimed)),
+                        lost = %wirepact_proto::token_text(unclaimed),
                         error = %e,
                         "this session's receipts can no longer be claimed; skipped for good"
                     );
@@ -147,7 +146,7 @@ impl<M: Market> Claimer<'_, M> {
         }
         match self.market.collect_earnings(provider).await {
             Ok(_) => {
-                tracing::info!(earned = %format!("{} tokens", format_tokens(earned)), "earnings collected into the market balance (less the protocol fee)");
+                tracing::info!(earned = %wirepact_proto::token_text(earned), "earnings collected into the market balance (less the protocol fee)");
                 Some(earned)
             }
             Err(e) => {

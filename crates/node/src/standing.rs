@@ -134,8 +134,8 @@ impl<'a> Standing<'a> {
                 let p = self.market.provider(self.id).await?;
                 tracing::error!(
                     epoch = s.epoch,
-                    slashed = %format!("{} tokens", format_tokens(s.amount)),
-                    stake_left = %format!("{} tokens", format_tokens(U256::from(p.stake))),
+                    slashed = %wirepact_proto::token_text(s.amount),
+                    stake_left = %wirepact_proto::token_text(U256::from(p.stake)),
                     jailed_until_epoch = s.jailedUntilEpoch,
                     "this provider was SLASHED for violating its SLA and is jailed: no new sessions until that epoch, then `wirepact provider unjail` (or `auto_unjail = true`)"
                 );

@@ -19,6 +19,6 @@ pub use kind::ErrorKind;
 pub use observations::{decode_observations, encode_observations, Observation, ObservationError};
 pub use units::price_ceiling;
 pub use units::{
-    format_tokens, parse_tokens, ByteCount, Kbps, Mbps, Millis, ParseTokenError, ProviderId, SessionId, SessionTerms,
-    SlaTerms, TokenAmount, TOKEN_DECIMALS,
+    format_tokens, parse_tokens, token_text, ByteCount, Kbps, Mbps, Millis, ParseTokenError, ProviderId, SessionId,
+    SessionTerms, SlaTerms, TokenAmount, TOKEN_DECIMALS,
 };

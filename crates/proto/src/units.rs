@@ -85,6 +85,13 @@ pub fn format_tokens(v: TokenAmount) -> String {
     format!("{int}.{}", f.trim_end_matches('0'))
 }
 
+/// An amount as people read it: decimal tokens with the unit ("12.5 tokens"). Every log line,
+/// error and report that shows an amount uses this one form.
+#[must_use]
+pub fn token_text(v: TokenAmount) -> String {
+    format!("{} tokens", format_tokens(v))
+}
+
 /// A provider's id in the market (1-based, assigned at registration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProviderId(pub u32);

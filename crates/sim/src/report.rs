@@ -595,9 +595,7 @@ impl Report {
                 self.conservation.balanced
             ),
         );
-        let tokens = |w: &str| {
-            w.parse::<U256>().map_or_else(|_| w.to_string(), |v| format!("{} tokens", wirepact_proto::format_tokens(v)))
-        };
+        let tokens = |w: &str| w.parse::<U256>().map_or_else(|_| w.to_string(), wirepact_proto::token_text);
         for a in &self.attacks {
             let _ = std::fmt::Write::write_fmt(
                 &mut s,
