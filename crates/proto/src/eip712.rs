@@ -98,6 +98,32 @@ fn sign<T: SolStruct>(key: &PrivateKeySigner, domain: &Eip712Domain, msg: &T) ->
     Ok(Bytes::from(out))
 }
 
+/// Signs a 32-byte digest with `key`: the compact `r || s` (low `s`) and the recovery bit.
+/// For protocol messages that are not EIP-712 structs (a ClientHello's authentication).
+///
+/// # Errors
+/// The key is not a valid secp256k1 secret.
+pub fn sign_digest(key: &PrivateKeySigner, digest: B256) -> Result<([u8; 64], bool), SignatureError> {
+    let sk = secp256k1::SecretKey::from_byte_array(key.to_bytes().0).map_err(|_| SignatureError::Signing)?;
+    let sig = secp256k1::SECP256K1.sign_ecdsa_recoverable(secp256k1::Message::from_digest(digest.0), &sk);
+    let (id, rs) = sig.serialize_compact();
+    Ok((rs, i32::from(id) == 1))
+}
+
+/// The address that signed `digest` with the compact `r || s` and recovery bit `odd`.
+///
+/// # Errors
+/// The signature is malformed or recovers no key.
+pub fn recover_digest(digest: B256, rs: &[u8; 64], odd: bool) -> Result<Address, SignatureError> {
+    let id = secp256k1::ecdsa::RecoveryId::try_from(i32::from(odd)).map_err(|_| SignatureError::Unrecoverable)?;
+    let sig =
+        secp256k1::ecdsa::RecoverableSignature::from_compact(rs, id).map_err(|_| SignatureError::Unrecoverable)?;
+    let pk = secp256k1::SECP256K1
+        .recover_ecdsa(secp256k1::Message::from_digest(digest.0), &sig)
+        .map_err(|_| SignatureError::Unrecoverable)?;
+    Ok(Address::from_slice(&alloy::primitives::keccak256(&pk.serialize_uncompressed()[1..])[12..]))
+}
+
 fn recover<T: SolStruct>(domain: &Eip712Domain, msg: &T, signature: &[u8]) -> Result<Address, SignatureError> {
     if signature.len() != 65 {
         return Err(SignatureError::Malformed(signature.len()));

@@ -73,6 +73,9 @@ pub enum FrameError {
     BadLength { kind: u8, expected: usize, actual: usize },
     #[error("error message is not UTF-8 or longer than {MAX_ERROR_MESSAGE} bytes")]
     BadMessage,
+    /// Padding is zeros: anything else is not a frame this side writes (one encoding per frame).
+    #[error("padding that is not zeros")]
+    BadPadding,
 }
 
 fn truncate_message(message: &str) -> &str {
@@ -210,7 +213,12 @@ impl Frame {
             KIND_PING => Frame::Ping { nonce: u64_at(p, 0) },
             KIND_PONG => Frame::Pong { nonce: u64_at(p, 0) },
             // `len <= MAX_FRAME_LEN` was checked above.
-            KIND_PADDING => Frame::Padding { len: u16::try_from(len).unwrap_or(u16::MAX) },
+            KIND_PADDING => {
+                if p.iter().any(|b| *b != 0) {
+                    return Err(FrameError::BadPadding);
+                }
+                Frame::Padding { len: u16::try_from(len).unwrap_or(u16::MAX) }
+            }
             _ => {
                 if len < 2 || len - 2 > MAX_ERROR_MESSAGE {
                     return Err(FrameError::BadMessage);
@@ -262,6 +270,14 @@ mod tests {
             (0u16..=1024).prop_map(|len| Frame::Padding { len }),
             (any::<u16>(), "\\PC{0,64}").prop_map(|(c, m)| Frame::error(c, &m)),
         ]
+    }
+
+    /// Found by `fuzz/run.sh` (frame_decode): padding with a non-zero byte decoded, and
+    /// re-encoded as zeros, so a frame had two encodings. Now it is refused.
+    #[test]
+    fn padding_that_is_not_zeros_is_refused() {
+        assert_eq!(Frame::decode(&[1, 9, 0, 1, 9, 1]), Err(FrameError::BadPadding));
+        assert_eq!(Frame::decode(&[1, 9, 0, 2, 0, 0, 7]), Ok((Frame::Padding { len: 2 }, 6)));
     }
 
     proptest! {

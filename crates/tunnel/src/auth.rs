@@ -12,6 +12,12 @@ use wirepact_proto::{recover_session_auth, sign_session_auth, Frame, SessionAuth
 pub trait SessionLookup {
     fn session_key(&self, session_id: &B256) -> Option<Address>;
 
+    /// Whether `key` is the session key of a session this provider serves (a ClientHello's
+    /// proof names the key, not the session).
+    fn is_session_key(&self, _key: &Address) -> bool {
+        false
+    }
+
     /// Called with an auth's session id before `session_key`, so a lookup backed by the chain
     /// can fetch a session it has not cached yet (bounded by the first-message deadline).
     fn resolve(&self, _session_id: B256) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
@@ -22,6 +28,10 @@ pub trait SessionLookup {
 impl SessionLookup for HashMap<B256, Address> {
     fn session_key(&self, session_id: &B256) -> Option<Address> {
         self.get(session_id).copied()
+    }
+
+    fn is_session_key(&self, key: &Address) -> bool {
+        self.values().any(|k| k == key)
     }
 }
 

@@ -200,18 +200,24 @@ impl ClientHello {
         Reader::new(d).vec16("groups").map(u16s).unwrap_or_default()
     }
 
-    /// The groups the client sent key shares for, in order.
+    /// The key shares sent, in order: (group, public share).
     #[must_use]
-    pub fn key_share_groups(&self) -> Vec<u16> {
+    pub fn key_shares(&self) -> Vec<(u16, Vec<u8>)> {
         let Some(d) = self.extension(EXT_KEY_SHARE) else { return Vec::new() };
         let mut r = Reader::new(d);
         let Ok(list) = r.vec16("key shares") else { return Vec::new() };
         let mut l = Reader::new(list);
         let mut out = Vec::new();
-        while let (Ok(g), Ok(_)) = (l.u16("group"), l.vec16("share")) {
-            out.push(g);
+        while let (Ok(g), Ok(share)) = (l.u16("group"), l.vec16("share")) {
+            out.push((g, share.to_vec()));
         }
         out
+    }
+
+    /// The groups the client sent key shares for, in order.
+    #[must_use]
+    pub fn key_share_groups(&self) -> Vec<u16> {
+        self.key_shares().into_iter().map(|(g, _)| g).collect()
     }
 
     /// Whether GREASE values appear in the cipher suites, the extensions or the groups.

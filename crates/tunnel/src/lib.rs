@@ -7,6 +7,7 @@ pub mod control;
 pub mod egress;
 pub mod error;
 pub mod hello;
+pub mod hello_auth;
 pub mod impair;
 pub mod kind;
 pub mod lane;

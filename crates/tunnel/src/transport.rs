@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -119,12 +120,22 @@ pub struct TlsTransport {
     pub server_name: String,
     /// The provider's tunnel key (on chain): the certificate must carry it.
     pub tunnel_key: B256,
+    /// The session key that signs the ClientHello's proof (see [`crate::hello_auth`]).
+    pub hello_key: Option<PrivateKeySigner>,
 }
 
 impl TlsTransport {
     #[must_use]
     pub fn new(server_name: &str, tunnel_key: B256) -> Self {
-        Self { server_name: server_name.to_owned(), tunnel_key }
+        Self { server_name: server_name.to_owned(), tunnel_key, hello_key: None }
+    }
+
+    /// Signs each ClientHello with the session key, so a provider that relays strangers to a
+    /// cover site lets this one in.
+    #[must_use]
+    pub fn with_hello_key(mut self, key: PrivateKeySigner) -> Self {
+        self.hello_key = Some(key);
+        self
     }
 }
 
@@ -136,7 +147,8 @@ impl Transport for TlsTransport {
         deadline: Duration,
     ) -> Dialing<'a, ClientTunnel> {
         Box::pin(async move {
-            let t = connect(addr, &self.server_name, self.tunnel_key, auth, deadline).await?;
+            let t =
+                connect_with(addr, &self.server_name, self.tunnel_key, self.hello_key.as_ref(), auth, deadline).await?;
             let stream: BoxIo = t.stream;
             Ok(ClientTunnel { stream, credit_until: t.credit_until, pending: t.pending })
         })
@@ -303,7 +315,15 @@ pub type ServerWire = tokio::io::BufReader<Prefixed<TcpStream>>;
 
 /// The client's TLS configuration pinning `tunnel_key`.
 pub fn client_config(tunnel_key: B256) -> Result<Arc<ClientConfig>, TransportError> {
-    let provider = Arc::new(crypto_provider());
+    let mut provider = crypto_provider();
+    // The same randomness and groups, with the hooks a customer's hello proof uses.
+    provider.secure_random = &SCRIPTED_RANDOM;
+    if let Some(first) = provider.kx_groups.first_mut() {
+        if first.name() == HELLO_GROUP.name() {
+            *first = &SCRIPTED_KX;
+        }
+    }
+    let provider = Arc::new(provider);
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -386,6 +406,9 @@ pub trait Acceptor: Send + Sync + std::fmt::Debug {
 pub struct TlsServer {
     acceptor: TlsAcceptor,
     cover: Option<String>,
+    /// With a cover: ClientHellos without a customer's proof go to the cover too.
+    gate: Option<Arc<Mutex<crate::hello_auth::HelloGate>>>,
+    tunnel_key: B256,
     /// "The cover site is unreachable" said once, then once a minute with a count.
     cover_down: Arc<Mutex<wirepact_proto::repeats::Repeats>>,
 }
@@ -400,13 +423,29 @@ impl TlsServer {
     /// # Errors
     /// The identity's certificate or key cannot be used.
     pub fn new(identity: &TunnelIdentity) -> Result<Self, TransportError> {
-        Ok(Self { acceptor: TlsAcceptor::from(identity.server_config()?), cover: None, cover_down: Arc::default() })
+        Ok(Self {
+            acceptor: TlsAcceptor::from(identity.server_config()?),
+            cover: None,
+            gate: None,
+            tunnel_key: identity.tunnel_key(),
+            cover_down: Arc::default(),
+        })
     }
 
     /// Relays what is not a ClientHello to `cover` (`host:port`, a real HTTPS site).
     #[must_use]
     pub fn with_cover(mut self, cover: Option<String>) -> Self {
         self.cover = cover;
+        self
+    }
+
+    /// With a cover: a ClientHello is ours only if an open session's key signed it for this
+    /// provider, this minute, once ([`crate::hello_auth`]); every other one — a prober's, a
+    /// replay, a modified hello — is relayed to the cover, which completes the handshake with
+    /// its own certificate.
+    #[must_use]
+    pub fn with_hello_gate(mut self, on: bool) -> Self {
+        self.gate = on.then(|| Arc::new(Mutex::new(crate::hello_auth::HelloGate::new(self.tunnel_key, 65_536))));
         self
     }
 }
@@ -507,6 +546,21 @@ async fn accept_with_cover(
     let _ = cover.set_nodelay(true);
     match first_flight(&mut tcp, &mut cover).await {
         FirstFlight::Hello(flight) => {
+            if let Some(gate) = &server.gate {
+                use crate::hello_auth::HelloAuthError;
+                let verdict = match crate::hello::ClientHello::parse(&flight) {
+                    Ok((hello, _)) => gate.lock().map_or(Err(HelloAuthError::NotACustomer), |mut g| {
+                        g.check(&hello, crate::clock::unix_now_with(0), &|k| ctx.lookup.is_session_key(k))
+                    }),
+                    Err(_) => Err(HelloAuthError::NotACustomer),
+                };
+                if let Err(e) = verdict {
+                    tracing::debug!(reason = %e, "a ClientHello without a customer's proof; relayed to the cover");
+                    // The cover has the hello already: it answers with its own certificate.
+                    relay_to_cover(tcp, cover).await;
+                    return Ok(Accepted::Cover);
+                }
+            }
             // The cover saw a ClientHello and a vanishing client, as it does every day.
             drop(cover);
             accept_observed(
@@ -765,6 +819,7 @@ async fn dial(
     addr: std::net::SocketAddr,
     server_name: &str,
     tunnel_key: B256,
+    hello_key: Option<&PrivateKeySigner>,
 ) -> Result<client::TlsStream<Wire>, TransportError> {
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|_| TransportError::BadServerName(server_name.to_owned()))?;
@@ -772,8 +827,89 @@ async fn dial(
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     detect_dead_peer(&tcp)?;
-    Ok(connector.connect(name, wire(tcp)).await?)
+    let Some(key) = hello_key else {
+        return Ok(connector.connect(name, wire(tcp)).await?);
+    };
+    // The proof rides in the ClientHello's random fields and covers the key share, so the
+    // share is made first; rustls takes both from this thread's script while `connect`
+    // builds the hello, synchronously, before it returns its future.
+    let share = HELLO_GROUP.start()?;
+    let unix = crate::clock::unix_now_with(0);
+    let (random, session_id) = crate::hello_auth::sign(key, tunnel_key, unix, server_name, share.pub_key())?;
+    HELLO_SCRIPT.with(|h| {
+        *h.borrow_mut() = Some(HelloScript { session_id: Some(session_id), random: Some(random), share: Some(share) });
+    });
+    let connecting = connector.connect(name, wire(tcp));
+    HELLO_SCRIPT.with(|h| h.borrow_mut().take());
+    Ok(connecting.await?)
 }
+
+/// The group whose key share a customer's hello proof covers (the client offers it first).
+static HELLO_GROUP: &dyn rustls::crypto::SupportedKxGroup = rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768;
+
+/// What the next ClientHello built on this thread carries in place of randomness: the proof
+/// (`hello_auth`) and the key share it covers.
+struct HelloScript {
+    session_id: Option<[u8; 32]>,
+    random: Option<[u8; 32]>,
+    share: Option<Box<dyn rustls::crypto::ActiveKeyExchange>>,
+}
+
+thread_local! {
+    static HELLO_SCRIPT: std::cell::RefCell<Option<HelloScript>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The client's randomness: the system's, except the two 32-byte hello fields when a script
+/// is set (rustls fills the session id first, then the random).
+#[derive(Debug)]
+struct ScriptedRandom;
+
+impl rustls::crypto::SecureRandom for ScriptedRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        let scripted = HELLO_SCRIPT.with(|h| {
+            let mut h = h.borrow_mut();
+            let script = h.as_mut()?;
+            if buf.len() != 32 {
+                return None;
+            }
+            script.session_id.take().or_else(|| script.random.take())
+        });
+        match scripted {
+            Some(v) => {
+                buf.copy_from_slice(&v);
+                Ok(())
+            }
+            None => SYSTEM_RANDOM.fill(buf),
+        }
+    }
+}
+
+/// The system's randomness, as rustls' aws-lc provider draws it.
+static SYSTEM_RANDOM: std::sync::LazyLock<&'static dyn rustls::crypto::SecureRandom> =
+    std::sync::LazyLock::new(|| rustls::crypto::aws_lc_rs::default_provider().secure_random);
+
+/// The client's first key-exchange group: the scripted share when one is set.
+#[derive(Debug)]
+struct ScriptedKx;
+
+impl rustls::crypto::SupportedKxGroup for ScriptedKx {
+    fn start(&self) -> Result<Box<dyn rustls::crypto::ActiveKeyExchange>, rustls::Error> {
+        let scripted = HELLO_SCRIPT.with(|h| h.borrow_mut().as_mut().and_then(|s| s.share.take()));
+        match scripted {
+            Some(share) => Ok(share),
+            None => HELLO_GROUP.start(),
+        }
+    }
+    fn name(&self) -> NamedGroup {
+        HELLO_GROUP.name()
+    }
+    fn usable_for_version(&self, version: rustls::ProtocolVersion) -> bool {
+        HELLO_GROUP.usable_for_version(version)
+    }
+}
+
+static SCRIPTED_RANDOM: ScriptedRandom = ScriptedRandom;
+static SCRIPTED_KX: ScriptedKx = ScriptedKx;
 
 /// Client side: TCP + TLS (pinned) + session auth; waits for `AuthOk` up to `deadline`.
 pub async fn connect(
@@ -783,8 +919,21 @@ pub async fn connect(
     auth: &Frame,
     deadline: Duration,
 ) -> Result<TlsTunnel, TransportError> {
+    connect_with(addr, server_name, tunnel_key, None, auth, deadline).await
+}
+
+/// [`connect`], the ClientHello carrying the proof that `hello_key` (the session key) is a
+/// customer's (see [`crate::hello_auth`]), for providers that relay everyone else to a cover.
+pub async fn connect_with(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    tunnel_key: B256,
+    hello_key: Option<&PrivateKeySigner>,
+    auth: &Frame,
+    deadline: Duration,
+) -> Result<TlsTunnel, TransportError> {
     let work = async {
-        let mut tls = dial(addr, server_name, tunnel_key).await?;
+        let mut tls = dial(addr, server_name, tunnel_key, hello_key).await?;
         let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
         tls.write_all(&auth.to_bytes()).await?;
         tls.flush().await?;
@@ -823,7 +972,7 @@ pub async fn handshake_time(
 ) -> Result<Duration, TransportError> {
     let start = tokio::time::Instant::now();
     let work = async {
-        let mut tls = dial(addr, server_name, tunnel_key).await?;
+        let mut tls = dial(addr, server_name, tunnel_key, None).await?;
         let took = start.elapsed();
         let _ = tls.shutdown().await;
         Ok::<_, TransportError>(took)

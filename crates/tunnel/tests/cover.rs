@@ -68,9 +68,14 @@ struct Provider {
 
 /// A provider relaying to `cover`, for up to `conns` connections.
 async fn provider(cover: String, session_key: Address, conns: usize) -> Provider {
+    provider_gated(cover, session_key, conns, false).await
+}
+
+/// [`provider`], with the ClientHello gate on or off.
+async fn provider_gated(cover: String, session_key: Address, conns: usize, gate: bool) -> Provider {
     let id = TunnelIdentity::generate(SNI).expect("identity");
     let tunnel_key = id.tunnel_key();
-    let acceptor = TlsServer::new(&id).expect("config").with_cover(Some(cover));
+    let acceptor = TlsServer::new(&id).expect("config").with_cover(Some(cover)).with_hello_gate(gate);
     let checker = Mutex::new(AuthChecker::new(domain(31337, Address::repeat_byte(1)), tunnel_key, 60, 64));
     let sessions: HashMap<B256, Address> = [(SESSION, session_key)].into_iter().collect();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -166,4 +171,150 @@ async fn an_unreachable_cover_falls_back_to_the_decoy() {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut page)).await;
     assert!(String::from_utf8_lossy(&page).contains("It works"));
     assert_eq!(p.results.recv().await, Some("decoy"));
+}
+
+/// A real HTTPS cover site: a certificate for `cdn.example.com` from a test CA made here, an
+/// HTTP answer of its own. Returns its address and the CA to trust.
+async fn tls_cover_site() -> (SocketAddr, rustls::pki_types::CertificateDer<'static>) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "wirepact test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf = rcgen::CertificateParams::new(vec![SNI.to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf");
+    let cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..32 {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(s)).await else {
+                    return;
+                };
+                let mut b = [0u8; 1024];
+                let _ = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut b)).await;
+                let body = "the cover site's own page";
+                let _ = tls
+                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes())
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (a, ca_cert.der().clone())
+}
+
+/// Fetches `/` over TLS from `addr`, trusting only `ca`; returns the certificate the server
+/// showed and the answer.
+async fn browse(addr: SocketAddr, ca: &rustls::pki_types::CertificateDer<'static>) -> (Vec<u8>, String) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("ca");
+    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from(SNI.to_owned()).expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .expect("a handshake the test CA vouches for");
+    let cert = tls.get_ref().1.peer_certificates().expect("certs")[0].to_vec();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: cdn.example.com\r\n\r\n").await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    (cert, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// With the ClientHello gate, a TLS prober through the provider's port completes a genuine
+/// handshake with the cover site (its certificate, verified by the test CA) and gets its page,
+/// exactly as when it connects to the site directly; a customer whose hello carries its
+/// session key's proof gets the post-quantum tunnel.
+#[tokio::test]
+async fn a_tls_prober_meets_the_cover_sites_certificate_and_a_customer_its_tunnel() {
+    let (cover, ca) = tls_cover_site().await;
+    let key = PrivateKeySigner::random();
+    let mut p = provider_gated(cover.to_string(), key.address(), 2, true).await;
+    let direct = browse(cover, &ca).await;
+    let relayed = browse(p.addr, &ca).await;
+    assert_eq!(relayed.0, direct.0, "the cover site's certificate");
+    assert!(relayed.1.ends_with("the cover site's own page"), "{}", relayed.1);
+    assert_eq!(p.results.recv().await, Some("cover"));
+
+    let auth = session_auth_frame(&key, &domain(31337, Address::repeat_byte(1)), SESSION, p.tunnel_key, NOW, [8; 16])
+        .expect("auth");
+    let mut t =
+        wirepact_tunnel::transport::connect_with(p.addr, SNI, p.tunnel_key, Some(&key), &auth, Duration::from_secs(5))
+            .await
+            .expect("the customer's tunnel");
+    assert_eq!(t.key_exchange, Some(NamedGroup::X25519MLKEM768), "post-quantum stays on");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), t.stream.read_to_end(&mut rest)).await;
+    assert_eq!(format!("{}{}", String::from_utf8_lossy(&t.pending), String::from_utf8_lossy(&rest)), "pong");
+    assert_eq!(p.results.recv().await, Some("session"));
+}
+
+/// Captures the first flight a customer sends (its ClientHello with the proof) on a listener
+/// of our own.
+async fn customer_first_flight(key: &PrivateKeySigner, tunnel_key: B256) -> Vec<u8> {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (key, auth) = (
+        key.clone(),
+        session_auth_frame(key, &domain(31337, Address::repeat_byte(1)), SESSION, tunnel_key, NOW, [9; 16])
+            .expect("auth"),
+    );
+    let dial = tokio::spawn(async move {
+        let _ =
+            wirepact_tunnel::transport::connect_with(addr, SNI, tunnel_key, Some(&key), &auth, Duration::from_secs(3))
+                .await;
+    });
+    let (mut s, _) = l.accept().await.expect("accept");
+    let mut flight = Vec::new();
+    let mut b = [0u8; 4096];
+    while wirepact_tunnel::hello::ClientHello::parse(&flight).is_err() {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await.expect("in time").expect("read");
+        assert!(n > 0, "the hello ended early");
+        flight.extend_from_slice(&b[..n]);
+    }
+    dial.abort();
+    flight
+}
+
+/// A customer's first flight replayed, or with one byte of its key share changed, is not a
+/// customer: both go to the cover site, which answers with its own handshake.
+#[tokio::test]
+async fn a_replayed_or_modified_hello_goes_to_the_cover() {
+    let (cover, _ca) = tls_cover_site().await;
+    let key = PrivateKeySigner::random();
+    let mut p = provider_gated(cover.to_string(), key.address(), 3, true).await;
+    let flight = customer_first_flight(&key, p.tunnel_key).await;
+    let (hello, _) = wirepact_tunnel::hello::ClientHello::parse(&flight).expect("hello");
+    assert_eq!(hello.key_share_groups().first(), Some(&0x11ec), "the proof covers the X25519MLKEM768 share");
+
+    // First use: the gate lets it in (the raw bytes cannot finish the handshake: not a session).
+    let _ = exchange(p.addr, &flight).await;
+    assert_ne!(p.results.recv().await, Some("cover"), "the customer's own hello passes the gate");
+    // The same bytes again: a replay.
+    let _ = exchange(p.addr, &flight).await;
+    assert_eq!(p.results.recv().await, Some("cover"), "a replayed hello meets the cover");
+    // A fresh hello with its key share altered: the proof no longer holds.
+    let mut altered = customer_first_flight(&key, p.tunnel_key).await;
+    let (fresh, _) = wirepact_tunnel::hello::ClientHello::parse(&altered).expect("hello");
+    let share = &fresh.key_shares()[0].1;
+    let at = altered.windows(64).position(|w| w == &share[..64]).expect("the share in the bytes");
+    altered[at + 10] ^= 0x01;
+    let _ = exchange(p.addr, &altered).await;
+    assert_eq!(p.results.recv().await, Some("cover"), "a modified hello meets the cover");
 }

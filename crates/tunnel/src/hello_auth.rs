@@ -1,0 +1,146 @@
+//! A customer proves itself inside its ClientHello, so a provider with a cover site can tell
+//! it from a prober before answering anything (sans-IO; the rustls hooks that put it on the
+//! wire are in `transport`).
+//!
+//! The proof is a signature by the session key over: the provider's tunnel key, the minute,
+//! the server name, and the client's first key share. It travels in the two fields a
+//! ClientHello fills with randomness: `random` carries `r`, `legacy_session_id` carries `s`
+//! masked with `keccak(r)` (a bare low-`s` always has its top bit clear, which a random field
+//! never does). A prober cannot make one without a session key of an open session, cannot
+//! reuse one (the provider keeps the `r`s it saw), and cannot swap the key share to complete a
+//! handshake of its own (the signature covers it).
+
+use std::collections::{HashMap, VecDeque};
+
+use alloy::primitives::{keccak256, Address, B256};
+use alloy::signers::local::PrivateKeySigner;
+use wirepact_proto::SignatureError;
+
+use crate::hello::ClientHello;
+
+/// Minutes either side of the provider's own accepted (clock error between the two machines).
+pub const MINUTE_SKEW: u64 = 1;
+
+fn digest(tunnel_key: B256, minute: u64, server_name: &str, share: &[u8]) -> B256 {
+    let mut m = Vec::with_capacity(128 + server_name.len());
+    m.extend_from_slice(b"wirepact hello auth v1");
+    m.extend_from_slice(tunnel_key.as_slice());
+    m.extend_from_slice(&minute.to_be_bytes());
+    m.extend_from_slice(keccak256(share).as_slice());
+    m.extend_from_slice(server_name.as_bytes());
+    keccak256(&m)
+}
+
+fn mask(r: &[u8; 32]) -> [u8; 32] {
+    keccak256(r).0
+}
+
+/// What goes in the ClientHello: (`random`, `legacy_session_id`).
+///
+/// # Errors
+/// The session key cannot sign.
+pub fn sign(
+    key: &PrivateKeySigner,
+    tunnel_key: B256,
+    unix: u64,
+    server_name: &str,
+    share: &[u8],
+) -> Result<([u8; 32], [u8; 32]), SignatureError> {
+    // The recovery bit is not sent: the provider tries both.
+    let (rs, _odd) = wirepact_proto::eip712::sign_digest(key, digest(tunnel_key, unix / 60, server_name, share))?;
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&rs[..32]);
+    let m = mask(&r);
+    let mut sid = [0u8; 32];
+    for (i, b) in sid.iter_mut().enumerate() {
+        *b = rs[32 + i] ^ m[i];
+    }
+    Ok((r, sid))
+}
+
+/// Why a ClientHello is not a customer's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HelloAuthError {
+    #[error("the hello carries no 32-byte session id")]
+    NoSessionId,
+    #[error("the hello carries no key share")]
+    NoKeyShare,
+    #[error("no open session's key signed this hello")]
+    NotACustomer,
+    #[error("this hello was seen before")]
+    Replay,
+}
+
+/// The provider's check of ClientHellos: the signature and a memory of recent `r`s.
+#[derive(Debug)]
+pub struct HelloGate {
+    tunnel_key: B256,
+    seen: HashMap<[u8; 32], u64>,
+    order: VecDeque<([u8; 32], u64)>,
+    capacity: usize,
+}
+
+impl HelloGate {
+    /// A gate for the provider whose tunnel key is `tunnel_key`, remembering at most
+    /// `capacity` recent hellos.
+    #[must_use]
+    pub fn new(tunnel_key: B256, capacity: usize) -> Self {
+        Self { tunnel_key, seen: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    /// Whose session key signed `hello` at `unix` (within [`MINUTE_SKEW`]), if any key that
+    /// `is_session_key` knows did; a hello accepted once is refused after.
+    ///
+    /// # Errors
+    /// Why it is not a customer's hello.
+    pub fn check(
+        &mut self,
+        hello: &ClientHello,
+        unix: u64,
+        is_session_key: &dyn Fn(&Address) -> bool,
+    ) -> Result<Address, HelloAuthError> {
+        let sid: [u8; 32] = hello.session_id.as_slice().try_into().map_err(|_| HelloAuthError::NoSessionId)?;
+        let share = hello.key_shares().into_iter().next().ok_or(HelloAuthError::NoKeyShare)?.1;
+        let name = hello.server_name().unwrap_or_default();
+        let r = hello.random;
+        let m = mask(&r);
+        let minute = unix / 60;
+        let mut rs = [0u8; 64];
+        rs[..32].copy_from_slice(&r);
+        for i in 0..32 {
+            rs[32 + i] = sid[i] ^ m[i];
+        }
+        let mut found = None;
+        'search: for mn in minute.saturating_sub(MINUTE_SKEW)..=minute + MINUTE_SKEW {
+            let d = digest(self.tunnel_key, mn, &name, &share);
+            for odd in [false, true] {
+                if let Ok(a) = wirepact_proto::eip712::recover_digest(d, &rs, odd) {
+                    if is_session_key(&a) {
+                        found = Some((a, mn));
+                        break 'search;
+                    }
+                }
+            }
+        }
+        let (who, mn) = found.ok_or(HelloAuthError::NotACustomer)?;
+        if self.seen.contains_key(&r) {
+            return Err(HelloAuthError::Replay);
+        }
+        self.remember(r, mn, minute);
+        Ok(who)
+    }
+
+    fn remember(&mut self, r: [u8; 32], minute: u64, now_minute: u64) {
+        // Forget what no longer passes the clock check anyway, then the oldest beyond capacity.
+        while let Some((old, m)) = self.order.front().copied() {
+            if m + 2 * MINUTE_SKEW < now_minute || self.order.len() >= self.capacity {
+                self.order.pop_front();
+                self.seen.remove(&old);
+            } else {
+                break;
+            }
+        }
+        self.seen.insert(r, minute);
+        self.order.push_back((r, minute));
+    }
+}
