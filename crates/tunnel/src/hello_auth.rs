@@ -144,3 +144,91 @@ impl HelloGate {
         self.order.push_back((r, minute));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_800_000_000;
+
+    fn hello(random: [u8; 32], sid: [u8; 32], sni: &str, share: &[u8]) -> ClientHello {
+        let mut ks = Vec::new();
+        let entry_len = 4 + share.len();
+        ks.extend_from_slice(&u16::try_from(entry_len).expect("len").to_be_bytes());
+        ks.extend_from_slice(&0x11ecu16.to_be_bytes());
+        ks.extend_from_slice(&u16::try_from(share.len()).expect("len").to_be_bytes());
+        ks.extend_from_slice(share);
+        let mut name = vec![0];
+        name.extend_from_slice(&u16::try_from(sni.len()).expect("len").to_be_bytes());
+        name.extend_from_slice(sni.as_bytes());
+        let mut sn = u16::try_from(name.len()).expect("len").to_be_bytes().to_vec();
+        sn.extend(name);
+        ClientHello {
+            legacy_version: 0x0303,
+            random,
+            session_id: sid.to_vec(),
+            cipher_suites: vec![0x1301],
+            extensions: vec![(0x0000, sn), (0x0033, ks)],
+        }
+    }
+
+    /// The session key's proof passes once, from a minute either side; a replay, another
+    /// provider's key, another name, another key share or a stranger's key do not.
+    #[test]
+    fn a_customers_proof_passes_once_and_nothing_else_does() {
+        let key = PrivateKeySigner::random();
+        let me = B256::repeat_byte(3);
+        let share = vec![7u8; 1216];
+        let known = |a: &Address| *a == key.address();
+        let (r, sid) = sign(&key, me, T, "cdn.example.com", &share).expect("sign");
+
+        let mut gate = HelloGate::new(me, 16);
+        assert_eq!(gate.check(&hello(r, sid, "cdn.example.com", &share), T + 50, &known), Ok(key.address()));
+        assert_eq!(
+            gate.check(&hello(r, sid, "cdn.example.com", &share), T + 51, &known),
+            Err(HelloAuthError::Replay),
+            "the same hello twice"
+        );
+
+        let mut other = HelloGate::new(B256::repeat_byte(4), 16);
+        assert_eq!(
+            other.check(&hello(r, sid, "cdn.example.com", &share), T, &known),
+            Err(HelloAuthError::NotACustomer),
+            "made for another provider"
+        );
+        let mut g = HelloGate::new(me, 16);
+        assert_eq!(g.check(&hello(r, sid, "other.example", &share), T, &known), Err(HelloAuthError::NotACustomer));
+        let mut bent = share.clone();
+        bent[100] ^= 1;
+        assert_eq!(g.check(&hello(r, sid, "cdn.example.com", &bent), T, &known), Err(HelloAuthError::NotACustomer));
+        assert_eq!(
+            g.check(&hello(r, sid, "cdn.example.com", &share), T + 180, &known),
+            Err(HelloAuthError::NotACustomer),
+            "three minutes later"
+        );
+        assert_eq!(
+            g.check(&hello(r, sid, "cdn.example.com", &share), T, &|_| false),
+            Err(HelloAuthError::NotACustomer),
+            "a key of no open session"
+        );
+        assert_eq!(
+            g.check(&hello(r, sid, "cdn.example.com", &share), T - 60, &known),
+            Ok(key.address()),
+            "a minute behind"
+        );
+    }
+
+    /// What goes on the wire looks random: over many proofs, the session id's top bit (zero in
+    /// every bare low-s signature) is set about half the time.
+    #[test]
+    fn the_proof_fields_have_no_fixed_bits() {
+        let key = PrivateKeySigner::random();
+        let top_set = (0..200u64)
+            .filter(|i| {
+                let (_, sid) = sign(&key, B256::ZERO, T + i * 60, "x.example", &i.to_be_bytes()).expect("sign");
+                sid[0] & 0x80 != 0
+            })
+            .count();
+        assert!((60..=140).contains(&top_set), "top bit set {top_set} times of 200");
+    }
+}
