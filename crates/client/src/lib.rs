@@ -534,11 +534,15 @@ impl Opener<'_> {
             let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, clock(), rand_nonce())
                 .map_err(|e| ClientError::Sign(e.to_string()))?;
             // Every connection of the session (the control one and its lanes) goes through
-            // one transport: TLS pinned to the provider's key, today.
-            let transport: std::sync::Arc<dyn Transport> = std::sync::Arc::new(TlsTransport::new(
-                &wirepact_tunnel::transport::server_name_for(&choice.endpoint, &self.cfg.server_name),
-                tunnel_key,
-            ));
+            // one transport: TLS pinned to the provider's key, each ClientHello carrying the
+            // session key's proof (a provider with a cover site lets only such hellos in).
+            let transport: std::sync::Arc<dyn Transport> = std::sync::Arc::new(
+                TlsTransport::new(
+                    &wirepact_tunnel::transport::server_name_for(&choice.endpoint, &self.cfg.server_name),
+                    tunnel_key,
+                )
+                .with_hello_key(session_key.clone()),
+            );
             let t = transport
                 .dial(addr, &auth, Duration::from_secs(10))
                 .await

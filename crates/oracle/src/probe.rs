@@ -313,7 +313,7 @@ pub async fn probe_through_tunnel(
     // The probe reaches the provider the way a customer's session does: the same transport
     // and the same server-name rule.
     let sni = wirepact_tunnel::transport::server_name_for(&t.endpoint, wirepact_tunnel::transport::DEFAULT_SERVER_NAME);
-    let transport = wirepact_tunnel::TlsTransport::new(&sni, t.tunnel_key);
+    let transport = wirepact_tunnel::TlsTransport::new(&sni, t.tunnel_key).with_hello_key(key.clone());
     let tun = wirepact_tunnel::Transport::dial(&transport, t.addr, &auth, Duration::from_secs(5)).await?;
     let cs = ClientSession::start(
         wirepact_tunnel::mux::Prefixed::new(tun.pending, tun.stream),
