@@ -1,5 +1,6 @@
 //! Measuring providers' handshakes: the figure that ranks them must be the path's cost, not a
-//! scheduling hiccup, and a provider that does not answer with its registered key is skipped.
+//! scheduling hiccup; a provider that does not answer is skipped, one that answers with another
+//! certificate (its cover site) is not.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,22 +91,28 @@ async fn a_provider_that_answered_once_is_measured_even_if_a_later_try_hangs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hung_wrong_key_and_closed_providers_are_unreachable() {
+async fn hung_and_closed_providers_are_unreachable() {
     let (hung, hung_key) = provider(|_| Nth::Hang).await;
-    let (good, _) = provider(|_| Nth::Answer).await;
     let closed = {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         l.local_addr().expect("addr")
     };
-    let mut c = [
-        candidate(1, hung, hung_key),
-        // Answers, but with a key other than the one registered on chain.
-        candidate(2, good, B256::repeat_byte(9)),
-        candidate(3, closed, B256::repeat_byte(9)),
-    ];
+    let mut c = [candidate(1, hung, hung_key), candidate(3, closed, B256::repeat_byte(9))];
     measure_handshakes(&mut c, &Requirements::default(), SNI, Duration::from_millis(500), 16).await;
     for x in &c {
         assert!(x.unreachable, "provider {} counted as reachable", x.id);
         assert_eq!(x.handshake_us, None);
     }
+}
+
+/// A provider with a cover site shows a client without a session the cover's certificate, so
+/// another key answering is not "unreachable": it is ranked by its round trips, and the
+/// session's signed dial decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answering_with_another_certificate_is_ranked_as_covered() {
+    let (covered, _) = provider(|_| Nth::Answer).await;
+    let mut c = [candidate(2, covered, B256::repeat_byte(9))];
+    measure_handshakes(&mut c, &Requirements::default(), SNI, Duration::from_secs(2), 16).await;
+    assert!(!c[0].unreachable, "a cover's certificate counted as unreachable");
+    assert!(c[0].handshake_us.is_some(), "measured by its round trips");
 }

@@ -54,9 +54,11 @@ pub struct NodeConfig {
     /// TLS server name (certificate and expected SNI): make it look like a web site.
     #[serde(default = "default_server_name")]
     pub server_name: String,
-    /// A real HTTPS site (`host:443`) that every connection not starting with a TLS
-    /// ClientHello is relayed to, byte for byte: plain HTTP, scanners, silence. Unset: the
-    /// built-in decoy page answers them.
+    /// A real HTTPS site (`host:443`) that every connection other than a customer's is relayed
+    /// to, byte for byte: plain HTTP, scanners, silence, and every TLS ClientHello that does
+    /// not carry an open session's signature for this provider (a prober completes a genuine
+    /// handshake with the cover, its certificate and pages). Unset: TLS with the tunnel's own
+    /// certificate for everyone, and the built-in decoy page for what is not a session.
     #[serde(default)]
     pub cover: Option<String>,
     /// Free-form region tag clients can filter on.
@@ -452,7 +454,14 @@ pub async fn run_node(
     let checker =
         Arc::new(Mutex::new(AuthChecker::new(dom.clone(), identity.tunnel_key(), cfg.auth_max_skew_secs, 65_536)));
     // The transport's provider side: the node wires no TLS itself.
-    let acceptor: Arc<dyn Acceptor> = Arc::new(TlsServer::new(&identity)?.with_cover(cfg.cover.clone()));
+    // With a cover site, only ClientHellos signed by a session key of this provider get the
+    // tunnel's TLS; the keys come from the chain's `SessionOpened` events, watched from here.
+    let gated = cfg.cover.is_some();
+    let acceptor: Arc<dyn Acceptor> =
+        Arc::new(TlsServer::new(&identity)?.with_cover(cfg.cover.clone()).with_hello_gate(gated));
+    if gated {
+        tokio::spawn(crate::sessions::watch_opened(market.clone(), id, sessions.clone()));
+    }
     let info =
         NodeInfo { provider_id: id.0, owner: market.account(), listen: local, tunnel_key: identity.tunnel_key() };
     tracing::info!(provider = id.0, listen = %local, endpoint, "serving tunnels");

@@ -10,7 +10,7 @@ impl crate::transport::TransportError {
         use crate::transport::TransportError as E;
         match self {
             // Not reachable, not answering, not a tunnel, refusing the session: this provider.
-            E::Io(_) | E::Timeout(_) | E::NotATunnel | E::Refused { .. } => ErrorKind::Failover,
+            E::Io(_) | E::Timeout(_) | E::NotATunnel | E::OtherCertificate | E::Refused { .. } => ErrorKind::Failover,
             // A certificate that is not the registered key, a broken handshake or frame.
             E::Tls(_) | E::BadCertificate | E::Frame(_) => ErrorKind::PeerMisbehaved,
             E::BadServerName(_) => ErrorKind::FixConfig,
@@ -57,6 +57,7 @@ mod tests {
             ErrorKind::Storage
         );
         assert_eq!(TransportError::NotATunnel.kind(), ErrorKind::Failover);
+        assert_eq!(TransportError::OtherCertificate.kind(), ErrorKind::Failover);
         assert_eq!(TransportError::BadCertificate.kind(), ErrorKind::PeerMisbehaved);
         assert_eq!(TransportError::BadServerName("x y".into()).kind(), ErrorKind::FixConfig);
         assert_eq!(ErrorKind::Failover.to_string(), "this provider cannot serve: use another");

@@ -25,6 +25,6 @@ pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};
 pub use kind::ErrorKind;
 pub use meter::{ClientMeter, MeterError, ProviderMeter, ReceiptDue, DEFAULT_WINDOW};
 pub use transport::{
-    client_config, connect, handshake_time, spki_hash, AcceptContext, Accepted, Acceptor, BoxIo, ClientTunnel,
+    client_config, connect, handshake_time, spki_hash, AcceptContext, Accepted, Acceptor, BoxIo, ClientTunnel, Reach,
     TlsServer, TlsTransport, TlsTunnel, Transport, TransportError, TunnelIdentity,
 };

@@ -58,6 +58,13 @@ pub enum TransportError {
     Frame(#[from] FrameError),
     #[error("the provider answered something other than a tunnel frame (a decoy site?)")]
     NotATunnel,
+    /// The TLS server showed a certificate that is not the provider's registered key: its
+    /// cover site (a gated provider that does not know this session, or not yet), or another
+    /// server at that address. Fail over if it persists.
+    #[error(
+        "the server's certificate is not the provider's registered key (its cover site, or another server at that address)"
+    )]
+    OtherCertificate,
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -85,7 +92,20 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 
     /// How long reaching `addr` takes, up to the point where a session could be proved (what
     /// a client ranks providers by); the connection is then dropped unauthenticated.
-    fn handshake_time(&self, addr: std::net::SocketAddr, deadline: Duration) -> Dialing<'_, Duration>;
+    fn handshake_time(&self, addr: std::net::SocketAddr, deadline: Duration) -> Dialing<'_, Reach>;
+}
+
+/// What timing a provider's handshake tells a client that has no session with it yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// TCP connect plus the TLS handshake; when another certificate answered, twice the TCP
+    /// connect time (a TLS 1.3 handshake is one more round trip), so the cover site's own
+    /// distance from the provider does not count against it.
+    pub took: Duration,
+    /// The provider's registered key answered. `false`: another certificate did, which is
+    /// what a provider with a cover site shows everyone without a session; an impostor at
+    /// that address looks the same until a session's dial (which then fails over).
+    pub keyed: bool,
 }
 
 /// The server name sent when a provider's endpoint is an IP address (the client's
@@ -154,7 +174,7 @@ impl Transport for TlsTransport {
         })
     }
 
-    fn handshake_time(&self, addr: std::net::SocketAddr, deadline: Duration) -> Dialing<'_, Duration> {
+    fn handshake_time(&self, addr: std::net::SocketAddr, deadline: Duration) -> Dialing<'_, Reach> {
         Box::pin(handshake_time(addr, &self.server_name, self.tunnel_key, deadline))
     }
 }
@@ -821,14 +841,32 @@ async fn dial(
     tunnel_key: B256,
     hello_key: Option<&PrivateKeySigner>,
 ) -> Result<client::TlsStream<Wire>, TransportError> {
+    let tcp = TcpStream::connect(addr).await?;
+    tls_over(tcp, server_name, tunnel_key, hello_key).await
+}
+
+/// A certificate the pin refused becomes [`TransportError::OtherCertificate`].
+fn classify_handshake(e: std::io::Error) -> TransportError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => TransportError::OtherCertificate,
+        _ => TransportError::Io(e),
+    }
+}
+
+/// The TLS handshake of [`dial`] over a connected `tcp`.
+async fn tls_over(
+    tcp: TcpStream,
+    server_name: &str,
+    tunnel_key: B256,
+    hello_key: Option<&PrivateKeySigner>,
+) -> Result<client::TlsStream<Wire>, TransportError> {
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|_| TransportError::BadServerName(server_name.to_owned()))?;
     let connector = TlsConnector::from(client_config(tunnel_key)?);
-    let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     detect_dead_peer(&tcp)?;
     let Some(key) = hello_key else {
-        return Ok(connector.connect(name, wire(tcp)).await?);
+        return connector.connect(name, wire(tcp)).await.map_err(classify_handshake);
     };
     // The proof rides in the ClientHello's random fields and covers the key share, so the
     // share is made first; rustls takes both from this thread's script while `connect`
@@ -841,8 +879,15 @@ async fn dial(
     });
     let connecting = connector.connect(name, wire(tcp));
     HELLO_SCRIPT.with(|h| h.borrow_mut().take());
-    Ok(connecting.await?)
+    connecting.await.map_err(classify_handshake)
 }
+
+/// How long a customer keeps redialling a provider whose cover site answered its signed
+/// hello: a session just opened reaches the provider's view of the chain a poll later
+/// ([`GATE_RETRY_FIRST`] doubling up to 1 s between tries).
+pub const GATE_CATCH_UP: Duration = Duration::from_secs(8);
+/// The first pause before such a redial.
+pub const GATE_RETRY_FIRST: Duration = Duration::from_millis(250);
 
 /// The group whose key share a customer's hello proof covers (the client offers it first).
 static HELLO_GROUP: &dyn rustls::crypto::SupportedKxGroup = rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768;
@@ -933,7 +978,21 @@ pub async fn connect_with(
     deadline: Duration,
 ) -> Result<TlsTunnel, TransportError> {
     let work = async {
-        let mut tls = dial(addr, server_name, tunnel_key, hello_key).await?;
+        let started = tokio::time::Instant::now();
+        let mut pause = GATE_RETRY_FIRST;
+        let mut tls = loop {
+            match dial(addr, server_name, tunnel_key, hello_key).await {
+                // A signed hello met the cover: the provider has not seen this session yet.
+                Err(TransportError::OtherCertificate)
+                    if hello_key.is_some() && started.elapsed() + pause <= GATE_CATCH_UP =>
+                {
+                    tracing::debug!(?pause, "the provider's cover answered a customer's hello; redialling");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                r => break r?,
+            }
+        };
         let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
         tls.write_all(&auth.to_bytes()).await?;
         tls.flush().await?;
@@ -963,19 +1022,28 @@ pub async fn connect_with(
 
 /// How long TCP connect plus the pinned TLS handshake to a provider take: what a client
 /// measures to rank candidates. The connection is closed without authenticating (the
-/// provider sees a visitor that left). A certificate that is not `tunnel_key` is an error.
+/// provider sees a visitor that left). A certificate other than `tunnel_key` is what a
+/// provider with a cover site shows a client without a session, so it is no error: see
+/// [`Reach`].
 pub async fn handshake_time(
     addr: std::net::SocketAddr,
     server_name: &str,
     tunnel_key: B256,
     deadline: Duration,
-) -> Result<Duration, TransportError> {
+) -> Result<Reach, TransportError> {
     let start = tokio::time::Instant::now();
     let work = async {
-        let mut tls = dial(addr, server_name, tunnel_key, None).await?;
-        let took = start.elapsed();
-        let _ = tls.shutdown().await;
-        Ok::<_, TransportError>(took)
+        let tcp = TcpStream::connect(addr).await?;
+        let connect = start.elapsed();
+        match tls_over(tcp, server_name, tunnel_key, None).await {
+            Ok(mut tls) => {
+                let took = start.elapsed();
+                let _ = tls.shutdown().await;
+                Ok(Reach { took, keyed: true })
+            }
+            Err(TransportError::OtherCertificate) => Ok(Reach { took: connect * 2, keyed: false }),
+            Err(e) => Err(e),
+        }
     };
     tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?
 }

@@ -214,7 +214,7 @@ async fn a_different_server_key_fails_the_pin() {
     let srv = server(key.address(), 1).await;
     let wrong = B256::repeat_byte(0xee);
     let e = connect(srv.addr, SNI, wrong, &auth(&key, wrong, 4), Duration::from_secs(5)).await.expect_err("pin");
-    assert!(matches!(e, TransportError::Io(_) | TransportError::Tls(_)), "{e:?}");
+    assert!(matches!(e, TransportError::OtherCertificate), "{e:?}");
 }
 
 #[tokio::test]
@@ -280,16 +280,24 @@ async fn curl_k_gets_the_decoy_page() {
 }
 
 #[tokio::test]
-async fn handshake_time_measures_the_pinned_provider_and_refuses_an_impostor() {
-    let mut s = server(PrivateKeySigner::random().address(), 2).await;
-    let took = wirepact_tunnel::handshake_time(s.addr, SNI, s.tunnel_key, Duration::from_secs(5))
+async fn handshake_time_measures_the_pinned_provider_and_tells_another_key_apart() {
+    let mut s = server(PrivateKeySigner::random().address(), 3).await;
+    let r = wirepact_tunnel::handshake_time(s.addr, SNI, s.tunnel_key, Duration::from_secs(5))
         .await
         .expect("the pinned provider answers");
-    assert!(took > Duration::ZERO, "a handshake takes some time: {took:?}");
+    assert!(r.keyed, "its own key answered");
+    assert!(r.took > Duration::ZERO, "a handshake takes some time: {r:?}");
     // The provider saw a visitor that left without authenticating: no session was made.
     assert_ne!(s.results.recv().await, Some("session"));
-    let wrong = wirepact_tunnel::handshake_time(s.addr, SNI, B256::repeat_byte(9), Duration::from_secs(5)).await;
-    assert!(matches!(wrong, Err(TransportError::Io(_) | TransportError::Tls(_))), "{wrong:?}");
+    // Another key (a cover site's, to a client without a session): reachable, not keyed.
+    let other = wirepact_tunnel::handshake_time(s.addr, SNI, B256::repeat_byte(9), Duration::from_secs(5))
+        .await
+        .expect("another certificate is an answer");
+    assert!(!other.keyed, "{other:?}");
+    // A session's dial does not accept it: it is not this provider.
+    let auth = auth(&PrivateKeySigner::random(), B256::repeat_byte(9), 0);
+    let wrong = wirepact_tunnel::connect(s.addr, SNI, B256::repeat_byte(9), &auth, Duration::from_secs(5)).await;
+    assert!(matches!(wrong, Err(TransportError::OtherCertificate)), "{wrong:?}");
     // Nobody listening: an error, not a hang.
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
     let gone = wirepact_tunnel::handshake_time(closed, SNI, s.tunnel_key, Duration::from_secs(5)).await;
