@@ -19,6 +19,7 @@ pub mod session;
 pub mod socks;
 pub mod transport;
 pub mod udp;
+pub mod veil;
 pub mod wire;
 
 pub use auth::{session_auth_frame, AuthChecker, AuthError, SessionLookup};

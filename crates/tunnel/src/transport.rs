@@ -14,7 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, ServerConfig, SignatureScheme};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
@@ -994,30 +994,37 @@ pub async fn connect_with(
             }
         };
         let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
-        tls.write_all(&auth.to_bytes()).await?;
-        tls.flush().await?;
-        let mut buf = Vec::with_capacity(64);
-        let mut chunk = [0u8; 256];
-        loop {
-            match Frame::decode(&buf) {
-                Ok((Frame::AuthOk { credit_until }, used)) => {
-                    let pending = buf.split_off(used);
-                    return Ok(TlsTunnel { stream: Box::new(tls), credit_until, key_exchange, pending });
-                }
-                Ok((Frame::Error { code, message }, _)) => return Err(TransportError::Refused { code, message }),
-                Ok(_) => return Err(TransportError::NotATunnel),
-                Err(FrameError::Incomplete { .. }) => {}
-                Err(_) if buf.first() != Some(&PROTOCOL_VERSION) => return Err(TransportError::NotATunnel),
-                Err(e) => return Err(e.into()),
-            }
-            let n = tls.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(TransportError::NotATunnel);
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let (credit_until, pending) = authenticate(&mut tls, auth).await?;
+        Ok(TlsTunnel { stream: Box::new(tls), credit_until, key_exchange, pending })
     };
     tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?
+}
+
+/// The session's auth over a transport's stream, whatever the transport: sends `auth`, reads
+/// `AuthOk` (the first credit line, and any bytes the provider sent after it).
+pub(crate) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    auth: &Frame,
+) -> Result<(u64, Vec<u8>), TransportError> {
+    s.write_all(&auth.to_bytes()).await?;
+    s.flush().await?;
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 256];
+    loop {
+        match Frame::decode(&buf) {
+            Ok((Frame::AuthOk { credit_until }, used)) => return Ok((credit_until, buf.split_off(used))),
+            Ok((Frame::Error { code, message }, _)) => return Err(TransportError::Refused { code, message }),
+            Ok(_) => return Err(TransportError::NotATunnel),
+            Err(FrameError::Incomplete { .. }) => {}
+            Err(_) if buf.first() != Some(&PROTOCOL_VERSION) => return Err(TransportError::NotATunnel),
+            Err(e) => return Err(e.into()),
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(TransportError::NotATunnel);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// How long TCP connect plus the pinned TLS handshake to a provider take: what a client
