@@ -104,7 +104,7 @@ async fn a_customer_moves_bulk_data_both_ways_through_veil() {
     let mut tunnel = t.dial(p.addr, &auth(&key, 1), Duration::from_secs(10)).await.expect("veil tunnel");
     assert_eq!(tunnel.credit_until, DEFAULT_WINDOW);
     // 4 MiB of a pattern, written and echoed concurrently (records of every size on the way).
-    let data: Vec<u8> = (0..4u32 * 1024 * 1024).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..4u32 * 1024 * 1024).map(|i| i.wrapping_mul(2_654_435_761).to_be_bytes()[1]).collect();
     let (mut r, mut w) = tokio::io::split(tunnel.stream);
     let sent = data.clone();
     let writer = tokio::spawn(async move {
