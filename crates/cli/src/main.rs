@@ -127,6 +127,10 @@ enum Cmd {
         /// router) go to instead [default: 1.1.1.1].
         #[arg(long, requires = "tun")]
         tun_dns_server: Option<std::net::IpAddr>,
+        /// How to reach providers: "tls" (HTTPS-shaped, the default) or "veil" (random-looking,
+        /// for networks that throttle TLS to unknown hosts; only providers serving it).
+        #[arg(long, value_name = "tls|veil")]
+        transport: Option<wirepact_client::TransportKind>,
         #[command(flatten)]
         chain: ChainOverride,
         #[command(flatten)]
@@ -536,6 +540,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             tun_name,
             tun_dns,
             tun_dns_server,
+            transport,
             chain,
             key,
             run,
@@ -555,6 +560,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             cfg.tun_name = tun_name.unwrap_or(cfg.tun_name);
             cfg.tun_dns = tun_dns.unwrap_or(cfg.tun_dns);
             cfg.tun_dns_server = tun_dns_server.or(cfg.tun_dns_server);
+            cfg.transport = transport.unwrap_or(cfg.transport);
             let signer = key.signer()?;
             let tx = ready_writer(run.ready_file.clone(), |c: &wirepact_client::Connected| {
                 eprintln!(
@@ -606,6 +612,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 max_latency_ms: None,
                 max_price: max_price.as_deref().map(wirepact_proto::parse_tokens).transpose()?,
                 region,
+                veil: false,
             };
             if !no_measure {
                 wirepact_client::measure_handshakes(

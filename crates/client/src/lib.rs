@@ -115,6 +115,11 @@ pub struct ClientConfig {
     /// probes follow the same rule).
     #[serde(default = "default_server_name")]
     pub server_name: String,
+    /// How to reach providers: `tls` (HTTPS-shaped, post-quantum; the default) or `veil`
+    /// (every byte random-looking, for networks that throttle TLS to unknown hosts; only
+    /// providers that serve it are considered).
+    #[serde(default)]
+    pub transport: TransportKind,
     /// Keep a second session open with the next-ranked provider, so new streams move there
     /// at once if the active provider dies. Costs a second deposit locked (returned at close)
     /// and reserves SLA capacity at that provider while unused.
@@ -188,6 +193,28 @@ fn default_proxy() -> SocketAddr {
 fn default_window() -> u64 {
     DEFAULT_WINDOW
 }
+/// The transport a client uses to reach its providers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// TLS 1.3 with a post-quantum key exchange, to the provider's registered endpoint.
+    #[default]
+    Tls,
+    /// The random-looking transport, to the port and key the provider advertises.
+    Veil,
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tls" => Ok(Self::Tls),
+            "veil" => Ok(Self::Veil),
+            other => Err(format!("transport {other:?}: use \"tls\" or \"veil\"")),
+        }
+    }
+}
+
 fn default_server_name() -> String {
     wirepact_tunnel::transport::DEFAULT_SERVER_NAME.into()
 }
@@ -287,9 +314,12 @@ pub async fn candidates(market: &impl Market) -> Result<Vec<Candidate>, ChainErr
     for id in 1..=n {
         let p = market.provider(ProviderId(id)).await?;
         let quote = market.quote(ProviderId(id)).await.unwrap_or(U256::MAX);
+        // "host:port", then the adverts of other transports it serves.
+        let (tls, veil) = wirepact_tunnel::veil::split_endpoint(&p.endpoint);
         out.push(Candidate {
             id,
-            endpoint: p.endpoint.clone(),
+            endpoint: tls.to_owned(),
+            veil,
             region: p.region.clone(),
             // a paused provider takes no new client sessions
             active: p.status == provider_status::ACTIVE && !p.paused,
@@ -385,6 +415,7 @@ impl ClientConfig {
             max_latency_ms: self.max_latency_ms,
             max_price: self.max_price_per_gib.as_deref().map(parse_tokens).transpose()?,
             region: self.region.clone(),
+            veil: self.transport == TransportKind::Veil,
         })
     }
 
@@ -541,13 +572,26 @@ impl Opener<'_> {
             // Every connection of the session (the control one and its lanes) goes through
             // one transport: TLS pinned to the provider's key, each ClientHello carrying the
             // session key's proof (a provider with a cover site lets only such hellos in).
-            let transport: std::sync::Arc<dyn Transport> = std::sync::Arc::new(
-                TlsTransport::new(
-                    &wirepact_tunnel::transport::server_name_for(&choice.endpoint, &self.cfg.server_name),
-                    tunnel_key,
-                )
-                .with_hello_key(session_key.clone()),
-            );
+            let (transport, addr): (std::sync::Arc<dyn Transport>, _) = match (self.cfg.transport, choice.veil) {
+                (TransportKind::Veil, Some(veil)) => (
+                    std::sync::Arc::new(wirepact_tunnel::veil::VeilTransport {
+                        server: veil,
+                        session_key: session_key.clone(),
+                    }),
+                    std::net::SocketAddr::new(addr.ip(), veil.port),
+                ),
+                (TransportKind::Veil, None) => return Err(ClientError::BadEndpoint(choice.endpoint.clone())),
+                (TransportKind::Tls, _) => (
+                    std::sync::Arc::new(
+                        TlsTransport::new(
+                            &wirepact_tunnel::transport::server_name_for(&choice.endpoint, &self.cfg.server_name),
+                            tunnel_key,
+                        )
+                        .with_hello_key(session_key.clone()),
+                    ),
+                    addr,
+                ),
+            };
             let t = transport
                 .dial(addr, &auth, Duration::from_secs(10))
                 .await

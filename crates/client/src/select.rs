@@ -27,6 +27,9 @@ pub struct Candidate {
     pub handshake_us: Option<u64>,
     /// Measured, and did not complete the handshake in time (or failed the key pin).
     pub unreachable: bool,
+    /// Where it serves veil, the random-looking transport, if its endpoint says so.
+    #[serde(skip)]
+    pub veil: Option<wirepact_tunnel::veil::VeilAddr>,
 }
 
 /// The user's requirements.
@@ -36,6 +39,8 @@ pub struct Requirements {
     pub max_latency_ms: Option<u32>,
     pub max_price: Option<U256>,
     pub region: Option<String>,
+    /// Only providers that serve veil (the client's `transport = "veil"`).
+    pub veil: bool,
 }
 
 /// Why a provider was left out (shown by `wirepact providers`).
@@ -49,6 +54,8 @@ pub enum Excluded {
     OtherRegion,
     /// No handshake with the registered tunnel key within the deadline.
     Unreachable,
+    /// The client uses veil; this provider does not serve it.
+    NoVeil,
 }
 
 /// Whether `c` meets `req`.
@@ -76,6 +83,9 @@ pub fn eligible(c: &Candidate, req: &Requirements) -> Result<(), Excluded> {
     }
     if c.unreachable {
         return Err(Excluded::Unreachable);
+    }
+    if req.veil && c.veil.is_none() {
+        return Err(Excluded::NoVeil);
     }
     Ok(())
 }
@@ -166,6 +176,7 @@ mod tests {
             tunnel_key: alloy::primitives::B256::ZERO,
             handshake_us: Some(1_000),
             unreachable: false,
+            veil: None,
         }
     }
 
@@ -221,6 +232,7 @@ mod tests {
             max_latency_ms: Some(60),
             max_price: Some(U256::from(8)),
             region: Some("EU".into()),
+            veil: false,
         };
         assert_eq!(eligible(&c(1, 8, 0), &req), Ok(()));
         assert_eq!(eligible(&c(1, 9, 0), &req), Err(Excluded::TooExpensive));
@@ -232,6 +244,10 @@ mod tests {
         );
         assert_eq!(eligible(&Candidate { max_latency_ms: 61, ..c(1, 1, 0) }, &req), Err(Excluded::TooFarLatency));
         assert_eq!(eligible(&Candidate { region: "us".into(), ..c(1, 1, 0) }, &req), Err(Excluded::OtherRegion));
+        let veil_only = Requirements { veil: true, ..req.clone() };
+        assert_eq!(eligible(&c(1, 1, 0), &veil_only), Err(Excluded::NoVeil));
+        let serves = wirepact_tunnel::veil::VeilAddr { port: 8443, public: [7; 32] };
+        assert_eq!(eligible(&Candidate { veil: Some(serves), ..c(1, 1, 0) }, &veil_only), Ok(()));
         assert!(rank(&[c(1, 9, 0)], &req).is_empty());
     }
 }

@@ -66,6 +66,7 @@ fn candidate(id: u32, addr: SocketAddr, key: B256) -> Candidate {
         tunnel_key: key,
         handshake_us: None,
         unreachable: false,
+        veil: None,
     }
 }
 

@@ -26,6 +26,7 @@ use wirepact_tunnel::lane::{read_opening, Opening, ProviderLanes, LANE_IDLE};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_provider, ProviderSession, ReceiptStore};
 use wirepact_tunnel::{
+    veil::{VeilKey, VeilServer},
     AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TransportError, TunnelIdentity, DEFAULT_WINDOW,
 };
 
@@ -61,6 +62,11 @@ pub struct NodeConfig {
     /// certificate for everyone, and the built-in decoy page for what is not a session.
     #[serde(default)]
     pub cover: Option<String>,
+    /// Also serve veil, the random-looking transport, on this address (for clients on networks
+    /// that throttle TLS to unknown hosts). Its port and public key (`veil.key` in `data_dir`)
+    /// are added to the registered endpoint; clients with `transport = "veil"` use it.
+    #[serde(default)]
+    pub veil_listen: Option<SocketAddr>,
     /// Free-form region tag clients can filter on.
     #[serde(default)]
     pub region: String,
@@ -182,6 +188,8 @@ pub struct NodeInfo {
     pub owner: Address,
     pub listen: SocketAddr,
     pub tunnel_key: B256,
+    /// Where veil is served, if it is.
+    pub veil: Option<SocketAddr>,
 }
 
 /// What the node did by the time it stopped.
@@ -442,7 +450,17 @@ pub async fn run_node(
     let listener =
         TcpListener::bind(cfg.listen).await.map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
     let local = listener.local_addr().map_err(|source| NodeError::Listen { addr: cfg.listen, source })?;
-    let endpoint = cfg.endpoint.clone().unwrap_or_else(|| local.to_string());
+    let mut endpoint = cfg.endpoint.clone().unwrap_or_else(|| local.to_string());
+    let veil = match cfg.veil_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr, source })?;
+            let at = l.local_addr().map_err(|source| NodeError::Listen { addr, source })?;
+            let server = VeilServer::new(VeilKey::load_or_create(&cfg.data_dir)?);
+            endpoint = format!("{endpoint} {}", server.addr(at.port()).advert());
+            Some((l, at, Arc::new(server)))
+        }
+        None => None,
+    };
     let admin_l = match cfg.admin_listen {
         Some(addr) => Some(wirepact_admin::bind(addr).await.map_err(|source| NodeError::Admin { addr, source })?),
         None => None,
@@ -459,11 +477,17 @@ pub async fn run_node(
     let gated = cfg.cover.is_some();
     let acceptor: Arc<dyn Acceptor> =
         Arc::new(TlsServer::new(&identity)?.with_cover(cfg.cover.clone()).with_hello_gate(gated));
-    if gated {
+    // Veil answers only a first flight signed by a session key: the same watch feeds it.
+    if gated || veil.is_some() {
         tokio::spawn(crate::sessions::watch_opened(market.clone(), id, sessions.clone()));
     }
-    let info =
-        NodeInfo { provider_id: id.0, owner: market.account(), listen: local, tunnel_key: identity.tunnel_key() };
+    let info = NodeInfo {
+        provider_id: id.0,
+        owner: market.account(),
+        listen: local,
+        tunnel_key: identity.tunnel_key(),
+        veil: veil.as_ref().map(|v| v.1),
+    };
     tracing::info!(provider = id.0, listen = %local, endpoint, "serving tunnels");
     if let Some(r) = ready {
         let _ = r.send(info);
@@ -503,8 +527,17 @@ pub async fn run_node(
         let live = live.clone();
         async move {
             let mut accept_errors = wirepact_proto::repeats::Repeats::default();
+            let (veil_l, veil_acceptor) = match veil {
+                Some((l, _, server)) => (Some(l), Some(server as Arc<dyn Acceptor>)),
+                None => (None, None),
+            };
             loop {
-                let (tcp, peer) = match listener.accept().await {
+                // The TLS port and, if served, the veil port: one dispatch, its own acceptor each.
+                let (accepted, acceptor) = tokio::select! {
+                    r = listener.accept() => (r, acceptor.clone()),
+                    r = accept_if(veil_l.as_ref()) => (r, veil_acceptor.clone().unwrap_or_else(|| acceptor.clone())),
+                };
+                let (tcp, peer) = match accepted {
                     Ok(c) => {
                         accept_errors.clear();
                         c
@@ -533,8 +566,8 @@ pub async fn run_node(
                 let _ = tcp.set_nodelay(true);
                 // A client that vanishes silently is dropped in seconds, its receipts claimed.
                 let _ = wirepact_tunnel::transport::detect_dead_peer(&tcp);
-                let (acceptor, checker, sessions, dom, egress, impair) =
-                    (acceptor.clone(), checker.clone(), sessions.clone(), dom.clone(), egress.clone(), impair.clone());
+                let (checker, sessions, dom, egress, impair) =
+                    (checker.clone(), sessions.clone(), dom.clone(), egress.clone(), impair.clone());
                 let (report, claim_now, db, used) = (report.clone(), claim_now.clone(), db.clone(), used.clone());
                 let (lanes, live, receipts) = (lanes.clone(), live.clone(), receipts.clone());
                 tokio::spawn(async move {
@@ -714,4 +747,12 @@ pub async fn run_node(
     let mut r = report.lock().map(|r| r.clone()).unwrap_or_default();
     r.claims += out.claimed.len() as u64;
     Ok(r)
+}
+
+/// Accepts on `l`, or waits forever when there is none.
+async fn accept_if(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }

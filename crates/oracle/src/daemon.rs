@@ -293,7 +293,9 @@ impl Ctx {
             }
             out.push(Target {
                 id,
-                endpoint: p.endpoint.clone(),
+                // Probes go the way most customers do: TLS to "host:port" (a veil advert after
+                // it is not dialled by probes).
+                endpoint: wirepact_tunnel::veil::split_endpoint(&p.endpoint).0.to_owned(),
                 tunnel_key: p.tunnelKey,
                 sla_kbps: u64::from(p.sessionMbps) * 1000,
             });

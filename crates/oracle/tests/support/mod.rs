@@ -28,6 +28,7 @@ pub fn node_cfg(rpc: &str, m: &AlloyMarket, dir: &std::path::Path, capacity_mbps
         endpoint: None,
         server_name: "cdn.example.org".into(),
         cover: None,
+        veil_listen: None,
         region: String::new(),
         capacity_mbps,
         session_mbps: 20,
