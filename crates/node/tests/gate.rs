@@ -2,7 +2,8 @@
 //! ClientHello gate is on, fed by the chain. A stranger's TLS hello — a prober's, or a client
 //! without a session here — is relayed to the cover; a customer whose session was opened a
 //! moment ago gets its tunnel on its first dial (the node learns the session key from the
-//! chain's `SessionOpened` event, the client redials while it catches up).
+//! chain's `SessionOpened` event, the client redials while it catches up). With `veil_listen`,
+//! the same node serves the random-looking transport on a second port, advertised on chain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +147,82 @@ async fn with_a_cover_the_node_lets_only_customers_in_and_strangers_meet_the_cov
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
     assert_eq!(got.len(), 65_536, "the customer's fetch through the gated node");
+    let acked = session.finish(Duration::from_secs(10)).await.expect("final receipt");
+    assert_eq!(acked, session.counted());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_fetches_through_the_nodes_veil_port_advertised_on_chain() {
+    let (devnet, deployer, client) = support::market().await;
+    let dir = std::env::temp_dir().join(format!("wirepact-veil-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg: NodeConfig = toml::from_str(&format!(
+        "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nserver_name = \"{SNI}\"\n\
+         veil_listen = \"127.0.0.1:0\"\ncapacity_mbps = 100\nsession_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\n\
+         egress_allow = [\"127.0.0.0/8\"]\n",
+        devnet.endpoint(),
+        deployer.address(),
+        dir.display()
+    ))
+    .expect("config");
+    let (tx, rx) = tokio::sync::oneshot::channel::<NodeInfo>();
+    let key = devnet.signer(1).expect("key");
+    tokio::spawn(async move {
+        let _ = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await;
+    });
+    let node = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("node ready in time").expect("ready");
+    let veil_at = node.veil.expect("veil served");
+
+    // What a client reads on chain: the TLS endpoint, then the veil advert with this port.
+    let registered = client.provider(ProviderId(node.provider_id)).await.expect("provider").endpoint;
+    let (tls, advert) = wirepact_tunnel::veil::split_endpoint(&registered);
+    assert_eq!(tls, node.listen.to_string());
+    let advert = advert.expect("the endpoint advertises veil");
+    assert_eq!(advert.port, veil_at.port());
+
+    // A stranger on the veil port: never a byte back.
+    let mut s = tokio::net::TcpStream::connect(veil_at).await.expect("connect");
+    s.write_all(&[0x42; 1500]).await.expect("write");
+    drop(s);
+
+    let session_key = PrivateKeySigner::random();
+    client.deposit(wei(10)).await.expect("deposit");
+    let opened = client
+        .open_session(ProviderId(node.provider_id), wei(10), U256::MAX, session_key.address())
+        .await
+        .expect("open");
+    let now = opened.terms.openedAt.to::<u64>();
+    let dom = domain(devnet.chain_id(), deployer.address());
+    let auth = session_auth_frame(&session_key, &dom, opened.id.0, node.tunnel_key, now, [3; 16]).expect("auth");
+    let veil = wirepact_tunnel::veil::VeilTransport { server: advert, session_key: session_key.clone() };
+    // The node learns the session from the chain within a second; until then it stays silent.
+    let mut t = None;
+    for _ in 0..20 {
+        match veil.dial(veil_at, &auth, Duration::from_secs(2)).await {
+            Ok(x) => {
+                t = Some(x);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    let t = t.expect("the customer's veil tunnel");
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(now));
+    let tick = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let session =
+        ClientSession::start(Prefixed::new(t.pending, t.stream), session_key, dom, opened.id.0, 1 << 20, tick)
+            .await
+            .expect("session");
+    let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy = socks.local_addr().expect("addr");
+    tokio::spawn(serve_proxy(socks, session.clone()));
+    let o = origin().await;
+    let mut app = support::socks_connect(proxy, o).await;
+    app.write_all(b"G").await.expect("request");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
+    assert_eq!(got.len(), 65_536, "the customer's fetch over veil");
     let acked = session.finish(Duration::from_secs(10)).await.expect("final receipt");
     assert_eq!(acked, session.counted());
     let _ = std::fs::remove_dir_all(&dir);
