@@ -20,7 +20,7 @@ use wirepact_proto::domain;
 use wirepact_tunnel::{connect, session_auth_frame, DEFAULT_WINDOW};
 
 mod support;
-use support::tunnel::{rand_nonce, tunnel};
+use support::tunnel::{rand_nonce, tunnel, tunnel_over, Over};
 use support::{answer_size, ask_size, rate};
 
 /// Medians over the rounds of one stream count: throughputs (bytes/s) and, less noisy on a
@@ -30,6 +30,25 @@ struct Row {
     tunnel_vs_off: f64,
     tunnel_vs_socks: Option<f64>,
     tunnel_vs_relay: f64,
+    veil_vs_socks: Option<f64>,
+    covered_vs_tunnel: f64,
+}
+
+/// A stand-in for a cover site's port: accepts and holds connections (the customers never
+/// reach it; only its dial shows in the provider's accept).
+async fn cover_site() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+            if held.len() > 256 {
+                held.remove(0);
+            }
+        }
+    });
+    a
 }
 
 /// A bare SOCKS5 relay without encryption or multiplexing (one task per connection, kernel
@@ -134,7 +153,11 @@ async fn main() {
     let on = tunnel(window, lanes).await;
     let off = tunnel(u64::MAX / 4, lanes).await;
     let relay = plain_relay().await;
+    let veil = tunnel_over(window, lanes, Over::Veil).await;
+    let covered = tunnel_over(window, lanes, Over::Covered(cover_site().await)).await;
     // warm up
+    fetch(Some(veil.proxy), o, 8 << 20, 1).await;
+    fetch(Some(covered.proxy), o, 8 << 20, 1).await;
     fetch(Some(on.proxy), o, 8 << 20, 1).await;
     fetch(Some(off.proxy), o, 8 << 20, 1).await;
     fetch(Some(relay), o, 8 << 20, 1).await;
@@ -150,8 +173,10 @@ async fn main() {
             "tunnel" => Some(on.proxy),
             "socks" => Some(socks.expect("--only socks needs --socks ADDR")),
             "relay" => Some(relay),
+            "veil" => Some(veil.proxy),
+            "covered" => Some(covered.proxy),
             "direct" => None,
-            other => panic!("--only {other}: expected tunnel, socks, relay or direct"),
+            other => panic!("--only {other}: expected tunnel, socks, relay, veil, covered or direct"),
         };
         for _ in 0..rounds {
             let v = fetch(proxy, o, bytes, streams).await;
@@ -166,6 +191,7 @@ async fn main() {
     for streams in counts {
         let (mut d, mut t, mut n, mut s, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut td, mut tn, mut ts, mut rd, mut tr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut vs, mut ct, mut vv, mut cv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             // Alternate which tunnel goes first so a drift in the machine's load favours neither.
             let direct = fetch(None, o, bytes, streams).await;
@@ -177,10 +203,16 @@ async fn main() {
                 (fetch(Some(on.proxy), o, bytes, streams).await, b)
             };
             let bare = fetch(Some(relay), o, bytes, streams).await;
+            let over_veil = fetch(Some(veil.proxy), o, bytes, streams).await;
+            let over_cover = fetch(Some(covered.proxy), o, bytes, streams).await;
+            vv.push(over_veil);
+            cv.push(over_cover);
+            ct.push(over_cover / tun);
             if let Some(p) = socks {
                 let v = fetch(Some(p), o, bytes, streams).await;
                 s.push(v);
                 ts.push(tun / v);
+                vs.push(over_veil / v);
             }
             d.push(direct);
             t.push(tun);
@@ -201,12 +233,19 @@ async fn main() {
             median(r) / 1e6,
             s.map(|v| format!(", socks proxy {:.0} MB/s", v / 1e6)).unwrap_or_default()
         );
+        println!(
+            "streams={streams}: veil {:.0} MB/s, TLS behind a cover (gated) {:.0} MB/s",
+            median(vv) / 1e6,
+            median(cv) / 1e6
+        );
         relay_vs_direct = relay_vs_direct.min(median(rd));
         table.push(Row {
             tunnel_vs_direct: median(td),
             tunnel_vs_off: median(tn),
             tunnel_vs_socks: if ts.is_empty() { None } else { Some(median(ts)) },
             tunnel_vs_relay: median(tr),
+            veil_vs_socks: if vs.is_empty() { None } else { Some(median(vs)) },
+            covered_vs_tunnel: median(ct),
         });
     }
 
@@ -228,7 +267,30 @@ async fn main() {
         let _ = connect(on.provider, "bench.example", on.tunnel_key, &auth, Duration::from_secs(5)).await;
         tun.push(s.elapsed().as_secs_f64() * 1e3);
     }
+    let rtt = median(tcp.clone());
     let overhead = median(tun) - median(tcp);
+
+    // A customer's connect to a provider with a cover site and the gate (signed hello, gate
+    // check, auth) against the same over plain TLS: the camouflage's own cost per connect.
+    let (mut plain_c, mut gated_c) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        for (t, out) in [(&on, &mut plain_c), (&covered, &mut gated_c)] {
+            let auth = session_auth_frame(
+                &t.key,
+                &t.domain,
+                B256::repeat_byte(1),
+                t.tunnel_key,
+                wirepact_tunnel::clock::unix_now_with(0),
+                rand_nonce(),
+            )
+            .expect("auth");
+            let s = Instant::now();
+            let c = t.transport.dial(t.provider, &auth, Duration::from_secs(5)).await.expect("a customer's connect");
+            out.push(s.elapsed().as_secs_f64() * 1e3);
+            drop(c);
+        }
+    }
+    let camouflage_overhead = median(gated_c) - median(plain_c);
 
     // The worst case over 1 and 8 streams.
     let ratio = |f: fn(&Row) -> f64| table.iter().map(f).fold(f64::INFINITY, f64::min);
@@ -244,4 +306,16 @@ async fn main() {
         ratio(|r| r.tunnel_vs_relay)
     );
     println!("connect_overhead_ms: {overhead:.2}");
+    println!(
+        "camouflage_throughput_ratio: {:.3} (TLS behind a cover with the hello gate vs plain TLS)",
+        ratio(|r| r.covered_vs_tunnel)
+    );
+    println!(
+        "camouflage_connect_overhead_ms: {camouflage_overhead:.2} (a signed hello through the gate vs a plain TLS connect, both authenticated; loopback RTT {:.2} ms)",
+        rtt
+    );
+    match socks {
+        Some(_) => println!("random_transport_vs_shadowsocks: {:.3}", ratio(|r| r.veil_vs_socks.unwrap_or(f64::NAN))),
+        None => println!("random_transport_vs_shadowsocks: n/a (no --socks given)"),
+    }
 }

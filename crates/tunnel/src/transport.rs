@@ -480,40 +480,64 @@ const FIRST_FLIGHT_MAX: usize = 16 * 1024 + 5;
 
 /// What the first flight said.
 enum FirstFlight {
-    /// A ClientHello: the tunnel's TLS takes it.
-    Hello(Vec<u8>),
+    /// A ClientHello (`cover` is the cover's connection if it was up by then, already holding
+    /// the hello): the gate decides.
+    Hello(Vec<u8>, Option<TcpStream>),
     /// Anything else, or the cover spoke or closed first: the relay to the cover goes on.
-    Cover,
+    Cover(Vec<u8>, Option<TcpStream>),
     /// The visitor left.
     Gone,
 }
 
-/// Reads the first flight of `tcp`, passing every byte on to `cover` as it comes (so the cover
-/// sees the visitor's bytes and silences exactly as they happen), until it is a whole
-/// ClientHello (ours), or cannot be one, or the cover acts first.
-async fn first_flight(tcp: &mut TcpStream, cover: &mut TcpStream) -> FirstFlight {
+/// Reads the first flight of `tcp` while the cover site is dialled alongside: once the cover is
+/// connected every byte goes on to it as it comes (so the cover sees the visitor's bytes and
+/// silences as they happen), until the flight is a whole ClientHello, or cannot be one, or the
+/// cover acts first. A customer's hello is never held back for the cover's dial.
+async fn first_flight(tcp: &mut TcpStream, cover_addr: &str, deadline: Duration) -> FirstFlight {
     let mut flight = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
+    let dial = tokio::time::timeout(deadline, TcpStream::connect(cover_addr.to_owned()));
+    tokio::pin!(dial);
+    let mut dialling = true;
+    let mut cover: Option<TcpStream> = None;
     loop {
+        let cover_ready = async {
+            match &cover {
+                Some(c) => c.readable().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = tcp.read(&mut chunk) => match r {
                 Ok(n) if n > 0 => {
-                    if cover.write_all(&chunk[..n]).await.is_err() {
-                        return FirstFlight::Cover;
+                    if let Some(c) = cover.as_mut() {
+                        if c.write_all(&chunk[..n]).await.is_err() {
+                            return FirstFlight::Cover(flight, None);
+                        }
                     }
                     flight.extend_from_slice(&chunk[..n]);
                     match crate::hello::ClientHello::parse(&flight) {
-                        Ok(_) => return FirstFlight::Hello(flight),
+                        Ok(_) => return FirstFlight::Hello(flight, cover),
                         Err(crate::hello::HelloError::Incomplete(_)) if flight.len() < FIRST_FLIGHT_MAX => {}
-                        Err(_) => return FirstFlight::Cover,
+                        Err(_) => return FirstFlight::Cover(flight, cover),
                     }
                 }
                 _ => return FirstFlight::Gone,
             },
+            c = &mut dial, if dialling => {
+                dialling = false;
+                if let Ok(Ok(mut c)) = c {
+                    let _ = c.set_nodelay(true);
+                    if !flight.is_empty() && c.write_all(&flight).await.is_err() {
+                        return FirstFlight::Cover(flight, None);
+                    }
+                    cover = Some(c);
+                }
+            }
             // The cover answered or closed: from here it is the cover's conversation.
-            r = cover.readable() => {
+            r = cover_ready => {
                 let _ = r;
-                return FirstFlight::Cover;
+                return FirstFlight::Cover(flight, cover);
             }
         }
     }
@@ -524,6 +548,51 @@ async fn relay_to_cover(mut tcp: TcpStream, mut cover: TcpStream) {
     let _ = tokio::time::timeout(COVER_RELAY_MAX, tokio::io::copy_bidirectional(&mut tcp, &mut cover)).await;
 }
 
+/// The cover's connection, holding `flight` already: the one from the first flight, or a new
+/// dial; `None` if the cover cannot be reached.
+async fn cover_holding(
+    server: &TlsServer,
+    cover_addr: &str,
+    have: Option<TcpStream>,
+    flight: &[u8],
+    deadline: Duration,
+) -> Option<TcpStream> {
+    let cover = match have {
+        Some(c) => Some(c),
+        None => match tokio::time::timeout(deadline, TcpStream::connect(cover_addr)).await {
+            Ok(Ok(mut c)) => {
+                let _ = c.set_nodelay(true);
+                c.write_all(flight).await.ok().map(|()| c)
+            }
+            _ => None,
+        },
+    };
+    let now = crate::clock::unix_now_with(0);
+    match &cover {
+        Some(_) => {
+            if let Ok(mut r) = server.cover_down.lock() {
+                r.clear();
+            }
+        }
+        None => {
+            let say = server
+                .cover_down
+                .lock()
+                .map_or(wirepact_proto::repeats::Say::Quiet, |mut r| r.note("unreachable", now, 60));
+            match say {
+                wirepact_proto::repeats::Say::New => {
+                    tracing::warn!(cover = cover_addr, "the cover site is unreachable; serving the decoy page instead");
+                }
+                wirepact_proto::repeats::Say::Again(n) => {
+                    tracing::warn!(cover = cover_addr, times = n, "the cover site is still unreachable");
+                }
+                wirepact_proto::repeats::Say::Quiet => {}
+            }
+        }
+    }
+    cover
+}
+
 async fn accept_with_cover(
     server: &TlsServer,
     cover_addr: &str,
@@ -531,58 +600,54 @@ async fn accept_with_cover(
     ctx: AcceptContext<'_>,
     handshaken: Box<dyn FnOnce() + Send + '_>,
 ) -> Result<Accepted, TransportError> {
-    // Dialled at once, so whatever is not ours meets the cover without a pause of ours.
-    let cover = tokio::time::timeout(ctx.deadline, TcpStream::connect(cover_addr)).await;
-    let Ok(Ok(mut cover)) = cover else {
-        let now = crate::clock::unix_now_with(0);
-        let say = server
-            .cover_down
-            .lock()
-            .map_or(wirepact_proto::repeats::Say::Quiet, |mut r| r.note("unreachable", now, 60));
-        match say {
-            wirepact_proto::repeats::Say::New => {
-                tracing::warn!(cover = cover_addr, "the cover site is unreachable; serving the decoy page instead");
-            }
-            wirepact_proto::repeats::Say::Again(n) => {
-                tracing::warn!(cover = cover_addr, times = n, "the cover site is still unreachable");
-            }
-            wirepact_proto::repeats::Say::Quiet => {}
-        }
-        return accept_observed(
-            &server.acceptor,
-            Prefixed::new(Vec::new(), tcp),
-            ctx.checker,
-            ctx.lookup,
-            ctx.now,
-            ctx.deadline,
-            ctx.credit_until,
-            handshaken,
-        )
-        .await;
-    };
-    if let Ok(mut r) = server.cover_down.lock() {
-        r.clear();
-    }
-    let _ = cover.set_nodelay(true);
-    match first_flight(&mut tcp, &mut cover).await {
-        FirstFlight::Hello(flight) => {
-            if let Some(gate) = &server.gate {
-                use crate::hello_auth::HelloAuthError;
-                let verdict = match crate::hello::ClientHello::parse(&flight) {
-                    Ok((hello, _)) => gate.lock().map_or(Err(HelloAuthError::NotACustomer), |mut g| {
-                        g.check(&hello, crate::clock::unix_now_with(0), &|k| ctx.lookup.is_session_key(k))
-                    }),
-                    Err(_) => Err(HelloAuthError::NotACustomer),
-                };
-                if let Err(e) = verdict {
-                    tracing::debug!(reason = %e, "a ClientHello without a customer's proof; relayed to the cover");
-                    // The cover has the hello already: it answers with its own certificate.
-                    relay_to_cover(tcp, cover).await;
-                    return Ok(Accepted::Cover);
+    let (flight, cover) = match first_flight(&mut tcp, cover_addr, ctx.deadline).await {
+        FirstFlight::Gone => return Ok(Accepted::Cover),
+        FirstFlight::Hello(flight, cover) => {
+            let ours = match &server.gate {
+                None => true,
+                Some(gate) => {
+                    use crate::hello_auth::HelloAuthError;
+                    let verdict = match crate::hello::ClientHello::parse(&flight) {
+                        Ok((hello, _)) => gate.lock().map_or(Err(HelloAuthError::NotACustomer), |mut g| {
+                            g.check(&hello, crate::clock::unix_now_with(0), &|k| ctx.lookup.is_session_key(k))
+                        }),
+                        Err(_) => Err(HelloAuthError::NotACustomer),
+                    };
+                    if let Err(e) = &verdict {
+                        tracing::debug!(reason = %e, "a ClientHello without a customer's proof; relayed to the cover");
+                    }
+                    verdict.is_ok()
                 }
+            };
+            if ours {
+                // The cover saw (at most) a ClientHello and a vanishing client, as it does
+                // every day; the customer never waited for it.
+                drop(cover);
+                return accept_observed(
+                    &server.acceptor,
+                    Prefixed::new(flight, tcp),
+                    ctx.checker,
+                    ctx.lookup,
+                    ctx.now,
+                    ctx.deadline,
+                    ctx.credit_until,
+                    handshaken,
+                )
+                .await;
             }
-            // The cover saw a ClientHello and a vanishing client, as it does every day.
-            drop(cover);
+            (flight, cover)
+        }
+        FirstFlight::Cover(flight, cover) => (flight, cover),
+    };
+    match cover_holding(server, cover_addr, cover, &flight, ctx.deadline).await {
+        Some(cover) => {
+            // The cover has the visitor's bytes already: it answers (a hello with its own
+            // certificate).
+            relay_to_cover(tcp, cover).await;
+            Ok(Accepted::Cover)
+        }
+        // No cover to hand it to: the decoy answers, as without one.
+        None => {
             accept_observed(
                 &server.acceptor,
                 Prefixed::new(flight, tcp),
@@ -595,11 +660,6 @@ async fn accept_with_cover(
             )
             .await
         }
-        FirstFlight::Cover => {
-            relay_to_cover(tcp, cover).await;
-            Ok(Accepted::Cover)
-        }
-        FirstFlight::Gone => Ok(Accepted::Cover),
     }
 }
 

@@ -11,14 +11,15 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::net::TcpListener;
 use wirepact_client::proxy::serve_proxy;
 use wirepact_proto::domain;
+use wirepact_tunnel::clock::unix_now_with;
 use wirepact_tunnel::egress::EgressPolicy;
 use wirepact_tunnel::lane::{LaneDialer, ProviderLanes};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_connection, ProviderSession, ReceiptStore};
 use wirepact_tunnel::session::ClientSession;
-use wirepact_tunnel::{
-    connect, session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity,
-};
+use wirepact_tunnel::transport::Transport;
+use wirepact_tunnel::veil::{VeilKey, VeilServer, VeilTransport};
+use wirepact_tunnel::{session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity};
 
 struct Null;
 impl ReceiptStore for Null {
@@ -32,15 +33,48 @@ pub struct Tunnel {
     pub provider: SocketAddr,
     pub tunnel_key: B256,
     pub client: Arc<ClientSession>,
+    /// How the client dials (for timing more connections of the same session).
+    #[allow(dead_code)]
+    pub transport: Arc<dyn Transport>,
+    #[allow(dead_code)]
+    pub key: PrivateKeySigner,
+    #[allow(dead_code)]
+    pub domain: alloy::sol_types::Eip712Domain,
+}
+
+/// How the benchmark's client reaches its provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub enum Over {
+    /// TLS, no cover site.
+    Tls,
+    /// TLS, the provider with a cover site at this address and the ClientHello gate on; the
+    /// client signs its hellos.
+    Covered(SocketAddr),
+    /// Veil, the random-looking transport.
+    Veil,
 }
 
 /// A session with a credit window of `window` bytes (lanes for bulk streams with `lanes`).
+#[allow(dead_code)]
 pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
+    tunnel_over(window, lanes, Over::Tls).await
+}
+
+/// [`tunnel`] over the transport `over`.
+pub async fn tunnel_over(window: u64, lanes: bool, over: Over) -> Tunnel {
     let key = PrivateKeySigner::random();
     let dom = domain(1, Address::repeat_byte(1));
     let id = TunnelIdentity::generate("bench.example").expect("identity");
     let tunnel_key = id.tunnel_key();
-    let acceptor = Arc::new(TlsServer::new(&id).expect("tls"));
+    let veil_server = Arc::new(VeilServer::new(VeilKey::generate()));
+    let acceptor: Arc<dyn Acceptor> = match over {
+        Over::Veil => veil_server.clone(),
+        Over::Tls => Arc::new(TlsServer::new(&id).expect("tls")),
+        Over::Covered(cover) => {
+            Arc::new(TlsServer::new(&id).expect("tls").with_cover(Some(cover.to_string())).with_hello_gate(true))
+        }
+    };
     let checker = Arc::new(Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 600, 4096)));
     let mut sessions = HashMap::new();
     sessions.insert(B256::repeat_byte(1), key.address());
@@ -73,7 +107,7 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
                         AcceptContext {
                             checker: &checker,
                             lookup: &*sessions,
-                            now: 1_800_000_000,
+                            now: unix_now_with(0),
                             deadline: Duration::from_secs(2),
                             credit_until: window,
                         },
@@ -87,24 +121,31 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
         }
     });
     let auth =
-        session_auth_frame(&key, &dom, B256::repeat_byte(1), tunnel_key, 1_800_000_000, rand_nonce()).expect("auth");
-    let t = connect(provider, "bench.example", tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
+        session_auth_frame(&key, &dom, B256::repeat_byte(1), tunnel_key, unix_now_with(0), rand_nonce()).expect("auth");
+    let transport: Arc<dyn Transport> = match over {
+        Over::Veil => Arc::new(VeilTransport { server: veil_server.addr(provider.port()), session_key: key.clone() }),
+        Over::Tls => Arc::new(wirepact_tunnel::transport::TlsTransport::new("bench.example", tunnel_key)),
+        Over::Covered(_) => Arc::new(
+            wirepact_tunnel::transport::TlsTransport::new("bench.example", tunnel_key).with_hello_key(key.clone()),
+        ),
+    };
+    let t = transport.dial(provider, &auth, Duration::from_secs(5)).await.expect("connect");
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(1_800_000_000));
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let dialer = lanes.then(|| LaneDialer {
         addr: provider,
-        transport: Arc::new(wirepact_tunnel::transport::TlsTransport::new("bench.example", tunnel_key)),
+        transport: transport.clone(),
         tunnel_key,
         session_key: key.clone(),
         domain: dom.clone(),
         session_id: B256::repeat_byte(1),
-        now: Arc::new(|| 1_800_000_000),
+        now: Arc::new(|| unix_now_with(0)),
         deadline: Duration::from_secs(5),
     });
     let cs = ClientSession::start_with_lanes(
         Prefixed::new(t.pending, t.stream),
-        key,
-        dom,
+        key.clone(),
+        dom.clone(),
         B256::repeat_byte(1),
         window,
         now,
@@ -115,7 +156,7 @@ pub async fn tunnel(window: u64, lanes: bool) -> Tunnel {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = l.local_addr().expect("addr");
     tokio::spawn(serve_proxy(l, cs.clone()));
-    Tunnel { proxy, provider, tunnel_key, client: cs }
+    Tunnel { proxy, provider, tunnel_key, client: cs, transport, key, domain: dom }
 }
 
 pub fn rand_nonce() -> [u8; 16] {
