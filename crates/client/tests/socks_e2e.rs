@@ -19,9 +19,9 @@ use wirepact_tunnel::lane::{LaneDialer, ProviderLanes, LANE_POOL};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::provider::{serve_connection, ProviderSession, ProviderStats, ReceiptStore};
 use wirepact_tunnel::session::ClientSession;
-use wirepact_tunnel::{
-    connect, session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity,
-};
+use wirepact_tunnel::transport::Transport;
+use wirepact_tunnel::veil::{VeilKey, VeilServer, VeilTransport};
+use wirepact_tunnel::{session_auth_frame, AcceptContext, Accepted, Acceptor, AuthChecker, TlsServer, TunnelIdentity};
 
 const SNI: &str = "static.example.net";
 const SESSION: B256 = B256::repeat_byte(0x77);
@@ -111,11 +111,28 @@ async fn setup_with(egress: EgressPolicy, impair: Impairment, lanes: bool) -> Se
 /// As [`setup_with`], with a credit window of `window` bytes at both ends and the client's
 /// receipt clock starting at `client_clock` (the provider's reads 1_800_000_000 + a day).
 async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, window: u64, client_clock: u64) -> Setup {
+    setup_over(egress, impair, lanes, window, client_clock, false).await
+}
+
+/// As [`setup_window`]; with `veil`, every connection of the session (control and lanes) goes
+/// over veil, the random-looking transport, instead of TLS.
+async fn setup_over(
+    egress: EgressPolicy,
+    impair: Impairment,
+    lanes: bool,
+    window: u64,
+    client_clock: u64,
+    veil: bool,
+) -> Setup {
     let key = PrivateKeySigner::random();
     let dom = domain(31337, Address::repeat_byte(3));
     let id = TunnelIdentity::generate(SNI).expect("identity");
     let tunnel_key = id.tunnel_key();
-    let acceptor = TlsServer::new(&id).expect("cfg");
+    let veil_server = Arc::new(VeilServer::new(VeilKey::generate()));
+    let acceptor: Arc<dyn Acceptor> =
+        if veil { veil_server.clone() } else { Arc::new(TlsServer::new(&id).expect("cfg")) };
+    // Veil's first flight is dated by the real clock: so are the auths then.
+    let auth_now = if veil { wirepact_tunnel::clock::unix_now_with(0) } else { 1_800_000_000 };
     let checker = Mutex::new(AuthChecker::new(dom.clone(), tunnel_key, 60, 64));
     let mut sessions = HashMap::new();
     sessions.insert(SESSION, key.address());
@@ -139,7 +156,7 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
         // the provider's clock is put a day past that start, so it never looks ahead.
         clock_offset_secs: wirepact_tunnel::clock::offset_to(1_800_000_000 + 86_400),
     };
-    let (acceptor, checker, sessions) = (Arc::new(acceptor), Arc::new(checker), Arc::new(sessions));
+    let (checker, sessions) = (Arc::new(checker), Arc::new(sessions));
     let done_tx = Arc::new(Mutex::new(Some(done_tx)));
     tokio::spawn(async move {
         // Bounded: the session's connection and its lanes.
@@ -154,7 +171,7 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
                         AcceptContext {
                             checker: &checker,
                             lookup: &*sessions,
-                            now: 1_800_000_000,
+                            now: auth_now,
                             deadline: Duration::from_secs(2),
                             credit_until: window,
                         },
@@ -171,18 +188,23 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
             });
         }
     });
-    let auth = session_auth_frame(&key, &dom, SESSION, tunnel_key, 1_800_000_000, [7; 16]).expect("auth");
-    let t = connect(paddr, SNI, tunnel_key, &auth, Duration::from_secs(5)).await.expect("connect");
+    let auth = session_auth_frame(&key, &dom, SESSION, tunnel_key, auth_now, [7; 16]).expect("auth");
+    let transport: Arc<dyn Transport> = if veil {
+        Arc::new(VeilTransport { server: veil_server.addr(paddr.port()), session_key: key.clone() })
+    } else {
+        Arc::new(wirepact_tunnel::transport::TlsTransport::new(SNI, tunnel_key))
+    };
+    let t = transport.dial(paddr, &auth, Duration::from_secs(5)).await.expect("connect");
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(client_clock));
     let now = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
     let dialer = LaneDialer {
         addr: paddr,
-        transport: Arc::new(wirepact_tunnel::transport::TlsTransport::new(SNI, tunnel_key)),
+        transport,
         tunnel_key,
         session_key: key.clone(),
         domain: dom.clone(),
         session_id: SESSION,
-        now: Arc::new(|| 1_800_000_000),
+        now: Arc::new(move || auth_now),
         deadline: Duration::from_secs(5),
     };
     let client = ClientSession::start_with_lanes(
@@ -204,8 +226,25 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_through_socks_is_intact_and_receipted_exactly() {
+    fetch_intact_and_receipted(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_veil_a_fetch_is_intact_and_receipted_exactly() {
+    fetch_intact_and_receipted(true).await;
+}
+
+async fn fetch_intact_and_receipted(veil: bool) {
     let o = origin().await;
-    let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
+    let s = setup_over(
+        EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        Impairment::default(),
+        false,
+        WINDOW,
+        1_800_000_000,
+        veil,
+    )
+    .await;
     let mut app = socks_connect(s.proxy, o).await.expect("socks connect");
     app.write_all(b"GIMME!!\n").await.expect("request");
     let mut got = Vec::with_capacity(PAYLOAD);
@@ -546,17 +585,28 @@ async fn mixed_origin(conns: usize) -> SocketAddr {
 /// session at a 256 KiB window: every byte arrives intact both ways and is receipted exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_parallel_uploads_and_downloads_at_a_small_window_complete_intact() {
+    fifty_parallel(false).await;
+}
+
+/// The same over veil: its records carry the session and its lanes under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_veil_fifty_parallel_uploads_and_downloads_complete_intact() {
+    fifty_parallel(true).await;
+}
+
+async fn fifty_parallel(veil: bool) {
     use sha2::{Digest, Sha256};
     const STREAMS: usize = 50;
     const EACH: u64 = 512 * 1024;
     const SMALL: u64 = 256 * 1024;
     let o = mixed_origin(STREAMS).await;
-    let s = setup_window(
+    let s = setup_over(
         EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
         Impairment::default(),
         true,
         SMALL,
         1_800_000_000,
+        veil,
     )
     .await;
     let mut tasks = Vec::new();
@@ -724,8 +774,25 @@ fn udp_request(to: SocketAddr, data: &[u8]) -> Vec<u8> {
 /// with its TCP connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_datagrams_cross_the_session_intact_and_receipted_exactly() {
+    udp_intact_and_receipted(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_veil_udp_datagrams_cross_intact_and_receipted_exactly() {
+    udp_intact_and_receipted(true).await;
+}
+
+async fn udp_intact_and_receipted(veil: bool) {
     let echo = udp_echo().await;
-    let s = setup(EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")])).await;
+    let s = setup_over(
+        EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+        Impairment::default(),
+        false,
+        WINDOW,
+        1_800_000_000,
+        veil,
+    )
+    .await;
     let (tcp, relay) = udp_associate(s.proxy).await;
     let app = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
 
