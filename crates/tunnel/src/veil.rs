@@ -938,4 +938,49 @@ mod tests {
         h[fixed - 100] ^= 1;
         assert_eq!(server.check(&h[..fixed], unix, &known).err(), Some(VeilRefusal::NotForUs));
     }
+
+    fn pair() -> (Dir, Dir, Dir, Dir) {
+        let k = [3u8; 32];
+        let h = [4u8; 32];
+        (
+            Dir::new(&k, &h).expect("dir"),
+            Dir::new(&k, &h).expect("dir"),
+            Dir::new(&h, &k).expect("dir"),
+            Dir::new(&h, &k).expect("dir"),
+        )
+    }
+
+    #[tokio::test]
+    async fn records_cross_in_any_chunking_and_a_flipped_bit_is_an_error_not_garbage() {
+        let (a_tx, b_rx, b_tx, a_rx) = pair();
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let mut a = VeilStream::new(x, a_tx, a_rx, &[]);
+        let data: Vec<u8> = (0..300_000u32).map(|i| i.to_le_bytes()[0] ^ i.to_le_bytes()[1]).collect();
+        for chunk in data.chunks(12_345) {
+            a.write_all(chunk).await.expect("write");
+        }
+        a.flush().await.expect("flush");
+        let mut b = VeilStream::new(y, b_tx, b_rx, &[]);
+        let mut got = vec![0u8; data.len()];
+        b.read_exact(&mut got).await.expect("read");
+        assert!(got == data);
+
+        // On the wire, one bit of the next record flipped: the reader fails with InvalidData.
+        let (a_tx, b_rx, b_tx, a_rx) = pair();
+        let mut wire = Vec::new();
+        let mut a = VeilStream::new(&mut wire, a_tx, a_rx, &[]);
+        a.write_all(b"hello veil").await.expect("write");
+        a.flush().await.expect("flush");
+        let mut tampered = wire.clone();
+        tampered[5] ^= 0x10;
+        let mut b = VeilStream::new(&tampered[..], b_tx, b_rx, &[]);
+        let mut out = [0u8; 10];
+        let e = b.read_exact(&mut out).await.expect_err("tampered");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // Cut short: an unexpected end, not a clean one.
+        let (_, b_rx, b_tx, _) = pair();
+        let mut b = VeilStream::new(&wire[..wire.len() - 3], b_tx, b_rx, &[]);
+        let e = b.read_exact(&mut out).await.expect_err("cut");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
 }
