@@ -631,8 +631,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             }
             let cheapest = ranked.iter().map(|c| c.quote).min().unwrap_or_default();
             println!(
-                "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5} {:>9} {:>7}  region",
-                "id", "endpoint", "Mbit/s", "headroom", "SLA ms", "price/GiB", "viol", "hshake ms", "cost"
+                "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5} {:>9} {:>7}  {:<8}  region",
+                "id", "endpoint", "Mbit/s", "headroom", "SLA ms", "price/GiB", "viol", "hshake ms", "cost", "serves"
             );
             for c in &ranked {
                 #[allow(clippy::cast_precision_loss)] // display only
@@ -641,7 +641,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                     wirepact_client::cost(c, cheapest) as f64 / 1e6,
                 );
                 println!(
-                    "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5} {:>9} {:>7.3}  {}",
+                    "{:>4}  {:<22} {:>6} {:>9} {:>8} {:>10} {:>5} {:>9} {:>7.3}  {:<8}  {}",
                     c.id,
                     c.endpoint,
                     c.session_mbps,
@@ -651,6 +651,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                     c.violations,
                     hs,
                     cost,
+                    if c.veil.is_some() { "tls+veil" } else { "tls" },
                     c.region
                 );
             }

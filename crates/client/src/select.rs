@@ -27,9 +27,17 @@ pub struct Candidate {
     pub handshake_us: Option<u64>,
     /// Measured, and did not complete the handshake in time (or failed the key pin).
     pub unreachable: bool,
-    /// Where it serves veil, the random-looking transport, if its endpoint says so.
-    #[serde(skip)]
+    /// Where it serves veil, the random-looking transport, if its endpoint says so (in JSON:
+    /// the advert, `veil:PORT:KEY`).
+    #[serde(serialize_with = "veil_advert")]
     pub veil: Option<wirepact_tunnel::veil::VeilAddr>,
+}
+
+fn veil_advert<S: serde::Serializer>(v: &Option<wirepact_tunnel::veil::VeilAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(a) => s.serialize_some(&a.advert()),
+        None => s.serialize_none(),
+    }
 }
 
 /// The user's requirements.
