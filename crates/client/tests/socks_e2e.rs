@@ -114,6 +114,12 @@ async fn setup_window(egress: EgressPolicy, impair: Impairment, lanes: bool, win
     setup_over(egress, impair, lanes, window, client_clock, false).await
 }
 
+/// Egress to loopback, the default window, no lanes; over veil with `veil`.
+async fn setup_loopback(veil: bool) -> Setup {
+    let egress = EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
+    setup_over(egress, Impairment::default(), false, WINDOW, 1_800_000_000, veil).await
+}
+
 /// As [`setup_window`]; with `veil`, every connection of the session (control and lanes) goes
 /// over veil, the random-looking transport, instead of TLS.
 async fn setup_over(
@@ -236,15 +242,7 @@ async fn over_veil_a_fetch_is_intact_and_receipted_exactly() {
 
 async fn fetch_intact_and_receipted(veil: bool) {
     let o = origin().await;
-    let s = setup_over(
-        EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
-        Impairment::default(),
-        false,
-        WINDOW,
-        1_800_000_000,
-        veil,
-    )
-    .await;
+    let s = setup_loopback(veil).await;
     let mut app = socks_connect(s.proxy, o).await.expect("socks connect");
     app.write_all(b"GIMME!!\n").await.expect("request");
     let mut got = Vec::with_capacity(PAYLOAD);
@@ -784,15 +782,7 @@ async fn over_veil_udp_datagrams_cross_intact_and_receipted_exactly() {
 
 async fn udp_intact_and_receipted(veil: bool) {
     let echo = udp_echo().await;
-    let s = setup_over(
-        EgressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
-        Impairment::default(),
-        false,
-        WINDOW,
-        1_800_000_000,
-        veil,
-    )
-    .await;
+    let s = setup_loopback(veil).await;
     let (tcp, relay) = udp_associate(s.proxy).await;
     let app = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
 

@@ -7,67 +7,21 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wirepact_chain::Market;
 use wirepact_client::proxy::serve_proxy;
-use wirepact_node::{NodeConfig, NodeInfo};
 use wirepact_proto::{domain, ProviderId};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::ClientSession;
 use wirepact_tunnel::{connect, session_auth_frame};
 
 mod support;
-use support::{policy, wei};
-
-/// An origin answering 64 KiB to each connection (bounded: 8).
-async fn origin() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let a = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        for _ in 0..8 {
-            let Ok((mut s, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let mut req = [0u8; 1];
-                if s.read_exact(&mut req).await.is_ok() {
-                    let _ = s.write_all(&[0x42; 65_536]).await;
-                }
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    a
-}
-
-/// 64 KiB through `proxy` from `o`; the bytes that arrived.
-async fn fetch(proxy: std::net::SocketAddr, o: std::net::SocketAddr) -> usize {
-    let mut app = support::socks_connect(proxy, o).await;
-    app.write_all(b"G").await.expect("request");
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
-    got.len()
-}
+use support::wei;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_node_refuses_a_session_already_served_on_another_tunnel() {
     let (devnet, deployer, client) = support::market().await;
-    let dir = std::env::temp_dir().join(format!("wirepact-dispatch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg: NodeConfig = toml::from_str(&format!(
-        "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nserver_name = \"cdn.example.org\"\n\
-         capacity_mbps = 100\nsession_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\n\
-         egress_allow = [\"127.0.0.0/8\"]\n",
-        devnet.endpoint(),
-        deployer.address(),
-        dir.display()
-    ))
-    .expect("config");
-    let (tx, rx) = tokio::sync::oneshot::channel::<NodeInfo>();
-    let key = devnet.signer(1).expect("key");
-    tokio::spawn(async move {
-        let _ = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await;
-    });
-    let node = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("node ready in time").expect("ready");
+    let (node, dir) = support::start_node(&devnet, deployer.address(), "dispatch", "").await;
 
     let session_key = PrivateKeySigner::random();
     client.deposit(wei(10)).await.expect("deposit");
@@ -94,8 +48,8 @@ async fn the_real_node_refuses_a_session_already_served_on_another_tunnel() {
     let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = socks.local_addr().expect("addr");
     tokio::spawn(serve_proxy(socks, first.clone()));
-    let o = origin().await;
-    assert_eq!(fetch(proxy, o).await, 65_536);
+    let o = support::origin().await;
+    assert_eq!(support::fetch(proxy, o).await, 65_536);
 
     // The same session again, over a second tunnel (a fresh nonce: the auth itself is valid).
     let refused = match tunnel(2).await {
@@ -115,7 +69,7 @@ async fn the_real_node_refuses_a_session_already_served_on_another_tunnel() {
     assert!(refused, "a second tunnel for a session already served must not be served");
     // The first goes on, and its meter never restarted.
     assert!(first.is_alive());
-    assert_eq!(fetch(proxy, o).await, 65_536);
+    assert_eq!(support::fetch(proxy, o).await, 65_536);
     let acked = first.finish(Duration::from_secs(10)).await.expect("final receipt");
     assert_eq!(acked, first.counted());
     let _ = std::fs::remove_dir_all(&dir);

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use wirepact_chain::Market;
 use wirepact_client::proxy::serve_proxy;
-use wirepact_node::{NodeConfig, NodeInfo};
 use wirepact_proto::{domain, ProviderId};
 use wirepact_tunnel::mux::Prefixed;
 use wirepact_tunnel::session::ClientSession;
@@ -22,7 +21,7 @@ use wirepact_tunnel::transport::{Transport, TransportError};
 use wirepact_tunnel::{session_auth_frame, TlsTransport, TunnelIdentity};
 
 mod support;
-use support::{policy, wei};
+use support::wei;
 
 const SNI: &str = "cdn.example.org";
 
@@ -54,46 +53,11 @@ async fn cover_site() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<Vec<
     (a, rx)
 }
 
-/// An origin answering 64 KiB to each connection (bounded: 4).
-async fn origin() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let a = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        for _ in 0..4 {
-            let Ok((mut s, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let mut req = [0u8; 1];
-                if s.read_exact(&mut req).await.is_ok() {
-                    let _ = s.write_all(&[0x42; 65_536]).await;
-                }
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    a
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_cover_the_node_lets_only_customers_in_and_strangers_meet_the_cover() {
     let (devnet, deployer, client) = support::market().await;
     let (cover, mut cover_saw) = cover_site().await;
-    let dir = std::env::temp_dir().join(format!("wirepact-gate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg: NodeConfig = toml::from_str(&format!(
-        "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nserver_name = \"{SNI}\"\n\
-         cover = \"{cover}\"\ncapacity_mbps = 100\nsession_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\n\
-         egress_allow = [\"127.0.0.0/8\"]\n",
-        devnet.endpoint(),
-        deployer.address(),
-        dir.display()
-    ))
-    .expect("config");
-    let (tx, rx) = tokio::sync::oneshot::channel::<NodeInfo>();
-    let key = devnet.signer(1).expect("key");
-    tokio::spawn(async move {
-        let _ = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await;
-    });
-    let node = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("node ready in time").expect("ready");
+    let (node, dir) = support::start_node(&devnet, deployer.address(), "gate", &format!("cover = \"{cover}\"\n")).await;
 
     // A prober: a TLS client with the provider's registered key pinned but no session. Its
     // hello goes to the cover, whose answer is not the provider's TLS.
@@ -141,12 +105,8 @@ async fn with_a_cover_the_node_lets_only_customers_in_and_strangers_meet_the_cov
     let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = socks.local_addr().expect("addr");
     tokio::spawn(serve_proxy(socks, session.clone()));
-    let o = origin().await;
-    let mut app = support::socks_connect(proxy, o).await;
-    app.write_all(b"G").await.expect("request");
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
-    assert_eq!(got.len(), 65_536, "the customer's fetch through the gated node");
+    let o = support::origin().await;
+    assert_eq!(support::fetch(proxy, o).await, 65_536, "the customer's fetch through the gated node");
     let acked = session.finish(Duration::from_secs(10)).await.expect("final receipt");
     assert_eq!(acked, session.counted());
     let _ = std::fs::remove_dir_all(&dir);
@@ -155,23 +115,7 @@ async fn with_a_cover_the_node_lets_only_customers_in_and_strangers_meet_the_cov
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_fetches_through_the_nodes_veil_port_advertised_on_chain() {
     let (devnet, deployer, client) = support::market().await;
-    let dir = std::env::temp_dir().join(format!("wirepact-veil-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg: NodeConfig = toml::from_str(&format!(
-        "rpc_url = \"{}\"\nmarket = \"{}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nserver_name = \"{SNI}\"\n\
-         veil_listen = \"127.0.0.1:0\"\ncapacity_mbps = 100\nsession_mbps = 20\nmax_latency_ms = 80\nprice_per_gib = \"0.1\"\n\
-         egress_allow = [\"127.0.0.0/8\"]\n",
-        devnet.endpoint(),
-        deployer.address(),
-        dir.display()
-    ))
-    .expect("config");
-    let (tx, rx) = tokio::sync::oneshot::channel::<NodeInfo>();
-    let key = devnet.signer(1).expect("key");
-    tokio::spawn(async move {
-        let _ = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await;
-    });
-    let node = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("node ready in time").expect("ready");
+    let (node, dir) = support::start_node(&devnet, deployer.address(), "veil", "veil_listen = \"127.0.0.1:0\"\n").await;
     let veil_at = node.veil.expect("veil served");
 
     // What a client reads on chain: the TLS endpoint, then the veil advert with this port.
@@ -217,12 +161,8 @@ async fn a_customer_fetches_through_the_nodes_veil_port_advertised_on_chain() {
     let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = socks.local_addr().expect("addr");
     tokio::spawn(serve_proxy(socks, session.clone()));
-    let o = origin().await;
-    let mut app = support::socks_connect(proxy, o).await;
-    app.write_all(b"G").await.expect("request");
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
-    assert_eq!(got.len(), 65_536, "the customer's fetch over veil");
+    let o = support::origin().await;
+    assert_eq!(support::fetch(proxy, o).await, 65_536, "the customer's fetch over veil");
     let acked = session.finish(Duration::from_secs(10)).await.expect("final receipt");
     assert_eq!(acked, session.counted());
     let _ = std::fs::remove_dir_all(&dir);

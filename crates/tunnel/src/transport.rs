@@ -593,6 +593,27 @@ async fn cover_holding(
     cover
 }
 
+/// The tunnel's own TLS for `tcp`, `flight` (bytes already read from it) replayed first.
+async fn own_tls(
+    server: &TlsServer,
+    flight: Vec<u8>,
+    tcp: TcpStream,
+    ctx: AcceptContext<'_>,
+    handshaken: Box<dyn FnOnce() + Send + '_>,
+) -> Result<Accepted, TransportError> {
+    accept_observed(
+        &server.acceptor,
+        Prefixed::new(flight, tcp),
+        ctx.checker,
+        ctx.lookup,
+        ctx.now,
+        ctx.deadline,
+        ctx.credit_until,
+        handshaken,
+    )
+    .await
+}
+
 async fn accept_with_cover(
     server: &TlsServer,
     cover_addr: &str,
@@ -623,17 +644,7 @@ async fn accept_with_cover(
                 // The cover saw (at most) a ClientHello and a vanishing client, as it does
                 // every day; the customer never waited for it.
                 drop(cover);
-                return accept_observed(
-                    &server.acceptor,
-                    Prefixed::new(flight, tcp),
-                    ctx.checker,
-                    ctx.lookup,
-                    ctx.now,
-                    ctx.deadline,
-                    ctx.credit_until,
-                    handshaken,
-                )
-                .await;
+                return own_tls(server, flight, tcp, ctx, handshaken).await;
             }
             (flight, cover)
         }
@@ -647,19 +658,7 @@ async fn accept_with_cover(
             Ok(Accepted::Cover)
         }
         // No cover to hand it to: the decoy answers, as without one.
-        None => {
-            accept_observed(
-                &server.acceptor,
-                Prefixed::new(flight, tcp),
-                ctx.checker,
-                ctx.lookup,
-                ctx.now,
-                ctx.deadline,
-                ctx.credit_until,
-                handshaken,
-            )
-            .await
-        }
+        None => own_tls(server, flight, tcp, ctx, handshaken).await,
     }
 }
 
@@ -673,16 +672,7 @@ impl Acceptor for TlsServer {
         if let Some(cover) = &self.cover {
             return Box::pin(accept_with_cover(self, cover, tcp, ctx, handshaken));
         }
-        Box::pin(accept_observed(
-            &self.acceptor,
-            Prefixed::new(Vec::new(), tcp),
-            ctx.checker,
-            ctx.lookup,
-            ctx.now,
-            ctx.deadline,
-            ctx.credit_until,
-            handshaken,
-        ))
+        Box::pin(own_tls(self, Vec::new(), tcp, ctx, handshaken))
     }
 }
 

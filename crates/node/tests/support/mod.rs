@@ -82,3 +82,61 @@ pub async fn socks_connect(proxy: std::net::SocketAddr, origin: std::net::Socket
     assert_eq!(rep[3], 0, "SOCKS CONNECT succeeded");
     app
 }
+
+/// An origin answering 64 KiB of 0x42 to each connection after its first byte (bounded: 8).
+pub async fn origin() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut req = [0u8; 1];
+                if s.read_exact(&mut req).await.is_ok() {
+                    let _ = s.write_all(&[0x42; 65_536]).await;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    a
+}
+
+/// 64 KiB from [`origin`] `o` through the SOCKS5 proxy at `proxy`: the bytes that arrived.
+pub async fn fetch(proxy: std::net::SocketAddr, o: std::net::SocketAddr) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut app = socks_connect(proxy, o).await;
+    app.write_all(b"G").await.expect("request");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
+    got.len()
+}
+
+/// The real node (`run_node`, as `wirepact node` runs it) on `devnet`'s market at
+/// `market`, provider signer 1, with the test settings and the `extra` TOML lines; its data
+/// in a fresh `name` directory under the temp dir (returned, for removal).
+pub async fn start_node(
+    devnet: &Devnet,
+    market: alloy::primitives::Address,
+    name: &str,
+    extra: &str,
+) -> (wirepact_node::NodeInfo, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("wirepact-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg: wirepact_node::NodeConfig = toml::from_str(&format!(
+        "rpc_url = \"{}\"\nmarket = \"{market}\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+         server_name = \"cdn.example.org\"\ncapacity_mbps = 100\nsession_mbps = 20\nmax_latency_ms = 80\n\
+         price_per_gib = \"0.1\"\negress_allow = [\"127.0.0.0/8\"]\n{extra}",
+        devnet.endpoint(),
+        dir.display()
+    ))
+    .expect("config");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let key = devnet.signer(1).expect("key");
+    tokio::spawn(async move {
+        let _ = wirepact_node::run_node(cfg, key, policy(), std::future::pending(), Some(tx)).await;
+    });
+    let info = tokio::time::timeout(Duration::from_secs(60), rx).await.expect("node ready in time").expect("ready");
+    (info, dir)
+}
