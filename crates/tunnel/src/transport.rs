@@ -478,13 +478,22 @@ pub const COVER_RELAY_MAX: Duration = Duration::from_secs(300);
 /// under 2 KiB; it may span records up to this).
 const FIRST_FLIGHT_MAX: usize = 16 * 1024 + 5;
 
+/// The cover site's connection while the first flight is read.
+enum CoverConn {
+    /// Connected; it holds every byte of the flight read so far.
+    Up(TcpStream),
+    /// Still being dialled.
+    Dialling(tokio::task::JoinHandle<std::io::Result<TcpStream>>),
+    /// The dial failed or timed out.
+    Down,
+}
+
 /// What the first flight said.
 enum FirstFlight {
-    /// A ClientHello (`cover` is the cover's connection if it was up by then, already holding
-    /// the hello): the gate decides.
-    Hello(Vec<u8>, Option<TcpStream>),
+    /// A ClientHello: the gate decides.
+    Hello(Vec<u8>, CoverConn),
     /// Anything else, or the cover spoke or closed first: the relay to the cover goes on.
-    Cover(Vec<u8>, Option<TcpStream>),
+    Cover(Vec<u8>, CoverConn),
     /// The visitor left.
     Gone,
 }
@@ -496,23 +505,26 @@ enum FirstFlight {
 async fn first_flight(tcp: &mut TcpStream, cover_addr: &str, deadline: Duration) -> FirstFlight {
     let mut flight = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
-    let dial = tokio::time::timeout(deadline, TcpStream::connect(cover_addr.to_owned()));
-    tokio::pin!(dial);
-    let mut dialling = true;
-    let mut cover: Option<TcpStream> = None;
+    let addr = cover_addr.to_owned();
+    let mut cover = CoverConn::Dialling(tokio::spawn(async move {
+        tokio::time::timeout(deadline, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    }));
     loop {
-        let cover_ready = async {
-            match &cover {
-                Some(c) => c.readable().await,
-                None => std::future::pending().await,
+        let cover_event = async {
+            match &mut cover {
+                CoverConn::Up(c) => Err(c.readable().await),
+                CoverConn::Dialling(h) => Ok(h.await),
+                CoverConn::Down => std::future::pending().await,
             }
         };
         tokio::select! {
             r = tcp.read(&mut chunk) => match r {
                 Ok(n) if n > 0 => {
-                    if let Some(c) = cover.as_mut() {
+                    if let CoverConn::Up(c) = &mut cover {
                         if c.write_all(&chunk[..n]).await.is_err() {
-                            return FirstFlight::Cover(flight, None);
+                            cover = CoverConn::Down;
                         }
                     }
                     flight.extend_from_slice(&chunk[..n]);
@@ -522,22 +534,22 @@ async fn first_flight(tcp: &mut TcpStream, cover_addr: &str, deadline: Duration)
                         Err(_) => return FirstFlight::Cover(flight, cover),
                     }
                 }
-                _ => return FirstFlight::Gone,
-            },
-            c = &mut dial, if dialling => {
-                dialling = false;
-                if let Ok(Ok(mut c)) = c {
-                    let _ = c.set_nodelay(true);
-                    if !flight.is_empty() && c.write_all(&flight).await.is_err() {
-                        return FirstFlight::Cover(flight, None);
+                _ => {
+                    if let CoverConn::Dialling(h) = &cover {
+                        h.abort();
                     }
-                    cover = Some(c);
+                    return FirstFlight::Gone;
                 }
-            }
-            // The cover answered or closed: from here it is the cover's conversation.
-            r = cover_ready => {
-                let _ = r;
-                return FirstFlight::Cover(flight, cover);
+            },
+            e = cover_event => match e {
+                // Connected: it gets what was read so far, then the rest as it comes.
+                Ok(Ok(Ok(mut c))) => {
+                    let _ = c.set_nodelay(true);
+                    cover = if c.write_all(&flight).await.is_ok() { CoverConn::Up(c) } else { CoverConn::Down };
+                }
+                Ok(_) => cover = CoverConn::Down,
+                // The cover answered or closed: from here it is the cover's conversation.
+                Err(_) => return FirstFlight::Cover(flight, cover),
             }
         }
     }
@@ -548,24 +560,19 @@ async fn relay_to_cover(mut tcp: TcpStream, mut cover: TcpStream) {
     let _ = tokio::time::timeout(COVER_RELAY_MAX, tokio::io::copy_bidirectional(&mut tcp, &mut cover)).await;
 }
 
-/// The cover's connection, holding `flight` already: the one from the first flight, or a new
-/// dial; `None` if the cover cannot be reached.
-async fn cover_holding(
-    server: &TlsServer,
-    cover_addr: &str,
-    have: Option<TcpStream>,
-    flight: &[u8],
-    deadline: Duration,
-) -> Option<TcpStream> {
+/// The cover's connection, holding `flight` already: the one from the first flight (waited
+/// for if still dialling); `None` if the cover cannot be reached.
+async fn cover_holding(server: &TlsServer, cover_addr: &str, have: CoverConn, flight: &[u8]) -> Option<TcpStream> {
     let cover = match have {
-        Some(c) => Some(c),
-        None => match tokio::time::timeout(deadline, TcpStream::connect(cover_addr)).await {
+        CoverConn::Up(c) => Some(c),
+        CoverConn::Dialling(h) => match h.await {
             Ok(Ok(mut c)) => {
                 let _ = c.set_nodelay(true);
                 c.write_all(flight).await.ok().map(|()| c)
             }
             _ => None,
         },
+        CoverConn::Down => None,
     };
     let now = crate::clock::unix_now_with(0);
     match &cover {
@@ -643,6 +650,9 @@ async fn accept_with_cover(
             if ours {
                 // The cover saw (at most) a ClientHello and a vanishing client, as it does
                 // every day; the customer never waited for it.
+                if let CoverConn::Dialling(h) = &cover {
+                    h.abort();
+                }
                 drop(cover);
                 return own_tls(server, flight, tcp, ctx, handshaken).await;
             }
@@ -650,7 +660,7 @@ async fn accept_with_cover(
         }
         FirstFlight::Cover(flight, cover) => (flight, cover),
     };
-    match cover_holding(server, cover_addr, cover, &flight, ctx.deadline).await {
+    match cover_holding(server, cover_addr, cover, &flight).await {
         Some(cover) => {
             // The cover has the visitor's bytes already: it answers (a hello with its own
             // certificate).
