@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench-tunnel: bulk transfer through direct loopback, shadowsocks-rust 1.25
 # (2022-blake3-aes-256-gcm, sslocal -> ssserver) and the wirepact tunnel, in one run, with the
-# same origin and discarding sink (bench_tunnel example). Ends with the four ratio lines.
+# same origin and discarding sink (bench_tunnel example), plus veil (the random-looking transport)
+# and TLS behind a gated cover site. Ends with the ratio lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BYTES=${BENCH_BYTES:-536870912}
