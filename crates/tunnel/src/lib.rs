@@ -14,6 +14,7 @@ pub mod lane;
 pub mod meter;
 pub mod mux;
 pub mod provider;
+pub mod record;
 pub mod relay;
 pub mod session;
 pub mod socks;

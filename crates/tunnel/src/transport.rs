@@ -21,6 +21,7 @@ use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
 
 use crate::auth::{AuthChecker, SessionLookup};
 use crate::mux::Prefixed;
+use crate::record::RecordStream;
 
 /// ALPN the client offers, like a browser.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -169,7 +170,7 @@ impl Transport for TlsTransport {
         Box::pin(async move {
             let t =
                 connect_with(addr, &self.server_name, self.tunnel_key, self.hello_key.as_ref(), auth, deadline).await?;
-            let stream: BoxIo = t.stream;
+            let stream: BoxIo = Box::new(t.stream);
             Ok(ClientTunnel { stream, credit_until: t.credit_until, pending: t.pending })
         })
     }
@@ -243,6 +244,10 @@ impl TunnelIdentity {
             .with_no_client_auth()
             .with_single_cert(vec![self.cert.clone()], PrivateKeyDer::Pkcs8(self.key.clone_key()))?;
         cfg.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
+        // After the session auth both ends carry on with their own record layer from the
+        // extracted secrets: no post-handshake message may be in flight then.
+        cfg.send_tls13_tickets = 0;
+        cfg.enable_secret_extraction = true;
         Ok(Arc::new(cfg))
     }
 }
@@ -350,6 +355,7 @@ pub fn client_config(tunnel_key: B256) -> Result<Arc<ClientConfig>, TransportErr
         .with_custom_certificate_verifier(Arc::new(PinnedKey { pin: tunnel_key, provider }))
         .with_no_client_auth();
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    cfg.enable_secret_extraction = true;
     Ok(Arc::new(cfg))
 }
 
@@ -734,7 +740,13 @@ async fn accept_observed(
             tls.write_all(&Frame::AuthOk { credit_until }.to_bytes()).await?;
             tls.flush().await?;
             let pending = buf.split_off(used);
-            Ok(Accepted::Session { stream: Box::new(tls), session_id, pending })
+            // The client waits for AuthOk before it sends more: nothing is in flight, and the
+            // tunnel's own record layer takes over here, as on the client.
+            let (wire, conn) = tls.into_inner();
+            let buffered = wire.buffer().to_vec();
+            let secrets = conn.dangerous_extract_secrets()?;
+            let stream = RecordStream::tls(wire.into_inner(), &secrets, &buffered)?;
+            Ok(Accepted::Session { stream: Box::new(stream), session_id, pending })
         }
         None => {
             // A visitor that stops reading cannot hold the connection open either.
@@ -884,7 +896,10 @@ impl std::fmt::Debug for ClientTunnel {
 /// inspected), before [`TlsTransport`] boxes it into a [`ClientTunnel`].
 #[derive(Debug)]
 pub struct TlsTunnel {
-    pub stream: Box<client::TlsStream<Wire>>,
+    /// TLS 1.3 records over the connection, after the handshake (see [`crate::record`]).
+    pub stream: RecordStream<TcpStream>,
+    /// The negotiated cipher suite.
+    pub cipher_suite: Option<rustls::CipherSuite>,
     /// The provider's first credit line.
     pub credit_until: u64,
     /// The negotiated key exchange group (X25519MLKEM768 unless the server could not).
@@ -1054,8 +1069,15 @@ pub async fn connect_with(
             }
         };
         let key_exchange = tls.get_ref().1.negotiated_key_exchange_group().map(|g| g.name());
+        let cipher_suite = tls.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
         let (credit_until, pending) = authenticate(&mut tls, auth).await?;
-        Ok(TlsTunnel { stream: Box::new(tls), credit_until, key_exchange, pending })
+        // From here the tunnel's own record layer carries the session (the same TLS records,
+        // through fewer copies); the provider switches at the same point.
+        let (wire, conn) = tls.into_inner();
+        let buffered = wire.buffer().to_vec();
+        let secrets = conn.dangerous_extract_secrets()?;
+        let stream = RecordStream::tls(wire.into_inner(), &secrets, &buffered)?;
+        Ok(TlsTunnel { stream, credit_until, key_exchange, cipher_suite, pending })
     };
     tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?
 }

@@ -32,21 +32,19 @@
 //! is readable on the wire.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, B256};
 use alloy::signers::local::PrivateKeySigner;
-use aws_lc_rs::aead::quic::{HeaderProtectionKey, AES_256 as HP_AES_256};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::kem::{Ciphertext, DecapsulationKey, EncapsulationKey, ML_KEM_768};
 use curve25519_elligator2::{MapToPointVariant, MontgomeryPoint, Randomized};
 use rand::{Rng, RngCore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
 
+use crate::record::{Dir, RecordStream};
 use crate::transport::{
     AcceptContext, Accepted, Acceptor, BoxIo, ClientTunnel, Dialing, Reach, Transport, TransportError,
 };
@@ -63,8 +61,6 @@ const BODY1: usize = 8 + 65 + ML_KEM_EK + 2;
 const BODY2: usize = ML_KEM_CT + 2;
 /// Most random padding after either flight.
 pub const PAD_MAX: usize = 512;
-/// Largest payload of one record.
-pub const MAX_PAYLOAD: usize = 16 * 1024;
 /// Minutes either side of the provider's clock a proof is accepted.
 pub const MINUTE_SKEW: u64 = 1;
 /// How long the provider keeps reading a connection that is not a customer's before closing
@@ -287,205 +283,12 @@ fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
-/// One direction's record keys.
-struct Dir {
-    key: LessSafeKey,
-    hp: HeaderProtectionKey,
-    counter: u64,
-}
-
-impl Dir {
-    fn new(key: &[u8], hp: &[u8]) -> Result<Self, TransportError> {
-        Ok(Self {
-            key: aead(key)?,
-            hp: HeaderProtectionKey::new(&HP_AES_256, hp).map_err(|_| TransportError::NoRandomness)?,
-            counter: 0,
-        })
-    }
-
-    fn mask(&self) -> [u8; 2] {
-        let mut sample = [0u8; 16];
-        sample[..8].copy_from_slice(&self.counter.to_be_bytes());
-        let m = self.hp.new_mask(&sample).unwrap_or([0; 5]);
-        [m[0], m[1]]
-    }
-}
-
 /// Data keys from the handshake: (client to provider, provider to client).
 fn data_dirs(secret: &[u8], transcript: &[u8]) -> Result<(Dir, Dir), TransportError> {
     let th = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(transcript));
     let mut okm = [0u8; 128];
     hkdf(secret, &th, &mut okm);
-    Ok((Dir::new(&okm[..32], &okm[64..96])?, Dir::new(&okm[32..64], &okm[96..128])?))
-}
-
-/// A veil connection after its handshake: records both ways.
-pub struct VeilStream<S> {
-    inner: S,
-    tx: Dir,
-    rx: Dir,
-    rbuf: Vec<u8>,
-    rstart: usize,
-    rend: usize,
-    /// A decrypted record being handed out: (next byte, end of payload, end of record).
-    plain: Option<(usize, usize, usize)>,
-    wbuf: Vec<u8>,
-    woff: usize,
-}
-
-impl<S> std::fmt::Debug for VeilStream<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VeilStream").field("sent", &self.tx.counter).field("received", &self.rx.counter).finish()
-    }
-}
-
-/// Encrypted bytes held before [`VeilStream::poll_write`] waits for the socket.
-const WBUF_HIGH: usize = 64 * 1024;
-const RBUF: usize = 128 * 1024;
-
-impl<S> VeilStream<S> {
-    fn new(inner: S, tx: Dir, rx: Dir, pending: &[u8]) -> Self {
-        let mut rbuf = vec![0u8; RBUF.max(pending.len())];
-        rbuf[..pending.len()].copy_from_slice(pending);
-        Self {
-            inner,
-            tx,
-            rx,
-            rbuf,
-            rstart: 0,
-            rend: pending.len(),
-            plain: None,
-            wbuf: Vec::with_capacity(WBUF_HIGH + MAX_PAYLOAD + 18),
-            woff: 0,
-        }
-    }
-
-    fn seal(&mut self, data: &[u8]) -> io::Result<()> {
-        let len = u16::try_from(data.len() + TAG).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let m = self.tx.mask();
-        let l = len.to_be_bytes();
-        self.wbuf.extend_from_slice(&[l[0] ^ m[0], l[1] ^ m[1]]);
-        let at = self.wbuf.len();
-        self.wbuf.extend_from_slice(data);
-        let tag = self
-            .tx
-            .key
-            .seal_in_place_separate_tag(nonce(self.tx.counter), Aad::empty(), &mut self.wbuf[at..])
-            .map_err(|_| io::Error::other("veil: sealing failed"))?;
-        self.wbuf.extend_from_slice(tag.as_ref());
-        self.tx.counter += 1;
-        Ok(())
-    }
-}
-
-impl<S: AsyncWrite + Unpin> VeilStream<S> {
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.woff < self.wbuf.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.wbuf[self.woff..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.woff += n;
-        }
-        self.wbuf.clear();
-        self.woff = 0;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for VeilStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let me = &mut *self;
-        loop {
-            if let Some((pos, pend, rec_end)) = me.plain {
-                let n = out.remaining().min(pend - pos);
-                out.put_slice(&me.rbuf[pos..pos + n]);
-                if pos + n == pend {
-                    me.plain = None;
-                    me.rstart = rec_end;
-                } else {
-                    me.plain = Some((pos + n, pend, rec_end));
-                }
-                return Poll::Ready(Ok(()));
-            }
-            let avail = me.rend - me.rstart;
-            if avail >= 2 {
-                let m = me.rx.mask();
-                let len = usize::from(u16::from_be_bytes([me.rbuf[me.rstart] ^ m[0], me.rbuf[me.rstart + 1] ^ m[1]]));
-                if !(TAG..=MAX_PAYLOAD + TAG).contains(&len) {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "veil: bad record length")));
-                }
-                if avail >= 2 + len {
-                    let body = me.rstart + 2;
-                    let plain = me
-                        .rx
-                        .key
-                        .open_in_place(nonce(me.rx.counter), Aad::empty(), &mut me.rbuf[body..body + len])
-                        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "veil: a record failed to decrypt"))?
-                        .len();
-                    me.rx.counter += 1;
-                    if plain == 0 {
-                        me.rstart = body + len;
-                    } else {
-                        me.plain = Some((body, body + plain, body + len));
-                    }
-                    continue;
-                }
-                if me.rstart + 2 + len > me.rbuf.len() {
-                    me.rbuf.copy_within(me.rstart..me.rend, 0);
-                    me.rend -= me.rstart;
-                    me.rstart = 0;
-                }
-            }
-            if me.rstart == me.rend {
-                me.rstart = 0;
-                me.rend = 0;
-            } else if me.rend == me.rbuf.len() {
-                me.rbuf.copy_within(me.rstart..me.rend, 0);
-                me.rend -= me.rstart;
-                me.rstart = 0;
-            }
-            let mut rb = ReadBuf::new(&mut me.rbuf[me.rend..]);
-            ready!(Pin::new(&mut me.inner).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
-                if me.rend > me.rstart {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "veil: cut in a record")));
-                }
-                return Poll::Ready(Ok(()));
-            }
-            me.rend += n;
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for VeilStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let me = &mut *self;
-        if me.wbuf.len() - me.woff >= WBUF_HIGH {
-            ready!(me.poll_drain(cx))?;
-        }
-        let n = buf.len().min(MAX_PAYLOAD);
-        if n == 0 {
-            return Poll::Ready(Ok(0));
-        }
-        me.seal(&buf[..n])?;
-        // Push what the socket takes now; the rest goes with the next write or the flush.
-        if let Poll::Ready(Err(e)) = me.poll_drain(cx) {
-            return Poll::Ready(Err(e));
-        }
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    Ok((Dir::veil(&okm[..32], &okm[64..96])?, Dir::veil(&okm[32..64], &okm[96..128])?))
 }
 
 /// The client's first flight and what it needs to read the answer.
@@ -536,6 +339,9 @@ fn client_hello(server: &[u8; 32], session_key: &PrivateKeySigner, unix: u64) ->
 ///
 /// # Errors
 /// The connection fails, or what comes back is not this provider's answer.
+/// A veil connection after its handshake.
+pub type VeilStream<S> = RecordStream<S>;
+
 pub async fn veil_handshake(
     mut tcp: TcpStream,
     server: &[u8; 32],
@@ -723,22 +529,6 @@ struct ServerState {
     k1s: [u8; 32],
     ek: EncapsulationKey,
     pad: usize,
-}
-
-impl<S> VeilStream<S> {
-    fn with_inner<T>(self, inner: T) -> VeilStream<T> {
-        VeilStream {
-            inner,
-            tx: self.tx,
-            rx: self.rx,
-            rbuf: self.rbuf,
-            rstart: self.rstart,
-            rend: self.rend,
-            plain: self.plain,
-            wbuf: self.wbuf,
-            woff: self.woff,
-        }
-    }
 }
 
 /// Reads and drops whatever `tcp` sends until `until`, then closes: what a provider does with
@@ -943,10 +733,10 @@ mod tests {
         let k = [3u8; 32];
         let h = [4u8; 32];
         (
-            Dir::new(&k, &h).expect("dir"),
-            Dir::new(&k, &h).expect("dir"),
-            Dir::new(&h, &k).expect("dir"),
-            Dir::new(&h, &k).expect("dir"),
+            Dir::veil(&k, &h).expect("dir"),
+            Dir::veil(&k, &h).expect("dir"),
+            Dir::veil(&h, &k).expect("dir"),
+            Dir::veil(&h, &k).expect("dir"),
         )
     }
 
@@ -982,5 +772,35 @@ mod tests {
         let mut b = VeilStream::new(&wire[..wire.len() - 3], b_tx, b_rx, &[]);
         let e = b.read_exact(&mut out).await.expect_err("cut");
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives on the wire, the reader returns data it authenticated, an error or
+        /// the end: never a panic, never bytes that did not decrypt.
+        #[test]
+        fn arbitrary_wire_bytes_never_panic_or_pass(wire in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40_000)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            rt.block_on(async {
+                let (_, rx, tx, _) = pair();
+                let mut b = VeilStream::new(&wire[..], tx, rx, &[]);
+                let mut out = Vec::new();
+                // Random bytes decrypt with probability 2^-128: whatever happens, nothing is read.
+                let r = b.read_to_end(&mut out).await;
+                proptest::prop_assert!(out.is_empty(), "{} bytes passed: {r:?}", out.len());
+                Ok(())
+            })?;
+        }
+
+        /// The server's check of a first flight's fixed part, on arbitrary bytes: a refusal, never
+        /// a panic or a customer.
+        #[test]
+        fn arbitrary_first_flights_are_refused(body in proptest::collection::vec(proptest::prelude::any::<u8>(), BODY1 + TAG..=BODY1 + TAG)) {
+            let server = VeilServer::new(VeilKey::from_secret([9; 32]));
+            let mut head = random_printable(prefix_len(&server.key.public()));
+            head.extend_from_slice(&body);
+            head.extend_from_slice(&[0u8; 32]);
+            let r = server.check(&head[..prefix_len(&server.key.public()) + 32 + BODY1 + TAG], 1_800_000_000, &|_| true);
+            proptest::prop_assert!(r.is_err());
+        }
     }
 }

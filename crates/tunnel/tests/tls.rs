@@ -98,12 +98,12 @@ async fn session_authenticates_over_post_quantum_tls() {
         .expect("connect");
     assert_eq!(t.key_exchange, Some(NamedGroup::X25519MLKEM768));
     // The suite a browser leads with (and the cheapest with AES-NI).
-    let suite = t.stream.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
+    let suite = t.cipher_suite;
     assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
     assert_eq!(t.credit_until, DEFAULT_WINDOW);
     // A silently dead provider is noticed in seconds while data is unacknowledged (the user
     // timeout); keepalive has a browser's 45 s cadence (idle sessions are watched by pings).
-    let sock = socket2::SockRef::from(t.stream.get_ref().0.get_ref());
+    let sock = socket2::SockRef::from(t.stream.get_ref());
     assert!(sock.keepalive().expect("keepalive"), "keepalive on");
     assert_eq!(sock.tcp_keepalive_time().expect("idle"), wirepact_tunnel::transport::KEEPALIVE_IDLE);
     #[cfg(target_os = "linux")]
@@ -302,4 +302,57 @@ async fn handshake_time_measures_the_pinned_provider_and_tells_another_key_apart
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
     let gone = wirepact_tunnel::handshake_time(closed, SNI, s.tunnel_key, Duration::from_secs(5)).await;
     assert!(gone.is_err());
+}
+
+/// After the session auth the client carries on with its own TLS 1.3 record layer: a plain
+/// rustls server on the other end (which never switches) reads its records, answers through
+/// rustls, and sees its close_notify as a clean end. So the records on the wire are TLS's
+/// own, byte for byte, in both directions.
+#[tokio::test]
+async fn the_clients_own_records_are_tls_13_records_rustls_reads_and_writes() {
+    let id = TunnelIdentity::generate(SNI).expect("identity");
+    let tunnel_key = id.tunnel_key();
+    let acceptor = tokio_rustls::TlsAcceptor::from(id.server_config().expect("config"));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.expect("accept");
+        let mut tls = acceptor.accept(tcp).await.expect("handshake");
+        // The auth frame, then AuthOk, all through rustls.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let used = loop {
+            let n = tls.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before the auth");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok((Frame::SessionAuth { .. }, used)) = Frame::decode(&buf) {
+                break used;
+            }
+        };
+        assert_eq!(used, buf.len(), "nothing but the auth before AuthOk");
+        tls.write_all(&Frame::AuthOk { credit_until: 1 << 20 }.to_bytes()).await.expect("auth ok");
+        tls.flush().await.expect("flush");
+        // Everything the client's record layer sends, read by rustls until close_notify.
+        let mut got = Vec::new();
+        tls.read_to_end(&mut got).await.expect("rustls reads the client's records to a clean end");
+        // And an answer through rustls for the client's record layer to read.
+        let answer: Vec<u8> = got.iter().rev().copied().collect();
+        tls.write_all(&answer).await.expect("answer");
+        tls.shutdown().await.expect("close_notify");
+        got
+    });
+    let key = PrivateKeySigner::random();
+    let mut t =
+        connect(addr, SNI, tunnel_key, &auth(&key, tunnel_key, 9), Duration::from_secs(5)).await.expect("connect");
+    let data: Vec<u8> = (0..200_000u32).map(|i| i.to_le_bytes()[0].wrapping_mul(7) ^ i.to_le_bytes()[1]).collect();
+    for chunk in data.chunks(33_333) {
+        t.stream.write_all(chunk).await.expect("write");
+    }
+    t.stream.shutdown().await.expect("shutdown");
+    let mut back = Vec::new();
+    t.stream.read_to_end(&mut back).await.expect("the client reads rustls' records to a clean end");
+    let got = server.await.expect("server");
+    assert!(got == data, "rustls read {} bytes, not what the client sent", got.len());
+    let want: Vec<u8> = data.iter().rev().copied().collect();
+    assert!(back == want, "the client read {} bytes, not rustls' answer", back.len());
 }
