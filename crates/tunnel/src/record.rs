@@ -34,6 +34,11 @@ const RBUF: usize = 128 * 1024;
 /// connection; a client reconnects long before.
 const MAX_RECORDS: u64 = 1 << 24;
 
+/// Records sent padded at the start of every TLS connection (see [`shaped_len`]).
+pub const SHAPED_RECORDS: u32 = 8;
+/// Padded records are rounded up to a multiple of this, plus 0-2 more of it at random.
+pub const SHAPE_BUCKET: usize = 512;
+
 const TLS_APPLICATION_DATA: u8 = 0x17;
 const TLS_ALERT: u8 = 0x15;
 const TLS_HEADER: usize = 5;
@@ -126,14 +131,16 @@ impl Dir {
         }
     }
 
-    /// Appends one sealed record of `data` (at most [`MAX_PAYLOAD`]) to `out`.
-    fn seal(&mut self, data: &[u8], content_type: u8, out: &mut Vec<u8>) -> io::Result<()> {
+    /// Appends one sealed record of `data` (at most [`MAX_PAYLOAD`]) to `out`, its content
+    /// followed by `pad` zero bytes (TLS framing only: TLSInnerPlaintext's padding).
+    fn seal(&mut self, data: &[u8], content_type: u8, pad: usize, out: &mut Vec<u8>) -> io::Result<()> {
         if self.seq >= MAX_RECORDS {
             return Err(io::Error::other("record: this connection sealed as many records as one key may; reconnect"));
         }
         let at = out.len();
         let inner_type = usize::from(matches!(self.framing, Framing::Tls { .. }));
-        let body = data.len() + inner_type + TAG;
+        let pad = pad * inner_type;
+        let body = data.len() + inner_type + pad + TAG;
         let len = u16::try_from(body).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         match &self.framing {
             Framing::Tls { .. } => {
@@ -150,6 +157,7 @@ impl Dir {
         out.extend_from_slice(data);
         if inner_type == 1 {
             out.push(content_type);
+            out.resize(out.len() + pad, 0);
         }
         let mut header = [0u8; TLS_HEADER];
         header[..hlen].copy_from_slice(&out[at..at + hlen]);
@@ -162,6 +170,16 @@ impl Dir {
         self.seq += 1;
         Ok(())
     }
+}
+
+/// The padded length of one of a connection's first records of `len` bytes: rounded up to
+/// [`SHAPE_BUCKET`] plus 0-2 buckets at random (`extra`), never past a record's maximum. An
+/// app's own TLS handshake inside the tunnel (ClientHello, the server's flight, Finished) is
+/// what a connection's first records carry; padded, their sizes tell a censor only the bucket,
+/// blurred by a kilobyte of noise.
+#[must_use]
+pub fn shaped_len(len: usize, extra: usize) -> usize {
+    (len.div_ceil(SHAPE_BUCKET).max(1) * SHAPE_BUCKET + extra.min(2) * SHAPE_BUCKET).min(MAX_PAYLOAD)
 }
 
 fn aead(alg: &'static Algorithm, key: &[u8]) -> Result<LessSafeKey, TransportError> {
@@ -184,6 +202,8 @@ pub struct RecordStream<S> {
     woff: usize,
     /// close_notify is sealed (TLS framing) and on its way.
     shut: bool,
+    /// First records still to pad ([`shaped_len`]).
+    shape_left: u32,
 }
 
 impl<S> std::fmt::Debug for RecordStream<S> {
@@ -210,6 +230,7 @@ impl<S> RecordStream<S> {
             wbuf: Vec::with_capacity(WBUF_HIGH + MAX_PAYLOAD + 64),
             woff: 0,
             shut: false,
+            shape_left: SHAPED_RECORDS,
         }
     }
 
@@ -237,6 +258,7 @@ impl<S> RecordStream<S> {
             wbuf: self.wbuf,
             woff: self.woff,
             shut: self.shut,
+            shape_left: self.shape_left,
         }
     }
 
@@ -370,7 +392,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for RecordStream<S> {
         if n == 0 {
             return Poll::Ready(Ok(0));
         }
-        me.tx.seal(&buf[..n], TLS_APPLICATION_DATA, &mut me.wbuf)?;
+        let pad = if me.shape_left > 0 {
+            me.shape_left -= 1;
+            shaped_len(n, rand::random_range(0..=2)) - n
+        } else {
+            0
+        };
+        me.tx.seal(&buf[..n], TLS_APPLICATION_DATA, pad, &mut me.wbuf)?;
         // Push what the socket takes now; the rest goes with the next write or the flush.
         if let Poll::Ready(Err(e)) = me.poll_drain(cx) {
             return Poll::Ready(Err(e));
@@ -389,7 +417,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for RecordStream<S> {
             me.shut = true;
             if matches!(me.tx.framing, Framing::Tls { .. }) {
                 // close_notify: level warning (1), description 0.
-                me.tx.seal(&[1, 0], TLS_ALERT, &mut me.wbuf)?;
+                me.tx.seal(&[1, 0], TLS_ALERT, 0, &mut me.wbuf)?;
             }
         }
         ready!(me.poll_drain(cx))?;
@@ -414,8 +442,7 @@ mod tests {
         let data = vec![0x5a; 40_000];
         a.write_all(&data).await.expect("write");
         a.shutdown().await.expect("close_notify");
-        // Three full-or-partial records of data and the alert, each announced as TLS 1.3
-        // application data: 16 KiB, 16 KiB, the rest.
+        // Full records of data and the alert, each announced as TLS 1.3 application data.
         assert_eq!(&wire[..3], &[0x17, 3, 3]);
         assert_eq!(u16::from_be_bytes([wire[3], wire[4]]), 16_384 + 1 + 16);
         let mut b = RecordStream::new(&wire[..], tls_dir(), tls_dir(), &[]);
@@ -441,5 +468,54 @@ mod tests {
                 Ok(())
             })?;
         }
+    }
+
+    /// The sealed lengths of the records in `wire` (TLS framing).
+    fn record_lengths(wire: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 5 <= wire.len() {
+            let len = usize::from(u16::from_be_bytes([wire[at + 3], wire[at + 4]]));
+            out.push(len);
+            at += 5 + len;
+        }
+        out
+    }
+
+    /// An app's TLS handshake inside the tunnel, as its messages reach the record layer: a
+    /// ClientHello with a post-quantum share (1,795 bytes), a client Finished (74), a first
+    /// request (517). The first records of a connection carry them padded to 512-byte buckets
+    /// plus up to a kilobyte of noise: no outer record has an inner message's size, two runs
+    /// differ, and bulk records later are not padded.
+    #[tokio::test]
+    async fn a_connections_first_records_hide_the_inner_handshakes_sizes() {
+        let inner = [1_795usize, 74, 517];
+        let mut runs = Vec::new();
+        for _ in 0..8 {
+            let mut wire = Vec::new();
+            let mut a = RecordStream::new(&mut wire, tls_dir(), tls_dir(), &[]);
+            for n in inner {
+                a.write_all(&vec![7u8; n]).await.expect("write");
+            }
+            for _ in 0..SHAPED_RECORDS {
+                a.write_all(&[9u8; 1000]).await.expect("write");
+            }
+            a.flush().await.expect("flush");
+            let lens = record_lengths(&wire);
+            for (i, n) in inner.iter().enumerate() {
+                let payload = lens[i] - 1 - TAG;
+                assert_eq!(payload % SHAPE_BUCKET, 0, "record {i}: {payload} is not a bucket");
+                assert!(payload >= *n && payload <= n.div_ceil(SHAPE_BUCKET) * SHAPE_BUCKET + 2 * SHAPE_BUCKET);
+            }
+            // After the first SHAPED_RECORDS records, payloads go unpadded.
+            assert_eq!(lens.last().copied(), Some(1000 + 1 + TAG));
+            let mut b = RecordStream::new(&wire[..], tls_dir(), tls_dir(), &[]);
+            let mut got = vec![0u8; 1_795 + 74 + 517];
+            b.read_exact(&mut got).await.expect("the padding is stripped");
+            assert!(got[..1_795].iter().all(|&c| c == 7));
+            runs.push(lens[..inner.len()].to_vec());
+        }
+        runs.dedup();
+        assert!(runs.len() > 1, "the noise never changed a size in 8 runs: {runs:?}");
     }
 }
