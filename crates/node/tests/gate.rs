@@ -100,19 +100,7 @@ async fn with_a_cover_the_node_lets_only_customers_in_and_strangers_meet_the_cov
         Err(e @ TransportError::OtherCertificate) => panic!("the node never learned the session: {e}"),
         Err(e) => panic!("the customer's tunnel: {e}"),
     };
-    let clock = Arc::new(std::sync::atomic::AtomicU64::new(now));
-    let tick = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let session =
-        ClientSession::start(Prefixed::new(t.pending, t.stream), session_key, dom, opened.id.0, 1 << 20, tick)
-            .await
-            .expect("session");
-    let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let proxy = socks.local_addr().expect("addr");
-    tokio::spawn(serve_proxy(socks, session.clone()));
-    let o = support::origin().await;
-    assert_eq!(support::fetch(proxy, o).await, 65_536, "the customer's fetch through the gated node");
-    let acked = session.finish(Duration::from_secs(10)).await.expect("final receipt");
-    assert_eq!(acked, session.counted());
+    fetch_over(t, session_key, dom, opened.id.0, now, "through the gated node").await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -156,18 +144,30 @@ async fn a_customer_fetches_through_the_nodes_veil_port_advertised_on_chain() {
         }
     }
     let t = t.expect("the customer's veil tunnel");
+    fetch_over(t, session_key, dom, opened.id.0, now, "over veil").await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A session over the tunnel `t`: 64 KiB fetched through its SOCKS5 port (`how` it got there,
+/// for the message), the last receipt acknowledged for every byte counted.
+async fn fetch_over(
+    t: wirepact_tunnel::ClientTunnel,
+    session_key: PrivateKeySigner,
+    dom: alloy::sol_types::Eip712Domain,
+    sid: alloy::primitives::B256,
+    now: u64,
+    how: &str,
+) {
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(now));
     let tick = Arc::new(move || clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
-    let session =
-        ClientSession::start(Prefixed::new(t.pending, t.stream), session_key, dom, opened.id.0, 1 << 20, tick)
-            .await
-            .expect("session");
+    let session = ClientSession::start(Prefixed::new(t.pending, t.stream), session_key, dom, sid, 1 << 20, tick)
+        .await
+        .expect("session");
     let socks = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let proxy = socks.local_addr().expect("addr");
     tokio::spawn(serve_proxy(socks, session.clone()));
     let o = support::origin().await;
-    assert_eq!(support::fetch(proxy, o).await, 65_536, "the customer's fetch over veil");
+    assert_eq!(support::fetch(proxy, o).await, 65_536, "the customer's fetch {how}");
     let acked = session.finish(Duration::from_secs(10)).await.expect("final receipt");
     assert_eq!(acked, session.counted());
-    let _ = std::fs::remove_dir_all(&dir);
 }
