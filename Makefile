@@ -61,9 +61,10 @@ abi-check: abi
 test: test-contracts abi-check test-rust fuzz-smoke
 
 # What the tests drive, from apt when missing: a headless browser (the dashboard), curl (the
-# proxies), iperf3 (UDP through --tun in the full-device test).
+# proxies, the cover site), openssl (s_client against the cover site), iperf3 (UDP through
+# --tun in the full-device test).
 test-tools:
-	@missing=""; for t in chromium curl iperf3; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in chromium curl iperf3 openssl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then echo "installing from apt:$$missing (the tests drive them)"; \
 	  export DEBIAN_FRONTEND=noninteractive; SUDO=$$(command -v sudo || true); \
 	  $$SUDO apt-get install -y -q $$missing >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; }; fi

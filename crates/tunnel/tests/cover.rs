@@ -175,7 +175,7 @@ async fn an_unreachable_cover_falls_back_to_the_decoy() {
 
 /// A real HTTPS cover site: a certificate for `cdn.example.com` from a test CA made here, an
 /// HTTP answer of its own. Returns its address and the CA to trust.
-async fn tls_cover_site() -> (SocketAddr, rustls::pki_types::CertificateDer<'static>) {
+async fn tls_cover_site() -> (SocketAddr, rustls::pki_types::CertificateDer<'static>, String) {
     let ca_key = rcgen::KeyPair::generate().expect("ca key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -215,7 +215,7 @@ async fn tls_cover_site() -> (SocketAddr, rustls::pki_types::CertificateDer<'sta
             });
         }
     });
-    (a, ca_cert.der().clone())
+    (a, ca_cert.der().clone(), ca_cert.pem())
 }
 
 /// Fetches `/` over TLS from `addr`, trusting only `ca`; returns the certificate the server
@@ -243,7 +243,7 @@ async fn browse(addr: SocketAddr, ca: &rustls::pki_types::CertificateDer<'static
 /// session key's proof gets the post-quantum tunnel.
 #[tokio::test]
 async fn a_tls_prober_meets_the_cover_sites_certificate_and_a_customer_its_tunnel() {
-    let (cover, ca) = tls_cover_site().await;
+    let (cover, ca, _) = tls_cover_site().await;
     let key = PrivateKeySigner::random();
     let mut p = provider_gated(cover.to_string(), key.address(), 2, true).await;
     let direct = browse(cover, &ca).await;
@@ -296,7 +296,7 @@ async fn customer_first_flight(key: &PrivateKeySigner, tunnel_key: B256) -> Vec<
 /// customer: both go to the cover site, which answers with its own handshake.
 #[tokio::test]
 async fn a_replayed_or_modified_hello_goes_to_the_cover() {
-    let (cover, _ca) = tls_cover_site().await;
+    let (cover, _ca, _) = tls_cover_site().await;
     let key = PrivateKeySigner::random();
     let mut p = provider_gated(cover.to_string(), key.address(), 3, true).await;
     let flight = customer_first_flight(&key, p.tunnel_key).await;
@@ -317,4 +317,66 @@ async fn a_replayed_or_modified_hello_goes_to_the_cover() {
     altered[at + 10] ^= 0x01;
     let _ = exchange(p.addr, &altered).await;
     assert_eq!(p.results.recv().await, Some("cover"), "a modified hello meets the cover");
+}
+
+/// Runs `program` with `args` (at most 10 s): what it printed.
+async fn run(program: &str, args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new(program).args(args).stdin(std::process::Stdio::null()).output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{program} did not finish"))
+    .unwrap_or_else(|e| panic!("this test drives {program} (`make test` installs it): {e}"));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The PEM certificates in `text`, in order.
+fn pem_blocks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let Some(j) = rest[i..].find("-----END CERTIFICATE-----") else { break };
+        out.push(rest[i..i + j].to_owned());
+        rest = &rest[i + j..];
+    }
+    out
+}
+
+/// The prober's own tools through the provider's port, with the ClientHello gate: `curl
+/// --cacert` gets exactly the bytes it gets from the cover site directly, and `openssl
+/// s_client` sees the cover's chain, verified by the test CA.
+#[tokio::test]
+async fn curl_and_openssl_see_the_cover_sites_chain_and_bytes_through_the_provider() {
+    let (cover, _, ca_pem) = tls_cover_site().await;
+    let mut p = provider_gated(cover.to_string(), PrivateKeySigner::random().address(), 2, true).await;
+    let dir = std::env::temp_dir().join(format!("wirepact-cover-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_pem).expect("ca");
+    let ca = ca.to_str().expect("path");
+
+    let curl = |addr: SocketAddr| {
+        let resolve = format!("{SNI}:{}:127.0.0.1", addr.port());
+        let url = format!("https://{SNI}:{}/", addr.port());
+        async move { run("curl", &["-sS", "--max-time", "5", "--cacert", ca, "--resolve", &resolve, &url]).await }
+    };
+    let direct = curl(cover).await;
+    assert_eq!(direct, "the cover site's own page", "curl to the cover directly");
+    assert_eq!(curl(p.addr).await, direct, "curl through the provider's port");
+    assert_eq!(p.results.recv().await, Some("cover"));
+
+    let s_client = |addr: SocketAddr| {
+        let connect = format!("127.0.0.1:{}", addr.port());
+        async move {
+            run("openssl", &["s_client", "-connect", &connect, "-servername", SNI, "-CAfile", ca, "-showcerts"]).await
+        }
+    };
+    let direct = s_client(cover).await;
+    let relayed = s_client(p.addr).await;
+    assert!(relayed.contains("Verify return code: 0 (ok)"), "openssl did not verify the chain: {relayed}");
+    assert!(!pem_blocks(&direct).is_empty(), "openssl showed no certificate: {direct}");
+    assert_eq!(pem_blocks(&relayed), pem_blocks(&direct), "the same chain as the cover site's own");
+    assert_eq!(p.results.recv().await, Some("cover"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
