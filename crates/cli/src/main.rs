@@ -127,9 +127,10 @@ enum Cmd {
         /// router) go to instead [default: 1.1.1.1].
         #[arg(long, requires = "tun")]
         tun_dns_server: Option<std::net::IpAddr>,
-        /// How to reach providers: "tls" (HTTPS-shaped, the default) or "veil" (random-looking,
-        /// for networks that throttle TLS to unknown hosts; only providers serving it).
-        #[arg(long, value_name = "tls|veil")]
+        /// How to reach providers: "tls" (HTTPS-shaped, the default), "veil" (random-looking,
+        /// for networks that throttle TLS to unknown hosts; only providers serving it) or
+        /// "auto" (TLS, then veil where TLS does not get through).
+        #[arg(long, value_name = "tls|veil|auto")]
         transport: Option<wirepact_client::TransportKind>,
         #[command(flatten)]
         chain: ChainOverride,

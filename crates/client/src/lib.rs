@@ -115,9 +115,10 @@ pub struct ClientConfig {
     /// probes follow the same rule).
     #[serde(default = "default_server_name")]
     pub server_name: String,
-    /// How to reach providers: `tls` (HTTPS-shaped, post-quantum; the default) or `veil`
-    /// (every byte random-looking, for networks that throttle TLS to unknown hosts; only
-    /// providers that serve it are considered).
+    /// How to reach providers: `tls` (HTTPS-shaped, post-quantum; the default), `veil` (every
+    /// byte random-looking, for networks that throttle TLS to unknown hosts; only providers
+    /// that serve it are considered) or `auto` (TLS, then veil where TLS does not get through
+    /// and the provider serves it).
     #[serde(default)]
     pub transport: TransportKind,
     /// Keep a second session open with the next-ranked provider, so new streams move there
@@ -202,6 +203,8 @@ pub enum TransportKind {
     Tls,
     /// The random-looking transport, to the port and key the provider advertises.
     Veil,
+    /// TLS first; veil when TLS does not get through and the provider serves veil.
+    Auto,
 }
 
 impl std::str::FromStr for TransportKind {
@@ -210,7 +213,8 @@ impl std::str::FromStr for TransportKind {
         match s {
             "tls" => Ok(Self::Tls),
             "veil" => Ok(Self::Veil),
-            other => Err(format!("transport {other:?}: use \"tls\" or \"veil\"")),
+            "auto" => Ok(Self::Auto),
+            other => Err(format!("transport {other:?}: use \"tls\", \"veil\" or \"auto\"")),
         }
     }
 }
@@ -567,35 +571,57 @@ impl Opener<'_> {
         let dom = domain(market.chain_id(), market.address());
         let connected = async {
             let tunnel_key = choice_key(market, choice.id).await?;
-            let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, clock(), rand_nonce())
-                .map_err(|e| ClientError::Sign(e.to_string()))?;
             // Every connection of the session (the control one and its lanes) goes through
             // one transport: TLS pinned to the provider's key, each ClientHello carrying the
-            // session key's proof (a provider with a cover site lets only such hellos in).
-            let (transport, addr): (std::sync::Arc<dyn Transport>, _) = match (self.cfg.transport, choice.veil) {
-                (TransportKind::Veil, Some(veil)) => (
+            // session key's proof (a provider with a cover site lets only such hellos in), or
+            // veil to the port and key the provider advertises. `auto` tries TLS, then veil.
+            let tls: (std::sync::Arc<dyn Transport>, std::net::SocketAddr) = (
+                std::sync::Arc::new(
+                    TlsTransport::new(
+                        &wirepact_tunnel::transport::server_name_for(&choice.endpoint, &self.cfg.server_name),
+                        tunnel_key,
+                    )
+                    .with_hello_key(session_key.clone()),
+                ),
+                addr,
+            );
+            let veil = choice.veil.map(|v| -> (std::sync::Arc<dyn Transport>, std::net::SocketAddr) {
+                (
                     std::sync::Arc::new(wirepact_tunnel::veil::VeilTransport {
-                        server: veil,
+                        server: v,
                         session_key: session_key.clone(),
                     }),
-                    std::net::SocketAddr::new(addr.ip(), veil.port),
-                ),
-                (TransportKind::Veil, None) => return Err(ClientError::BadEndpoint(choice.endpoint.clone())),
-                (TransportKind::Tls, _) => (
-                    std::sync::Arc::new(
-                        TlsTransport::new(
-                            &wirepact_tunnel::transport::server_name_for(&choice.endpoint, &self.cfg.server_name),
-                            tunnel_key,
-                        )
-                        .with_hello_key(session_key.clone()),
-                    ),
-                    addr,
-                ),
+                    std::net::SocketAddr::new(addr.ip(), v.port),
+                )
+            });
+            let tries: Vec<_> = match self.cfg.transport {
+                TransportKind::Tls => vec![tls],
+                TransportKind::Veil => {
+                    vec![veil.ok_or_else(|| ClientError::BadEndpoint(format!("{} (no veil advert)", choice.endpoint)))?]
+                }
+                TransportKind::Auto => std::iter::once(tls).chain(veil).collect(),
             };
-            let t = transport
-                .dial(addr, &auth, Duration::from_secs(10))
-                .await
-                .map_err(|source| ClientError::Tunnel { id: choice.id, endpoint: choice.endpoint.clone(), source })?;
+            let mut dialled = None;
+            let mut last = None;
+            for (transport, at) in tries {
+                // A fresh auth per try: a try that reached the provider used its nonce.
+                let auth = session_auth_frame(&session_key, &dom, sid, tunnel_key, clock(), rand_nonce())
+                    .map_err(|e| ClientError::Sign(e.to_string()))?;
+                match transport.dial(at, &auth, Duration::from_secs(10)).await {
+                    Ok(t) => {
+                        dialled = Some((transport, at, t));
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::info!(provider = choice.id, transport = ?transport, error = %e, "could not connect this way");
+                        last = Some(e);
+                    }
+                }
+            }
+            let Some((transport, addr, t)) = dialled else {
+                let source = last.unwrap_or(TransportError::NotATunnel);
+                return Err(ClientError::Tunnel { id: choice.id, endpoint: choice.endpoint.clone(), source });
+            };
             // Bulk streams ride extra connections of the same session (lanes), so one
             // download is not held to one TLS connection's pace; the meter stays shared.
             let lanes = LaneDialer {
