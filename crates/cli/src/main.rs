@@ -614,6 +614,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 max_price: max_price.as_deref().map(wirepact_proto::parse_tokens).transpose()?,
                 region,
                 veil: false,
+                veil_fallback: false,
             };
             if !no_measure {
                 wirepact_client::measure_handshakes(

@@ -370,6 +370,11 @@ pub async fn measure_handshakes(
     for c in todo {
         let name = wirepact_tunnel::transport::server_name_for(&c.endpoint, server_name);
         let (id, endpoint, key) = (c.id, c.endpoint.clone(), c.tunnel_key);
+        // Timed the way the client will connect: TLS, veil, or TLS then veil.
+        let veil = c.veil.filter(|_| req.veil || req.veil_fallback).map(|v| {
+            (wirepact_tunnel::veil::VeilTransport { server: v, session_key: PrivateKeySigner::random() }, v.port)
+        });
+        let tls_first = !req.veil;
         set.spawn(async move {
             // One deadline for the lookup and every sample: more samples never make the
             // pick wait longer than one slow provider did before.
@@ -381,9 +386,18 @@ pub async fn measure_handshakes(
                 .and_then(|mut a| a.next());
             let Some(a) = addr else { return (id, None) };
             let mut best: Option<Duration> = None;
+            let tls = TlsTransport::new(&name, key);
             for _ in 0..HANDSHAKE_SAMPLES {
                 let left = end.saturating_duration_since(tokio::time::Instant::now());
-                match TlsTransport::new(&name, key).handshake_time(a, left).await {
+                let mut took =
+                    if tls_first { tls.handshake_time(a, left).await } else { Err(TransportError::NotATunnel) };
+                if took.is_err() {
+                    if let Some((v, port)) = &veil {
+                        let left = end.saturating_duration_since(tokio::time::Instant::now());
+                        took = v.handshake_time(std::net::SocketAddr::new(a.ip(), *port), left).await;
+                    }
+                }
+                match took {
                     // Another certificate is what a provider with a cover site shows a
                     // client without a session: reachable, ranked by its round trips.
                     Ok(r) => best = Some(best.map_or(r.took, |b| b.min(r.took))),
@@ -420,6 +434,7 @@ impl ClientConfig {
             max_price: self.max_price_per_gib.as_deref().map(parse_tokens).transpose()?,
             region: self.region.clone(),
             veil: self.transport == TransportKind::Veil,
+            veil_fallback: self.transport == TransportKind::Auto,
         })
     }
 

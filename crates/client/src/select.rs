@@ -49,6 +49,8 @@ pub struct Requirements {
     pub region: Option<String>,
     /// Only providers that serve veil (the client's `transport = "veil"`).
     pub veil: bool,
+    /// Veil where TLS does not get through (`transport = "auto"`).
+    pub veil_fallback: bool,
 }
 
 /// Why a provider was left out (shown by `wirepact providers`).
@@ -241,6 +243,7 @@ mod tests {
             max_price: Some(U256::from(8)),
             region: Some("EU".into()),
             veil: false,
+            veil_fallback: false,
         };
         assert_eq!(eligible(&c(1, 8, 0), &req), Ok(()));
         assert_eq!(eligible(&c(1, 9, 0), &req), Err(Excluded::TooExpensive));

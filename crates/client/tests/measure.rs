@@ -117,3 +117,34 @@ async fn a_provider_answering_with_another_certificate_is_ranked_as_covered() {
     assert!(!c[0].unreachable, "a cover's certificate counted as unreachable");
     assert!(c[0].handshake_us.is_some(), "measured by its round trips");
 }
+
+/// A provider whose TLS port does not answer (blocked on this network, say) but which serves
+/// veil: unreachable for a TLS-only client, reachable for one with `transport = "auto"` (timed
+/// on its veil port), and for `veil` clients only its veil port counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_ranks_a_provider_by_its_veil_port_when_tls_does_not_answer() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
+    let veil_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let veil_port = veil_l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            let Ok((s, _)) = veil_l.accept().await else { return };
+            held.push(s);
+        }
+    });
+    let advert = wirepact_tunnel::veil::VeilAddr { port: veil_port, public: [5; 32] };
+    let c = Candidate { veil: Some(advert), ..candidate(1, closed, B256::repeat_byte(9)) };
+    let mut tls_only = [c.clone()];
+    measure_handshakes(&mut tls_only, &Requirements::default(), SNI, Duration::from_secs(2), 16).await;
+    assert!(tls_only[0].unreachable, "a TLS-only client cannot use it");
+    for req in [
+        Requirements { veil_fallback: true, ..Requirements::default() },
+        Requirements { veil: true, ..Requirements::default() },
+    ] {
+        let mut x = [c.clone()];
+        measure_handshakes(&mut x, &req, SNI, Duration::from_secs(2), 16).await;
+        assert!(!x[0].unreachable, "reachable over veil ({req:?})");
+        assert!(x[0].handshake_us.is_some());
+    }
+}
