@@ -208,6 +208,16 @@ mod restart {
             .expect("spawn wirepact")
     }
 
+    /// [`spawn`] for other modules.
+    pub(super) fn spawn_with_key(args: &[&str], key: alloy::primitives::B256, log: &Path) -> Child {
+        spawn(args, key, log)
+    }
+
+    /// [`wait_file`] for other modules.
+    pub(super) fn wait_ready(path: &Path, child: &mut Child) -> serde_json::Value {
+        wait_file(path, child)
+    }
+
     fn wait_file(path: &Path, child: &mut Child) -> serde_json::Value {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
@@ -315,6 +325,114 @@ mod restart {
 
         drop(node.stdin.take());
         assert!(node.wait().expect("wait").success(), "node stops cleanly");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// `wirepact connect --transport auto` where a provider's TLS port does not answer (blocked on
+/// this network, say) but it serves veil: the client ranks it by its veil port, its TLS dial
+/// fails, and the session goes over veil — an app's fetch arrives whole.
+mod transport_auto {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use wirepact_chain::Market;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn auto_connects_over_veil_when_the_tls_port_does_not_answer() {
+        let dir = std::env::temp_dir().join(format!("wirepact-auto-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (devnet, m) = super::sla_watch::devnet_market().await;
+        let rpc = devnet.endpoint();
+        let ten = U256::from(10u64).pow(U256::from(19));
+        let (prov, user) = (devnet.signer(1).expect("key"), devnet.signer(2).expect("key"));
+        m.mint_test_tokens(prov.address(), ten * U256::from(100)).await.expect("mint");
+        m.mint_test_tokens(user.address(), ten).await.expect("mint");
+        // A port nobody listens on: what clients are told is the TLS endpoint.
+        let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
+        let node_cfg = std::fs::read_to_string(repo().join("examples/node.toml"))
+            .expect("example")
+            .replace("http://127.0.0.1:8545", &rpc)
+            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
+            .replace("/var/lib/wirepact", &dir.join("node").to_string_lossy())
+            .replace("0.0.0.0:443", "127.0.0.1:0")
+            .replace("endpoint = \"203.0.113.7:443\"", &format!("endpoint = \"{closed}\""))
+            .replace("# veil_listen = \"0.0.0.0:8443\"", "veil_listen = \"127.0.0.1:0\"")
+            .replace("admin_listen = \"127.0.0.1:9180\"", "admin_listen = \"127.0.0.1:0\"")
+            .replace("egress_allow = []", "egress_allow = [\"127.0.0.0/8\"]");
+        assert!(node_cfg.contains("veil_listen = \"127.0.0.1:0\""), "the example names veil_listen");
+        std::fs::write(dir.join("node.toml"), node_cfg).expect("write");
+        let node_ready = dir.join("node.json");
+        let node_args = [
+            "node",
+            "--config",
+            &dir.join("node.toml").to_string_lossy(),
+            "--ready-file",
+            &node_ready.to_string_lossy(),
+        ]
+        .map(String::from);
+        let mut node = super::restart::spawn_with_key(
+            &node_args.iter().map(String::as_str).collect::<Vec<_>>(),
+            prov.to_bytes(),
+            &dir.join("node.log"),
+        );
+        super::restart::wait_ready(&node_ready, &mut node);
+
+        let client_cfg = std::fs::read_to_string(repo().join("examples/client.toml"))
+            .expect("example")
+            .replace("http://127.0.0.1:8545", &rpc)
+            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
+            .replace(
+                "data_dir = \"wirepact-client\"",
+                &format!("data_dir = {:?}", dir.join("client").to_string_lossy()),
+            )
+            .replace("127.0.0.1:1080", "127.0.0.1:0")
+            .replace("deposit = \"5\"", "deposit = \"1\"");
+        std::fs::write(dir.join("client.toml"), client_cfg).expect("write");
+        let ready = dir.join("client.json");
+        let args = [
+            "connect",
+            "--config",
+            &dir.join("client.toml").to_string_lossy(),
+            "--transport",
+            "auto",
+            "--ready-file",
+            &ready.to_string_lossy(),
+        ]
+        .map(String::from);
+        let mut client = super::restart::spawn_with_key(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            user.to_bytes(),
+            &dir.join("client.log"),
+        );
+        let up = super::restart::wait_ready(&ready, &mut client);
+        let proxy: std::net::SocketAddr = up["proxy"].as_str().expect("proxy").parse().expect("addr");
+
+        let origin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let o = origin.local_addr().expect("addr");
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = origin.accept().await {
+                let mut req = [0u8; 1];
+                if s.read_exact(&mut req).await.is_ok() {
+                    let _ = s.write_all(&[0x42; 100_000]).await;
+                }
+                let _ = s.shutdown().await;
+            }
+        });
+        let mut app = super::support::socks_connect(proxy, o).await.expect("SOCKS CONNECT through the client");
+        app.write_all(b"G").await.expect("request");
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), app.read_to_end(&mut got)).await.expect("in time").expect("body");
+        assert_eq!(got.len(), 100_000, "the fetch over veil arrived whole");
+        let log = std::fs::read_to_string(dir.join("client.log")).unwrap_or_default();
+        assert!(log.contains("could not connect this way"), "TLS was tried first: {log}");
+
+        drop(client.stdin.take());
+        assert!(client.wait().expect("wait").success(), "the client stops cleanly");
+        drop(node.stdin.take());
+        let _ = node.wait();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -628,7 +628,8 @@ impl Opener<'_> {
                         break;
                     }
                     Err(e) => {
-                        tracing::info!(provider = choice.id, transport = ?transport, error = %e, "could not connect this way");
+                        let way = if at == addr { "tls" } else { "veil" };
+                        tracing::info!(provider = choice.id, transport = way, error = %e, "could not connect this way");
                         last = Some(e);
                     }
                 }

@@ -61,6 +61,9 @@ const BODY1: usize = 8 + 65 + ML_KEM_EK + 2;
 const BODY2: usize = ML_KEM_CT + 2;
 /// Most random padding after either flight.
 pub const PAD_MAX: usize = 512;
+/// How long the provider waits for a proof's signer to become a known customer (its session
+/// opened a moment ago) before it gives up on the connection.
+pub const CUSTOMER_CATCH_UP: Duration = Duration::from_secs(6);
 /// Minutes either side of the provider's clock a proof is accepted.
 pub const MINUTE_SKEW: u64 = 1;
 /// How long the provider keeps reading a connection that is not a customer's before closing
@@ -435,12 +438,23 @@ impl VeilServer {
 
     /// Checks a first flight's fixed part (`prefix | repr | sealed body`): the session key that
     /// signed it, with what the answer needs.
+    #[cfg(test)]
     fn check(
         &self,
         head: &[u8],
         unix: u64,
         is_session_key: &dyn Fn(&Address) -> bool,
     ) -> Result<(Address, ServerState), VeilRefusal> {
+        let (who, st) = self.open_flight(head, unix)?;
+        if !is_session_key(&who) {
+            return Err(VeilRefusal::NotACustomer);
+        }
+        Ok((who, st))
+    }
+
+    /// Opens a first flight's fixed part: who signed it (any key; whether it is a customer's
+    /// is the caller's question), with what the answer needs. A flight is opened once.
+    fn open_flight(&self, head: &[u8], unix: u64) -> Result<(Address, ServerState), VeilRefusal> {
         let plen = prefix_len(&self.key.public);
         let mut repr = [0u8; 32];
         repr.copy_from_slice(&head[plen..plen + 32]);
@@ -462,9 +476,6 @@ impl VeilServer {
         let who =
             wirepact_proto::eip712::recover_digest(proof_digest(&self.key.public, minute, &repr), &rs, body[72] == 1)
                 .map_err(|_| VeilRefusal::NotACustomer)?;
-        if !is_session_key(&who) {
-            return Err(VeilRefusal::NotACustomer);
-        }
         let ek = EncapsulationKey::new(&ML_KEM_768, &body[73..73 + ML_KEM_EK]).map_err(|_| VeilRefusal::NotForUs)?;
         let pad = usize::from(u16::from_be_bytes([body[73 + ML_KEM_EK], body[74 + ML_KEM_EK]]));
         if pad > PAD_MAX {
@@ -496,7 +507,17 @@ impl VeilServer {
         let plen = prefix_len(&self.key.public);
         let mut head = vec![0u8; plen + 32 + BODY1 + TAG];
         tcp.read_exact(&mut head).await.map_err(|_| VeilRefusal::Short)?;
-        let (_who, st) = self.check(&head, ctx.now, &|k| ctx.lookup.is_session_key(k))?;
+        let (who, st) = self.open_flight(&head, ctx.now)?;
+        // A session opened a moment ago may not be known here yet (the node learns sessions
+        // from the chain every second): strangers get silence either way, so a signer that is
+        // not a customer yet is given a few seconds before the connection is left to drain.
+        let wait_until = tokio::time::Instant::now() + CUSTOMER_CATCH_UP;
+        while !ctx.lookup.is_session_key(&who) {
+            if tokio::time::Instant::now() >= wait_until {
+                return Err(VeilRefusal::NotACustomer);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let mut padding = vec![0u8; st.pad];
         tcp.read_exact(&mut padding).await.map_err(|_| VeilRefusal::Short)?;
         // The answer.
