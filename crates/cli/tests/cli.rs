@@ -218,6 +218,51 @@ mod restart {
         wait_file(path, child)
     }
 
+    /// A fresh `wirepact-NAME-PID` dir and a devnet market with the provider (signer 1, 1,000
+    /// tokens) and the user (signer 2, 10 tokens) funded.
+    pub(super) async fn funded(name: &str) -> (PathBuf, wirepact_chain::Devnet, wirepact_chain::AlloyMarket) {
+        let dir = std::env::temp_dir().join(format!("wirepact-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (devnet, m) = super::sla_watch::devnet_market().await;
+        let ten = U256::from(10u64).pow(U256::from(19));
+        let (prov, user) = (devnet.signer(1).expect("key"), devnet.signer(2).expect("key"));
+        m.mint_test_tokens(prov.address(), ten * U256::from(100)).await.expect("mint");
+        m.mint_test_tokens(user.address(), ten).await.expect("mint");
+        (dir, devnet, m)
+    }
+
+    /// The shipped `examples/node.toml` on this devnet, on loopback (dashboard on a free port),
+    /// data under `dir/node`, egress to loopback allowed.
+    pub(super) fn node_toml(rpc: &str, m: &wirepact_chain::AlloyMarket, dir: &Path) -> String {
+        std::fs::read_to_string(repo().join("examples/node.toml"))
+            .expect("example")
+            .replace("http://127.0.0.1:8545", rpc)
+            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
+            .replace("/var/lib/wirepact", &dir.join("node").to_string_lossy())
+            .replace("0.0.0.0:443", "127.0.0.1:0")
+            .replace("admin_listen = \"127.0.0.1:9180\"", "admin_listen = \"127.0.0.1:0\"")
+            .replace("egress_allow = []", "egress_allow = [\"127.0.0.0/8\"]")
+    }
+
+    /// The shipped `examples/client.toml` on this devnet: proxy and control endpoint on free
+    /// ports (tests run side by side), data under `dir/client`, 1-token deposits.
+    pub(super) fn client_toml(rpc: &str, m: &wirepact_chain::AlloyMarket, dir: &Path) -> String {
+        let cfg = std::fs::read_to_string(repo().join("examples/client.toml"))
+            .expect("example")
+            .replace("http://127.0.0.1:8545", rpc)
+            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
+            .replace(
+                "data_dir = \"wirepact-client\"",
+                &format!("data_dir = {:?}", dir.join("client").to_string_lossy()),
+            )
+            .replace("127.0.0.1:1080", "127.0.0.1:0")
+            .replace("127.0.0.1:7980", "127.0.0.1:0")
+            .replace("deposit = \"5\"", "deposit = \"1\"");
+        assert!(!cfg.contains(":7980"), "the example's control port moved: update this helper");
+        cfg
+    }
+
     fn wait_file(path: &Path, child: &mut Child) -> serde_json::Value {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(60) {
@@ -238,24 +283,11 @@ mod restart {
     /// closes it before opening a new one, and a clean stop closes the new one: nothing leaks.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_killed_client_closes_its_leftover_session_on_the_next_start() {
-        let dir = std::env::temp_dir().join(format!("wirepact-restart-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let (devnet, m) = super::sla_watch::devnet_market().await;
+        let (dir, devnet, m) = funded("restart").await;
         let rpc = devnet.endpoint();
-        let ten = U256::from(10u64).pow(U256::from(19));
         let (prov, user) = (devnet.signer(1).expect("key"), devnet.signer(2).expect("key"));
-        m.mint_test_tokens(prov.address(), ten * U256::from(100)).await.expect("mint");
-        m.mint_test_tokens(user.address(), ten).await.expect("mint");
 
-        let node_cfg = std::fs::read_to_string(repo().join("examples/node.toml"))
-            .expect("example")
-            .replace("http://127.0.0.1:8545", &rpc)
-            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
-            .replace("/var/lib/wirepact", &dir.join("node").to_string_lossy())
-            .replace("0.0.0.0:443", "127.0.0.1:0")
-            .replace("endpoint = \"203.0.113.7:443\"\n", "")
-            .replace("egress_allow = []", "egress_allow = [\"127.0.0.0/8\"]");
+        let node_cfg = super::restart::node_toml(&rpc, &m, &dir).replace("endpoint = \"203.0.113.7:443\"\n", "");
         std::fs::write(dir.join("node.toml"), node_cfg).expect("write");
         let node_ready = dir.join("node.json");
         let node_args = [
@@ -270,16 +302,7 @@ mod restart {
             spawn(&node_args.iter().map(String::as_str).collect::<Vec<_>>(), prov.to_bytes(), &dir.join("node.log"));
         wait_file(&node_ready, &mut node);
 
-        let client_cfg = std::fs::read_to_string(repo().join("examples/client.toml"))
-            .expect("example")
-            .replace("http://127.0.0.1:8545", &rpc)
-            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
-            .replace(
-                "data_dir = \"wirepact-client\"",
-                &format!("data_dir = {:?}", dir.join("client").to_string_lossy()),
-            )
-            .replace("127.0.0.1:1080", "127.0.0.1:0")
-            .replace("deposit = \"5\"", "deposit = \"1\"");
+        let client_cfg = super::restart::client_toml(&rpc, &m, &dir);
         std::fs::write(dir.join("client.toml"), client_cfg).expect("write");
         let connect = |ready: &Path, log: &str| {
             let args = [
@@ -335,33 +358,19 @@ mod restart {
 mod transport_auto {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
-    use wirepact_chain::Market;
 
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn auto_connects_over_veil_when_the_tls_port_does_not_answer() {
-        let dir = std::env::temp_dir().join(format!("wirepact-auto-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let (devnet, m) = super::sla_watch::devnet_market().await;
+        let (dir, devnet, m) = super::restart::funded("auto").await;
         let rpc = devnet.endpoint();
-        let ten = U256::from(10u64).pow(U256::from(19));
         let (prov, user) = (devnet.signer(1).expect("key"), devnet.signer(2).expect("key"));
-        m.mint_test_tokens(prov.address(), ten * U256::from(100)).await.expect("mint");
-        m.mint_test_tokens(user.address(), ten).await.expect("mint");
         // A port nobody listens on: what clients are told is the TLS endpoint.
         let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
-        let node_cfg = std::fs::read_to_string(repo().join("examples/node.toml"))
-            .expect("example")
-            .replace("http://127.0.0.1:8545", &rpc)
-            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
-            .replace("/var/lib/wirepact", &dir.join("node").to_string_lossy())
-            .replace("0.0.0.0:443", "127.0.0.1:0")
+        let node_cfg = super::restart::node_toml(&rpc, &m, &dir)
             .replace("endpoint = \"203.0.113.7:443\"", &format!("endpoint = \"{closed}\""))
-            .replace("# veil_listen = \"0.0.0.0:8443\"", "veil_listen = \"127.0.0.1:0\"")
-            .replace("admin_listen = \"127.0.0.1:9180\"", "admin_listen = \"127.0.0.1:0\"")
-            .replace("egress_allow = []", "egress_allow = [\"127.0.0.0/8\"]");
+            .replace("# veil_listen = \"0.0.0.0:8443\"", "veil_listen = \"127.0.0.1:0\"");
         assert!(node_cfg.contains("veil_listen = \"127.0.0.1:0\""), "the example names veil_listen");
         std::fs::write(dir.join("node.toml"), node_cfg).expect("write");
         let node_ready = dir.join("node.json");
@@ -380,16 +389,7 @@ mod transport_auto {
         );
         super::restart::wait_ready(&node_ready, &mut node);
 
-        let client_cfg = std::fs::read_to_string(repo().join("examples/client.toml"))
-            .expect("example")
-            .replace("http://127.0.0.1:8545", &rpc)
-            .replace("0x0000000000000000000000000000000000000000", &m.address().to_string())
-            .replace(
-                "data_dir = \"wirepact-client\"",
-                &format!("data_dir = {:?}", dir.join("client").to_string_lossy()),
-            )
-            .replace("127.0.0.1:1080", "127.0.0.1:0")
-            .replace("deposit = \"5\"", "deposit = \"1\"");
+        let client_cfg = super::restart::client_toml(&rpc, &m, &dir);
         std::fs::write(dir.join("client.toml"), client_cfg).expect("write");
         let ready = dir.join("client.json");
         let args = [
