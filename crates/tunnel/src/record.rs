@@ -182,7 +182,7 @@ pub fn shaped_len(len: usize, extra: usize) -> usize {
     (len.div_ceil(SHAPE_BUCKET).max(1) * SHAPE_BUCKET + extra.min(2) * SHAPE_BUCKET).min(MAX_PAYLOAD)
 }
 
-fn aead(alg: &'static Algorithm, key: &[u8]) -> Result<LessSafeKey, TransportError> {
+pub(crate) fn aead(alg: &'static Algorithm, key: &[u8]) -> Result<LessSafeKey, TransportError> {
     UnboundKey::new(alg, key).map(LessSafeKey::new).map_err(|_| TransportError::NoRandomness)
 }
 

@@ -253,7 +253,7 @@ impl TunnelIdentity {
 }
 
 /// Writes `bytes` to a new file readable by its owner only (a private key), durably.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, B256};
 use alloy::signers::local::PrivateKeySigner;
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, AES_256_GCM};
 use aws_lc_rs::kem::{Ciphertext, DecapsulationKey, EncapsulationKey, ML_KEM_768};
 use curve25519_elligator2::{MapToPointVariant, MontgomeryPoint, Randomized};
 use rand::{Rng, RngCore};
@@ -45,6 +45,11 @@ use tokio::net::TcpStream;
 use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
 
 use crate::record::{Dir, RecordStream};
+
+/// The handshake's AEAD (the records' own, AES-256-GCM).
+fn aead256(key: &[u8]) -> Result<LessSafeKey, TransportError> {
+    crate::record::aead(&AES_256_GCM, key)
+}
 use crate::transport::{
     AcceptContext, Accepted, Acceptor, BoxIo, ClientTunnel, Dialing, Reach, Transport, TransportError,
 };
@@ -125,24 +130,13 @@ impl VeilKey {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let key = Self::generate();
-                write_private(&path, &alloy::hex::encode(key.secret))
+                crate::transport::write_private(&path, alloy::hex::encode(key.secret).as_bytes())
                     .map_err(|source| TransportError::IdentityFile { what: "cannot write", path, source })?;
                 Ok(key)
             }
             Err(source) => Err(TransportError::IdentityFile { what: "cannot read", path, source }),
         }
     }
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> io::Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let mut f = o.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }
 
 /// Where a provider serves veil, as its registered endpoint advertises it.
@@ -226,10 +220,6 @@ fn hkdf(ikm: &[u8], info: &[u8], out: &mut [u8]) {
     if let Ok(okm) = prk.expand(&[info], Len(out.len())) {
         let _ = okm.fill(out);
     }
-}
-
-fn aead(key: &[u8]) -> Result<LessSafeKey, TransportError> {
-    UnboundKey::new(&AES_256_GCM, key).map(LessSafeKey::new).map_err(|_| TransportError::NoRandomness)
 }
 
 fn nonce(counter: u64) -> Nonce {
@@ -326,7 +316,7 @@ fn client_hello(server: &[u8; 32], session_key: &PrivateKeySigner, unix: u64) ->
     flight.extend_from_slice(ek.as_ref());
     flight.extend_from_slice(&u16::try_from(pad).unwrap_or(0).to_be_bytes());
     let (head, body) = flight.split_at_mut(body_at);
-    let tag = aead(&k1[..32])?
+    let tag = aead256(&k1[..32])?
         .seal_in_place_separate_tag(nonce(0), Aad::from(&*head), body)
         .map_err(|_| TransportError::NoRandomness)?;
     flight.extend_from_slice(tag.as_ref());
@@ -362,7 +352,7 @@ pub async fn veil_handshake(
     let transcript_tail = head.clone();
     let (aad, body) = head.split_at_mut(32);
     let body =
-        aead(&hello.k1s)?.open_in_place(nonce(0), Aad::from(&*aad), body).map_err(|_| TransportError::NotATunnel)?;
+        aead256(&hello.k1s)?.open_in_place(nonce(0), Aad::from(&*aad), body).map_err(|_| TransportError::NotATunnel)?;
     let ct = &body[..ML_KEM_CT];
     let pad = usize::from(u16::from_be_bytes([body[ML_KEM_CT], body[ML_KEM_CT + 1]]));
     if pad > PAD_MAX {
@@ -463,7 +453,7 @@ impl VeilServer {
         let mut k1 = [0u8; 64];
         hkdf(&dh1, &[&b"k1"[..], &self.key.public, &repr].concat(), &mut k1);
         let mut sealed = head[plen + 32..].to_vec();
-        let key = aead(&k1[..32]).map_err(|_| VeilRefusal::NotForUs)?;
+        let key = aead256(&k1[..32]).map_err(|_| VeilRefusal::NotForUs)?;
         let body = key
             .open_in_place(nonce(0), Aad::from(&head[..plen + 32]), &mut sealed)
             .map_err(|_| VeilRefusal::NotForUs)?;
@@ -530,7 +520,7 @@ impl VeilServer {
         answer.extend_from_slice(ct.as_ref());
         answer.extend_from_slice(&u16::try_from(pad).unwrap_or(0).to_be_bytes());
         let (aad, body) = answer.split_at_mut(32);
-        let tag = aead(&st.k1s)
+        let tag = aead256(&st.k1s)
             .and_then(|k| {
                 k.seal_in_place_separate_tag(nonce(0), Aad::from(&*aad), body).map_err(|_| TransportError::NoRandomness)
             })
