@@ -163,24 +163,34 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     assert!(bonus > U256::ZERO, "a non-empty bonus");
     // After the first two epochs every report revealed the secret its predecessor-but-one
     // committed: the oracles drew it, handed it to each other sealed, probed by it, and the
-    // market checked it against the commitment.
-    let reported: Vec<u64> = m
-        .events(0, alloy::providers::Provider::get_block_number(m.rpc()).await.expect("block"))
-        .await
-        .expect("events")
-        .iter()
-        .filter_map(|e| match e {
-            WirepactMarket::WirepactMarketEvents::ReportAccepted(r) => Some(r.epoch),
-            _ => None,
-        })
-        .collect();
+    // market checked it against the commitment. The first such report is for epoch 3, which
+    // may still be on its way: wait for it, at most six more epochs.
+    let deadline = Instant::now() + Duration::from_secs(EPOCH * 6);
     let mut revealed = 0;
-    for &e in &reported {
-        let c = view.seedCommitment(e).call().await.expect("commitment");
-        if !c.reveal.is_zero() {
-            assert_eq!(c.commit, wirepact_proto::audit::seed_commit(c.reveal));
-            revealed += 1;
+    let mut reported: Vec<u64> = Vec::new();
+    for _ in 0..(EPOCH * 6) {
+        reported = m
+            .events(0, alloy::providers::Provider::get_block_number(m.rpc()).await.expect("block"))
+            .await
+            .expect("events")
+            .iter()
+            .filter_map(|e| match e {
+                WirepactMarket::WirepactMarketEvents::ReportAccepted(r) => Some(r.epoch),
+                _ => None,
+            })
+            .collect();
+        revealed = 0;
+        for &e in &reported {
+            let c = view.seedCommitment(e).call().await.expect("commitment");
+            if !c.reveal.is_zero() {
+                assert_eq!(c.commit, wirepact_proto::audit::seed_commit(c.reveal), "epoch {e}'s reveal");
+                revealed += 1;
+            }
         }
+        if revealed >= 1 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(revealed >= 1, "no report revealed an audit secret (reported epochs {reported:?})");
     for i in 4..=7 {

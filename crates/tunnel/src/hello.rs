@@ -30,6 +30,8 @@ pub struct ClientHello {
     pub random: [u8; 32],
     pub session_id: Vec<u8>,
     pub cipher_suites: Vec<u16>,
+    /// The legacy compression methods (`[0]` from every TLS 1.3 client).
+    pub compression: Vec<u8>,
     /// In the order sent: (type, data).
     pub extensions: Vec<(u16, Vec<u8>)>,
 }
@@ -134,7 +136,7 @@ impl ClientHello {
         random.copy_from_slice(r.take(32, "random")?);
         let session_id = r.vec8("session id")?.to_vec();
         let cipher_suites = u16s(r.vec16("cipher suites")?);
-        let _compression = r.vec8("compression")?;
+        let compression = r.vec8("compression")?.to_vec();
         let mut extensions = Vec::new();
         if !r.done() {
             let mut e = Reader::new(r.vec16("extensions")?);
@@ -143,10 +145,68 @@ impl ClientHello {
                 extensions.push((ty, e.vec16("extension")?.to_vec()));
             }
         }
-        Ok((Self { legacy_version, random, session_id, cipher_suites, extensions }, at))
+        Ok((Self { legacy_version, random, session_id, cipher_suites, compression, extensions }, at))
     }
 
-    fn extension(&self, ty: u16) -> Option<&[u8]> {
+    /// The handshake message (type, length, body) in TLS's encoding: what both ends hash into
+    /// the transcript. For a hello that [`ClientHello::parse`] read, these are the bytes it
+    /// was read from (extensions in their order, every length canonical).
+    ///
+    /// # Errors
+    /// A field is longer than its length prefix can say.
+    pub fn to_message(&self) -> Result<Vec<u8>, HelloError> {
+        fn len8(v: usize, what: &'static str) -> Result<u8, HelloError> {
+            u8::try_from(v).map_err(|_| HelloError::Malformed(what))
+        }
+        fn len16(v: usize, what: &'static str) -> Result<[u8; 2], HelloError> {
+            u16::try_from(v).map(u16::to_be_bytes).map_err(|_| HelloError::Malformed(what))
+        }
+        let mut body = Vec::with_capacity(2048);
+        body.extend_from_slice(&self.legacy_version.to_be_bytes());
+        body.extend_from_slice(&self.random);
+        body.push(len8(self.session_id.len(), "session id")?);
+        body.extend_from_slice(&self.session_id);
+        body.extend_from_slice(&len16(self.cipher_suites.len() * 2, "cipher suites")?);
+        for c in &self.cipher_suites {
+            body.extend_from_slice(&c.to_be_bytes());
+        }
+        body.push(len8(self.compression.len(), "compression")?);
+        body.extend_from_slice(&self.compression);
+        let ext_len: usize = self.extensions.iter().map(|(_, d)| 4 + d.len()).sum();
+        body.extend_from_slice(&len16(ext_len, "extensions")?);
+        for (ty, data) in &self.extensions {
+            body.extend_from_slice(&ty.to_be_bytes());
+            body.extend_from_slice(&len16(data.len(), "extension")?);
+            body.extend_from_slice(data);
+        }
+        let len =
+            u32::try_from(body.len()).ok().filter(|l| *l < 1 << 16).ok_or(HelloError::Malformed("handshake length"))?;
+        let mut msg = Vec::with_capacity(4 + body.len());
+        msg.push(1);
+        msg.extend_from_slice(&len.to_be_bytes()[1..]);
+        msg.extend_from_slice(&body);
+        Ok(msg)
+    }
+
+    /// [`ClientHello::to_message`] in one handshake record (version `0x0301`, as browsers and
+    /// rustls frame a first ClientHello).
+    ///
+    /// # Errors
+    /// The message does not fit one record.
+    pub fn to_record(&self) -> Result<Vec<u8>, HelloError> {
+        let msg = self.to_message()?;
+        let len =
+            u16::try_from(msg.len()).ok().filter(|l| *l <= 16_384).ok_or(HelloError::Malformed("record length"))?;
+        let mut rec = Vec::with_capacity(5 + msg.len());
+        rec.extend_from_slice(&[0x16, 0x03, 0x01]);
+        rec.extend_from_slice(&len.to_be_bytes());
+        rec.extend_from_slice(&msg);
+        Ok(rec)
+    }
+
+    /// The data of the first extension of type `ty`.
+    #[must_use]
+    pub fn extension(&self, ty: u16) -> Option<&[u8]> {
         self.extensions.iter().find(|(t, _)| *t == ty).map(|(_, d)| d.as_slice())
     }
 

@@ -100,7 +100,13 @@ impl HelloGate {
         is_session_key: &dyn Fn(&Address) -> bool,
     ) -> Result<Address, HelloAuthError> {
         let sid: [u8; 32] = hello.session_id.as_slice().try_into().map_err(|_| HelloAuthError::NoSessionId)?;
-        let share = hello.key_shares().into_iter().next().ok_or(HelloAuthError::NoKeyShare)?.1;
+        // The first real share (a browser-shaped hello leads with a GREASE one).
+        let share = hello
+            .key_shares()
+            .into_iter()
+            .find(|(g, _)| !crate::hello::is_grease(*g))
+            .ok_or(HelloAuthError::NoKeyShare)?
+            .1;
         let name = hello.server_name().unwrap_or_default();
         let r = hello.random;
         let m = mask(&r);
@@ -168,6 +174,7 @@ mod tests {
             random,
             session_id: sid.to_vec(),
             cipher_suites: vec![0x1301],
+            compression: vec![0],
             extensions: vec![(0x0000, sn), (0x0033, ks)],
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod chrome;
 pub mod clock;
 pub mod control;
 pub mod egress;

@@ -59,11 +59,12 @@ pub enum TransportError {
     Frame(#[from] FrameError),
     #[error("the provider answered something other than a tunnel frame (a decoy site?)")]
     NotATunnel,
-    /// The TLS server showed a certificate that is not the provider's registered key: its
-    /// cover site (a gated provider that does not know this session, or not yet), or another
-    /// server at that address. Fail over if it persists.
+    /// The TLS server is not the provider's registered key: it showed another certificate, or
+    /// it did not take the client's Chrome-dressed hello as the provider does (its cover site,
+    /// for a gated provider that does not know this session, or not yet; another server at
+    /// that address; a provider older than the dressing). Fail over if it persists.
     #[error(
-        "the server's certificate is not the provider's registered key (its cover site, or another server at that address)"
+        "the server is not the provider's registered key (its cover site, another server at that address, or a provider too old for this client)"
     )]
     OtherCertificate,
     #[error("timed out after {0:?}")]
@@ -323,15 +324,132 @@ fn crypto_provider() -> CryptoProvider {
     p
 }
 
-/// The connection under TLS: TCP with a read buffer, so the TLS layer (which asks for at most
-/// 4 KiB at a time once its buffer drains) costs one read syscall per 64 KiB, not per 4 KiB.
-pub type Wire = tokio::io::BufReader<TcpStream>;
+/// The client's connection under TLS: TCP with a read buffer, so the TLS layer (which asks for
+/// at most 4 KiB at a time once its buffer drains) costs one read syscall per 64 KiB, not per
+/// 4 KiB; the ClientHello goes out dressed as Chrome's ([`Dressed`]).
+pub type Wire = tokio::io::BufReader<Dressed<TcpStream>>;
 
 /// Read buffer of a tunnel connection.
 pub const WIRE_READ_BUFFER: usize = 64 * 1024;
 
-fn wire(tcp: TcpStream) -> Wire {
-    tokio::io::BufReader::with_capacity(WIRE_READ_BUFFER, tcp)
+fn wire(tcp: TcpStream, tunnel_key: B256) -> Wire {
+    tokio::io::BufReader::with_capacity(WIRE_READ_BUFFER, Dressed::new(tcp, tunnel_key))
+}
+
+/// A client's stream whose first ClientHello is sent dressed as Chrome's for the provider
+/// whose tunnel key is pinned ([`crate::chrome`]); reads and every later write pass through.
+/// A hello that cannot be dressed goes out as rustls built it (and is said once in the log).
+#[derive(Debug)]
+pub struct Dressed<S> {
+    inner: S,
+    tunnel_key: B256,
+    state: DressState,
+}
+
+#[derive(Debug)]
+enum DressState {
+    /// The hello's bytes so far.
+    Collecting(Vec<u8>),
+    /// The dressed hello (and anything written after it), from this offset.
+    Sending(Vec<u8>, usize),
+    Through,
+}
+
+/// Most a hello is collected before it goes out as it is.
+const DRESS_COLLECT_MAX: usize = 64 * 1024;
+
+impl<S> Dressed<S> {
+    /// `inner`, its first ClientHello to be dressed for `tunnel_key`.
+    pub fn new(inner: S, tunnel_key: B256) -> Self {
+        Self { inner, tunnel_key, state: DressState::Collecting(Vec::with_capacity(2048)) }
+    }
+
+    /// The stream underneath (after the handshake, when nothing is held back).
+    pub fn into_inner(self) -> S {
+        debug_assert!(!matches!(self.state, DressState::Sending(..)), "a dressed hello was left unsent");
+        self.inner
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Dressed<S> {
+    /// Writes out what is held, if anything.
+    fn poll_drive(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        if let DressState::Sending(out, at) = &mut self.state {
+            while *at < out.len() {
+                let n = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, &out[*at..]))?;
+                if n == 0 {
+                    return std::task::Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                *at += n;
+            }
+            self.state = DressState::Through;
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Dressed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Dressed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if let DressState::Collecting(acc) = &mut this.state {
+            acc.extend_from_slice(buf);
+            let out = match crate::hello::ClientHello::parse(acc) {
+                Err(crate::hello::HelloError::Incomplete(_)) if acc.len() < DRESS_COLLECT_MAX => {
+                    return std::task::Poll::Ready(Ok(buf.len()));
+                }
+                Ok((_, used)) => match crate::chrome::dress(&acc[..used], this.tunnel_key, &mut rand::rng()) {
+                    Ok(mut dressed) => {
+                        dressed.extend_from_slice(&acc[used..]);
+                        dressed
+                    }
+                    Err(e) => {
+                        static SAID: std::sync::Once = std::sync::Once::new();
+                        SAID.call_once(|| tracing::warn!(error = %e, "the ClientHello goes out as rustls built it"));
+                        std::mem::take(acc)
+                    }
+                },
+                Err(_) => std::mem::take(acc),
+            };
+            this.state = DressState::Sending(out, 0);
+            // The caller's bytes are taken; what the socket does not take now, flush sends.
+            return match this.poll_drive(cx) {
+                std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                _ => std::task::Poll::Ready(Ok(buf.len())),
+            };
+        }
+        std::task::ready!(this.poll_drive(cx))?;
+        std::pin::Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drive(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drive(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A provider's connection: the bytes it already read while deciding (the first flight,
@@ -606,7 +724,31 @@ async fn cover_holding(server: &TlsServer, cover_addr: &str, have: CoverConn, fl
     cover
 }
 
-/// The tunnel's own TLS for `tcp`, `flight` (bytes already read from it) replayed first.
+/// Reads a first flight up to a whole ClientHello, or until it cannot be one (without a cover,
+/// to see whether it was dressed; [`first_flight`] does this with one).
+async fn read_flight(tcp: &mut TcpStream, deadline: Duration) -> Result<Vec<u8>, TransportError> {
+    let mut flight = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            match crate::hello::ClientHello::parse(&flight) {
+                Err(crate::hello::HelloError::Incomplete(_)) if flight.len() < FIRST_FLIGHT_MAX => {}
+                _ => return Ok::<_, std::io::Error>(()),
+            }
+            let n = tcp.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            flight.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(deadline, read).await.map_err(|_| TransportError::Timeout(deadline))??;
+    Ok(flight)
+}
+
+/// The tunnel's own TLS for `tcp`, `flight` (bytes already read from it) replayed first; a
+/// ClientHello dressed as Chrome's for this provider is handed to TLS as the client's TLS stack
+/// built it ([`crate::chrome`]), since both ends hash that one.
 async fn own_tls(
     server: &TlsServer,
     flight: Vec<u8>,
@@ -614,6 +756,13 @@ async fn own_tls(
     ctx: AcceptContext<'_>,
     handshaken: Box<dyn FnOnce() + Send + '_>,
 ) -> Result<Accepted, TransportError> {
+    let flight = match crate::chrome::undress(&flight, server.tunnel_key) {
+        Some((mut hello, used)) => {
+            hello.extend_from_slice(&flight[used..]);
+            hello
+        }
+        None => flight,
+    };
     accept_observed(
         &server.acceptor,
         Prefixed::new(flight, tcp),
@@ -688,7 +837,11 @@ impl Acceptor for TlsServer {
         if let Some(cover) = &self.cover {
             return Box::pin(accept_with_cover(self, cover, tcp, ctx, handshaken));
         }
-        Box::pin(own_tls(self, Vec::new(), tcp, ctx, handshaken))
+        Box::pin(async move {
+            let mut tcp = tcp;
+            let flight = read_flight(&mut tcp, ctx.deadline).await?;
+            own_tls(self, flight, tcp, ctx, handshaken).await
+        })
     }
 }
 
@@ -920,10 +1073,14 @@ async fn dial(
     tls_over(tcp, server_name, tunnel_key, hello_key).await
 }
 
-/// A certificate the pin refused becomes [`TransportError::OtherCertificate`].
+/// A certificate the pin refused becomes [`TransportError::OtherCertificate`], and so does a
+/// server whose handshake records the client cannot decrypt: one that hashed the hello as it
+/// came, dressed as Chrome's, instead of undressing it (a cover site, another provider, any
+/// TLS server that is not the pinned one), so the two transcripts differ before a certificate
+/// is ever shown.
 fn classify_handshake(e: std::io::Error) -> TransportError {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(_)) => TransportError::OtherCertificate,
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::DecryptError) => TransportError::OtherCertificate,
         _ => TransportError::Io(e),
     }
 }
@@ -941,7 +1098,7 @@ async fn tls_over(
     tcp.set_nodelay(true)?;
     detect_dead_peer(&tcp)?;
     let Some(key) = hello_key else {
-        return connector.connect(name, wire(tcp)).await.map_err(classify_handshake);
+        return connector.connect(name, wire(tcp, tunnel_key)).await.map_err(classify_handshake);
     };
     // The proof rides in the ClientHello's random fields and covers the key share, so the
     // share is made first; rustls takes both from this thread's script while `connect`
@@ -952,7 +1109,7 @@ async fn tls_over(
     HELLO_SCRIPT.with(|h| {
         *h.borrow_mut() = Some(HelloScript { session_id: Some(session_id), random: Some(random), share: Some(share) });
     });
-    let connecting = connector.connect(name, wire(tcp));
+    let connecting = connector.connect(name, wire(tcp, tunnel_key));
     HELLO_SCRIPT.with(|h| h.borrow_mut().take());
     connecting.await.map_err(classify_handshake)
 }
@@ -1076,7 +1233,7 @@ pub async fn connect_with(
         let (wire, conn) = tls.into_inner();
         let buffered = wire.buffer().to_vec();
         let secrets = conn.dangerous_extract_secrets()?;
-        let stream = RecordStream::tls(wire.into_inner(), &secrets, &buffered)?;
+        let stream = RecordStream::tls(wire.into_inner().into_inner(), &secrets, &buffered)?;
         Ok(TlsTunnel { stream, credit_until, key_exchange, cipher_suite, pending })
     };
     tokio::time::timeout(deadline, work).await.map_err(|_| TransportError::Timeout(deadline))?

@@ -301,7 +301,8 @@ async fn a_replayed_or_modified_hello_goes_to_the_cover() {
     let mut p = provider_gated(cover.to_string(), key.address(), 3, true).await;
     let flight = customer_first_flight(&key, p.tunnel_key).await;
     let (hello, _) = wirepact_tunnel::hello::ClientHello::parse(&flight).expect("hello");
-    assert_eq!(hello.key_share_groups().first(), Some(&0x11ec), "the proof covers the X25519MLKEM768 share");
+    let first_real = hello.key_share_groups().into_iter().find(|g| !wirepact_tunnel::hello::is_grease(*g));
+    assert_eq!(first_real, Some(0x11ec), "the proof covers the X25519MLKEM768 share");
 
     // First use: the gate lets it in (the raw bytes cannot finish the handshake: not a session).
     let _ = exchange(p.addr, &flight).await;
@@ -312,7 +313,7 @@ async fn a_replayed_or_modified_hello_goes_to_the_cover() {
     // A fresh hello with its key share altered: the proof no longer holds.
     let mut altered = customer_first_flight(&key, p.tunnel_key).await;
     let (fresh, _) = wirepact_tunnel::hello::ClientHello::parse(&altered).expect("hello");
-    let share = &fresh.key_shares()[0].1;
+    let share = &fresh.key_shares().into_iter().find(|(g, _)| *g == 0x11ec).expect("the hybrid share").1;
     let at = altered.windows(64).position(|w| w == &share[..64]).expect("the share in the bytes");
     altered[at + 10] ^= 0x01;
     let _ = exchange(p.addr, &altered).await;
