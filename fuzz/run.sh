@@ -10,7 +10,7 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
   exit 0
 fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
-for t in frame_decode socks_parse; do
+for t in frame_decode socks_parse hello_undress; do
   log=$(mktemp)
   if ! cargo +nightly fuzz run "$t" -- -max_total_time="$SECONDS_EACH" >"$log" 2>&1; then
     tail -40 "$log"

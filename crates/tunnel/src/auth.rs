@@ -59,16 +59,21 @@ pub struct AuthChecker {
     domain: Eip712Domain,
     tunnel_key: B256,
     max_skew: u64,
-    capacity: usize,
-    /// (session, nonce) -> the auth timestamp; forgotten once outside the skew window.
-    seen: HashMap<(B256, FixedBytes<16>), u64>,
+    /// (session, nonce) of auths let in, forgotten once outside the skew window; full of fresh
+    /// ones, it refuses new auths rather than forget one whose replay would still pass.
+    seen: crate::replay::Replays<(B256, FixedBytes<16>)>,
 }
 
 impl AuthChecker {
     /// `max_skew` seconds of clock difference accepted; at most `capacity` auths remembered.
     #[must_use]
     pub fn new(domain: Eip712Domain, tunnel_key: B256, max_skew: u64, capacity: usize) -> Self {
-        Self { domain, tunnel_key, max_skew, capacity, seen: HashMap::new() }
+        Self {
+            domain,
+            tunnel_key,
+            max_skew,
+            seen: crate::replay::Replays::new(capacity, max_skew, crate::replay::WhenFull::Refuse),
+        }
     }
 
     /// Checks `frame` at time `now` (unix seconds). On success returns the session id.
@@ -92,20 +97,13 @@ impl AuthChecker {
             return Err(AuthError::ClockSkew { skew, max: self.max_skew });
         }
         let key = (*session_id, *nonce);
-        if self.seen.contains_key(&key) {
+        if self.seen.contains(&key) {
             return Err(AuthError::Replay);
         }
         let session_key = lookup.session_key(session_id).ok_or(AuthError::UnknownSession)?;
         let msg = SessionAuth { sessionId: *session_id, tunnelKey: *tunnel_key, timestamp: *timestamp, nonce: *nonce };
         recover_session_auth(&self.domain, &msg, signature, session_key).map_err(AuthError::BadSignature)?;
-        if self.seen.len() >= self.capacity {
-            let horizon = now.saturating_sub(self.max_skew);
-            self.seen.retain(|_, ts| *ts >= horizon);
-            if self.seen.len() >= self.capacity {
-                return Err(AuthError::Busy);
-            }
-        }
-        self.seen.insert(key, *timestamp);
+        self.seen.insert(key, *timestamp, now).map_err(|_| AuthError::Busy)?;
         Ok(*session_id)
     }
 }

@@ -492,4 +492,32 @@ mod tests {
         assert!(matches!(dress(&h.to_record().expect("rec"), KEY, &mut rng), Err(DressError::Unsupported(_))));
         assert!(matches!(dress(b"\x16\x03\x01\x00", KEY, &mut rng), Err(DressError::NotAHello(_))));
     }
+
+    proptest::proptest! {
+        /// A stranger's bytes, or a dressed hello with any bytes changed, cut or appended, never
+        /// panic the provider; whatever still undresses parses and re-encodes to itself.
+        #[test]
+        fn undressing_hostile_bytes_never_panics(
+            seed in 0u8..=255,
+            edits in proptest::collection::vec((0usize..4096, 0u8..=255), 0..8),
+            cut in 0usize..4096,
+            garbage in proptest::collection::vec(0u8..=255, 0..64),
+        ) {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(seed));
+            let mut b = dress(&rustls_like(seed), KEY, &mut rng).expect("dress");
+            for (at, v) in edits {
+                let i = at % b.len();
+                b[i] = v;
+            }
+            b.truncate(cut.max(1));
+            b.extend_from_slice(&garbage);
+            if let Some((hello, used)) = undress(&b, KEY) {
+                proptest::prop_assert!(used <= b.len());
+                let (h, n) = ClientHello::parse(&hello).expect("parses");
+                proptest::prop_assert_eq!(n, hello.len());
+                proptest::prop_assert_eq!(h.to_record().expect("record"), hello);
+            }
+            let _ = undress(&garbage, KEY);
+        }
+    }
 }

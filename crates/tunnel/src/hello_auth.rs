@@ -10,8 +10,6 @@
 //! reuse one (the provider keeps the `r`s it saw), and cannot swap the key share to complete a
 //! handshake of its own (the signature covers it).
 
-use std::collections::{HashMap, VecDeque};
-
 use alloy::primitives::{keccak256, Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use wirepact_proto::SignatureError;
@@ -75,9 +73,8 @@ pub enum HelloAuthError {
 #[derive(Debug)]
 pub struct HelloGate {
     tunnel_key: B256,
-    seen: HashMap<[u8; 32], u64>,
-    order: VecDeque<([u8; 32], u64)>,
-    capacity: usize,
+    /// The `r`s let in, kept while their minute passes the clock check.
+    seen: crate::replay::Replays<[u8; 32]>,
 }
 
 impl HelloGate {
@@ -85,7 +82,10 @@ impl HelloGate {
     /// `capacity` recent hellos.
     #[must_use]
     pub fn new(tunnel_key: B256, capacity: usize) -> Self {
-        Self { tunnel_key, seen: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+        Self {
+            tunnel_key,
+            seen: crate::replay::Replays::new(capacity, 2 * MINUTE_SKEW, crate::replay::WhenFull::EvictOldest),
+        }
     }
 
     /// Whose session key signed `hello` at `unix` (within [`MINUTE_SKEW`]), if any key that
@@ -129,25 +129,12 @@ impl HelloGate {
             }
         }
         let (who, mn) = found.ok_or(HelloAuthError::NotACustomer)?;
-        if self.seen.contains_key(&r) {
+        if self.seen.contains(&r) {
             return Err(HelloAuthError::Replay);
         }
-        self.remember(r, mn, minute);
+        // Evicting never refuses; only a customer's key makes entries, so none come in bulk.
+        let _ = self.seen.insert(r, mn, minute);
         Ok(who)
-    }
-
-    fn remember(&mut self, r: [u8; 32], minute: u64, now_minute: u64) {
-        // Forget what no longer passes the clock check anyway, then the oldest beyond capacity.
-        while let Some((old, m)) = self.order.front().copied() {
-            if m + 2 * MINUTE_SKEW < now_minute || self.order.len() >= self.capacity {
-                self.order.pop_front();
-                self.seen.remove(&old);
-            } else {
-                break;
-            }
-        }
-        self.seen.insert(r, minute);
-        self.order.push_back((r, minute));
     }
 }
 

@@ -17,6 +17,7 @@ pub mod mux;
 pub mod provider;
 pub mod record;
 pub mod relay;
+pub mod replay;
 pub mod session;
 pub mod socks;
 pub mod transport;

@@ -34,7 +34,7 @@ const RBUF: usize = 128 * 1024;
 /// connection; a client reconnects long before.
 const MAX_RECORDS: u64 = 1 << 24;
 
-/// Records sent padded at the start of every TLS connection (see [`shaped_len`]).
+/// Records sent padded at the start of every connection, TLS or veil (see [`shaped_len`]).
 pub const SHAPED_RECORDS: u32 = 8;
 /// Padded records are rounded up to a multiple of this, plus 0-2 more of it at random.
 pub const SHAPE_BUCKET: usize = 512;
@@ -123,7 +123,8 @@ impl Dir {
             Framing::Veil { hp } => {
                 let m = Self::mask(hp, self.seq);
                 let len = usize::from(u16::from_be_bytes([header[0] ^ m[0], header[1] ^ m[1]]));
-                if !(TAG..=MAX_PAYLOAD + TAG).contains(&len) {
+                // Payload and padding (at most a full record), content type, tag.
+                if !(1 + TAG..=MAX_PAYLOAD + 1 + TAG).contains(&len) {
                     return Err(bad("length out of range"));
                 }
                 Ok(len)
@@ -131,16 +132,15 @@ impl Dir {
         }
     }
 
-    /// Appends one sealed record of `data` (at most [`MAX_PAYLOAD`]) to `out`, its content
-    /// followed by `pad` zero bytes (TLS framing only: TLSInnerPlaintext's padding).
+    /// Appends one sealed record of `data` (at most [`MAX_PAYLOAD`]) to `out`: its content,
+    /// `content_type` and `pad` zero bytes, TLSInnerPlaintext's layout (veil records use the
+    /// same inside, so they pad alike).
     fn seal(&mut self, data: &[u8], content_type: u8, pad: usize, out: &mut Vec<u8>) -> io::Result<()> {
         if self.seq >= MAX_RECORDS {
             return Err(io::Error::other("record: this connection sealed as many records as one key may; reconnect"));
         }
         let at = out.len();
-        let inner_type = usize::from(matches!(self.framing, Framing::Tls { .. }));
-        let pad = pad * inner_type;
-        let body = data.len() + inner_type + pad + TAG;
+        let body = data.len() + 1 + pad + TAG;
         let len = u16::try_from(body).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         match &self.framing {
             Framing::Tls { .. } => {
@@ -155,13 +155,13 @@ impl Dir {
         }
         let hlen = out.len() - at;
         out.extend_from_slice(data);
-        if inner_type == 1 {
-            out.push(content_type);
-            out.resize(out.len() + pad, 0);
-        }
+        out.push(content_type);
+        out.resize(out.len() + pad, 0);
         let mut header = [0u8; TLS_HEADER];
         header[..hlen].copy_from_slice(&out[at..at + hlen]);
-        let aad = if inner_type == 1 { Aad::from(&header[..hlen]) } else { Aad::from(&header[..0]) };
+        // TLS authenticates its header; veil's is a masked length, bound by the AEAD anyway.
+        let tls = matches!(self.framing, Framing::Tls { .. });
+        let aad = if tls { Aad::from(&header[..hlen]) } else { Aad::from(&header[..0]) };
         let tag = self
             .key
             .seal_in_place_separate_tag(self.nonce(), aad, &mut out[at + hlen..])
@@ -319,8 +319,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for RecordStream<S> {
                         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "record: failed to decrypt"))?
                         .len();
                     me.rx.seq += 1;
-                    if tls {
-                        // TLSInnerPlaintext: content, the real type, then zero padding.
+                    {
+                        // TLSInnerPlaintext (both framings): content, the real type, then zero
+                        // padding.
                         while plain > 0 && me.rbuf[body + plain - 1] == 0 {
                             plain -= 1;
                         }
@@ -415,10 +416,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for RecordStream<S> {
         let me = &mut *self;
         if !me.shut {
             me.shut = true;
-            if matches!(me.tx.framing, Framing::Tls { .. }) {
-                // close_notify: level warning (1), description 0.
-                me.tx.seal(&[1, 0], TLS_ALERT, 0, &mut me.wbuf)?;
-            }
+            // close_notify: level warning (1), description 0 (veil ends the same way inside).
+            me.tx.seal(&[1, 0], TLS_ALERT, 0, &mut me.wbuf)?;
         }
         ready!(me.poll_drain(cx))?;
         Pin::new(&mut me.inner).poll_shutdown(cx)
@@ -517,5 +516,34 @@ mod tests {
         }
         runs.dedup();
         assert!(runs.len() > 1, "the noise never changed a size in 8 runs: {runs:?}");
+    }
+
+    /// Veil records pad the same way: an inner handshake's sizes do not show through the
+    /// masked lengths either, and the far end strips the padding.
+    #[tokio::test]
+    async fn a_veil_connections_first_records_are_padded_too() {
+        let veil_dir = || Dir::veil(&[3; 32], &[4; 32]).expect("veil keys");
+        let mut wire = Vec::new();
+        let mut a = RecordStream::new(&mut wire, veil_dir(), veil_dir(), &[]);
+        for n in [1_795usize, 74, 517] {
+            a.write_all(&vec![7u8; n]).await.expect("write");
+        }
+        a.flush().await.expect("flush");
+        // Veil headers are masked: read the lengths back with the receiving direction.
+        let mut at = 0;
+        for (i, n) in [1_795usize, 74, 517].into_iter().enumerate() {
+            let mut d = Dir::veil(&[3; 32], &[4; 32]).expect("keys");
+            d.seq = u64::try_from(i).expect("seq");
+            let len = d.body_len(&wire[at..at + 2]).expect("length");
+            let payload = len - 1 - TAG;
+            assert_eq!(payload % SHAPE_BUCKET, 0, "record {i}: {payload} is not a bucket");
+            assert!(payload >= n, "record {i}");
+            at += 2 + len;
+        }
+        assert_eq!(at, wire.len());
+        let mut b = RecordStream::new(&wire[..], veil_dir(), veil_dir(), &[]);
+        let mut got = vec![0u8; 1_795 + 74 + 517];
+        b.read_exact(&mut got).await.expect("the padding is stripped");
+        assert!(got[..1_795].iter().all(|&c| c == 7) && got[1_795..1_869].iter().all(|&c| c == 7));
     }
 }

@@ -910,9 +910,9 @@ async fn accept_observed(
 }
 
 /// Reads one frame if the connection starts like one (and how many bytes it took); `None`
-/// if it does not (e.g. HTTP).
-async fn read_first_frame(
-    tls: &mut server::TlsStream<ServerWire>,
+/// if it does not (e.g. HTTP), or ends first. The bytes read stay in `buf`.
+pub(crate) async fn read_first_frame<R: AsyncRead + Unpin>(
+    tls: &mut R,
     buf: &mut Vec<u8>,
 ) -> Result<Option<(Frame, usize)>, TransportError> {
     let mut chunk = [0u8; 512];

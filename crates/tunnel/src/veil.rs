@@ -42,7 +42,7 @@ use curve25519_elligator2::{MapToPointVariant, MontgomeryPoint, Randomized};
 use rand::{Rng, RngCore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
+use wirepact_proto::Frame;
 
 use crate::record::{Dir, RecordStream};
 
@@ -383,18 +383,12 @@ pub enum VeilRefusal {
     Replay,
 }
 
-/// What the provider keeps between connections: its key and the representatives it saw.
-#[derive(Debug)]
-struct Seen {
-    set: std::collections::HashSet<[u8; 32]>,
-    order: std::collections::VecDeque<([u8; 32], u64)>,
-}
-
 /// The provider's side of veil.
 #[derive(Debug)]
 pub struct VeilServer {
     key: VeilKey,
-    seen: std::sync::Mutex<Seen>,
+    /// The representatives of first flights let in, kept while their minute passes the check.
+    seen: std::sync::Mutex<crate::replay::Replays<[u8; 32]>>,
     drain: Duration,
 }
 
@@ -404,10 +398,11 @@ impl VeilServer {
         let drain = default_drain(&key.secret);
         Self {
             key,
-            seen: std::sync::Mutex::new(Seen {
-                set: std::collections::HashSet::new(),
-                order: std::collections::VecDeque::new(),
-            }),
+            seen: std::sync::Mutex::new(crate::replay::Replays::new(
+                65_536,
+                2 * MINUTE_SKEW,
+                crate::replay::WhenFull::EvictOldest,
+            )),
             drain,
         }
     }
@@ -473,16 +468,11 @@ impl VeilServer {
         }
         {
             let mut seen = self.seen.lock().map_err(|_| VeilRefusal::Replay)?;
-            if seen.set.contains(&repr) {
+            if seen.contains(&repr) {
                 return Err(VeilRefusal::Replay);
             }
-            while seen.order.front().is_some_and(|(_, m)| m + 2 * MINUTE_SKEW < now) || seen.order.len() >= 65_536 {
-                if let Some((old, _)) = seen.order.pop_front() {
-                    seen.set.remove(&old);
-                }
-            }
-            seen.set.insert(repr);
-            seen.order.push_back((repr, minute));
+            // Evicting never refuses; only a customer's key makes entries, so none come in bulk.
+            let _ = seen.insert(repr, minute, now);
         }
         let mut k1s = [0u8; 32];
         k1s.copy_from_slice(&k1[32..]);
@@ -582,26 +572,11 @@ impl Acceptor for VeilServer {
             let mut s = stream.with_inner(tcp);
             // The session's auth, as over TLS.
             let mut buf = Vec::with_capacity(256);
-            let mut chunk = [0u8; 512];
-            let first = tokio::time::timeout(ctx.deadline, async {
-                loop {
-                    match Frame::decode(&buf) {
-                        Ok((f, used)) => return Some((f, used)),
-                        Err(FrameError::Incomplete { .. }) => {}
-                        Err(_) => return None,
-                    }
-                    if buf.first().is_some_and(|b| *b != PROTOCOL_VERSION) {
-                        return None;
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return None,
-                    }
-                }
-            })
-            .await
-            .ok()
-            .flatten();
+            let first = tokio::time::timeout(ctx.deadline, crate::transport::read_first_frame(&mut s, &mut buf))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
             let Some((f, used)) = first else { return Ok(Accepted::Decoy) };
             if let Frame::SessionAuth { session_id, .. } = &f {
                 let _ = tokio::time::timeout(ctx.deadline, ctx.lookup.resolve(*session_id)).await;
