@@ -415,6 +415,17 @@ impl VeilServer {
         self
     }
 
+    /// A smaller replay memory (tests).
+    #[cfg(test)]
+    fn with_replay_capacity(mut self, n: usize) -> Self {
+        self.seen = std::sync::Mutex::new(crate::replay::Replays::new(
+            n,
+            2 * MINUTE_SKEW,
+            crate::replay::WhenFull::EvictOldest,
+        ));
+        self
+    }
+
     /// The advert for the registered endpoint.
     #[must_use]
     pub fn addr(&self, port: u16) -> VeilAddr {
@@ -434,11 +445,13 @@ impl VeilServer {
         if !is_session_key(&who) {
             return Err(VeilRefusal::NotACustomer);
         }
+        self.admit(&st)?;
         Ok((who, st))
     }
 
     /// Opens a first flight's fixed part: who signed it (any key; whether it is a customer's
-    /// is the caller's question), with what the answer needs. A flight is opened once.
+    /// is the caller's question), with what the answer needs. A flight already let in is a
+    /// replay; letting one in is [`VeilServer::admit`]'s.
     fn open_flight(&self, head: &[u8], unix: u64) -> Result<(Address, ServerState), VeilRefusal> {
         let plen = prefix_len(&self.key.public);
         let mut repr = [0u8; 32];
@@ -466,17 +479,25 @@ impl VeilServer {
         if pad > PAD_MAX {
             return Err(VeilRefusal::NotForUs);
         }
-        {
-            let mut seen = self.seen.lock().map_err(|_| VeilRefusal::Replay)?;
-            if seen.contains(&repr) {
-                return Err(VeilRefusal::Replay);
-            }
-            // Evicting never refuses; only a customer's key makes entries, so none come in bulk.
-            let _ = seen.insert(repr, minute, now);
+        if self.seen.lock().map_err(|_| VeilRefusal::Replay)?.contains(&repr) {
+            return Err(VeilRefusal::Replay);
         }
         let mut k1s = [0u8; 32];
         k1s.copy_from_slice(&k1[32..]);
-        Ok((who, ServerState { client, dh1, k1s, ek, pad }))
+        Ok((who, ServerState { client, dh1, k1s, ek, pad, repr, minute, now_minute: now }))
+    }
+
+    /// Lets a customer's flight in once: it is remembered only now that its signer is known to
+    /// hold a session, so strangers sealing flights to the advertised key (any key signs) never
+    /// fill the memory, and evicting the oldest to make room only ever drops customers'.
+    fn admit(&self, st: &ServerState) -> Result<(), VeilRefusal> {
+        let mut seen = self.seen.lock().map_err(|_| VeilRefusal::Replay)?;
+        if seen.contains(&st.repr) {
+            return Err(VeilRefusal::Replay);
+        }
+        // Evicting never refuses.
+        let _ = seen.insert(st.repr, st.minute, st.now_minute);
+        Ok(())
     }
 
     async fn handshake(
@@ -498,6 +519,7 @@ impl VeilServer {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        self.admit(&st)?;
         let mut padding = vec![0u8; st.pad];
         tcp.read_exact(&mut padding).await.map_err(|_| VeilRefusal::Short)?;
         // The answer.
@@ -530,6 +552,10 @@ struct ServerState {
     k1s: [u8; 32],
     ek: EncapsulationKey,
     pad: usize,
+    /// The flight's representative, its minute and the minute it arrived (for [`VeilServer::admit`]).
+    repr: [u8; 32],
+    minute: u64,
+    now_minute: u64,
 }
 
 /// Reads and drops whatever `tcp` sends until `until`, then closes: what a provider does with
@@ -713,6 +739,26 @@ mod tests {
         let mut h = client_hello(&public, &customer, unix).expect("hello").flight;
         h[fixed - 100] ^= 1;
         assert_eq!(server.check(&h[..fixed], unix, &known).err(), Some(VeilRefusal::NotForUs));
+    }
+
+    /// A stranger holding the advertised key can seal any number of well-formed first flights;
+    /// none of them may push a customer's flight out of the replay memory (or a replay of that
+    /// flight would be answered: the prober learns it found veil).
+    #[test]
+    fn strangers_flights_cannot_flush_a_customers_from_the_replay_memory() {
+        let server = VeilServer::new(VeilKey::generate()).with_replay_capacity(4);
+        let public = server.key.public();
+        let customer = PrivateKeySigner::random();
+        let unix = 1_800_000_000;
+        let known = |k: &Address| *k == customer.address();
+        let fixed = prefix_len(&public) + 32 + BODY1 + TAG;
+        let h = client_hello(&public, &customer, unix).expect("hello");
+        server.check(&h.flight[..fixed], unix, &known).expect("a customer");
+        for _ in 0..10 {
+            let stranger = client_hello(&public, &PrivateKeySigner::random(), unix).expect("hello");
+            assert_eq!(server.check(&stranger.flight[..fixed], unix, &known).err(), Some(VeilRefusal::NotACustomer));
+        }
+        assert_eq!(server.check(&h.flight[..fixed], unix, &known).err(), Some(VeilRefusal::Replay));
     }
 
     fn pair() -> (Dir, Dir, Dir, Dir) {
