@@ -94,6 +94,11 @@ fn u16_list(values: &[u16]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_be_bytes()).collect()
 }
 
+/// A list of 16-bit values without its GREASE ones.
+fn without_grease(list: &[u8]) -> Vec<u8> {
+    list.chunks_exact(2).filter(|c| !is_grease(u16::from_be_bytes([c[0], c[1]]))).flatten().copied().collect()
+}
+
 /// A list extension with its GREASE values left out (for the three lists Chrome greases):
 /// what rustls sent, from what went on the wire.
 fn strip_grease(ty: u16, data: &[u8]) -> Option<Vec<u8>> {
@@ -101,13 +106,7 @@ fn strip_grease(ty: u16, data: &[u8]) -> Option<Vec<u8>> {
         EXT_SUPPORTED_GROUPS => {
             let n = usize::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
             let list = data.get(2..2 + n).filter(|_| data.len() == 2 + n && n % 2 == 0)?;
-            let kept: Vec<u8> = list
-                .chunks_exact(2)
-                .filter(|c| !is_grease(u16::from_be_bytes([c[0], c[1]])))
-                .flatten()
-                .copied()
-                .collect();
-            Some(vec16(&kept))
+            Some(vec16(&without_grease(list)))
         }
         EXT_KEY_SHARE => {
             let n = usize::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
@@ -127,12 +126,7 @@ fn strip_grease(ty: u16, data: &[u8]) -> Option<Vec<u8>> {
         EXT_SUPPORTED_VERSIONS => {
             let n = usize::from(*data.first()?);
             let list = data.get(1..1 + n).filter(|_| data.len() == 1 + n && n % 2 == 0)?;
-            let kept: Vec<u8> = list
-                .chunks_exact(2)
-                .filter(|c| !is_grease(u16::from_be_bytes([c[0], c[1]])))
-                .flatten()
-                .copied()
-                .collect();
+            let kept = without_grease(list);
             let mut v = vec![u8::try_from(kept.len()).ok()?];
             v.extend(kept);
             Some(v)
