@@ -83,11 +83,12 @@ fn grease(rng: &mut impl rand::Rng) -> u16 {
     u16::from_be_bytes([b, b])
 }
 
-fn vec16(items: &[u8]) -> Vec<u8> {
+/// `items` as a TLS vector (16-bit length first).
+fn vec16(items: &[u8]) -> Result<Vec<u8>, DressError> {
     let mut v = Vec::with_capacity(2 + items.len());
-    v.extend_from_slice(&u16::try_from(items.len()).unwrap_or(u16::MAX).to_be_bytes());
-    v.extend_from_slice(items);
-    v
+    crate::hello::put_vec16(&mut v, items, "list")
+        .map_err(|_| DressError::Unsupported("a list longer than TLS can say"))?;
+    Ok(v)
 }
 
 fn u16_list(values: &[u16]) -> Vec<u8> {
@@ -106,7 +107,7 @@ fn strip_grease(ty: u16, data: &[u8]) -> Option<Vec<u8>> {
         EXT_SUPPORTED_GROUPS => {
             let n = usize::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
             let list = data.get(2..2 + n).filter(|_| data.len() == 2 + n && n % 2 == 0)?;
-            Some(vec16(&without_grease(list)))
+            vec16(&without_grease(list)).ok()
         }
         EXT_KEY_SHARE => {
             let n = usize::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
@@ -121,7 +122,7 @@ fn strip_grease(ty: u16, data: &[u8]) -> Option<Vec<u8>> {
                 }
                 list = &list[4 + len..];
             }
-            Some(vec16(&kept))
+            vec16(&kept).ok()
         }
         EXT_SUPPORTED_VERSIONS => {
             let n = usize::from(*data.first()?);
@@ -187,7 +188,7 @@ fn recipe(original: &ClientHello, wire: &[(u16, Vec<u8>)]) -> Result<Vec<u8>, Dr
             Some(w) if strip_grease(*ty, w).as_ref() == Some(data) => r.push(STRIP_GREASE),
             _ => {
                 r.push(EXPLICIT);
-                r.extend(vec16(data));
+                r.extend(vec16(data)?);
             }
         }
     }
@@ -267,7 +268,7 @@ pub fn dress(record: &[u8], tunnel_key: B256, rng: &mut impl rand::Rng) -> Resul
     key_share.extend_from_slice(&[0, 1, 0]);
     for (g, s) in &shares {
         key_share.extend_from_slice(&g.to_be_bytes());
-        key_share.extend(vec16(s));
+        key_share.extend(vec16(s)?);
     }
     let mut versions = vec![6u8];
     versions.extend(u16_list(&[g_version, 0x0304, 0x0303]));
@@ -276,20 +277,20 @@ pub fn dress(record: &[u8], tunnel_key: B256, rng: &mut impl rand::Rng) -> Resul
         l.extend_from_slice(b"h2");
         l.push(8);
         l.extend_from_slice(b"http/1.1");
-        vec16(&l)
+        vec16(&l)?
     };
     let mut middle: Vec<(u16, Vec<u8>)> = vec![
         (EXT_SERVER_NAME, sni.to_vec()),
         (EXT_EXTENDED_MASTER_SECRET, Vec::new()),
         (EXT_RENEGOTIATION_INFO, vec![0]),
-        (EXT_SUPPORTED_GROUPS, vec16(&u16_list(&groups))),
+        (EXT_SUPPORTED_GROUPS, vec16(&u16_list(&groups))?),
         (EXT_EC_POINT_FORMATS, vec![1, 0]),
         (EXT_SESSION_TICKET, Vec::new()),
         (EXT_ALPN, alpn),
         (EXT_STATUS_REQUEST, vec![1, 0, 0, 0, 0]),
-        (EXT_SIGNATURE_ALGORITHMS, vec16(&u16_list(&CHROME_SIGNATURE_ALGORITHMS))),
+        (EXT_SIGNATURE_ALGORITHMS, vec16(&u16_list(&CHROME_SIGNATURE_ALGORITHMS))?),
         (EXT_SCT, Vec::new()),
-        (EXT_KEY_SHARE, vec16(&key_share)),
+        (EXT_KEY_SHARE, vec16(&key_share)?),
         (EXT_PSK_MODES, vec![1, 1]),
         (EXT_SUPPORTED_VERSIONS, versions),
         (EXT_COMPRESS_CERTIFICATE, vec![2, 0, 2]),
@@ -373,10 +374,14 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    fn v16(items: &[u8]) -> Vec<u8> {
+        vec16(items).expect("a short list")
+    }
+
     /// A hello shaped like rustls' (TLS 1.3 suites, its extensions and order).
     fn rustls_like(seed: u8) -> Vec<u8> {
         let mut sni = vec![0];
-        sni.extend(vec16(b"provider.example"));
+        sni.extend(v16(b"provider.example"));
         let h = ClientHello {
             legacy_version: 0x0303,
             random: [seed; 32],
@@ -385,19 +390,19 @@ mod tests {
             compression: vec![0],
             extensions: vec![
                 (EXT_SUPPORTED_VERSIONS, vec![2, 3, 4]),
-                (EXT_SERVER_NAME, vec16(&sni)),
-                (EXT_SUPPORTED_GROUPS, vec16(&u16_list(&CHROME_GROUPS))),
-                (EXT_SIGNATURE_ALGORITHMS, vec16(&u16_list(&[0x0503, 0x0403, 0x0807]))),
+                (EXT_SERVER_NAME, v16(&sni)),
+                (EXT_SUPPORTED_GROUPS, v16(&u16_list(&CHROME_GROUPS))),
+                (EXT_SIGNATURE_ALGORITHMS, v16(&u16_list(&[0x0503, 0x0403, 0x0807]))),
                 (EXT_KEY_SHARE, {
                     let mut ks = Vec::new();
                     ks.extend_from_slice(&0x11ecu16.to_be_bytes());
-                    ks.extend(vec16(&[seed; 1216]));
+                    ks.extend(v16(&[seed; 1216]));
                     ks.extend_from_slice(&0x001du16.to_be_bytes());
-                    ks.extend(vec16(&[seed; 32]));
-                    vec16(&ks)
+                    ks.extend(v16(&[seed; 32]));
+                    v16(&ks)
                 }),
                 (EXT_PSK_MODES, vec![1, 1]),
-                (EXT_ALPN, vec16(&[2, b'h', b'2'])),
+                (EXT_ALPN, v16(&[2, b'h', b'2'])),
                 (EXT_EXTENDED_MASTER_SECRET, Vec::new()),
             ],
         };

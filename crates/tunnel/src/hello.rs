@@ -36,6 +36,44 @@ pub struct ClientHello {
     pub extensions: Vec<(u16, Vec<u8>)>,
 }
 
+/// Largest first flight worth reading before deciding: a ClientHello with a post-quantum key
+/// share is under 2 KiB, and it may span records up to this.
+pub const FIRST_FLIGHT_MAX: usize = 16 * 1024 + 5;
+
+/// How far the first bytes of a connection have come towards a ClientHello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flight {
+    /// They hold a whole ClientHello (perhaps with bytes after it).
+    Hello,
+    /// A ClientHello so far: read more.
+    Partial,
+    /// They cannot become one: not TLS, malformed, or longer than [`FIRST_FLIGHT_MAX`]
+    /// without being whole.
+    NotHello,
+}
+
+/// Where `flight` stands: one rule for every reader of first flights (the provider's gate and
+/// cover relay, and the tests that capture hellos).
+#[must_use]
+pub fn flight(flight: &[u8]) -> Flight {
+    match ClientHello::parse(flight) {
+        Ok(_) => Flight::Hello,
+        Err(HelloError::Incomplete(_)) if flight.len() < FIRST_FLIGHT_MAX => Flight::Partial,
+        Err(_) => Flight::NotHello,
+    }
+}
+
+/// Appends `items` behind its 16-bit length, as TLS encodes a vector.
+///
+/// # Errors
+/// `items` is longer than a 16-bit length can say (`what` names it).
+pub fn put_vec16(out: &mut Vec<u8>, items: &[u8], what: &'static str) -> Result<(), HelloError> {
+    let len = u16::try_from(items.len()).map_err(|_| HelloError::Malformed(what))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(items);
+    Ok(())
+}
+
 /// RFC 8701's reserved values: `0x?a?a` with both bytes equal.
 #[must_use]
 pub fn is_grease(v: u16) -> bool {
@@ -158,27 +196,22 @@ impl ClientHello {
         fn len8(v: usize, what: &'static str) -> Result<u8, HelloError> {
             u8::try_from(v).map_err(|_| HelloError::Malformed(what))
         }
-        fn len16(v: usize, what: &'static str) -> Result<[u8; 2], HelloError> {
-            u16::try_from(v).map(u16::to_be_bytes).map_err(|_| HelloError::Malformed(what))
-        }
         let mut body = Vec::with_capacity(2048);
         body.extend_from_slice(&self.legacy_version.to_be_bytes());
         body.extend_from_slice(&self.random);
         body.push(len8(self.session_id.len(), "session id")?);
         body.extend_from_slice(&self.session_id);
-        body.extend_from_slice(&len16(self.cipher_suites.len() * 2, "cipher suites")?);
-        for c in &self.cipher_suites {
-            body.extend_from_slice(&c.to_be_bytes());
-        }
+        let suites: Vec<u8> = self.cipher_suites.iter().flat_map(|c| c.to_be_bytes()).collect();
+        put_vec16(&mut body, &suites, "cipher suites")?;
         body.push(len8(self.compression.len(), "compression")?);
         body.extend_from_slice(&self.compression);
         let ext_len: usize = self.extensions.iter().map(|(_, d)| 4 + d.len()).sum();
-        body.extend_from_slice(&len16(ext_len, "extensions")?);
+        let mut exts = Vec::with_capacity(ext_len);
         for (ty, data) in &self.extensions {
-            body.extend_from_slice(&ty.to_be_bytes());
-            body.extend_from_slice(&len16(data.len(), "extension")?);
-            body.extend_from_slice(data);
+            exts.extend_from_slice(&ty.to_be_bytes());
+            put_vec16(&mut exts, data, "extension")?;
         }
+        put_vec16(&mut body, &exts, "extensions")?;
         let len =
             u32::try_from(body.len()).ok().filter(|l| *l < 1 << 16).ok_or(HelloError::Malformed("handshake length"))?;
         let mut msg = Vec::with_capacity(4 + body.len());
@@ -390,6 +423,38 @@ mod tests {
         rec.extend_from_slice(&u16::try_from(hs.len()).expect("len").to_be_bytes());
         rec.extend(hs);
         rec
+    }
+
+    /// Every reader of first flights waits for the rest of a hello, stops at a whole one, and
+    /// gives up on bytes that cannot become one, or on a "hello" that never ends.
+    #[test]
+    fn a_first_flight_is_whole_partial_or_never_a_hello() {
+        let bytes = sample();
+        assert_eq!(flight(&[]), Flight::Partial);
+        for cut in [1, 5, 6, bytes.len() - 1] {
+            assert_eq!(flight(&bytes[..cut]), Flight::Partial, "cut at {cut}");
+        }
+        assert_eq!(flight(&bytes), Flight::Hello);
+        let mut more = bytes.clone();
+        more.extend_from_slice(b"early data");
+        assert_eq!(flight(&more), Flight::Hello);
+        assert_eq!(flight(b"GET / HTTP/1.1\r\n"), Flight::NotHello);
+        // A TLS server reads a whole record header before it judges one, and so does this.
+        assert_eq!(flight(&[0x01]), Flight::Partial);
+        assert_eq!(flight(&[0x01, 0, 0, 0, 0]), Flight::NotHello);
+        // A record header promising a handshake bigger than a flight may be: read no further.
+        let mut endless = vec![0x16, 0x03, 0x01, 0x40, 0x00, 1, 0x00, 0xff, 0xff];
+        endless.resize(FIRST_FLIGHT_MAX, 0);
+        assert_eq!(flight(&endless), Flight::NotHello);
+    }
+
+    #[test]
+    fn a_vector_longer_than_its_length_can_say_is_refused() {
+        let mut out = vec![9];
+        put_vec16(&mut out, &[1, 2, 3], "short").expect("fits");
+        assert_eq!(out, [9, 0, 3, 1, 2, 3]);
+        assert_eq!(put_vec16(&mut out, &vec![0; 1 << 16], "long"), Err(HelloError::Malformed("long")));
+        assert_eq!(out, [9, 0, 3, 1, 2, 3], "nothing written");
     }
 
     #[test]

@@ -15,6 +15,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, ServerConfig, SignatureScheme};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::hello::Flight;
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
@@ -598,10 +600,6 @@ impl TlsServer {
 /// end it first).
 pub const COVER_RELAY_MAX: Duration = Duration::from_secs(300);
 
-/// Largest first flight read before deciding (a ClientHello with a post-quantum key share is
-/// under 2 KiB; it may span records up to this).
-const FIRST_FLIGHT_MAX: usize = 16 * 1024 + 5;
-
 /// The cover site's connection while the first flight is read.
 enum CoverConn {
     /// Connected; it holds every byte of the flight read so far.
@@ -652,10 +650,10 @@ async fn first_flight(tcp: &mut TcpStream, cover_addr: &str, deadline: Duration)
                         }
                     }
                     flight.extend_from_slice(&chunk[..n]);
-                    match crate::hello::ClientHello::parse(&flight) {
-                        Ok(_) => return FirstFlight::Hello(flight, cover),
-                        Err(crate::hello::HelloError::Incomplete(_)) if flight.len() < FIRST_FLIGHT_MAX => {}
-                        Err(_) => return FirstFlight::Cover(flight, cover),
+                    match crate::hello::flight(&flight) {
+                        Flight::Hello => return FirstFlight::Hello(flight, cover),
+                        Flight::Partial => {}
+                        Flight::NotHello => return FirstFlight::Cover(flight, cover),
                     }
                 }
                 _ => {
@@ -724,25 +722,35 @@ async fn cover_holding(server: &TlsServer, cover_addr: &str, have: CoverConn, fl
     cover
 }
 
-/// Reads a first flight up to a whole ClientHello, or until it cannot be one (without a cover,
-/// to see whether it was dressed; [`first_flight`] does this with one).
+/// Reads the first flight of `r` into `flight` (which may hold its first bytes already) until it
+/// is a whole ClientHello, cannot become one, or `r` ends: how the provider reads a flight
+/// without a cover to relay to (to see whether it was dressed; [`first_flight`] does this with
+/// one), and how tests capture a client's hello. Unbounded in time: callers put a deadline
+/// around it.
+///
+/// # Errors
+/// Reading `r` failed.
+pub async fn read_client_hello<R: AsyncRead + Unpin>(r: &mut R, flight: &mut Vec<u8>) -> std::io::Result<Flight> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        let now = crate::hello::flight(flight);
+        if now != Flight::Partial {
+            return Ok(now);
+        }
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Flight::Partial);
+        }
+        flight.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// [`read_client_hello`] within `deadline`, from an empty flight.
 async fn read_flight(tcp: &mut TcpStream, deadline: Duration) -> Result<Vec<u8>, TransportError> {
     let mut flight = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 4096];
-    let read = async {
-        loop {
-            match crate::hello::ClientHello::parse(&flight) {
-                Err(crate::hello::HelloError::Incomplete(_)) if flight.len() < FIRST_FLIGHT_MAX => {}
-                _ => return Ok::<_, std::io::Error>(()),
-            }
-            let n = tcp.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            flight.extend_from_slice(&chunk[..n]);
-        }
-    };
-    tokio::time::timeout(deadline, read).await.map_err(|_| TransportError::Timeout(deadline))??;
+    tokio::time::timeout(deadline, read_client_hello(tcp, &mut flight))
+        .await
+        .map_err(|_| TransportError::Timeout(deadline))??;
     Ok(flight)
 }
 

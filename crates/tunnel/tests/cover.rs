@@ -282,12 +282,9 @@ async fn customer_first_flight(key: &PrivateKeySigner, tunnel_key: B256) -> Vec<
     });
     let (mut s, _) = l.accept().await.expect("accept");
     let mut flight = Vec::new();
-    let mut b = [0u8; 4096];
-    while wirepact_tunnel::hello::ClientHello::parse(&flight).is_err() {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await.expect("in time").expect("read");
-        assert!(n > 0, "the hello ended early");
-        flight.extend_from_slice(&b[..n]);
-    }
+    let read = wirepact_tunnel::transport::read_client_hello(&mut s, &mut flight);
+    let got = tokio::time::timeout(Duration::from_secs(5), read).await.expect("in time").expect("read");
+    assert_eq!(got, wirepact_tunnel::hello::Flight::Hello, "the hello ended early");
     dial.abort();
     flight
 }

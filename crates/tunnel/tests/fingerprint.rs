@@ -9,32 +9,21 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use wirepact_proto::domain;
-use wirepact_tunnel::hello::{is_grease, ClientHello};
+use wirepact_tunnel::hello::{is_grease, ClientHello, Flight};
 use wirepact_tunnel::{session_auth_frame, TlsTransport, Transport};
 
-/// Accepts one connection on `l` and reads its first flight (at most 10 s, 64 KiB).
+/// Accepts one connection on `l` and reads its first flight (at most 10 s).
 /// (The hello, the bytes of its records.)
 async fn first_flight(l: &TcpListener) -> (ClientHello, usize) {
     let (mut s, _) =
         tokio::time::timeout(Duration::from_secs(30), l.accept()).await.expect("a connection").expect("accept");
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let read = async {
-        loop {
-            match ClientHello::parse(&buf) {
-                Ok(got) => return got,
-                Err(wirepact_tunnel::hello::HelloError::Incomplete(_)) => {}
-                Err(e) => panic!("not a ClientHello: {e} ({} bytes)", buf.len()),
-            }
-            let n = s.read(&mut chunk).await.expect("read");
-            assert!(n > 0 && buf.len() < 65_536, "the flight ended before a whole ClientHello");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read).await.expect("a whole ClientHello in time")
+    let read = wirepact_tunnel::transport::read_client_hello(&mut s, &mut buf);
+    let got = tokio::time::timeout(Duration::from_secs(10), read).await.expect("a whole ClientHello in time");
+    assert_eq!(got.expect("read"), Flight::Hello, "not a whole ClientHello ({} bytes)", buf.len());
+    ClientHello::parse(&buf).expect("a hello")
 }
 
 /// Debian's Chromium 156, captured on loopback when the dressing was written (and by

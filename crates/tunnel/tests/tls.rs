@@ -320,12 +320,8 @@ async fn the_clients_own_records_are_tls_13_records_rustls_reads_and_writes() {
         // The client's hello comes dressed as Chrome's: rustls gets the one the client's
         // rustls built (both hash it), as the provider hands it over.
         let mut flight = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while wirepact_tunnel::hello::ClientHello::parse(&flight).is_err() {
-            let n = tcp.read(&mut chunk).await.expect("read the hello");
-            assert!(n > 0 && flight.len() < 65_536, "the hello ended early");
-            flight.extend_from_slice(&chunk[..n]);
-        }
+        let got = wirepact_tunnel::transport::read_client_hello(&mut tcp, &mut flight).await.expect("read the hello");
+        assert_eq!(got, wirepact_tunnel::hello::Flight::Hello, "the hello ended early");
         let (mut hello, used) = wirepact_tunnel::chrome::undress(&flight, tunnel_key).expect("dressed for this key");
         hello.extend_from_slice(&flight[used..]);
         let mut tls = acceptor.accept(wirepact_tunnel::mux::Prefixed::new(hello, tcp)).await.expect("handshake");
