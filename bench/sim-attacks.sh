@@ -66,6 +66,14 @@ per_probe = sum(kinds[k]["mean"] for k in ("openSession", "claim", "close") if k
 online = r["oracles"]
 print(f"  not simulated, estimated: probe sessions {audits_per_day * online * per_probe:,.0f} "
       f"({audits_per_day:,.0f} audits a day x {online} oracles x {per_probe:,} gas each)")
+# Why a provider can tell a probe without reading who opened it: the probes' share of the
+# sessions it sees. Every online oracle probes every audited provider, so an audited provider
+# gets a burst of `online` sessions in one epoch, against the customers' trickle.
+customer_per_day = kinds["openSession"]["count"] * 86_400 / (r["epochs"] * r["epoch_seconds"]) if "openSession" in kinds else 0
+if customer_per_day:
+    per_audited = customer_per_day / (sum(d["providers"] for d in r["detection"]) * 86_400 / r["epoch_seconds"])
+    print(f"probe_sessions_per_customer_session: {audits_per_day * online / customer_per_day:.1f} "
+          f"(an audited provider gets {online} probe sessions in its epoch; it gets {per_audited:.3f} customer sessions in an average epoch)")
 sybil = []
 for n in range(8, 17):
     s = json.load(open(f"target/sim/sybil-{n}.json"))
