@@ -6,7 +6,8 @@
 #  4. scenarios/sybil.toml with 8..16 of 31 oracles colluding: the smallest coalition that
 #     slashes an honest provider;
 #  5. unless SIM_100K=0, scenarios/reference.toml at 100k providers for a day (run time).
-# Ends with honest_slashed_under_attack, honest_wei_lost_under_attack,
+# Ends with probe_sessions_per_customer_session (why a probe stands out even from an unknown
+# account), honest_slashed_under_attack, honest_wei_lost_under_attack,
 # cheater_caught_rate_adaptive, sybil_stake_to_slash_honest_pct, gas_per_day_10k and
 # sim_seconds_100k_day. Reports are in target/sim/.
 set -euo pipefail
