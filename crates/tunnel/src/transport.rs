@@ -15,13 +15,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, ServerConfig, SignatureScheme};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use crate::hello::Flight;
 use tokio::net::TcpStream;
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 use wirepact_proto::{Frame, FrameError, PROTOCOL_VERSION};
 
 use crate::auth::{AuthChecker, SessionLookup};
+use crate::hello::Flight;
 use crate::mux::Prefixed;
 use crate::record::RecordStream;
 
