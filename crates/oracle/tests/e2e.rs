@@ -117,6 +117,8 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
     // The oracles' metrics (issue 22), scraped and parsed: what they probed and reported. An
     // oracle counts its report once it holds the receipt, which may be a poll after the chain
     // shows the event: scrape again until the counts catch up, at most 40 times.
+    #[allow(clippy::cast_precision_loss)]
+    let seen = reports as f64;
     let http = reqwest::Client::new();
     let mut accepted = 0.0;
     for _ in 0..40 {
@@ -141,14 +143,11 @@ async fn a_shaped_provider_is_slashed_and_the_honest_one_never_is_despite_a_liar
                 http.get(format!("http://{addr}/api/status")).send().await.expect("status").json().await.expect("json");
             assert_eq!(status["status"], "active", "{status}");
         }
-        #[allow(clippy::cast_precision_loss)]
-        if accepted >= reports as f64 {
+        if accepted >= seen {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    #[allow(clippy::cast_precision_loss)]
-    let seen = reports as f64;
     // Read after the chain's count: later reports may have landed in between.
     assert!(accepted >= seen, "the oracles count {accepted} accepted reports, the chain {reports} before");
     // The honest provider claims the reliability bonus of the first reward period (3 epochs),

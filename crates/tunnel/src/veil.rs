@@ -392,19 +392,16 @@ pub struct VeilServer {
     drain: Duration,
 }
 
+/// The flights let in within the clock skew, `capacity` at most (the oldest go first).
+fn replay_memory(capacity: usize) -> std::sync::Mutex<crate::replay::Replays<[u8; 32]>> {
+    std::sync::Mutex::new(crate::replay::Replays::new(capacity, 2 * MINUTE_SKEW, crate::replay::WhenFull::EvictOldest))
+}
+
 impl VeilServer {
     #[must_use]
     pub fn new(key: VeilKey) -> Self {
         let drain = default_drain(&key.secret);
-        Self {
-            key,
-            seen: std::sync::Mutex::new(crate::replay::Replays::new(
-                65_536,
-                2 * MINUTE_SKEW,
-                crate::replay::WhenFull::EvictOldest,
-            )),
-            drain,
-        }
+        Self { key, seen: replay_memory(65_536), drain }
     }
 
     /// How long a connection that is not a customer's is read (and never answered) before it
@@ -418,11 +415,7 @@ impl VeilServer {
     /// A smaller replay memory (tests).
     #[cfg(test)]
     fn with_replay_capacity(mut self, n: usize) -> Self {
-        self.seen = std::sync::Mutex::new(crate::replay::Replays::new(
-            n,
-            2 * MINUTE_SKEW,
-            crate::replay::WhenFull::EvictOldest,
-        ));
+        self.seen = replay_memory(n);
         self
     }
 
